@@ -1,0 +1,170 @@
+"""Fixtures in the shape of Flask's tutorial (app, client, runner, auth), plus real backends.
+See tests/support.py for how the backend is chosen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support import (BACKEND, PASSWORD, POSTGRES_ADMIN_URL, REDIS_URL, ROOT, TEST_SECRET, Backend,
+                           WorkerProcess, require_redis, service_missing)
+
+
+@pytest.fixture(scope="session")
+def backend(tmp_path_factory) -> Backend:
+    data_dir = tmp_path_factory.mktemp("data")
+    if BACKEND == "embedded":
+        yield Backend("embedded", data_dir, f"sqlite:///{data_dir / 'viewer.sqlite3'}", "filesystem://")
+        return
+    if BACKEND != "services":
+        raise pytest.UsageError(f"VIEWER_TEST_BACKEND must be embedded or services, not {BACKEND!r}")
+    import psycopg
+    import redis
+
+    name = f"viewer_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # noqa: BLE001
+        service_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL}", exc)
+    require_redis()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    yield Backend("services", data_dir, f"{base}/{name}", REDIS_URL)
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def migrated(backend: Backend) -> Backend:
+    """Apply the migrations once per session, the way ``manage.py init-db`` does."""
+    result = subprocess.run([sys.executable, "manage.py", "init-db"], cwd=ROOT, env=backend.env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return backend
+
+
+def _empty_tables() -> None:
+    from viewer.extensions import db
+
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    db.session.commit()
+
+
+@pytest.fixture
+def app(migrated: Backend):
+    from viewer import create_app
+
+    app = create_app(migrated.config())
+    with app.app_context():
+        _empty_tables()
+    yield app
+    with app.app_context():
+        from viewer.extensions import db
+
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def users(app):
+    """One user per role, all with PASSWORD."""
+    from viewer.extensions import db
+    from viewer.records import ROLES, User
+
+    with app.app_context():
+        for role in ROLES:
+            user = User(username=role, role=role)
+            user.set_password(PASSWORD)
+            db.session.add(user)
+        db.session.commit()
+    return {role: role for role in ROLES}
+
+
+class AuthActions:
+    """Log in through the real form (CSRF token included) and issue tokens."""
+
+    def __init__(self, app, client):
+        self._app = app
+        self._client = client
+
+    def csrf_token(self, path: str = "/login") -> str:
+        import re
+
+        page = self._client.get(path).get_data(as_text=True)
+        match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or \
+            re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    def login(self, username: str, password: str = PASSWORD):
+        token = self.csrf_token("/login")
+        return self._client.post("/login", data={"username": username, "password": password,
+                                                 "csrf_token": token})
+
+    def logout(self):
+        token = self.csrf_token("/account/")
+        return self._client.post("/logout", data={"csrf_token": token})
+
+    def token(self, username: str, **kwargs) -> str:
+        from viewer.extensions import db
+        from viewer.records import ApiToken, User
+
+        with self._app.app_context():
+            _t, raw = ApiToken.issue(User.by_name(username), "test", **kwargs)
+            db.session.commit()
+        return raw
+
+    def bearer(self, username: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(username)}"}
+
+
+@pytest.fixture
+def auth(app, client, users):
+    return AuthActions(app, client)
+
+
+@pytest.fixture(scope="session")
+def worker(migrated: Backend, tmp_path_factory):
+    proc = WorkerProcess(migrated.env(), tmp_path_factory.mktemp("logs") / "worker.log")
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+
+
+@pytest.fixture
+def make_app(migrated: Backend):
+    """Build extra apps on the session's backend with overrides; their connections close after."""
+    from viewer import create_app
+    from viewer.extensions import db
+
+    made = []
+
+    def factory(**overrides):
+        made.append(create_app(migrated.config(**overrides)))
+        return made[-1]
+
+    yield factory
+    for extra in made:
+        with extra.app_context():
+            db.session.remove()
+            db.engine.dispose()

@@ -1,0 +1,189 @@
+"""Commands that ``manage.py`` exposes (``python manage.py --help``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from .records import ROLES
+
+THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _app_factory() -> Flask:
+    from . import create_app
+
+    return create_app()
+
+
+cli = FlaskGroup(create_app=_app_factory, add_default_commands=False, add_version_option=False,
+                 load_dotenv=False, help="The model results viewer.")
+
+
+def _upgrade() -> None:
+    from flask_migrate import upgrade
+
+    upgrade(directory=current_app.extensions["migrate"].directory)
+
+
+def _ensure_admin() -> tuple[str, str] | None:
+    """Create the first admin with a generated password; returns it once, or None if users exist."""
+    from sqlalchemy import func, select
+
+    from .extensions import db
+    from .records import User
+
+    if db.session.scalar(select(func.count()).select_from(User)):
+        return None
+    password = secrets.token_urlsafe(12)
+    user = User(username="admin", role="admin")
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user.username, password
+
+
+@cli.command("init-db")
+@with_appcontext
+def init_db() -> None:
+    """Apply database migrations and create the first admin if there is none."""
+    _upgrade()
+    created = _ensure_admin()
+    click.echo(f"Database ready: {current_app.config['SQLALCHEMY_DATABASE_URI'].split('@')[-1]}")
+    if created:
+        click.echo(f"Created user {created[0]!r} with password: {created[1]}  (shown once)")
+
+
+@cli.command("create-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@with_appcontext
+def create_user(username: str, role: str) -> None:
+    """Create a user and print a generated password once."""
+    from .extensions import db
+    from .records import User
+
+    if User.by_name(username):
+        raise click.ClickException(f"User {username!r} exists already.")
+    password = secrets.token_urlsafe(12)
+    user = User(username=username, role=role)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"Created {role} {username!r} with password: {password}  (shown once)")
+
+
+@cli.command("reset-password")
+@click.argument("username")
+@with_appcontext
+def reset_password(username: str) -> None:
+    """Give a user a new generated password, printed once."""
+    from .extensions import db
+    from .records import User
+
+    user = User.by_name(username)
+    if user is None:
+        raise click.ClickException(f"No user {username!r}.")
+    password = secrets.token_urlsafe(12)
+    user.set_password(password)
+    db.session.commit()
+    click.echo(f"New password for {username!r}: {password}  (shown once)")
+
+
+@cli.command("create-token")
+@click.argument("username")
+@click.option("--label", default="cli", show_default=True)
+@click.option("--expires-days", type=click.IntRange(min=1), default=None, help="Default: never.")
+@with_appcontext
+def create_token(username: str, label: str, expires_days: int | None) -> None:
+    """Issue an API token for USERNAME and print it once (it is stored only as a hash)."""
+    from .extensions import db
+    from .records import ApiToken, User
+
+    user = User.by_name(username)
+    if user is None:
+        raise click.ClickException(f"No user {username!r}.")
+    _token, raw = ApiToken.issue(user, label, timedelta(days=expires_days) if expires_days else None)
+    db.session.commit()
+    click.echo(raw)
+
+
+@cli.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@with_appcontext
+def run(host: str, port: int) -> None:
+    """Serve the web app (development server; see README for gunicorn)."""
+    current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+def _worker_argv(concurrency: int, loglevel: str) -> list[str]:
+    return ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
+            "--without-gossip", "--without-mingle"]
+
+
+@cli.command("worker", context_settings={"ignore_unknown_options": True})
+@click.option("--concurrency", default=1, show_default=True, help="Worker processes.")
+@click.option("--loglevel", default="INFO", show_default=True)
+@with_appcontext
+def worker(concurrency: int, loglevel: str) -> None:
+    """Start a Celery worker for this app (one thread per process; see README)."""
+    os.environ.update({k: os.environ.get(k, v) for k, v in THREAD_LIMITS.items()})
+    current_app.extensions["celery"].worker_main(_worker_argv(concurrency, loglevel))
+
+
+@cli.command("up")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@click.option("--concurrency", default=1, show_default=True, help="Worker processes.")
+@with_appcontext
+def up(host: str, port: int, concurrency: int) -> None:
+    """Migrate, then run the web app and a worker together until Ctrl-C."""
+    _upgrade()
+    created = _ensure_admin()
+    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in THREAD_LIMITS.items()}}
+    manage = [sys.executable, "-m", "viewer.cli"]
+    children = [
+        subprocess.Popen([*manage, "worker", f"--concurrency={concurrency}", "--loglevel=WARNING"], env=env),
+        subprocess.Popen([*manage, "run", f"--host={host}", f"--port={port}"], env=env),
+    ]
+    url = f"http://{host}:{port}"
+    click.echo("")
+    click.echo(f"  The model results viewer is at {url}")
+    if created:
+        click.echo(f"  Log in as {created[0]!r} with password: {created[1]}")
+        click.echo("  (shown once; 'python manage.py reset-password admin' makes a new one)")
+    else:
+        click.echo("  Log in with your account ('python manage.py reset-password NAME' if you forgot it).")
+    click.echo("  Ctrl-C stops the web app and the worker.")
+    click.echo("")
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
+    if failed:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    cli()

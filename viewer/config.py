@@ -1,0 +1,132 @@
+"""Settings: defaults, then ``VIEWER_*`` environment variables, then the test config.
+
+This is the one module that reads ``os.environ``. Nothing here runs at import time:
+``load_settings`` is called by ``create_app``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+# name -> (default, parser, help). ``None`` defaults are derived in ``load_settings``.
+SETTINGS: dict[str, tuple[Any, Any, str]] = {
+    "DATA_DIR": (None, str, "Where artifacts, the SQLite file and the embedded broker live. "
+                 "Default: the instance folder."),
+    "DATABASE_URL": (None, str, "SQLAlchemy URL. Default: SQLite file in the data dir. "
+                     "Production: postgresql+psycopg://user:pass@host/db"),
+    "BROKER_URL": (None, str, "Celery broker. Default: the embedded filesystem broker in the "
+                   "data dir. Production: redis://host:6379/0 or amqp://user:pass@host//"),
+    "SECRET_KEY": (None, str, "Session signing key. Default: generated once into "
+                   "<instance>/secret_key (mode 0600)."),
+    "MAX_UPLOAD_MB": (2048, int, "Largest request body accepted, in MiB (413 beyond)."),
+    "MAX_MODEL_MB": (512, int, "Largest model file accepted, in MiB (413 beyond)."),
+    "TRUSTED_MODULES": ("", str, "Comma-separated module prefixes whose classes the safe "
+                        "model loader admits (your own trusted code). Empty by default."),
+    "SERVE_MODEL": ("", str, "Model answered by the MLflow-compatible /invocations route "
+                    "(name, name@alias or name/version)."),
+    "SESSION_COOKIE_SECURE": (False, "bool", "Send the session cookie over HTTPS only "
+                              "(set true behind TLS)."),
+    "VISIBILITY_TIMEOUT": (3600, int, "Redis/SQS visibility timeout in seconds."),
+}
+
+ENV_PREFIX = "VIEWER_"
+
+
+def _parse(value: str, parser: Any) -> Any:
+    if parser == "bool":
+        lowered = value.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    return parser(value)
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``VIEWER_*`` variables that are set, parsed, without the prefix."""
+    environ = os.environ if environ is None else environ
+    found: dict[str, Any] = {}
+    for name, (_default, parser, _help) in SETTINGS.items():
+        raw = environ.get(ENV_PREFIX + name)
+        if raw is not None and raw != "":
+            try:
+                found[name] = _parse(raw, parser)
+            except ValueError as exc:
+                raise RuntimeError(f"{ENV_PREFIX}{name}: {exc}") from exc
+    return found
+
+
+def secret_key_from(instance_dir: Path) -> str:
+    """Read the instance's secret key, generating it (mode 0600) on first use."""
+    path = instance_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its key
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then environment, then ``overrides`` (the test config)."""
+    settings = {name: default for name, (default, _p, _h) in SETTINGS.items()}
+    settings.update(from_environment())
+    settings.update({k: v for k, v in (overrides or {}).items() if k in SETTINGS})
+
+    data_dir = Path(settings["DATA_DIR"] or instance_path).resolve()
+    settings["DATA_DIR"] = str(data_dir)
+    if not settings["DATABASE_URL"]:
+        settings["DATABASE_URL"] = f"sqlite:///{data_dir / 'viewer.sqlite3'}"
+    if not settings["BROKER_URL"]:
+        settings["BROKER_URL"] = "filesystem://"
+    if not settings["SECRET_KEY"]:
+        settings["SECRET_KEY"] = secret_key_from(data_dir)
+    return settings
+
+
+def celery_config(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``CELERY`` dict for ``celery_init_app``.
+
+    JSON only; late acknowledgement and prefetch 1, so a message is held by at most one busy
+    worker and (on brokers that redeliver) returns if that worker dies. Task state lives in our
+    database, so no result backend.
+    """
+    broker = settings["BROKER_URL"]
+    options: dict[str, Any] = {"visibility_timeout": settings["VISIBILITY_TIMEOUT"]}
+    if broker.startswith("filesystem://"):
+        folder = Path(settings["DATA_DIR"]) / "broker"
+        for sub in ("queue", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        options = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "store_processed": False,
+        }
+    return {
+        "broker_url": broker,
+        "broker_transport_options": options,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_default_queue": "viewer",
+    }

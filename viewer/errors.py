@@ -1,0 +1,46 @@
+"""One set of error handlers: JSON for API clients, HTML pages for browsers (microblog's way)."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from .auth import is_api_request
+
+
+def wants_json() -> bool:
+    if is_api_request():
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def error_code(exc: HTTPException) -> str:
+    return getattr(exc, "error_code", None) or (exc.name or "error").lower().replace(" ", "_")
+
+
+def error_response(exc: HTTPException):
+    status = exc.code or 500
+    message = exc.description or exc.name
+    if wants_json():
+        response = jsonify(error_code=error_code(exc), message=message)
+        response.status_code = status
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="viewer"'
+    else:
+        response = render_template("error.html", status=status, title=exc.name, message=message), status
+    return response
+
+
+def _csrf_error(exc: CSRFError):
+    exc.error_code = "csrf_failed"  # type: ignore[attr-defined]
+    exc.description = f"The form was missing a valid CSRF token ({exc.description}). Reload the page and try again."
+    return error_response(exc)
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(CSRFError, _csrf_error)
+    # Unhandled exceptions reach this as InternalServerError after Flask has logged them, so
+    # the client gets a 500 without a traceback.
+    app.register_error_handler(HTTPException, error_response)

@@ -1,0 +1,34 @@
+"""Flask-WTF forms: every form carries a CSRF token."""
+
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
+
+from ..records import ROLES
+
+USERNAME = [DataRequired(), Length(max=80),
+            Regexp(r"^[A-Za-z0-9_.@-]+$", message="Letters, digits and _ . @ - only.")]
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=80)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=512)])
+
+
+class CreateUserForm(FlaskForm):
+    username = StringField("Username", validators=USERNAME)
+    role = SelectField("Role", choices=list(ROLES), default="viewer")
+
+
+class TokenForm(FlaskForm):
+    label = StringField("Label", validators=[Optional(), Length(max=120)])
+    expires_days = IntegerField("Expires after (days)", validators=[Optional(), NumberRange(min=1, max=3650)])
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired()])
+    new = PasswordField("New password", validators=[DataRequired(), Length(min=10, max=512)])
+
+
+class ConfirmForm(FlaskForm):
+    """A bare POST form (revoke, delete, ...): only its CSRF token."""
