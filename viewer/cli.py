@@ -123,7 +123,9 @@ def create_token(username: str, label: str, expires_days: int | None) -> None:
 @with_appcontext
 def run(host: str, port: int) -> None:
     """Serve the web app (development server; see README for gunicorn)."""
-    current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
 
 
 def _worker_argv(concurrency: int, loglevel: str) -> list[str]:

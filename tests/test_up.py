@@ -1,0 +1,79 @@
+"""`manage.py up` (what `make run` calls): starts web + worker, prints a working login, and
+stops both on Ctrl-C."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+from tests.support import ROOT, wait_for_job
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_up_serves_prints_the_password_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
+    env["VIEWER_DATA_DIR"] = str(tmp_path / "data")  # a fresh embedded install
+    log = open(tmp_path / "up.log", "w+")
+    proc = subprocess.Popen([sys.executable, "manage.py", "up", f"--port={port}"], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        password = None
+        while time.monotonic() < deadline and password is None:
+            log.seek(0)
+            found = re.search(r"Log in as 'admin' with password: (\S+)", log.read())
+            password = found and found.group(1)
+            time.sleep(0.2)
+        assert password, (tmp_path / "up.log").read_text()
+        base = f"http://127.0.0.1:{port}"
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        log.seek(0)
+        assert f"is at {base}" in log.read()
+
+        session = requests.Session()
+        page = session.get(f"{base}/login", timeout=5).text
+        csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        home = session.post(f"{base}/login", data={"username": "admin", "password": password, "csrf_token": csrf},
+                            timeout=5)
+        assert home.status_code == 200 and "Welcome, admin" in home.text
+
+        # The worker is up too: a ping job goes through the embedded broker.
+        token = subprocess.run([sys.executable, "manage.py", "create-token", "admin"], cwd=ROOT, env=env,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        job = requests.post(f"{base}/api/v1/system/ping-worker", headers=headers, timeout=5).json()
+
+        class Client:  # wait_for_job speaks the Flask test client's dialect
+            def get(self, path, headers):
+                response = requests.get(base + path, headers=headers, timeout=5)
+                response.get_json = response.json
+                return response
+
+        assert wait_for_job(Client(), headers, job["id"])["state"] == "done"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        log.close()
+    assert code == 0, (tmp_path / "up.log").read_text()
+    leftover = subprocess.run(["pgrep", "-f", f"--port={port}"], capture_output=True, text=True).stdout
+    assert not leftover.strip(), "web process left running"
