@@ -60,9 +60,15 @@ def _empty_tables() -> None:
 def app(migrated: Backend):
     from viewer import create_app
 
+    import shutil
+
     app = create_app(migrated.config())
     with app.app_context():
         _empty_tables()
+    shutil.rmtree(migrated.data_dir / "artifacts", ignore_errors=True)  # files go with their rows
+    from viewer import serving
+
+    serving.forget()  # the tables were emptied behind the caches' back
     yield app
     with app.app_context():
         from viewer.extensions import db
@@ -168,3 +174,18 @@ def make_app(migrated: Backend):
         with extra.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+@pytest.fixture
+def live_server(app):
+    """The test app served over real HTTP on a free loopback port (for real clients and browsers)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)

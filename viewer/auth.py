@@ -8,16 +8,19 @@ calling the API with a browser's credentials.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Callable
 
 from flask import Flask, abort, current_app, g, request
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from .extensions import db, login_manager
-from .records import ApiToken, User, hash_token, utcnow
+from .records import ROLES, ApiToken, User, hash_token, utcnow
 
 API_PREFIXES = ("/api/", "/v2/", "/invocations")
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # write last_used_at at most once a minute per token
@@ -29,28 +32,62 @@ def public(view: Callable) -> Callable:
     return view
 
 
+def allow_anonymous_if(check: Callable[..., bool]) -> Callable:
+    """Let an API view through without a token when ``check(**view_args)`` says so."""
+
+    def decorator(view: Callable) -> Callable:
+        view.allows_anonymous = check  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
 def is_api_request() -> bool:
     return request.path.startswith(API_PREFIXES)
 
 
-def requester() -> User | None:
-    """The authenticated user of this request, whichever way they authenticated."""
-    user = g.get("api_user")
-    if user is not None:
-        return user
+@dataclass(frozen=True)
+class Identity:
+    """Who a token belongs to, as cached between requests (no database object outlives a request)."""
+
+    user_id: int
+    username: str
+    role: str
+
+    def has_role(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+def identity() -> Identity | None:
+    """The authenticated caller of this request, without a database query for API calls."""
+    found = g.get("api_identity")
+    if found is not None:
+        return found
     if not is_api_request() and current_user.is_authenticated:
-        return current_user._get_current_object()  # type: ignore[attr-defined]
+        return Identity(current_user.id, current_user.username, current_user.role)
     return None
+
+
+def requester() -> User | None:
+    """The authenticated user of this request as a database object (for relationships)."""
+    who = identity()
+    if who is None:
+        return None
+    if not is_api_request():
+        return current_user._get_current_object()  # type: ignore[attr-defined]
+    if "api_user" not in g:
+        g.api_user = db.session.get(User, who.user_id)
+    return g.api_user
 
 
 def role_required(role: str) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapped(*args, **kwargs):
-            user = requester()
-            if user is None:
+            who = identity()
+            if who is None:
                 abort(401)
-            if not user.has_role(role):
+            if not who.has_role(role):
                 abort(403, description=f"This needs the {role} role.")
             return view(*args, **kwargs)
 
@@ -59,24 +96,69 @@ def role_required(role: str) -> Callable:
     return decorator
 
 
-def user_from_bearer() -> User:
+@dataclass
+class _CachedToken:
+    identity: Identity
+    token_id: int
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    checked_at: float
+
+
+# token hash -> what the database said about it, for TOKEN_CACHE_SECONDS. A token revoked through
+# this process is forgotten at once; other processes notice within TOKEN_CACHE_SECONDS.
+_token_cache: dict[str, _CachedToken] = {}
+_token_lock = threading.Lock()
+TOKEN_CACHE_SECONDS = 5.0
+
+
+def forget_token(token_hash: str) -> None:
+    with _token_lock:
+        _token_cache.pop(token_hash, None)
+
+
+def forget_user(user_id: int) -> None:
+    with _token_lock:
+        for key in [k for k, v in _token_cache.items() if v.identity.user_id == user_id]:
+            del _token_cache[key]
+
+
+def identity_from_bearer() -> Identity:
     header = request.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         abort(401, description="Send an API token: 'Authorization: Bearer <token>'.")
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(raw.strip())))
+    digest = hash_token(raw.strip())
+    now = utcnow()
+    cached = _token_cache.get(digest)
+    if cached is None or time.monotonic() - cached.checked_at > TOKEN_CACHE_SECONDS:
+        cached = _check_token(digest)
+    if cached.expires_at is not None and cached.expires_at <= now:
+        abort(401, description="This API token is expired.")
+    if cached.last_used_at is None or now - cached.last_used_at > LAST_USED_RESOLUTION:
+        db.session.execute(update(ApiToken).where(ApiToken.id == cached.token_id).values(last_used_at=now))
+        db.session.commit()
+        cached.last_used_at = now
+    return cached.identity
+
+
+def _check_token(digest: str) -> _CachedToken:
+    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
     if token is None:
+        forget_token(digest)
         abort(401, description="Unknown API token.")
     state = token.state
     if state != "active":
+        forget_token(digest)
         abort(401, description=f"This API token is {state}.")
     if not token.user.is_active:
+        forget_token(digest)
         abort(401, description="This account is disabled.")
-    now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now
-        db.session.commit()
-    return token.user
+    entry = _CachedToken(Identity(token.user.id, token.user.username, token.user.role), token.id,
+                         token.expires_at, token.last_used_at, time.monotonic())
+    with _token_lock:
+        _token_cache[digest] = entry
+    return entry
 
 
 def _authenticate():
@@ -87,7 +169,10 @@ def _authenticate():
     if endpoint == "static" or getattr(view, "is_public", False):
         return None
     if is_api_request():
-        g.api_user = user_from_bearer()
+        anonymous_ok = getattr(view, "allows_anonymous", None)
+        if anonymous_ok is not None and "Authorization" not in request.headers and anonymous_ok(**request.view_args):
+            return None  # e.g. a model an admin opened to anonymous predictions
+        g.api_identity = identity_from_bearer()
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()

@@ -117,6 +117,34 @@ def create_token(username: str, label: str, expires_days: int | None) -> None:
     click.echo(raw)
 
 
+@cli.command("register-model")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="Model name; an existing name gets its next version.")
+@click.option("--description", default="")
+@click.option("--user", "username", default=None, help="Record this user as the uploader.")
+@with_appcontext
+def register_model(path: str, name: str, description: str, username: str | None) -> None:
+    """Register a model file (joblib/pickle or skops) through the safe loader."""
+    from pathlib import Path
+
+    from werkzeug.exceptions import HTTPException
+
+    from . import registry
+    from .records import User
+
+    user = User.by_name(username) if username else None
+    if username and user is None:
+        raise click.ClickException(f"No user {username!r}.")
+    try:
+        with open(path, "rb") as fh:
+            version, created = registry.register(fh, name=name, filename=Path(path).name,
+                                                 description=description, user=user)
+    except HTTPException as exc:
+        raise click.ClickException(exc.description) from None
+    click.echo(f"{'Registered' if created else 'Already registered as'} {version.ref} "
+               f"({version.info.get('estimator_class')}, sha256 {version.sha256[:12]}…)")
+
+
 @cli.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)

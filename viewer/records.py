@@ -124,13 +124,144 @@ class Job(db.Model):
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None]
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    # The model version a job uses: deleting that version is refused while the job is unfinished.
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL"), index=True)
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"), index=True)
+    # What makes two jobs the same work (model version + dataset + options): for deduplication.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     created_by: Mapped[User | None] = relationship()
+    model_version: Mapped[ModelVersion | None] = relationship()
+    dataset: Mapped[Dataset | None] = relationship()
 
     @property
     def finished(self) -> bool:
         return self.state in FINAL_STATES
+
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+
+
+class RegisteredModel(db.Model):
+    """A named model; each upload under the name is its next ``ModelVersion``."""
+
+    __tablename__ = "registered_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    anonymous_predict: Mapped[bool] = mapped_column(default=False)  # admins switch it on for demos
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    created_by: Mapped[User | None] = relationship()
+    versions: Mapped[list[ModelVersion]] = relationship(
+        back_populates="model", order_by="ModelVersion.version", cascade="all, delete-orphan")
+    aliases: Mapped[list[ModelAlias]] = relationship(
+        back_populates="model", order_by="ModelAlias.alias", cascade="all, delete-orphan")
+
+    @property
+    def latest(self) -> ModelVersion | None:
+        return self.versions[-1] if self.versions else None
+
+
+class ModelVersion(db.Model):
+    __tablename__ = "model_versions"
+    __table_args__ = (db.UniqueConstraint("model_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(db.BigInteger)
+    format: Mapped[str] = mapped_column(String(16))  # "joblib" or "skops"
+    filename: Mapped[str] = mapped_column(String(255), default="")  # display text only
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # core.introspect.describe_model
+    saved_sklearn_version: Mapped[str | None] = mapped_column(String(40))
+    load_warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    model: Mapped[RegisteredModel] = relationship(back_populates="versions")
+    uploaded_by: Mapped[User | None] = relationship()
+    aliases: Mapped[list[ModelAlias]] = relationship(back_populates="version", cascade="all, delete-orphan",
+                                                     overlaps="aliases")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model.name}/{self.version}"
+
+
+class ModelAlias(db.Model):
+    __tablename__ = "model_aliases"
+    __table_args__ = (db.UniqueConstraint("model_id", "alias"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+
+    model: Mapped[RegisteredModel] = relationship(back_populates="aliases", overlaps="aliases")
+    version: Mapped[ModelVersion] = relationship(back_populates="aliases", overlaps="aliases")
+
+
+DATASET_STATES = ("ingesting", "ready", "error")
+
+
+class Dataset(db.Model):
+    """An uploaded dataset, stored as Parquet under a generated name (``path`` relative to the
+    data dir). A large upload is ingested by a worker; until then its state is "ingesting"."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))  # display text, from the uploaded filename
+    state: Mapped[str] = mapped_column(String(20), default="ingesting", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(String(255))
+    n_rows: Mapped[int | None] = mapped_column(db.BigInteger)
+    n_columns: Mapped[int | None]
+    size_bytes: Mapped[int | None] = mapped_column(db.BigInteger)
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # core.datasets.DatasetInfo.to_dict()
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    uploaded_by: Mapped[User | None] = relationship()
+
+    @property
+    def columns(self) -> list[str]:
+        return [c["name"] for c in (self.info or {}).get("columns", [])]
+
+
+CHUNK_STATES = ("pending", "running", "done", "error", "cancelled")
+
+
+class JobChunk(db.Model):
+    """One row group of a scoring job: its own task, its own output part, its own lease.
+
+    A worker claims a chunk with a conditional UPDATE (pending, or running with an expired
+    lease), renews ``lease_expires_at`` while it works, and records the output only while it
+    still holds the lease. A reaper puts chunks with expired leases back to pending.
+    """
+
+    __tablename__ = "job_chunks"
+    __table_args__ = (db.UniqueConstraint("job_id", "index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int]
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    rows: Mapped[int | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    enqueued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)

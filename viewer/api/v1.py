@@ -6,9 +6,9 @@ from flask import Blueprint, abort, jsonify
 from sqlalchemy import select
 
 from .. import jobs, tasks
-from ..auth import requester, role_required
+from ..auth import forget_token, identity, requester, role_required
 from ..extensions import db
-from ..records import ApiToken, Job, utcnow
+from ..records import ApiToken, utcnow
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -23,25 +23,25 @@ def _token_dict(token: ApiToken) -> dict:
 
 @bp.get("/me")
 def me():
-    user = requester()
-    return jsonify(username=user.username, role=user.role)
+    who = identity()
+    return jsonify(username=who.username, role=who.role)
 
 
 @bp.get("/tokens")
 def list_tokens():
-    user = requester()
-    rows = db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)).all()
+    rows = db.session.scalars(select(ApiToken).where(ApiToken.user_id == identity().user_id)).all()
     return jsonify(tokens=[_token_dict(t) for t in rows])
 
 
 @bp.delete("/tokens/<int:token_id>")
 def revoke_token(token_id: int):
     token = db.session.get(ApiToken, token_id)
-    if token is None or token.user_id != requester().id:
+    if token is None or token.user_id != identity().user_id:
         abort(404, description="No such token.")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         db.session.commit()
+        forget_token(token.token_hash)
     return jsonify(_token_dict(token))
 
 
@@ -53,24 +53,4 @@ def ping_worker():
         job = jobs.submit(tasks.ping, "ping", {}, requester())
     except jobs.BrokerUnavailable as exc:
         abort(503, description=str(exc))
-    return jsonify(jobs.serialize_job(job)), 202
-
-
-def _job_or_404(job_id: str) -> Job:
-    job = db.session.get(Job, job_id)
-    if job is None:
-        abort(404, description=f"No job {job_id!r}.")
-    return job
-
-
-@bp.get("/jobs/<job_id>")
-def get_job(job_id: str):
-    return jsonify(jobs.serialize_job(_job_or_404(job_id)))
-
-
-@bp.delete("/jobs/<job_id>")
-@role_required("scientist")
-def cancel_job(job_id: str):
-    job = _job_or_404(job_id)
-    jobs.request_cancel(job)
     return jsonify(jobs.serialize_job(job)), 202

@@ -4,9 +4,12 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import account, admin, main, session
+    from . import account, admin, assets, main, models, predict, session
 
     app.register_blueprint(session.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(models.bp)
+    app.register_blueprint(predict.bp)
+    app.register_blueprint(assets.bp)
     app.register_blueprint(admin.bp)

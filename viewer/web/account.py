@@ -6,6 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
+from ..auth import forget_token
 from ..extensions import db
 from ..records import ApiToken, utcnow
 from .forms import ChangePasswordForm, ConfirmForm, TokenForm
@@ -37,6 +38,7 @@ def revoke(token_id: int):
     if ConfirmForm().validate_on_submit() and token.revoked_at is None:
         token.revoked_at = utcnow()
         db.session.commit()
+        forget_token(token.token_hash)
         flash(f"Token {token.prefix}… revoked.", "info")
     return redirect(url_for("account.tokens"))
 

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..auth import role_required
+from ..auth import forget_user, role_required
 from ..extensions import db
 from ..records import ROLES, User
 from .forms import ConfirmForm, CreateUserForm
@@ -55,5 +55,6 @@ def update_user(user_id: int):
     if "active" in request.form:
         user.active = request.form["active"] == "1"
     db.session.commit()
+    forget_user(user.id)  # a new role or a disabled account applies to their tokens at once
     flash(f"{user.username} updated.", "info")
     return redirect(url_for("admin.users"))

@@ -1,0 +1,87 @@
+"""``/api/v1/models``: the model registry over JSON."""
+
+from __future__ import annotations
+
+from flask import abort, jsonify, request
+from .. import registry
+from ..auth import identity, requester, role_required
+from ..extensions import db
+from .v1 import bp
+
+@bp.get("/models")
+def list_models():
+    sort = request.args.get("sort", "name")
+    if sort not in registry.SORTS:
+        abort(400, description=f"'sort' must be one of {', '.join(registry.SORTS)}.")
+    models = registry.search_models(request.args.get("q", ""), sort)
+    return jsonify(models=[registry.model_dict(m, with_versions=False) for m in models])
+
+
+@bp.post("/models")
+@role_required("scientist")
+def upload_model():
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        abort(400, description="Send the model as a multipart form field named 'file'.")
+    version, created = registry.register(
+        upload.stream, name=request.form.get("name", ""), filename=upload.filename,
+        description=request.form.get("description", ""), user=requester())
+    return jsonify(registry.version_dict(version)), 201 if created else 200
+
+
+@bp.get("/models/<name>")
+def get_model(name: str):
+    if "@" in name:  # name@alias names a version
+        return jsonify(registry.version_dict(registry.resolve(name)))
+    return jsonify(registry.model_dict(registry.get_model(name)))
+
+
+@bp.patch("/models/<name>")
+@role_required("scientist")
+def update_model(name: str):
+    model = registry.get_model(name)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, description="Send a JSON object.")
+    if "description" in body:
+        if not isinstance(body["description"], str):
+            abort(400, description="'description' must be a string.")
+        model.description = body["description"][:10_000]
+    if "anonymous_predict" in body:
+        if not identity().has_role("admin"):
+            abort(403, description="Only an admin can open a model to anonymous predictions.")
+        if not isinstance(body["anonymous_predict"], bool):
+            abort(400, description="'anonymous_predict' must be true or false.")
+        model.anonymous_predict = body["anonymous_predict"]
+    db.session.commit()
+    registry.changed()
+    return jsonify(registry.model_dict(model))
+
+
+@bp.get("/models/<name>/versions/<int:version>")
+def get_version(name: str, version: int):
+    return jsonify(registry.version_dict(registry.resolve(registry.Ref(name, version=version))))
+
+
+@bp.delete("/models/<name>/versions/<int:version>")
+@role_required("scientist")
+def delete_version(name: str, version: int):
+    registry.delete_version(registry.resolve(registry.Ref(name, version=version)))
+    return "", 204
+
+
+@bp.put("/models/<name>/aliases/<alias>")
+@role_required("scientist")
+def put_alias(name: str, alias: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("version"), int) or isinstance(body["version"], bool):
+        abort(400, description='Send {"version": <number>}.')
+    registry.set_alias(registry.get_model(name), alias, body["version"])
+    return jsonify(registry.model_dict(registry.get_model(name), with_versions=False))
+
+
+@bp.delete("/models/<name>/aliases/<alias>")
+@role_required("scientist")
+def delete_alias(name: str, alias: str):
+    registry.remove_alias(registry.get_model(name), alias)
+    return "", 204

@@ -1,0 +1,321 @@
+"""The model registry: register, address, load and delete model versions.
+
+One place for the rules that the pages, the API and the CLI share. Uploaded bytes are staged in
+the artifact store's temp area, loaded through the restricted loader (``core.safe_load``), and
+only then committed to the store and recorded, so a refused file is never stored and no row
+ever points at a missing file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import HTTPException
+
+from .core.cache import LRUCache
+from .core.introspect import describe_model
+from .core.safe_load import ModelLoadError, UnsafeModelError, load_model
+from .core.store import ArtifactStore, TooLarge
+from .extensions import db
+from .jobs import iso_time
+from .records import (ALIAS_PATTERN, MODEL_NAME_PATTERN, Job, ModelAlias, ModelVersion, RegisteredModel, User)
+
+ACTIVE_JOB_STATES = ("pending", "running")
+_cache: LRUCache[Any] = LRUCache(maxsize=16)  # per process, keyed by sha256
+# Bumped by every change this process makes to the registry, so caches of references (serving's)
+# drop what they hold at once here; other processes notice within their cache's lifetime.
+generation = 0
+
+
+def changed() -> None:
+    global generation
+    generation += 1
+
+
+class RegistryError(HTTPException):
+    """A 4xx with a machine-readable ``error_code``; pages and the API render it the same way."""
+
+    def __init__(self, code: int, error_code: str, message: str, **details: Any):
+        super().__init__(description=message)
+        self.code = code
+        self.error_code = error_code
+        self.details = details
+
+
+def store() -> ArtifactStore:
+    return ArtifactStore(current_app.config["DATA_DIR"] + "/artifacts", kind="models")
+
+
+def trusted_modules() -> tuple[str, ...]:
+    raw = current_app.config.get("TRUSTED_MODULES") or ""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+# --- addressing: "name", "name@alias", "name/3" -------------------------------------------------
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    def __str__(self) -> str:
+        if self.alias:
+            return f"{self.name}@{self.alias}"
+        return f"{self.name}/{self.version}" if self.version else self.name
+
+
+def parse_ref(text: str) -> Ref:
+    text = (text or "").strip()
+    if "@" in text:
+        name, _, alias = text.partition("@")
+        return Ref(name, alias=alias)
+    if "/" in text:
+        name, _, version = text.partition("/")
+        if not version.isdigit():
+            raise RegistryError(400, "bad_model_reference", f"'{text}' is not name, name@alias or name/version.")
+        return Ref(name, version=int(version))
+    return Ref(text)
+
+
+def get_model(name: str) -> RegisteredModel:
+    model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
+    if model is None:
+        raise RegistryError(404, "model_not_found", f"No model named '{name}'.")
+    return model
+
+
+def resolve(ref: str | Ref) -> ModelVersion:
+    """The version a reference names; the latest when it names only the model."""
+    ref = parse_ref(ref) if isinstance(ref, str) else ref
+    model = get_model(ref.name)
+    if ref.alias:
+        for alias in model.aliases:
+            if alias.alias == ref.alias:
+                return alias.version
+        raise RegistryError(404, "alias_not_found", f"Model '{model.name}' has no alias '{ref.alias}'.")
+    if ref.version is not None:
+        for version in model.versions:
+            if version.version == ref.version:
+                return version
+        raise RegistryError(404, "version_not_found", f"Model '{model.name}' has no version {ref.version}.")
+    if model.latest is None:
+        raise RegistryError(404, "version_not_found", f"Model '{model.name}' has no versions.")
+    return model.latest
+
+
+SORTS = {
+    "name": RegisteredModel.name.asc(),
+    "-name": RegisteredModel.name.desc(),
+    "created": RegisteredModel.created_at.asc(),
+    "-created": RegisteredModel.created_at.desc(),
+}
+
+
+def search_models(query: str = "", sort: str = "name") -> list[RegisteredModel]:
+    """Models whose name or description contains ``query``; shared with the models page."""
+    statement = select(RegisteredModel)
+    if query:
+        like = f"%{query.lower()}%"
+        statement = statement.where(db.func.lower(RegisteredModel.name).like(like)
+                                    | db.func.lower(RegisteredModel.description).like(like))
+    return list(db.session.scalars(statement.order_by(SORTS.get(sort, SORTS["name"]))))
+
+
+# --- registering ---------------------------------------------------------------------------------
+
+def validate_name(name: str) -> str:
+    name = (name or "").strip()
+    if not re.match(MODEL_NAME_PATTERN, name):
+        raise RegistryError(400, "bad_model_name",
+                            "A model name is 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit.")
+    return name
+
+
+def register(source: BinaryIO, *, name: str, filename: str = "", description: str = "",
+             user: User | None = None) -> tuple[ModelVersion, bool]:
+    """Store an uploaded model as the next version of ``name``.
+
+    Returns (version, created). Uploading the same bytes as the latest version again returns that
+    version with created=False instead of adding a duplicate.
+    """
+    name = validate_name(name)
+    limit = current_app.config["MAX_MODEL_MB"] * 2**20
+    artifacts = store()
+    try:
+        staged = artifacts.stage(source, max_bytes=limit)
+    except TooLarge as exc:
+        raise RegistryError(413, "model_too_large",
+                            f"The model file is {exc}. Set VIEWER_MAX_MODEL_MB to allow larger models.") from None
+    try:
+        if staged.size == 0:
+            raise RegistryError(422, "model_unreadable", "The file is empty.")
+        try:
+            loaded = load_model(staged.path, trusted_modules=trusted_modules(), max_decompressed_bytes=4 * limit)
+        except UnsafeModelError as exc:
+            raise RegistryError(422, "model_unsafe", str(exc), offenders=list(exc.offenders)) from None
+        except ModelLoadError as exc:
+            raise RegistryError(422, "model_unreadable", str(exc)) from None
+        info = describe_model(loaded.estimator).to_dict()
+
+        model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
+        if model is not None and model.latest is not None and model.latest.sha256 == staged.sha256:
+            return model.latest, False
+        artifacts.commit(staged)
+        try:
+            version = _record(name, description, user, staged, loaded, info, filename)
+        except BaseException:
+            db.session.rollback()
+            _delete_object_if_unused(staged.sha256)
+            raise
+        _cache.get(staged.sha256, lambda: loaded.estimator)  # warm: the first predict is fast
+        return version, True
+    finally:
+        artifacts.discard(staged)  # no-op once committed
+
+
+def _record(name, description, user, staged, loaded, info, filename) -> ModelVersion:
+    for attempt in range(3):  # two concurrent uploads may race for a name or a version number
+        model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
+        if model is None:
+            model = RegisteredModel(name=name, description=description or "", created_by=user)
+            db.session.add(model)
+        elif description:
+            model.description = description
+        number = (db.session.scalar(select(func.max(ModelVersion.version))
+                                    .where(ModelVersion.model_id == model.id)) or 0) if model.id else 0
+        version = ModelVersion(
+            model=model, version=number + 1, sha256=staged.sha256, size_bytes=staged.size,
+            format=loaded.format, filename=(filename or "")[:255], info=info,
+            saved_sklearn_version=loaded.saved_sklearn_version, load_warnings=list(loaded.warnings),
+            uploaded_by=user)
+        db.session.add(version)
+        try:
+            db.session.commit()
+            changed()
+            return version
+        except IntegrityError:
+            db.session.rollback()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+def load(version: ModelVersion) -> Any:
+    """The fitted estimator, from the per-process cache or through the restricted loader."""
+    path = store().path_for(version.sha256)
+
+    def read() -> Any:
+        try:
+            return load_model(path, trusted_modules=trusted_modules()).estimator
+        except FileNotFoundError:
+            raise RegistryError(410, "model_file_missing",
+                                f"The file of {version.ref} is missing from the artifact store.") from None
+
+    return _cache.get(version.sha256, read)
+
+
+# --- aliases and deletion ------------------------------------------------------------------------
+
+def set_alias(model: RegisteredModel, alias: str, version_number: int) -> ModelAlias:
+    if not re.match(ALIAS_PATTERN, alias or ""):
+        raise RegistryError(400, "bad_alias", "An alias is 1-64 letters, digits, '_' or '-', starting with a letter.")
+    version = resolve(Ref(model.name, version=version_number))
+    existing = next((a for a in model.aliases if a.alias == alias), None)
+    if existing:
+        existing.version = version
+    else:
+        existing = ModelAlias(model=model, alias=alias, version=version)
+        db.session.add(existing)
+    db.session.commit()
+    changed()
+    return existing
+
+
+def remove_alias(model: RegisteredModel, alias: str) -> None:
+    existing = next((a for a in model.aliases if a.alias == alias), None)
+    if existing is None:
+        raise RegistryError(404, "alias_not_found", f"Model '{model.name}' has no alias '{alias}'.")
+    db.session.delete(existing)
+    db.session.commit()
+    changed()
+
+
+def active_jobs(version: ModelVersion) -> list[Job]:
+    return list(db.session.scalars(select(Job).where(Job.model_version_id == version.id,
+                                                     Job.state.in_(ACTIVE_JOB_STATES))))
+
+
+def delete_version(version: ModelVersion) -> None:
+    """Delete a version (and its model when it was the last); refused while a job uses it."""
+    busy = active_jobs(version)
+    if busy:
+        raise RegistryError(409, "model_in_use",
+                            f"{version.ref} is used by {len(busy)} unfinished job(s); cancel them or wait.",
+                            jobs=[job.id for job in busy])
+    model, sha = version.model, version.sha256
+    db.session.delete(version)
+    db.session.flush()
+    db.session.expire(model, ["versions", "aliases"])
+    if not model.versions:
+        db.session.delete(model)
+    db.session.commit()
+    changed()
+    _delete_object_if_unused(sha)
+
+
+def _delete_object_if_unused(sha256: str) -> None:
+    still_used = db.session.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.sha256 == sha256))
+    if not still_used:
+        store().delete(sha256)
+        _cache.discard(sha256)
+
+
+def runtime_versions() -> dict[str, str]:
+    import numpy
+    import sklearn
+
+    return {"sklearn": sklearn.__version__, "numpy": numpy.__version__}
+
+
+def version_dict(version: ModelVersion) -> dict[str, Any]:
+    """The facts of one version, as the API returns them and the model card shows them."""
+    return {
+        "name": version.model.name,
+        "version": version.version,
+        "ref": version.ref,
+        "aliases": [a.alias for a in version.aliases],
+        "format": version.format,
+        "filename": version.filename,
+        "size_bytes": version.size_bytes,
+        "sha256": version.sha256,
+        "uploaded_by": version.uploaded_by.username if version.uploaded_by else None,
+        "created_at": iso_time(version.created_at),
+        "saved_with": {"sklearn": version.saved_sklearn_version},
+        "warnings": version.load_warnings,
+        **version.info,
+    }
+
+
+def model_dict(model: RegisteredModel, *, with_versions: bool = True) -> dict[str, Any]:
+    latest = model.latest
+    out = {
+        "name": model.name,
+        "description": model.description,
+        "created_at": iso_time(model.created_at),
+        "created_by": model.created_by.username if model.created_by else None,
+        "latest_version": latest.version if latest else None,
+        "kind": latest.info.get("kind") if latest else None,
+        "aliases": {a.alias: a.version.version for a in model.aliases},
+        "anonymous_predict": model.anonymous_predict,
+    }
+    if with_versions:
+        out["versions"] = [version_dict(v) for v in model.versions]
+    return out

@@ -1,0 +1,119 @@
+"""Model registry pages: list, upload, model page, model card."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from sqlalchemy import select
+from wtforms import IntegerField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional, Regexp
+
+from .. import registry
+from ..auth import requester, role_required
+from ..extensions import db
+from ..records import ALIAS_PATTERN, MODEL_NAME_PATTERN, Job
+from .forms import ConfirmForm
+
+bp = Blueprint("models", __name__, url_prefix="/models")
+
+
+class UploadForm(FlaskForm):
+    file = FileField("Model file (.joblib, .pkl, .skops)", validators=[FileRequired("Choose a model file.")])
+    name = StringField("Name", validators=[DataRequired(), Length(max=100), Regexp(
+        MODEL_NAME_PATTERN, message="Letters, digits, '_', '.' or '-', starting with a letter or digit.")])
+    description = TextAreaField("Description", validators=[Optional(), Length(max=10_000)])
+
+
+class AliasForm(FlaskForm):
+    alias = StringField("Alias", validators=[DataRequired(), Regexp(
+        ALIAS_PATTERN, message="Letters, digits, '_' or '-', starting with a letter.")])
+    version = IntegerField("Version", validators=[DataRequired()])
+
+
+@bp.get("/")
+def index():
+    query, sort = request.args.get("q", ""), request.args.get("sort", "name")
+    return render_template("models/list.html", models=registry.search_models(query, sort), q=query, sort=sort)
+
+
+@bp.route("/upload", methods=["GET", "POST"])
+@role_required("scientist")
+def upload():
+    form = UploadForm(name=request.args.get("name", ""))
+    status = 200
+    if form.validate_on_submit():
+        try:
+            version, created = registry.register(
+                form.file.data.stream, name=form.name.data, filename=form.file.data.filename,
+                description=form.description.data or "", user=requester())
+        except registry.RegistryError as exc:
+            form.file.errors.append(exc.description)
+            status = exc.code
+        else:
+            flash(f"Registered {version.ref}." if created else
+                  f"That file is already {version.ref}; no new version was made.", "info")
+            return redirect(url_for("models.version", name=version.model.name, version=version.version))
+    elif form.is_submitted():
+        status = 400
+    return render_template("models/upload.html", form=form), status
+
+
+@bp.get("/<name>")
+def model(name: str):
+    if "@" in name:
+        version = registry.resolve(name)
+        return redirect(url_for("models.version", name=version.model.name, version=version.version))
+    found = registry.get_model(name)
+    return render_template("models/model.html", model=found, alias_form=AliasForm(), confirm=ConfirmForm())
+
+
+@bp.get("/<name>/versions/<int:version>")
+def version(name: str, version: int):
+    found = registry.resolve(registry.Ref(name, version=version))
+    jobs = db.session.scalars(select(Job).where(Job.model_version_id == found.id)
+                              .order_by(Job.created_at.desc()).limit(50)).all()
+    return render_template("models/version.html", v=found, card=registry.version_dict(found),
+                           runtime=registry.runtime_versions(), jobs=jobs, confirm=ConfirmForm())
+
+
+@bp.post("/<name>/versions/<int:version>/delete")
+@role_required("scientist")
+def delete(name: str, version: int):
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    found = registry.resolve(registry.Ref(name, version=version))
+    try:
+        registry.delete_version(found)
+    except registry.RegistryError as exc:
+        flash(exc.description, "error")
+        return redirect(url_for("models.version", name=name, version=version))
+    flash(f"Deleted {name}/{version}.", "info")
+    remaining = db.session.scalar(select(registry.RegisteredModel).where(registry.RegisteredModel.name == name))
+    return redirect(url_for("models.model", name=name) if remaining else url_for("models.index"))
+
+
+@bp.post("/<name>/aliases")
+@role_required("scientist")
+def set_alias(name: str):
+    model = registry.get_model(name)
+    form = AliasForm()
+    if form.validate_on_submit():
+        try:
+            registry.set_alias(model, form.alias.data, form.version.data)
+            flash(f"{name}@{form.alias.data} now points at version {form.version.data}.", "info")
+        except registry.RegistryError as exc:
+            flash(exc.description, "error")
+    else:
+        for field, errors in form.errors.items():
+            flash(f"{field}: {'; '.join(errors)}", "error")
+    return redirect(url_for("models.model", name=name))
+
+
+@bp.post("/<name>/aliases/<alias>/delete")
+@role_required("scientist")
+def remove_alias(name: str, alias: str):
+    if ConfirmForm().validate_on_submit():
+        registry.remove_alias(registry.get_model(name), alias)
+        flash(f"Removed alias {alias}.", "info")
+    return redirect(url_for("models.model", name=name))
