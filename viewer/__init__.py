@@ -7,6 +7,8 @@ from typing import Any, Mapping
 
 from flask import Flask
 
+__version__ = "0.1.0"
+
 ROOT = Path(__file__).resolve().parent.parent
 
 CONTENT_SECURITY_POLICY = "; ".join([

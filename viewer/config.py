@@ -30,6 +30,13 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
     "SESSION_COOKIE_SECURE": (False, "bool", "Send the session cookie over HTTPS only "
                               "(set true behind TLS)."),
     "VISIBILITY_TIMEOUT": (3600, int, "Redis/SQS visibility timeout in seconds."),
+    "LEASE_SECONDS": (60, int, "How long a worker holds a job chunk without a heartbeat before "
+                      "another worker may take it over."),
+    "MAX_ATTEMPTS": (3, int, "Tries per job chunk before the job ends in error."),
+    "REAPER_SECONDS": (10, int, "How often each worker looks for chunks whose worker died."),
+    "ROW_GROUP_ROWS": (100_000, int, "Rows per stored row group, which is one scoring chunk (one task)."),
+    "INLINE_INGEST_MB": (32, int, "Datasets up to this size are ingested inside the upload "
+                         "request; larger ones by a worker (the upload answers 202 at once)."),
 }
 
 ENV_PREFIX = "VIEWER_"

@@ -23,13 +23,16 @@ def error_code(exc: HTTPException) -> str:
 def error_response(exc: HTTPException):
     status = exc.code or 500
     message = exc.description or exc.name
+    # The exception's own headers (Allow on a 405, ...) but not its HTML Content-Type.
+    headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
     if wants_json():
         response = jsonify(error_code=error_code(exc), message=message)
         response.status_code = status
+        response.headers.extend(headers)
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="viewer"'
     else:
-        response = render_template("error.html", status=status, title=exc.name, message=message), status
+        response = render_template("error.html", status=status, title=exc.name, message=message), status, headers
     return response
 
 

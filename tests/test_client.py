@@ -1,0 +1,53 @@
+"""viewer.client.Client against a live server."""
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from viewer.client import ApiError, Client
+
+
+@pytest.fixture
+def iris(tmp_path):
+    data = load_iris(as_frame=True)
+    X = data.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    model = LogisticRegression(max_iter=500).fit(X, data.target_names[data.target])
+    path = tmp_path / "iris.joblib"
+    joblib.dump(model, path)
+    return X, model, path
+
+
+def test_client_uploads_and_predicts(live_server, auth, iris):
+    X, model, path = iris
+    client = Client(live_server, auth.token("scientist"))
+    assert client.me()["role"] == "scientist"
+    version = client.upload_model(path, name="iris", description="demo")
+    assert version["version"] == 1
+    client.set_alias("iris", "production", 1)
+    rows = X.iloc[[0, 60, 120]]
+    np.testing.assert_array_equal(client.predict(rows, model="iris@production"), model.predict(rows))
+    proba = client.predict_proba(rows, model="iris/1")
+    assert list(proba.columns) == ["setosa", "versicolor", "virginica"] and list(proba.index) == [0, 60, 120]
+    np.testing.assert_allclose(proba.to_numpy(), model.predict_proba(rows))
+    assert [m["name"] for m in client.models()] == ["iris"]
+    assert client.model("iris/1")["kind"] == "classifier"
+
+
+def test_client_sends_missing_values_as_null_and_raises_api_errors(live_server, auth, iris):
+    X, _model, path = iris
+    client = Client(live_server, auth.token("scientist"))
+    client.upload_model(path, name="iris")
+    rows = X.iloc[:2].copy()
+    rows.iloc[1, 2] = np.nan
+    with pytest.raises(ApiError) as caught:
+        client.predict(rows, model="iris")
+    assert caught.value.status == 400 and caught.value.error_code == "MISSING_VALUES"
+    with pytest.raises(ApiError) as caught:
+        Client(live_server, "vwr_wrong").models()
+    assert caught.value.status == 401
+    with pytest.raises(ApiError) as caught:
+        client.predict(pd.DataFrame({"x": [1]}), model="nope")
+    assert caught.value.status == 404

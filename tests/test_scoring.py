@@ -1,0 +1,225 @@
+"""Datasets and scoring jobs end to end, through a real worker process on a real broker."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+
+import joblib
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from sklearn.datasets import make_classification, make_regression
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import Ridge
+from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, r2_score, roc_auc_score
+
+from tests.support import WorkerProcess, wait_for_job
+
+ROWS, CHUNK = 4000, 500
+
+
+@pytest.fixture
+def app(migrated):  # small row groups so a few thousand rows make several chunks
+    import shutil
+
+    from viewer import create_app, serving
+    from tests.conftest import _empty_tables
+
+    app = create_app(migrated.config(ROW_GROUP_ROWS=CHUNK))
+    with app.app_context():
+        _empty_tables()
+    shutil.rmtree(migrated.data_dir / "artifacts", ignore_errors=True)
+    serving.forget()
+    yield app
+    with app.app_context():
+        from viewer.extensions import db
+
+        db.session.remove()
+        db.engine.dispose()
+
+
+def upload_model(client, headers, model, name):
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    response = client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name})
+    assert response.status_code == 201, response.get_json()
+
+
+def upload_frame(client, headers, frame: pd.DataFrame, filename="data.csv"):
+    content = frame.to_csv(index=False).encode()
+    response = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(content), filename)})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+@pytest.fixture(scope="module")
+def binary_problem():
+    X, y = make_classification(n_samples=ROWS, n_features=6, n_informative=4, random_state=0)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(frame, y)
+    return frame.assign(label=y), model
+
+
+def follow(client, headers, job_id, timeout=90):
+    """Poll a job, checking that progress only rises."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
+        seen.append(body["progress"]["done"])
+        if body["state"] in ("done", "error", "cancelled"):
+            assert seen == sorted(seen), seen
+            return body
+        time.sleep(0.1)
+    raise TimeoutError(body)
+
+
+def results_frame(client, headers, job_id) -> pd.DataFrame:
+    response = client.get(f"/api/v1/jobs/{job_id}/results?format=parquet", headers=headers)
+    assert response.status_code == 200
+    return pq.read_table(io.BytesIO(response.data)).to_pandas()
+
+
+def test_score_end_to_end(client, auth, worker, binary_problem):
+    frame, model = binary_problem
+    scientist = auth.bearer("scientist")
+    upload_model(client, scientist, model, "hgb")
+    dataset = upload_frame(client, scientist, frame)
+    assert dataset["n_rows"] == ROWS and dataset["state"] == "ready"
+    response = client.post("/api/v1/jobs", headers=scientist,
+                           json={"model": "hgb", "dataset": dataset["id"], "target": "label"})
+    assert response.status_code == 202, response.get_json()
+    job = follow(client, scientist, response.get_json()["id"])
+    assert job["state"] == "done", job
+    assert job["progress"] == {"done": ROWS, "total": ROWS, "fraction": 1.0}
+
+    out = results_frame(client, scientist, job["id"])
+    assert out["row"].tolist() == list(range(ROWS))  # every row exactly once, in order
+    features = frame.drop(columns="label")
+    np.testing.assert_array_equal(out["prediction"], model.predict(features))
+    np.testing.assert_allclose(out[["proba_0", "proba_1"]].to_numpy(), model.predict_proba(features))
+
+    metrics = job["metrics"]
+    y, proba = frame["label"], model.predict_proba(features)
+    assert np.isclose(metrics["accuracy"], accuracy_score(y, model.predict(features)))
+    assert np.isclose(metrics["f1_macro"], f1_score(y, model.predict(features), average="macro"))
+    assert np.isclose(metrics["roc_auc"], roc_auc_score(y, proba[:, 1]))
+    assert np.isclose(metrics["log_loss"], log_loss(y, proba))
+
+    csv = client.get(f"/api/v1/jobs/{job['id']}/results?format=csv", headers=auth.bearer("viewer"))
+    assert csv.status_code == 200 and csv.data.decode().splitlines()[0].startswith('"row","prediction"')
+    assert len(csv.data.decode().splitlines()) == ROWS + 1
+    aggregates = client.get(f"/api/v1/jobs/{job['id']}/aggregates", headers=scientist).get_json()
+    assert aggregates["roc"]["auc"] == pytest.approx(metrics["roc_auc"], abs=1e-3)
+
+    # The same work again is the same job; force makes a new one.
+    again = client.post("/api/v1/jobs", headers=scientist, json={"model": "hgb/1", "dataset": dataset["id"],
+                                                                "target": "label"})
+    assert again.status_code == 200 and again.get_json()["id"] == job["id"]
+    forced = client.post("/api/v1/jobs", headers=scientist, json={"model": "hgb", "dataset": dataset["id"],
+                                                                 "target": "label", "force": True})
+    assert forced.status_code == 202 and forced.get_json()["id"] != job["id"]
+    assert follow(client, scientist, forced.get_json()["id"])["state"] == "done"
+
+
+def test_regression_without_target(client, auth, worker):
+    X, y = make_regression(n_samples=1200, n_features=3, random_state=1)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    model = Ridge().fit(frame, y)
+    headers = auth.bearer("scientist")
+    upload_model(client, headers, model, "ridge")
+    dataset = upload_frame(client, headers, frame)
+    job = client.post("/api/v1/jobs", headers=headers, json={"model": "ridge", "dataset": dataset["id"]}).get_json()
+    done = follow(client, headers, job["id"])
+    assert done["state"] == "done" and done["metrics"] is None
+    out = results_frame(client, headers, job["id"])
+    np.testing.assert_allclose(out["prediction"], model.predict(frame))
+
+
+def test_regression_metrics_equal_sklearn(client, auth, worker):
+    X, y = make_regression(n_samples=1500, n_features=3, noise=5.0, random_state=2)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    model = Ridge().fit(frame, y)
+    headers = auth.bearer("scientist")
+    upload_model(client, headers, model, "ridge")
+    dataset = upload_frame(client, headers, frame.assign(y=y))
+    job = client.post("/api/v1/jobs", headers=headers,
+                      json={"model": "ridge", "dataset": dataset["id"], "target": "y"}).get_json()
+    metrics = follow(client, headers, job["id"])["metrics"]
+    assert np.isclose(metrics["mae"], mean_absolute_error(y, model.predict(frame)))
+    assert np.isclose(metrics["r2"], r2_score(y, model.predict(frame)))
+
+
+def test_job_rules(client, auth, binary_problem):
+    frame, model = binary_problem
+    headers = auth.bearer("scientist")
+    upload_model(client, headers, model, "hgb")
+    dataset = upload_frame(client, headers, frame.drop(columns=["f5"]))
+    bad = client.post("/api/v1/jobs", headers=headers, json={"model": "hgb", "dataset": dataset["id"]})
+    assert bad.status_code == 400 and "'f5'" in bad.get_json()["message"]
+    assert client.post("/api/v1/jobs", headers=headers,
+                       json={"model": "hgb", "dataset": dataset["id"], "target": "nope"}).status_code == 400
+    assert client.post("/api/v1/jobs", headers=headers, json={"model": "hgb", "dataset": "0" * 32}).status_code == 404
+    assert client.post("/api/v1/jobs", headers=headers, json={"model": "none", "dataset": dataset["id"]}).status_code == 404
+    assert client.post("/api/v1/jobs", headers=auth.bearer("viewer"),
+                       json={"model": "hgb", "dataset": dataset["id"]}).status_code == 403
+    assert client.get("/api/v1/jobs/" + "f" * 32, headers=headers).status_code == 404
+
+
+def test_submitting_while_the_broker_is_down_is_503_with_no_orphan_rows(make_app, client, auth, binary_problem):
+    from viewer.extensions import db
+    from viewer.records import Job, JobChunk
+
+    frame, model = binary_problem
+    headers = auth.bearer("scientist")
+    upload_model(client, headers, model, "hgb")
+    dataset = upload_frame(client, headers, frame)
+    down = make_app(BROKER_URL="redis://127.0.0.1:1/0")
+    response = down.test_client().post("/api/v1/jobs", headers=headers,
+                                       json={"model": "hgb", "dataset": dataset["id"], "target": "label"})
+    assert response.status_code == 503
+    with down.app_context():
+        assert db.session.query(Job).count() == 0 and db.session.query(JobChunk).count() == 0
+
+
+def test_cancel_a_queued_job(client, auth, binary_problem):
+    """No worker runs in this test, so the job stays queued until cancelled."""
+    frame, model = binary_problem
+    headers = auth.bearer("scientist")
+    upload_model(client, headers, model, "hgb")
+    dataset = upload_frame(client, headers, frame)
+    job = client.post("/api/v1/jobs", headers=headers, json={"model": "hgb", "dataset": dataset["id"]}).get_json()
+    cancelled = client.delete(f"/api/v1/jobs/{job['id']}", headers=headers)
+    assert cancelled.status_code == 202 and cancelled.get_json()["state"] == "cancelled"
+    assert client.get(f"/api/v1/jobs/{job['id']}/results", headers=headers).status_code == 409
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "empty"),
+    (b"a,b\n", "no data rows"),
+    (b"a,b\n1,2\n3,4,5\n", "Line 3 has 3 fields"),
+    (b"a,a\n1,2\n", "'a'"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(200), "not a CSV"),
+    (b'a,b\n1,"unterminated\n', "quote"),
+])
+def test_bad_datasets_get_a_clear_422_and_leave_nothing(app, client, auth, content, needle):
+    from pathlib import Path
+
+    from viewer.extensions import db
+    from viewer.records import Dataset
+
+    response = client.post("/api/v1/datasets", headers=auth.bearer("scientist"), content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(content), "bad.csv")})
+    assert response.status_code == 422, response.get_json()
+    assert needle in response.get_json()["message"]
+    with app.app_context():
+        assert db.session.query(Dataset).count() == 0
+    data_dir = Path(app.config["DATA_DIR"])
+    assert not list((data_dir / "uploads").glob("upload-*"))
+    assert not list((data_dir / "datasets").glob("*.partial")) if (data_dir / "datasets").exists() else True

@@ -1,0 +1,99 @@
+"""``/api/v1/jobs``: submit, follow, cancel, download."""
+
+from __future__ import annotations
+
+from flask import Response, abort, jsonify, request, stream_with_context
+from sqlalchemy import select
+
+from .. import jobs, results, scoring
+from ..auth import requester, role_required
+from ..extensions import db
+from ..records import JOB_STATES, Job, User
+from .v1 import bp
+
+
+def job_or_404(job_id: str) -> Job:
+    job = db.session.get(Job, job_id) if len(job_id) <= 32 else None
+    if job is None:
+        abort(404, description=f"No job {job_id[:40]!r}.")
+    return job
+
+
+def filtered_jobs(args) -> list[Job]:
+    """Jobs filtered by model name, dataset id, state and user; shared with the jobs page."""
+    statement = select(Job).order_by(Job.created_at.desc())
+    if args.get("state"):
+        if args["state"] not in JOB_STATES:
+            abort(400, description=f"state must be one of {', '.join(JOB_STATES)}.")
+        statement = statement.where(Job.state == args["state"])
+    if args.get("dataset"):
+        statement = statement.where(Job.dataset_id == args["dataset"])
+    if args.get("user"):
+        statement = statement.join(User, Job.created_by_id == User.id).where(User.username == args["user"])
+    if args.get("kind"):
+        statement = statement.where(Job.kind == args["kind"])
+    rows = db.session.scalars(statement.limit(500)).all()
+    if args.get("model"):
+        rows = [j for j in rows if (j.params or {}).get("model_name") == args["model"]]
+    return rows
+
+
+@bp.get("/jobs")
+def list_jobs():
+    return jsonify(jobs=[jobs.serialize_job(j) for j in filtered_jobs(request.args)])
+
+
+@bp.post("/jobs")
+@role_required("scientist")
+def create_job():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, description='Send JSON: {"model": "name[@alias|/version]", "dataset": "<id>", "target": "<column>"}.')
+    model, dataset, target = body.get("model"), body.get("dataset"), body.get("target")
+    if not isinstance(model, str) or not isinstance(dataset, str):
+        abort(400, description="'model' and 'dataset' are required strings.")
+    if target is not None and not isinstance(target, str):
+        abort(400, description="'target' must be a column name.")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        abort(400, description="'force' must be true or false.")
+    job, created = scoring.submit(model, dataset, target or None, requester(), force=force)
+    return jsonify(jobs.serialize_job(job)), 202 if created else 200
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    return jsonify(jobs.serialize_job(job_or_404(job_id)))
+
+
+@bp.delete("/jobs/<job_id>")
+@role_required("scientist")
+def cancel_job(job_id: str):
+    job = job_or_404(job_id)
+    jobs.request_cancel(job)
+    return jsonify(jobs.serialize_job(job)), 202
+
+
+@bp.get("/jobs/<job_id>/aggregates")
+def job_aggregates(job_id: str):
+    job = job_or_404(job_id)
+    if job.state != "done" or not job.result:
+        abort(409, description=f"The job is {job.state}; aggregates exist once it is done.")
+    return jsonify(job.result.get("aggregates"))
+
+
+@bp.get("/jobs/<job_id>/results")
+def job_results(job_id: str):
+    job = job_or_404(job_id)
+    if job.kind != "score" or job.state != "done":
+        abort(409, description=f"The job is {job.state}; results can be downloaded once a scoring job is done.")
+    fmt = request.args.get("format", "csv")
+    if fmt not in ("csv", "parquet"):
+        abort(400, description="format must be csv or parquet.")
+    directory = jobs.output_dir(job)
+    if not results.parts(directory):
+        abort(410, description="The job's output files are gone.")
+    stream = results.stream_csv(directory) if fmt == "csv" else results.stream_parquet(directory)
+    mimetype = "text/csv" if fmt == "csv" else "application/vnd.apache.parquet"
+    return Response(stream_with_context(stream), mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="job-{job.id}.{fmt}"'})

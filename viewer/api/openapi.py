@@ -1,0 +1,483 @@
+"""The OpenAPI 3.1 description of every JSON route: ``GET /api/openapi.json``.
+
+Path entries come from the ``OPERATIONS`` table below (one ``Op`` per route and method); the
+shared shapes live in ``SCHEMAS``. ``build_spec()`` needs no app or request, so tests and the
+docs page (``viewer.web.docs``) render the same document. ``tests/test_openapi.py`` fails when a
+route has no entry here, or an entry has no route, and fuzzes the live app against it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from .. import __version__
+from ..core.v2 import DTYPES
+from ..records import ALIAS_PATTERN, JOB_STATES, MODEL_NAME_PATTERN, ROLES
+
+bp = Blueprint("openapi", __name__)
+
+JSON = "application/json"
+TEXT = "text/plain"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+STRING, INTEGER, BOOLEAN, OBJECT = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "object"}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+CELL = {"type": ["number", "string", "boolean", "null"], "description": "One value of one column."}
+ROW = {"type": "array", "items": CELL}
+RECORDS = {"type": "array", "items": {"type": "object", "additionalProperties": CELL},
+           "description": "One object per row, column name to value."}
+MLFLOW_INSTANCES = {
+    "description": "Records, rows (lists of values, or one value per row), or an object of columns.",
+    "anyOf": [
+        RECORDS,
+        {"type": "array", "items": {"anyOf": [ROW, CELL]}},
+        {"type": "object", "additionalProperties": ROW},
+    ],
+}
+IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+# --- shared schemas ------------------------------------------------------------------------------
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {
+        "type": "object", "required": ["error_code", "message"],
+        "properties": {"error_code": {**STRING, "description": "Machine-readable, e.g. model_not_found."},
+                       "message": {**STRING, "description": "For people; never echoes input values."}},
+    },
+    "Me": {"type": "object", "required": ["username", "role"],
+           "properties": {"username": STRING, "role": {"type": "string", "enum": list(ROLES)}}},
+    "Token": {
+        "type": "object",
+        "required": ["id", "label", "prefix", "state", "created_at", "last_used_at", "expires_at", "revoked_at"],
+        "properties": {"id": INTEGER, "label": STRING, "prefix": STRING,
+                       "state": {"type": "string", "enum": ["active", "revoked", "expired"]},
+                       "created_at": TIME, "last_used_at": TIME, "expires_at": TIME, "revoked_at": TIME},
+    },
+    "TokenList": {"type": "object", "required": ["tokens"],
+                  "properties": {"tokens": {"type": "array", "items": ref("Token")}}},
+    "Job": {
+        "type": "object",
+        "required": ["id", "kind", "state", "params", "progress", "error", "result", "cancel_requested",
+                     "attempts", "created_by", "created_at", "started_at", "finished_at", "elapsed_seconds", "url"],
+        "properties": {
+            "id": STRING, "kind": STRING, "state": {"type": "string", "enum": list(JOB_STATES)},
+            "params": OBJECT,
+            "progress": {"type": "object", "required": ["done", "total"],
+                         "properties": {"done": nullable(INTEGER), "total": nullable(INTEGER)}},
+            "error": nullable(STRING), "result": nullable(OBJECT), "cancel_requested": BOOLEAN,
+            "attempts": INTEGER, "created_by": nullable(STRING), "created_at": TIME, "started_at": TIME,
+            "finished_at": TIME, "elapsed_seconds": {"type": ["number", "null"]},
+            "url": {**STRING, "description": "Where to poll this job."},
+        },
+    },
+    "FeatureSpec": {
+        "type": "object", "required": ["name", "kind"],
+        "properties": {"name": STRING, "kind": {"type": "string", "enum": ["numeric", "categorical"]},
+                       "categories": {"type": ["array", "null"]}, "default": {}},
+    },
+    "Version": {
+        "type": "object",
+        "description": "One registered version: its file, who uploaded it, and what the model is.",
+        "required": ["name", "version", "ref", "aliases", "format", "filename", "size_bytes", "sha256",
+                     "uploaded_by", "created_at", "saved_with", "warnings", "kind", "estimator_class",
+                     "classes", "feature_names", "n_features", "has_predict_proba"],
+        "properties": {
+            "name": STRING, "version": {"type": "integer", "minimum": 1},
+            "ref": {**STRING, "description": "name/version"},
+            "aliases": {"type": "array", "items": STRING}, "format": STRING, "filename": STRING,
+            "size_bytes": INTEGER, "sha256": STRING, "uploaded_by": nullable(STRING), "created_at": TIME,
+            "saved_with": {"type": "object", "properties": {"sklearn": nullable(STRING)}},
+            "warnings": {"type": "array", "items": STRING},
+            "kind": {"type": "string", "enum": ["classifier", "regressor", "clusterer", "other"]},
+            "estimator_class": STRING, "steps": {"type": "array"},
+            "classes": {"type": ["array", "null"]},
+            "feature_names": {"type": ["array", "null"], "items": STRING},
+            "n_features": nullable(INTEGER), "hyperparameters": OBJECT,
+            "has_predict_proba": BOOLEAN, "has_decision_function": BOOLEAN,
+            "input_schema": {"type": "array", "items": ref("FeatureSpec")},
+        },
+    },
+    "ModelSummary": {
+        "type": "object",
+        "required": ["name", "description", "created_at", "created_by", "latest_version", "kind", "aliases",
+                     "anonymous_predict"],
+        "properties": {
+            "name": STRING, "description": STRING, "created_at": TIME, "created_by": nullable(STRING),
+            "latest_version": nullable(INTEGER), "kind": nullable(STRING),
+            "aliases": {"type": "object", "additionalProperties": INTEGER, "description": "alias to version"},
+            "anonymous_predict": {**BOOLEAN, "description": "Predictions need no token."},
+        },
+    },
+    "Model": {"allOf": [ref("ModelSummary"), {
+        "type": "object", "required": ["versions"],
+        "properties": {"versions": {"type": "array", "items": ref("Version")}}}]},
+    "ModelList": {"type": "object", "required": ["models"],
+                  "properties": {"models": {"type": "array", "items": ref("ModelSummary")}}},
+    "ModelUpload": {
+        "type": "object", "required": ["file", "name"],
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": ".joblib, .pkl or .skops file"},
+            "name": {"type": "string", "pattern": MODEL_NAME_PATTERN},
+            "description": STRING,
+        },
+    },
+    "ModelUpdate": {
+        "type": "object",
+        "properties": {"description": {**STRING, "description": "Kept up to 10,000 characters."},
+                       "anonymous_predict": {**BOOLEAN, "description": "Admins only."}},
+    },
+    "AliasTarget": {"type": "object", "required": ["version"],
+                    "properties": {"version": {**INTEGER, "description": "An existing version number."}}},
+    "MlflowRequest": {
+        "type": "object",
+        "description": "MLflow's scoring-server body: exactly one of dataframe_split, dataframe_records, "
+                       "instances or inputs, plus optional params. text/csv with a header row is also accepted.",
+        "properties": {
+            "dataframe_split": {
+                "type": "object", "required": ["data"],
+                "description": "pandas' to_dict('split'); every row has one value per column.",
+                "properties": {"columns": {"type": ["array", "null"], "items": {"type": ["string", "integer"]}},
+                               "index": {"description": "pandas' row labels; ignored (answers are in row order)."},
+                               "data": {"type": "array", "items": ROW}},
+            },
+            "dataframe_records": RECORDS,
+            "instances": MLFLOW_INSTANCES,
+            "inputs": MLFLOW_INSTANCES,
+            "params": {
+                "type": ["object", "null"],
+                "description": "Other keys are passed over; null is the same as leaving a key out.",
+                "properties": {"predict_method": {"enum": ["predict", "predict_proba", None]},
+                               "output": {"enum": ["predict", "proba", "predict_proba", None]}},
+            },
+        },
+        "additionalProperties": False,
+        "oneOf": [{"required": [key]} for key in ("dataframe_split", "dataframe_records", "instances", "inputs")],
+    },
+    "Prediction": {
+        "type": "object", "required": ["model", "predictions"],
+        "properties": {
+            "model": {**STRING, "description": "The version that answered, name/version."},
+            "predictions": {"type": "array", "items": CELL},
+            "classes": {"type": "array", "items": CELL, "description": "With output=proba."},
+            "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": ["number", "null"]}},
+                              "description": "With output=proba: one row per input row, one column per class."},
+        },
+    },
+    "MlflowPredictions": {
+        "type": "object", "required": ["predictions"],
+        "properties": {"predictions": {"type": "array", "description": "One value per row, or one list of "
+                                       "probabilities per row with params.predict_method=predict_proba."}},
+    },
+    "V2ServerMetadata": {"type": "object", "required": ["name", "version", "extensions"],
+                         "properties": {"name": STRING, "version": STRING,
+                                        "extensions": {"type": "array", "items": STRING}}},
+    "V2Live": {"type": "object", "required": ["live"], "properties": {"live": BOOLEAN}},
+    "V2Ready": {"type": "object", "required": ["ready"], "properties": {"ready": BOOLEAN}},
+    "V2ModelReady": {"type": "object", "required": ["name", "ready"], "properties": {"name": STRING, "ready": BOOLEAN}},
+    "V2TensorMetadata": {
+        "type": "object", "required": ["name", "datatype", "shape"],
+        "properties": {"name": STRING, "datatype": {"type": "string", "enum": list(DTYPES)},
+                       "shape": {"type": "array", "items": INTEGER}},
+    },
+    "V2ModelMetadata": {
+        "type": "object", "required": ["name", "versions", "platform", "inputs", "outputs"],
+        "properties": {"name": STRING, "versions": {"type": "array", "items": STRING}, "platform": STRING,
+                       "inputs": {"type": "array", "items": ref("V2TensorMetadata")},
+                       "outputs": {"type": "array", "items": ref("V2TensorMetadata")}},
+    },
+    "V2RequestInput": {
+        "type": "object", "required": ["name", "shape", "datatype"],
+        "description": "One [N, F] tensor in the model's feature order, or one [N] tensor per column named "
+                       "by feature. Values in data (flat, row-major) or in the binary section.",
+        "properties": {
+            "name": STRING,
+            "shape": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": list(DTYPES)},
+            "parameters": {"type": "object",
+                           "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
+            "data": {"type": "array"},
+        },
+    },
+    "V2InferenceRequest": {
+        "type": "object", "required": ["inputs"],
+        "properties": {
+            "id": STRING,
+            "parameters": OBJECT,
+            "inputs": {"type": "array", "minItems": 1, "items": ref("V2RequestInput")},
+            "outputs": {"type": "array", "items": {
+                "type": "object", "required": ["name"],
+                "properties": {"name": {"type": "string", "enum": ["predict", "predict_proba"]},
+                               "parameters": OBJECT}}},
+        },
+    },
+    "V2Tensor": {
+        "type": "object", "required": ["name", "datatype", "shape", "data"],
+        "properties": {"name": STRING, "datatype": {"type": "string", "enum": list(DTYPES)},
+                       "shape": {"type": "array", "items": INTEGER}, "data": {"type": "array"}},
+    },
+    "V2InferenceResponse": {
+        "type": "object", "required": ["model_name", "model_version", "outputs"],
+        "properties": {"model_name": STRING, "model_version": STRING, "id": STRING,
+                       "outputs": {"type": "array", "items": ref("V2Tensor")}},
+    },
+}
+
+# --- parameters and bodies -----------------------------------------------------------------------
+
+NAME = {"name": "name", "in": "path", "required": True, "example": "iris",
+        "description": "A model name; where a version is meant, also name@alias.",
+        "schema": {"type": "string", "minLength": 1}}
+PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "name": NAME,
+    "version": {"name": "version", "in": "path", "required": True, "example": 1,
+                "schema": {"type": "integer", "minimum": 0}},
+    "alias": {"name": "alias", "in": "path", "required": True, "example": "production",
+              "schema": {"type": "string", "pattern": ALIAS_PATTERN}},
+    "job_id": {"name": "job_id", "in": "path", "required": True, "schema": STRING},
+    "token_id": {"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+}
+V2_VERSION = {"name": "version", "in": "path", "required": True, "example": "1",
+              "description": "A version number (digits).", "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+OUTPUT = {"name": "output", "in": "query", "required": False,
+          "description": "proba adds classes and probabilities (classifiers with predict_proba).",
+          "schema": {"type": "string", "enum": ["predict", "proba", "predict_proba"]}}
+
+MLFLOW_BODY = {
+    "required": True,
+    "content": {
+        JSON: {"schema": ref("MlflowRequest"),
+               "examples": {
+                   "dataframe_split": {"value": {"dataframe_split": {"columns": list(IRIS),
+                                                                     "data": [list(IRIS.values())]}}},
+                   "dataframe_records": {"value": {"dataframe_records": [IRIS]}},
+                   "instances": {"value": {"instances": [list(IRIS.values())]}},
+                   "inputs": {"value": {"inputs": {k: [v] for k, v in IRIS.items()},
+                                        "params": {"predict_method": "predict_proba"}}},
+               }},
+        "text/csv": {"schema": {"type": "string"},
+                     "example": ",".join(IRIS) + "\n" + ",".join(str(v) for v in IRIS.values()) + "\n"},
+    },
+}
+V2_BODY = {
+    "required": True,
+    "content": {JSON: {"schema": ref("V2InferenceRequest"), "example": {
+        "id": "42", "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 4],
+                               "data": list(IRIS.values())}],
+        "outputs": [{"name": "predict"}]}}},
+}
+V2_BINARY = {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+             "description": "Binary tensor data extension: the length of the JSON header that starts the body.",
+             "schema": {"type": "integer", "minimum": 0}}
+
+# --- responses -----------------------------------------------------------------------------------
+
+ERRORS: dict[int, str] = {
+    400: "The request is malformed or does not fit the model (error_code names the problem).",
+    401: "No valid API token: send 'Authorization: Bearer <token>'.",
+    403: "Your role may not do this.",
+    404: "No such model, version, alias, job or token.",
+    409: "Conflict with the current state (e.g. a version used by unfinished jobs).",
+    410: "The model's file is missing from the artifact store.",
+    413: "The request is too large.",
+    415: "Unsupported content type.",
+    422: "The file is not a loadable, safe scikit-learn model.",
+    503: "A backing service (the job queue) is unreachable.",
+}
+
+
+@dataclass
+class Op:
+    """One route and method: the row of the table that becomes an OpenAPI operation."""
+
+    method: str
+    path: str
+    tag: str
+    summary: str
+    ok: dict[int, Any]  # status -> schema name, None for no body, or (media type, schema)
+    errors: tuple[int, ...] = ()
+    params: tuple[dict[str, Any], ...] = ()
+    body: dict[str, Any] | None = None
+    public: bool = False  # no token at all
+    anonymous: bool = False  # a token is optional: an admin may open a model to anonymous predictions
+    description: str = ""
+    path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def operation_id(self) -> str:
+        words = re.sub(r"[{}]", "", self.path).replace("openapi.json", "openapi").strip("/")
+        return self.method + "_" + re.sub(r"[^A-Za-z0-9]+", "_", words)
+
+
+AUTH = (401,)
+PREDICT_ERRORS = (400, 401, 404, 410, 413, 415)
+V2_ERRORS = (400, 401, 404, 410)
+
+OPERATIONS: list[Op] = [
+    # --- account and jobs
+    Op("get", "/api/v1/me", "Account", "Who the token belongs to", {200: "Me"}, AUTH),
+    Op("get", "/api/v1/tokens", "Account", "Your API tokens", {200: "TokenList"}, AUTH),
+    Op("delete", "/api/v1/tokens/{token_id}", "Account", "Revoke one of your tokens", {200: "Token"}, (401, 404),
+       description="Revoking an already revoked token is a no-op that returns it."),
+    Op("post", "/api/v1/system/ping-worker", "Jobs", "Enqueue a no-op job (web, broker, worker, database)",
+       {202: "Job"}, (401, 403, 503), description="Needs the scientist role. Poll the returned url."),
+    Op("get", "/api/v1/jobs/{job_id}", "Jobs", "A job's state, progress and result", {200: "Job"}, (401, 404)),
+    Op("delete", "/api/v1/jobs/{job_id}", "Jobs", "Ask a job to stop", {202: "Job"}, (401, 403, 404),
+       description="A pending job is cancelled at once; a running one stops at its next check."),
+    # --- the registry
+    Op("get", "/api/v1/models", "Models", "List and search models", {200: "ModelList"}, (400, 401),
+       params=({"name": "q", "in": "query", "description": "Substring of the name or description.",
+                "schema": STRING},
+               {"name": "sort", "in": "query", "schema": {"type": "string", "enum": ["name", "-name", "created",
+                                                                                   "-created"],
+                                                         "default": "name"}})),
+    Op("post", "/api/v1/models", "Models", "Upload a model file as the next version of a model",
+       {201: "Version", 200: "Version"}, (400, 401, 403, 413, 422),
+       body={"required": True, "content": {"multipart/form-data": {"schema": ref("ModelUpload")}}},
+       description="201 with the new version; 200 with the latest version when the file is the same as it. "
+                   "The file is loaded through the restricted loader before anything is stored."),
+    Op("get", "/api/v1/models/{name}", "Models", "A model with its versions (name@alias: that version)",
+       {200: {"anyOf": [ref("Model"), ref("Version")]}}, (401, 404)),
+    Op("patch", "/api/v1/models/{name}", "Models", "Change a model's description or anonymous access",
+       {200: "Model"}, (400, 401, 403, 404),
+       body={"required": True, "content": {JSON: {"schema": ref("ModelUpdate"),
+                                                  "example": {"description": "Iris species, logistic regression"}}}}),
+    Op("get", "/api/v1/models/{name}/versions/{version}", "Models", "One version", {200: "Version"}, (401, 404)),
+    Op("delete", "/api/v1/models/{name}/versions/{version}", "Models",
+       "Delete a version (and the model with its last version)", {204: None}, (401, 403, 404, 409)),
+    Op("put", "/api/v1/models/{name}/aliases/{alias}", "Models", "Point an alias at a version",
+       {200: "ModelSummary"}, (400, 401, 403, 404),
+       body={"required": True, "content": {JSON: {"schema": ref("AliasTarget"), "example": {"version": 1}}}}),
+    Op("delete", "/api/v1/models/{name}/aliases/{alias}", "Models", "Remove an alias", {204: None},
+       (401, 403, 404)),
+    # --- predictions
+    Op("post", "/api/v1/models/{name}/predict", "Predict", "Predict with the latest version (or name@alias)",
+       {200: "Prediction"}, PREDICT_ERRORS, params=(OUTPUT,), body=MLFLOW_BODY, anonymous=True,
+       description="Bodies as MLflow's scoring server takes them, or CSV. A token is optional when an admin "
+                   "opened the model to anonymous predictions. At most 100,000 rows and 64 MiB."),
+    Op("post", "/api/v1/models/{name}/versions/{version}/predict", "Predict", "Predict with one version",
+       {200: "Prediction"}, PREDICT_ERRORS, params=(OUTPUT,), body=MLFLOW_BODY, anonymous=True),
+    Op("post", "/invocations", "MLflow scoring server", "Predict with the served model (VIEWER_SERVE_MODEL)",
+       {200: "MlflowPredictions"}, PREDICT_ERRORS, body=MLFLOW_BODY, anonymous=True,
+       description="404 when this server serves no model. params.predict_method=predict_proba answers "
+                   "probabilities."),
+    Op("get", "/ping", "MLflow scoring server", "Liveness", {200: (TEXT, STRING)}, public=True),
+    Op("get", "/health", "MLflow scoring server", "Readiness: the served model (if any) loads",
+       {200: (TEXT, STRING), 503: (TEXT, STRING)}, public=True),
+    Op("get", "/version", "MLflow scoring server", "The server's version", {200: (TEXT, STRING)}, public=True),
+    # --- Open Inference Protocol
+    Op("get", "/v2", "Open Inference Protocol", "Server metadata", {200: "V2ServerMetadata"}, public=True),
+    Op("get", "/v2/health/live", "Open Inference Protocol", "Server liveness", {200: "V2Live"}, public=True),
+    Op("get", "/v2/health/ready", "Open Inference Protocol", "Server readiness", {200: "V2Ready"}, public=True),
+    Op("get", "/v2/models/{name}", "Open Inference Protocol", "Model metadata (latest version)",
+       {200: "V2ModelMetadata"}, V2_ERRORS, anonymous=True),
+    Op("get", "/v2/models/{name}/versions/{version}", "Open Inference Protocol", "Model metadata",
+       {200: "V2ModelMetadata"}, V2_ERRORS, anonymous=True, path_params={"version": V2_VERSION}),
+    Op("get", "/v2/models/{name}/ready", "Open Inference Protocol", "Model readiness (latest version)",
+       {200: "V2ModelReady"}, V2_ERRORS, anonymous=True),
+    Op("get", "/v2/models/{name}/versions/{version}/ready", "Open Inference Protocol", "Model readiness",
+       {200: "V2ModelReady"}, V2_ERRORS, anonymous=True, path_params={"version": V2_VERSION}),
+    Op("post", "/v2/models/{name}/infer", "Open Inference Protocol", "Inference (latest version)",
+       {200: "V2InferenceResponse"}, V2_ERRORS + (413,), params=(V2_BINARY,), body=V2_BODY, anonymous=True,
+       description="JSON tensors, or the binary tensor data extension that tritonclient uses."),
+    Op("post", "/v2/models/{name}/versions/{version}/infer", "Open Inference Protocol", "Inference",
+       {200: "V2InferenceResponse"}, V2_ERRORS + (413,), params=(V2_BINARY,), body=V2_BODY, anonymous=True,
+       path_params={"version": V2_VERSION}),
+    # --- this document
+    Op("get", "/api/openapi.json", "Documentation", "This OpenAPI document",
+       {200: {"type": "object", "required": ["openapi", "paths"]}}, AUTH),
+]
+
+TAGS = [
+    ("Account", "Who you are and your API tokens."),
+    ("Jobs", "Background work on the Celery workers."),
+    ("Models", "The model registry: upload, address (name, name@alias, name/version), alias, delete."),
+    ("Predict", "Predictions over JSON or CSV, with MLflow's request bodies."),
+    ("MLflow scoring server", "Drop-in routes of `mlflow models serve` for one served model."),
+    ("Open Inference Protocol", "KServe V2 over HTTP, as tritonclient and KServe clients speak it."),
+    ("Documentation", "This description of the API."),
+]
+
+
+def _media(spec: Any) -> dict[str, Any]:
+    if isinstance(spec, tuple):
+        media_type, schema = spec
+        return {media_type: {"schema": schema}}
+    return {JSON: {"schema": ref(spec) if isinstance(spec, str) else spec}}
+
+
+def _responses(op: Op) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status, body in op.ok.items():
+        entry: dict[str, Any] = {"description": {200: "OK", 201: "Created", 202: "Accepted", 204: "No content",
+                                                 503: "Not ready"}[status]}
+        if body is not None:
+            entry["content"] = _media(body)
+        out[str(status)] = entry
+    for status in op.errors:
+        entry = {"description": ERRORS[status], "content": {JSON: {"schema": ref("Error")}}}
+        if status == 401:
+            entry["headers"] = {"WWW-Authenticate": {"schema": STRING, "description": 'Bearer realm="viewer"'}}
+        out[str(status)] = entry
+    return dict(sorted(out.items()))
+
+
+def _operation(op: Op) -> dict[str, Any]:
+    names = re.findall(r"{(\w+)}", op.path)
+    params = [op.path_params.get(n) or PATH_PARAMS[n] for n in names] + list(op.params)
+    entry: dict[str, Any] = {"tags": [op.tag], "summary": op.summary, "operationId": op.operation_id}
+    if op.description:
+        entry["description"] = op.description
+    if params:
+        entry["parameters"] = params
+    if op.body is not None:
+        entry["requestBody"] = op.body
+    entry["responses"] = _responses(op)
+    if op.public:
+        entry["security"] = []
+    elif op.anonymous:
+        entry["security"] = [{"bearerAuth": []}, {}]
+    return entry
+
+
+def build_spec() -> dict[str, Any]:
+    """The whole document, built afresh (callers may change their copy)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return copy.deepcopy({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Model results viewer API",
+            "version": __version__,
+            "description": "Registry, predictions and jobs of the model results viewer. Every route answers "
+                           "JSON; errors are {\"error_code\", \"message\"}. Send an API token from your account "
+                           "page as 'Authorization: Bearer <token>'; the session cookie is never accepted here.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [{"name": name, "description": text} for name, text in TAGS],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "An API token from /account/."}},
+            "schemas": SCHEMAS,
+        },
+    })
+
+
+@bp.get("/api/openapi.json")
+def openapi_json():
+    return jsonify(build_spec())

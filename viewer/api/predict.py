@@ -1,0 +1,96 @@
+"""Prediction routes: ``/api/v1/models/<ref>/predict`` and MLflow's scoring-server routes.
+
+Both parse with ``core.predict.parse_mlflow`` and predict with ``serving.run``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, abort, current_app, jsonify, request
+
+from .. import serving
+from ..auth import allow_anonymous_if, public
+from ..core.predict import PayloadError, parse_mlflow
+from ..registry import Ref
+from .v1 import bp
+
+MAX_PREDICT_BYTES = 64 * 2**20
+
+mlflow_bp = Blueprint("mlflow", __name__)
+
+
+def _body() -> bytes:
+    if (request.content_length or 0) > MAX_PREDICT_BYTES:
+        raise PayloadError(f"The request body is over {MAX_PREDICT_BYTES // 2**20} MiB; score large inputs with "
+                           "a scoring job (POST /api/v1/jobs).", "REQUEST_TOO_LARGE", 413)
+    return request.get_data(cache=False)
+
+
+def _predict(ref: str):
+    served = serving.resolve(ref)
+    table = parse_mlflow(_body(), request.content_type or "")
+    result = serving.run(served, table, proba=serving.wants_proba(table.params, request.args.get("output")))
+    return jsonify(model=served.ref, **result)
+
+
+@bp.post("/models/<name>/predict")
+@allow_anonymous_if(lambda name: serving.anonymous_allowed(name))
+def predict(name: str):
+    """Predict with the latest version, or ``name@alias``."""
+    return _predict(name)
+
+
+@bp.post("/models/<name>/versions/<int:version>/predict")
+@allow_anonymous_if(lambda name, version: serving.anonymous_allowed(str(Ref(name, version=version))))
+def predict_version(name: str, version: int):
+    return _predict(str(Ref(name, version=version)))
+
+
+# --- MLflow scoring server compatibility ---------------------------------------------------------
+
+def _served_ref() -> str:
+    ref = current_app.config.get("SERVE_MODEL")
+    if not ref:
+        abort(404, description="No model is served here: set VIEWER_SERVE_MODEL to name, name@alias or name/version.")
+    return ref
+
+
+@mlflow_bp.post("/invocations")
+@allow_anonymous_if(lambda: serving.anonymous_allowed(current_app.config.get("SERVE_MODEL") or ""))
+def invocations():
+    served = serving.resolve(_served_ref())
+    table = parse_mlflow(_body(), request.content_type or "")
+    result = serving.run(served, table, proba=serving.wants_proba(table.params, None))
+    # MLflow's shape: {"predictions": [...]}; with predict_method=predict_proba, one list per row.
+    return jsonify(predictions=result.get("probabilities", result["predictions"]))
+
+
+@mlflow_bp.get("/health")
+@public
+def health():
+    """Ready when the served model (if any) loads."""
+    ref = current_app.config.get("SERVE_MODEL")
+    if ref:
+        try:
+            serving.resolve(ref)
+        except Exception:  # noqa: BLE001
+            return "The served model is not available.\n", 503, {"Content-Type": "text/plain"}
+    return "\n", 200, {"Content-Type": "text/plain"}
+
+
+@mlflow_bp.get("/version")
+@public
+def version():
+    from .. import __version__
+
+    return __version__, 200, {"Content-Type": "text/plain"}
+
+
+def _payload_error(exc: PayloadError):
+    response = jsonify(error_code=exc.error_code, message=exc.message)
+    response.status_code = exc.status
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(mlflow_bp)
+    app.register_error_handler(PayloadError, _payload_error)

@@ -1,0 +1,97 @@
+"""Open Inference Protocol (KServe V2) routes over the registry's models."""
+
+from __future__ import annotations
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+
+from .. import __version__, serving
+from ..auth import allow_anonymous_if, public
+from ..core import v2
+from ..core.predict import PayloadError
+from ..registry import Ref, get_model
+from .predict import _body
+
+bp = Blueprint("v2", __name__, url_prefix="/v2")
+
+
+def _ref(name: str, version: str | None) -> str:
+    if version is None:
+        return name
+    if not version.isdigit():
+        raise PayloadError(f"Version must be a number.", "BAD_REQUEST", 400)
+    return str(Ref(name, version=int(version)))
+
+
+def _anonymous(name: str, version: str | None = None) -> bool:
+    return serving.anonymous_allowed(name if version is None or not version.isdigit() else f"{name}/{version}")
+
+
+@bp.get("")
+@public
+def server_metadata():
+    return jsonify(name="model-results-viewer", version=__version__, extensions=["binary_tensor_data"])
+
+
+@bp.get("/health/live")
+@public
+def live():
+    return jsonify(live=True)
+
+
+@bp.get("/health/ready")
+@public
+def ready():
+    return jsonify(ready=True)
+
+
+@bp.get("/models/<name>")
+@bp.get("/models/<name>/versions/<version>")
+@allow_anonymous_if(_anonymous)
+def model_metadata(name: str, version: str | None = None):
+    served = serving.resolve(_ref(name, version))
+    predictor = served.predictor
+    if predictor.feature_names:
+        inputs = [{"name": f["name"], "datatype": "BYTES" if f.get("kind") == "categorical" else "FP64", "shape": [-1]}
+                  for f in predictor.info.get("input_schema") or []] or \
+                 [{"name": n, "datatype": "FP64", "shape": [-1]} for n in predictor.feature_names]
+    else:
+        inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, predictor.n_features or -1]}]
+    classes = predictor.classes
+    outputs = [{"name": "predict", "datatype": v2.datatype_of(np.asarray(classes)) if classes else "FP64", "shape": [-1]}]
+    if predictor.has_proba:
+        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(classes or [])]})
+    versions = [str(v.version) for v in get_model(served.name).versions]
+    return jsonify(name=served.name, versions=versions, platform="scikit-learn", inputs=inputs, outputs=outputs)
+
+
+@bp.get("/models/<name>/ready")
+@bp.get("/models/<name>/versions/<version>/ready")
+@allow_anonymous_if(_anonymous)
+def model_ready(name: str, version: str | None = None):
+    served = serving.resolve(_ref(name, version))
+    return jsonify(name=served.name, ready=True)
+
+
+@bp.post("/models/<name>/infer")
+@bp.post("/models/<name>/versions/<version>/infer")
+@allow_anonymous_if(_anonymous)
+def infer(name: str, version: str | None = None):
+    served = serving.resolve(_ref(name, version))
+    table, wanted, request_id = v2.decode_request(_body(), request.headers.get("Inference-Header-Content-Length"))
+    predictor = served.predictor
+    available = ["predict"] + (["predict_proba"] if predictor.has_proba else [])
+    wanted = wanted or available
+    unknown = [w for w in wanted if w not in available]
+    if unknown:
+        raise PayloadError(f"Unknown output {unknown[0][:64]!r}; this model offers {', '.join(available)}.")
+    serving.check_size(table)
+    X = predictor.prepare(table)
+    outputs = []
+    for name_ in wanted:
+        values = predictor.predict(X) if name_ == "predict" else predictor.predict_proba(X)
+        outputs.append(v2.output(name_, values))
+    body = {"model_name": served.name, "model_version": str(served.version), "outputs": outputs}
+    if request_id is not None:
+        body["id"] = request_id
+    return Response(v2.encode(body), mimetype="application/json")

@@ -1,0 +1,125 @@
+"""A small Python client for the viewer's API.
+
+    from viewer.client import Client
+    client = Client("http://127.0.0.1:5000", token="vwr_...")
+    client.upload_model("model.joblib", name="churn")
+    client.predict(df, model="churn@production")          # numpy array of predictions
+    client.predict_proba(df, model="churn")               # DataFrame, one column per class
+
+It needs only requests, pandas and numpy (not Flask), so scripts and notebooks can use it anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import requests
+
+
+class ApiError(RuntimeError):
+    """An error answer from the server, with its HTTP status and ``error_code``."""
+
+    def __init__(self, status: int, error_code: str, message: str):
+        super().__init__(f"{status} {error_code}: {message}")
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+def _records(data: Any) -> dict[str, Any]:
+    """Any tabular input as a ``dataframe_split`` body (None for missing values)."""
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif isinstance(data, dict):
+        frame = pd.DataFrame(data)
+    else:
+        array = np.asarray(data, dtype=object)
+        if array.ndim == 1:
+            array = array.reshape(1, -1)
+        return {"instances": [[_plain(v) for v in row] for row in array.tolist()]}
+    rows = [[_plain(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+    return {"dataframe_split": {"columns": [str(c) for c in frame.columns], "data": rows}}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+class Client:
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.session.request(method, self.url + path, timeout=kwargs.pop("timeout", self.timeout), **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                raise ApiError(response.status_code, body.get("error_code", "error"), body.get("message", ""))
+            except (ValueError, AttributeError):
+                raise ApiError(response.status_code, "error", response.text[:500]) from None
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # --- models ----------------------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        return self.request("GET", "/api/v1/me")
+
+    def models(self, query: str = "") -> list[dict[str, Any]]:
+        return self.request("GET", "/api/v1/models", params={"q": query} if query else None)["models"]
+
+    def model(self, ref: str) -> dict[str, Any]:
+        """A model (``name``) with its versions, or one version (``name@alias``, ``name/3``)."""
+        if "/" in ref:
+            name, _, version = ref.partition("/")
+            return self.request("GET", f"/api/v1/models/{name}/versions/{int(version)}")
+        return self.request("GET", f"/api/v1/models/{ref}")
+
+    def upload_model(self, path: str | Path, name: str, description: str = "") -> dict[str, Any]:
+        path = Path(path)
+        with path.open("rb") as fh:
+            return self.request("POST", "/api/v1/models", files={"file": (path.name, fh)},
+                                data={"name": name, "description": description})
+
+    def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
+        return self.request("PUT", f"/api/v1/models/{name}/aliases/{alias}", json={"version": version})
+
+    def delete_version(self, name: str, version: int) -> None:
+        self.request("DELETE", f"/api/v1/models/{name}/versions/{version}")
+
+    # --- predictions -----------------------------------------------------------------------------
+
+    def _predict_path(self, model: str) -> str:
+        if "/" in model:
+            name, _, version = model.partition("/")
+            return f"/api/v1/models/{name}/versions/{int(version)}/predict"
+        return f"/api/v1/models/{model}/predict"
+
+    def predict(self, data: Any, model: str) -> np.ndarray:
+        body = self.request("POST", self._predict_path(model), data=json.dumps(_records(data)),
+                            headers={"Content-Type": "application/json"})
+        return np.asarray(body["predictions"])
+
+    def predict_proba(self, data: Any, model: str) -> pd.DataFrame:
+        body = self.request("POST", self._predict_path(model), params={"output": "proba"},
+                            data=json.dumps(_records(data)), headers={"Content-Type": "application/json"})
+        index = data.index if isinstance(data, pd.DataFrame) else None
+        return pd.DataFrame(body["probabilities"], columns=body["classes"], index=index)

@@ -1,0 +1,109 @@
+"""Serving predictions: find a model version fast and answer with the one predict path.
+
+On the request path there is no file read and at most one small query per few seconds:
+- a reference (``name``, ``name@alias``, ``name/3``) is resolved through a short-lived cache
+  (``REF_CACHE_SECONDS``; moving an alias takes effect within that time in other processes);
+- the ``Predictor`` (loaded estimator + schema + fast path) is cached per process by sha256.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from threadpoolctl import threadpool_limits
+
+from . import registry
+from .core.cache import LRUCache
+from .core.predict import PayloadError, Predictor, Table, to_jsonable
+
+REF_CACHE_SECONDS = 3.0
+MAX_PREDICT_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class Served:
+    name: str
+    version: int
+    sha256: str
+    anonymous: bool
+    predictor: Predictor
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+_refs: dict[str, tuple[float, int, str, str, int, bool]] = {}  # ref -> (checked, generation, ...)
+_refs_lock = threading.Lock()
+_predictors: LRUCache[Predictor] = LRUCache(maxsize=16)
+
+
+def forget(name: str | None = None) -> None:
+    """Drop cached references (all, or those of one model), e.g. after an alias moved here."""
+    with _refs_lock:
+        for key in [k for k in _refs if name is None or k.split("@")[0].split("/")[0] == name]:
+            del _refs[key]
+
+
+def resolve(ref: str) -> Served:
+    now = time.monotonic()
+    hit = _refs.get(ref)
+    if hit is None or now - hit[0] > REF_CACHE_SECONDS or hit[1] != registry.generation:
+        version = registry.resolve(ref)
+        hit = (now, registry.generation, version.sha256, version.model.name, version.version,
+               version.model.anonymous_predict)
+        with _refs_lock:
+            _refs[ref] = hit
+        if version.sha256 not in _predictors:
+            _predictors.get(version.sha256, lambda: _build(version))
+    _, _generation, sha, name, number, anonymous = hit
+    predictor = _predictors.get(sha, lambda: _build(registry.resolve(f"{name}/{number}")))
+    return Served(name, number, sha, anonymous, predictor)
+
+
+def _build(version) -> Predictor:
+    estimator = registry.load(version)
+    # Threads: one BLAS/OpenMP thread per serving process (several processes share the cores).
+    # threadpoolctl limits the libraries loaded so far, which by now includes scikit-learn's.
+    threadpool_limits(limits=current_app.config.get("MATH_THREADS", 1))
+    return Predictor(estimator, version.info)
+
+
+def anonymous_allowed(ref: str) -> bool:
+    try:
+        return resolve(ref).anonymous
+    except Exception:  # noqa: BLE001  (unknown model: let the token check answer 401 first)
+        return False
+
+
+def check_size(table: Table) -> None:
+    if table.n_rows > MAX_PREDICT_ROWS:
+        raise PayloadError(f"{table.n_rows} rows is more than the {MAX_PREDICT_ROWS} a request may carry; "
+                           "score large inputs with a scoring job (POST /api/v1/jobs).", "TOO_MANY_ROWS", 413)
+
+
+def wants_proba(params: dict[str, Any], query_output: str | None) -> bool:
+    # Every value given must be valid (a bad one is not hidden behind a good one); the first wins.
+    given = [v for v in (params.get("predict_method"), params.get("output"), query_output) if v is not None]
+    if any(v not in ("predict", "predict_proba", "proba") for v in given):
+        raise PayloadError("'output' must be 'predict' or 'proba' (MLflow: params.predict_method "
+                           "'predict' or 'predict_proba').")
+    return bool(given) and given[0] in ("predict_proba", "proba")
+
+
+def run(served: Served, table: Table, *, proba: bool) -> dict[str, Any]:
+    """The one predict path: validate, predict, JSON-safe result."""
+    check_size(table)
+    predictor = served.predictor
+    X = predictor.prepare(table)
+    if proba:
+        probabilities = predictor.predict_proba(X)
+        classes = predictor.classes or list(range(probabilities.shape[1]))
+        labels = [classes[i] for i in probabilities.argmax(axis=1)]
+        return {"predictions": to_jsonable(labels), "classes": to_jsonable(classes),
+                "probabilities": to_jsonable(probabilities)}
+    return {"predictions": to_jsonable(predictor.predict(X))}

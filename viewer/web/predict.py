@@ -1,0 +1,95 @@
+"""The prediction page: a form built from the model's input schema, a what-if, and CSV rows."""
+
+from __future__ import annotations
+
+import math
+
+from bokeh.embed import json_item
+from flask import Blueprint, render_template, request, session
+
+from .. import registry, serving
+from ..core.predict import PayloadError, Table, parse_csv
+from ..plots.predict import probability_bars
+from ..registry import Ref
+from .assets import bokeh_urls
+from .forms import ConfirmForm
+
+bp = Blueprint("predict", __name__, url_prefix="/models")
+MAX_PAGE_ROWS = 200
+
+
+def _field_value(feature: dict, raw: str | None, errors: dict[str, str]):
+    name = feature["name"]
+    raw = (raw or "").strip()
+    if feature.get("kind") == "categorical":
+        return raw if raw != "" else None
+    if raw == "":
+        return None  # missing: the model may impute it, or the predictor says it cannot
+    try:
+        value = float(raw)
+    except ValueError:
+        errors[name] = "Enter a number."
+        return None
+    if not math.isfinite(value):
+        errors[name] = "Enter a finite number."
+    return value
+
+
+@bp.route("/<name>/versions/<int:version>/predict", methods=["GET", "POST"])
+def page(name: str, version: int):
+    ref = str(Ref(name, version=version))
+    record = registry.resolve(ref)
+    served = serving.resolve(ref)
+    # Named features get a field each; unnamed ones (x0, x1, ...) a pasted row of values.
+    schema = (record.info.get("input_schema") or []) if record.info.get("feature_names") else []
+    form = ConfirmForm()
+    values = {f["name"]: f.get("default") for f in schema}
+    errors: dict[str, str] = {}
+    error = None
+    result = rows_result = plot = None
+    mode = request.form.get("mode", "fields")
+    status = 200
+    if form.validate_on_submit():
+        try:
+            if mode == "csv":
+                text = request.form.get("csv", "")
+                table = parse_csv(text.encode())
+                if table.n_rows > MAX_PAGE_ROWS:
+                    raise PayloadError(f"Paste at most {MAX_PAGE_ROWS} rows here; use a scoring job for more.")
+                rows_result = serving.run(served, table, proba=served.predictor.has_proba)
+                rows_result["n"] = table.n_rows
+            else:
+                if schema:
+                    values = {f["name"]: request.form.get("f:" + f["name"]) for f in schema}
+                    row = [_field_value(f, values[f["name"]], errors) for f in schema]
+                    table = Table(columns=[f["name"] for f in schema], rows=[row])
+                else:
+                    text = request.form.get("row", "")
+                    values = {"row": text}
+                    try:
+                        row = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+                    except ValueError:
+                        errors["row"] = "Enter numbers separated by commas."
+                        row = []
+                    table = Table(columns=None, rows=[row])
+                if not errors:
+                    result = serving.run(served, table, proba=served.predictor.has_proba)
+        except PayloadError as exc:
+            error = exc.message
+        if errors or error:
+            status = 400
+    if result:
+        key = f"whatif:{record.sha256[:16]}"
+        previous = session.get(key)
+        if "probabilities" in result:
+            probabilities = result["probabilities"][0]
+            plot = json_item(probability_bars(result["classes"], probabilities,
+                                              previous.get("probabilities") if previous else None))
+            result["previous"] = previous
+            session[key] = {"prediction": result["predictions"][0], "probabilities": probabilities}
+        else:
+            result["previous"] = previous
+            session[key] = {"prediction": result["predictions"][0]}
+    return render_template("models/predict.html", v=record, schema=schema, values=values, errors=errors,
+                           error=error, result=result, rows_result=rows_result, plot=plot, mode=mode, form=form,
+                           bokeh_scripts=bokeh_urls() if plot else []), status
