@@ -29,5 +29,11 @@ test-embedded: install
 test-services: install
 	VIEWER_TEST_BACKEND=services $(PY) -m pytest --ignore=tests/core
 
+# Slow fault tests (SIGKILLed workers, two workers sharing a job, poison chunks, cancel mid-run),
+# on both backends. .ci/run calls this after `make test`.
+chaos: install
+	VIEWER_TEST_BACKEND=embedded $(PY) -m pytest -m chaos tests/test_faults.py
+	VIEWER_TEST_BACKEND=services $(PY) -m pytest -m chaos tests/test_faults.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -9,9 +9,25 @@ import uuid
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 from tests.support import (BACKEND, PASSWORD, POSTGRES_ADMIN_URL, REDIS_URL, ROOT, TEST_SECRET, Backend,
                            WorkerProcess, require_redis, service_missing)
+
+
+class ClosingClient(FlaskClient):
+    """werkzeug's test client spools request bodies over 500 KB to a temp file it never closes."""
+
+    def open(self, *args, **kwargs):
+        response = super().open(*args, **kwargs)
+        stream = response.request.environ.get("wsgi.input") if response.request is not None else None
+        if stream is not None and hasattr(stream, "close"):
+            stream.close()
+        return response
+
+
+Flask.test_client_class = ClosingClient
 
 
 @pytest.fixture(scope="session")

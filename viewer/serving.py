@@ -65,6 +65,12 @@ def resolve(ref: str) -> Served:
     return Served(name, number, sha, anonymous, predictor)
 
 
+def predictor_for(version) -> Predictor:
+    """The predictor of an exact model version (by content hash): what jobs use, since a name
+    and number can point at new content after a model is deleted and uploaded again."""
+    return _predictors.get(version.sha256, lambda: _build(version))
+
+
 def _build(version) -> Predictor:
     estimator = registry.load(version)
     # Threads: one BLAS/OpenMP thread per serving process (several processes share the cores).

@@ -57,9 +57,13 @@ def score_chunk(self, job_id: str, index: int) -> None:
     jobs.start_job(job)
     try:
         with jobs.Heartbeat(chunk.id, owner) as beat:
-            served = serving.resolve(f"{job.params['model_name']}/{job.params['model_version']}")
+            version = job.model_version
+            if version is None:
+                jobs.fail_job(job_id, "The model version was deleted.")
+                return
+            predictor = serving.predictor_for(version)
             dataset = db.session.get(Dataset, job.dataset_id)
-            rows = scoring.score_chunk(served.predictor, data.dataset_file(dataset), index, jobs.output_dir(job),
+            rows = scoring.score_chunk(predictor, data.dataset_file(dataset), index, jobs.output_dir(job),
                                        job.params.get("target"))
     except PayloadError as exc:  # the data does not fit the model: every retry would fail alike
         jobs.fail_job(job_id, f"Chunk {index}: {exc.message}")
