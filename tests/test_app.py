@@ -81,3 +81,12 @@ def test_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [ENV_PREFIX + name for name in SETTINGS if f"`{ENV_PREFIX}{name}`" not in readme]
     assert not missing
+
+
+def test_trusted_modules_may_not_open_the_standard_library(tmp_path):
+    import pytest
+
+    for bad in ("os", "subprocess", "sklearn", "viewer", "a b"):
+        with pytest.raises(RuntimeError, match="VIEWER_TRUSTED_MODULES"):
+            create_app({"DATA_DIR": str(tmp_path), "TRUSTED_MODULES": bad})
+    create_app({"DATA_DIR": str(tmp_path), "TRUSTED_MODULES": "mycompany.models"})

@@ -223,3 +223,23 @@ def test_bad_datasets_get_a_clear_422_and_leave_nothing(app, client, auth, conte
     data_dir = Path(app.config["DATA_DIR"])
     assert not list((data_dir / "uploads").glob("upload-*"))
     assert not list((data_dir / "datasets").glob("*.partial")) if (data_dir / "datasets").exists() else True
+
+
+def test_large_upload_is_ingested_by_a_worker(make_app, auth, worker, binary_problem):
+    frame, _model = binary_problem
+    app = make_app(INLINE_INGEST_MB=0)  # every upload counts as large here
+    client = app.test_client()
+    headers = auth.bearer("scientist")
+    response = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(frame.to_csv(index=False).encode()), "big.csv")})
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["state"] == "ingesting" and body["job"]["kind"] == "ingest"
+    assert follow(client, headers, body["job"]["id"])["state"] == "done"
+    ready = client.get(f"/api/v1/datasets/{body['id']}", headers=headers).get_json()
+    assert ready["state"] == "ready" and ready["n_rows"] == ROWS
+    bad = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
+                      data={"file": (io.BytesIO(b"a,b\n1,2\n3\n"), "bad.csv")}).get_json()
+    failed = follow(client, headers, bad["job"]["id"])
+    assert failed["state"] == "error" and "Line 3" in failed["error"]
+    assert client.get(f"/api/v1/datasets/{bad['id']}", headers=headers).get_json()["state"] == "error"

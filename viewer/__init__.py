@@ -24,6 +24,17 @@ CONTENT_SECURITY_POLICY = "; ".join([
 ])
 
 
+def _check_trusted_modules(raw: str) -> None:
+    """Refuse to start with a VIEWER_TRUSTED_MODULES that would open the loader to stdlib code."""
+    from .core.safe_load import is_admitted_global
+
+    modules = tuple(p.strip() for p in raw.split(",") if p.strip())
+    try:
+        is_admitted_global("builtins", "len", trusted_modules=modules)
+    except ValueError as exc:
+        raise RuntimeError(f"VIEWER_TRUSTED_MODULES: {exc}") from None
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import api, auth, errors, tasks, web  # noqa: F401  (tasks registers Celery tasks)
     from .config import celery_config, load_settings
@@ -36,6 +47,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         static_folder="static",
     )
     settings = load_settings(app.instance_path, test_config)
+    _check_trusted_modules(settings["TRUSTED_MODULES"])
     Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     app.config.update(settings)
     app.config.update(
