@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from flask import Response, abort, stream_with_context
 
+MIMETYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -68,3 +70,19 @@ def stream_parquet(output_dir: Path) -> Iterator[bytes]:
         yield sink.take()
     writer.close()
     yield sink.take()
+
+
+def response(job, fmt: str) -> Response:
+    """A finished scoring job's results, streamed as CSV or Parquet (the API and the pages)."""
+    from .jobs import output_dir
+
+    if job.kind != "score" or job.state != "done":
+        abort(409, description=f"The job is {job.state}; results can be downloaded once a scoring job is done.")
+    if fmt not in MIMETYPES:
+        abort(400, description="format must be csv or parquet.")
+    directory = output_dir(job)
+    if not parts(directory):
+        abort(410, description="The job's output files are gone.")
+    stream = stream_csv(directory) if fmt == "csv" else stream_parquet(directory)
+    return Response(stream_with_context(stream), mimetype=MIMETYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="job-{job.id}.{fmt}"'})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, jsonify, request, stream_with_context
+from flask import abort, jsonify, request
 from sqlalchemy import select
 
 from .. import jobs, results, scoring
@@ -26,6 +26,8 @@ def filtered_jobs(args) -> list[Job]:
         if args["state"] not in JOB_STATES:
             abort(400, description=f"state must be one of {', '.join(JOB_STATES)}.")
         statement = statement.where(Job.state == args["state"])
+    if any("\x00" in value for value in args.values()):
+        return []  # no stored text holds a NUL (and PostgreSQL refuses to compare with one)
     if args.get("dataset"):
         statement = statement.where(Job.dataset_id == args["dataset"])
     if args.get("user"):
@@ -84,16 +86,4 @@ def job_aggregates(job_id: str):
 
 @bp.get("/jobs/<job_id>/results")
 def job_results(job_id: str):
-    job = job_or_404(job_id)
-    if job.kind != "score" or job.state != "done":
-        abort(409, description=f"The job is {job.state}; results can be downloaded once a scoring job is done.")
-    fmt = request.args.get("format", "csv")
-    if fmt not in ("csv", "parquet"):
-        abort(400, description="format must be csv or parquet.")
-    directory = jobs.output_dir(job)
-    if not results.parts(directory):
-        abort(410, description="The job's output files are gone.")
-    stream = results.stream_csv(directory) if fmt == "csv" else results.stream_parquet(directory)
-    mimetype = "text/csv" if fmt == "csv" else "application/vnd.apache.parquet"
-    return Response(stream_with_context(stream), mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="job-{job.id}.{fmt}"'})
+    return results.response(job_or_404(job_id), request.args.get("format", "csv"))

@@ -4,7 +4,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from . import account, admin, assets, main, models, predict, session
+    from . import account, admin, assets, datasets, docs, jobs, main, models, predict, session
 
     app.register_blueprint(session.bp)
     app.register_blueprint(main.bp)
@@ -13,3 +13,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(predict.bp)
     app.register_blueprint(assets.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(datasets.bp)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(docs.bp)
