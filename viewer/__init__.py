@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,18 @@ def _check_trusted_modules(raw: str) -> None:
         is_admitted_global("builtins", "len", trusted_modules=modules)
     except ValueError as exc:
         raise RuntimeError(f"VIEWER_TRUSTED_MODULES: {exc}") from None
+
+
+class ApiAwareSessionInterface(SecureCookieSessionInterface):
+    """API requests never use the cookie session (they authenticate by token only), so they
+    neither open nor save one: less work per prediction, and no ``Vary: Cookie`` on API answers."""
+
+    def open_session(self, app, request):
+        from .auth import is_api_request
+
+        if is_api_request():
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -66,6 +79,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config:  # plain Flask keys (TESTING, WTF_CSRF_ENABLED, ...) from tests
         app.config.update({k: v for k, v in test_config.items() if k.isupper()})
 
+    app.session_interface = ApiAwareSessionInterface()
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
     csrf.init_app(app)

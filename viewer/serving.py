@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from flask import current_app
 from threadpoolctl import threadpool_limits
 
@@ -109,7 +110,7 @@ def run(served: Served, table: Table, *, proba: bool) -> dict[str, Any]:
     if proba:
         probabilities = predictor.predict_proba(X)
         classes = predictor.classes or list(range(probabilities.shape[1]))
-        labels = [classes[i] for i in probabilities.argmax(axis=1)]
+        labels = np.asarray(classes, dtype=object).take(probabilities.argmax(axis=1))
         return {"predictions": to_jsonable(labels), "classes": to_jsonable(classes),
                 "probabilities": to_jsonable(probabilities)}
     return {"predictions": to_jsonable(predictor.predict(X))}

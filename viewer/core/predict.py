@@ -214,6 +214,7 @@ class Predictor:
         self.info = info
         self.feature_names: list[str] | None = info.get("feature_names")
         self.n_features: int | None = info.get("n_features") or (len(self.feature_names) if self.feature_names else None)
+        self.feature_set = set(self.feature_names or ())
         schema = info.get("input_schema") or []
         self.categorical = {f["name"] for f in schema if f.get("kind") == "categorical"}
         self.needs_frame = bool(self.categorical) or _uses_column_names(estimator)
@@ -235,10 +236,11 @@ class Predictor:
             if names is None:
                 return self._numeric_array(table.rows, None)
             table = Table(columns=list(names), rows=table.rows, params=table.params)
-        if names is not None:
+        if names is not None and table.columns != names:  # the common case costs one list compare
             given = table.columns
-            missing = [c for c in names if c not in set(given)]
-            extra = [c for c in given if c not in set(names)]
+            given_set, name_set = set(given), self.feature_set
+            missing = [c for c in names if c not in given_set]
+            extra = [c for c in given if c not in name_set]
             if missing or extra:
                 raise PayloadError(
                     ("Missing columns: " + _names(missing) + ". " if missing else "")
