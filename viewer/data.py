@@ -26,7 +26,7 @@ def upload_dir() -> Path:
 
 
 def _display_name(filename: str) -> str:
-    name = os.path.basename((filename or "").replace("\\", "/")).strip()
+    name = os.path.basename((filename or "").replace("\\", "/").replace("\x00", "")).strip()
     return (name or "dataset")[:255]
 
 
@@ -97,7 +97,8 @@ def finish_ingest(dataset: Dataset, upload: Path) -> None:
 
 
 def get(dataset_id: str) -> Dataset:
-    dataset = db.session.get(Dataset, dataset_id) if isinstance(dataset_id, str) and len(dataset_id) <= 32 else None
+    dataset = db.session.get(Dataset, dataset_id) \
+        if isinstance(dataset_id, str) and len(dataset_id) <= 32 and "\x00" not in dataset_id else None
     if dataset is None:
         raise RegistryError(404, "dataset_not_found", "No such dataset.")
     return dataset

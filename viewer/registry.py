@@ -67,7 +67,7 @@ class Ref:
     def __str__(self) -> str:
         if self.alias:
             return f"{self.name}@{self.alias}"
-        return f"{self.name}/{self.version}" if self.version else self.name
+        return f"{self.name}/{self.version}" if self.version is not None else self.name
 
 
 def parse_ref(text: str) -> Ref:
@@ -77,14 +77,16 @@ def parse_ref(text: str) -> Ref:
         return Ref(name, alias=alias)
     if "/" in text:
         name, _, version = text.partition("/")
-        if not version.isdigit():
+        if not (version.isascii() and version.isdigit()):
             raise RegistryError(400, "bad_model_reference", f"'{text}' is not name, name@alias or name/version.")
         return Ref(name, version=int(version))
     return Ref(text)
 
 
 def get_model(name: str) -> RegisteredModel:
-    model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
+    # A name that registering would refuse names no model (and a NUL byte would make PostgreSQL fail).
+    valid = re.fullmatch(MODEL_NAME_PATTERN, name or "")
+    model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name)) if valid else None
     if model is None:
         raise RegistryError(404, "model_not_found", f"No model named '{name}'.")
     return model
@@ -120,6 +122,8 @@ SORTS = {
 def search_models(query: str = "", sort: str = "name") -> list[RegisteredModel]:
     """Models whose name or description contains ``query``; shared with the models page."""
     statement = select(RegisteredModel)
+    if "\x00" in query:  # no stored text has one (PostgreSQL cannot even compare with it)
+        return []
     if query:
         like = f"%{query.lower()}%"
         statement = statement.where(db.func.lower(RegisteredModel.name).like(like)
@@ -137,6 +141,11 @@ def validate_name(name: str) -> str:
     return name
 
 
+def clean_text(value: str) -> str:
+    """Text to store, without NUL bytes (PostgreSQL refuses them; nobody means them)."""
+    return (value or "").replace("\x00", "")
+
+
 def register(source: BinaryIO, *, name: str, filename: str = "", description: str = "",
              user: User | None = None) -> tuple[ModelVersion, bool]:
     """Store an uploaded model as the next version of ``name``.
@@ -145,6 +154,7 @@ def register(source: BinaryIO, *, name: str, filename: str = "", description: st
     version with created=False instead of adding a duplicate.
     """
     name = validate_name(name)
+    description = clean_text(description)
     limit = current_app.config["MAX_MODEL_MB"] * 2**20
     artifacts = store()
     try:
@@ -191,7 +201,7 @@ def _record(name, description, user, staged, loaded, info, filename) -> ModelVer
                                     .where(ModelVersion.model_id == model.id)) or 0) if model.id else 0
         version = ModelVersion(
             model=model, version=number + 1, sha256=staged.sha256, size_bytes=staged.size,
-            format=loaded.format, filename=(filename or "")[:255], info=info,
+            format=loaded.format, filename=clean_text(filename)[:255], info=info,
             saved_sklearn_version=loaded.saved_sklearn_version, load_warnings=list(loaded.warnings),
             uploaded_by=user)
         db.session.add(version)
@@ -225,7 +235,7 @@ def load(version: ModelVersion) -> Any:
 # --- aliases and deletion ------------------------------------------------------------------------
 
 def set_alias(model: RegisteredModel, alias: str, version_number: int) -> ModelAlias:
-    if not re.match(ALIAS_PATTERN, alias or ""):
+    if not re.fullmatch(ALIAS_PATTERN, alias or ""):  # re.match's $ would let "prod\n" through
         raise RegistryError(400, "bad_alias", "An alias is 1-64 letters, digits, '_' or '-', starting with a letter.")
     version = resolve(Ref(model.name, version=version_number))
     existing = next((a for a in model.aliases if a.alias == alias), None)

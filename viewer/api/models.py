@@ -46,7 +46,7 @@ def update_model(name: str):
     if "description" in body:
         if not isinstance(body["description"], str):
             abort(400, description="'description' must be a string.")
-        model.description = body["description"][:10_000]
+        model.description = registry.clean_text(body["description"])[:10_000]
     if "anonymous_predict" in body:
         if not identity().has_role("admin"):
             abort(403, description="Only an admin can open a model to anonymous predictions.")

@@ -47,6 +47,9 @@ MLFLOW_INSTANCES = {
         {"type": "object", "additionalProperties": ROW},
     ],
 }
+# Job and dataset ids are 32 hex digits; these two are examples (tests create records with them).
+JOB_ID = "9b2e4c6a8d0f4a1b3c5d7e9f1a2b3c4d"
+DATASET_ID = "3f1c0a9e5b7d4e2f8a6b1c0d9e8f7a6b"
 IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 # --- shared schemas ------------------------------------------------------------------------------
@@ -70,18 +73,55 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                   "properties": {"tokens": {"type": "array", "items": ref("Token")}}},
     "Job": {
         "type": "object",
+        "description": "A job's state. Scoring jobs fill model, dataset_id, metrics and the rates.",
         "required": ["id", "kind", "state", "params", "progress", "error", "result", "cancel_requested",
-                     "attempts", "created_by", "created_at", "started_at", "finished_at", "elapsed_seconds", "url"],
+                     "attempts", "created_by", "created_at", "started_at", "finished_at", "url"],
         "properties": {
-            "id": STRING, "kind": STRING, "state": {"type": "string", "enum": list(JOB_STATES)},
-            "params": OBJECT,
+            "id": STRING, "kind": {**STRING, "description": "score, ingest or ping"},
+            "state": {"type": "string", "enum": list(JOB_STATES)},
+            "params": OBJECT, "model": nullable(STRING), "dataset_id": nullable(STRING),
             "progress": {"type": "object", "required": ["done", "total"],
-                         "properties": {"done": nullable(INTEGER), "total": nullable(INTEGER)}},
-            "error": nullable(STRING), "result": nullable(OBJECT), "cancel_requested": BOOLEAN,
-            "attempts": INTEGER, "created_by": nullable(STRING), "created_at": TIME, "started_at": TIME,
-            "finished_at": TIME, "elapsed_seconds": {"type": ["number", "null"]},
+                         "properties": {"done": nullable(INTEGER), "total": nullable(INTEGER),
+                                        "fraction": {"type": ["number", "null"]}}},
+            "rows_per_second": {"type": ["number", "null"]}, "elapsed_seconds": {"type": ["number", "null"]},
+            "remaining_seconds": {"type": ["number", "null"]},
+            "error": nullable(STRING), "metrics": nullable(OBJECT), "result": nullable(OBJECT),
+            "cancel_requested": BOOLEAN, "attempts": INTEGER, "created_by": nullable(STRING),
+            "created_at": TIME, "started_at": TIME, "finished_at": TIME,
             "url": {**STRING, "description": "Where to poll this job."},
         },
+    },
+    "JobList": {"type": "object", "required": ["jobs"],
+                "properties": {"jobs": {"type": "array", "items": ref("Job"), "maxItems": 500}}},
+    "ScoreRequest": {
+        "type": "object", "required": ["model", "dataset"],
+        "properties": {"model": {**STRING, "description": "name, name@alias or name/version"},
+                       "dataset": {**STRING, "description": "A dataset id."},
+                       "target": {"type": ["string", "null"], "description": "The column with true values; "
+                                  "with it the job computes metrics."},
+                       "force": {**BOOLEAN, "description": "Score again even when the same model version, "
+                                 "dataset and target were scored already.", "default": False}},
+    },
+    "Dataset": {
+        "type": "object",
+        "required": ["id", "name", "state", "error", "n_rows", "n_columns", "size_bytes", "uploaded_by",
+                     "created_at"],
+        "properties": {
+            "id": STRING, "name": STRING, "state": {"type": "string", "enum": ["ingesting", "ready", "error"]},
+            "error": nullable(STRING), "n_rows": nullable(INTEGER), "n_columns": nullable(INTEGER),
+            "size_bytes": nullable(INTEGER), "uploaded_by": nullable(STRING), "created_at": TIME,
+            "columns": {"type": ["array", "null"], "description": "Name and type of each column (full view)."},
+            "preview": {"description": "The first rows (full view)."},
+            "source": {"type": "object", "description": "How the file was read (full view)."},
+            "job": {**ref("Job"), "description": "The ingest job of a large upload (202 only)."},
+        },
+    },
+    "DatasetList": {"type": "object", "required": ["datasets"],
+                    "properties": {"datasets": {"type": "array", "items": ref("Dataset")}}},
+    "DatasetUpload": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary", "description": "CSV or Parquet"},
+                       "name": {**STRING, "description": "Display name; the file's name by default."}},
     },
     "FeatureSpec": {
         "type": "object", "required": ["name", "kind"],
@@ -199,11 +239,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                        "outputs": {"type": "array", "items": ref("V2TensorMetadata")}},
     },
     "V2RequestInput": {
-        "type": "object", "required": ["name", "shape", "datatype"],
+        "type": "object", "required": ["shape", "datatype"],
         "description": "One [N, F] tensor in the model's feature order, or one [N] tensor per column named "
                        "by feature. Values in data (flat, row-major) or in the binary section.",
         "properties": {
-            "name": STRING,
+            "name": {**STRING, "description": "The feature, for one input per column; input-<i> when left out."},
             "shape": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"type": "integer", "minimum": 0}},
             "datatype": {"type": "string", "enum": list(DTYPES)},
             "parameters": {"type": "object",
@@ -246,7 +286,8 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
                 "schema": {"type": "integer", "minimum": 0}},
     "alias": {"name": "alias", "in": "path", "required": True, "example": "production",
               "schema": {"type": "string", "pattern": ALIAS_PATTERN}},
-    "job_id": {"name": "job_id", "in": "path", "required": True, "schema": STRING},
+    "job_id": {"name": "job_id", "in": "path", "required": True, "example": JOB_ID, "schema": STRING},
+    "dataset_id": {"name": "dataset_id", "in": "path", "required": True, "example": DATASET_ID, "schema": STRING},
     "token_id": {"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
 }
 V2_VERSION = {"name": "version", "in": "path", "required": True, "example": "1",
@@ -288,12 +329,12 @@ ERRORS: dict[int, str] = {
     400: "The request is malformed or does not fit the model (error_code names the problem).",
     401: "No valid API token: send 'Authorization: Bearer <token>'.",
     403: "Your role may not do this.",
-    404: "No such model, version, alias, job or token.",
-    409: "Conflict with the current state (e.g. a version used by unfinished jobs).",
-    410: "The model's file is missing from the artifact store.",
+    404: "No such model, version, alias, dataset, job or token.",
+    409: "Conflict with the current state (e.g. a version or dataset used by unfinished jobs).",
+    410: "A file this needs is gone from the store (a model's file, a job's results).",
     413: "The request is too large.",
     415: "Unsupported content type.",
-    422: "The file is not a loadable, safe scikit-learn model.",
+    422: "The file is not a loadable, safe scikit-learn model (or a readable dataset).",
     503: "A backing service (the job queue) is unreachable.",
 }
 
@@ -306,7 +347,8 @@ class Op:
     path: str
     tag: str
     summary: str
-    ok: dict[int, Any]  # status -> schema name, None for no body, or (media type, schema)
+    ok: dict[int, Any]  # status -> schema name or schema (JSON), None (no body), (media type, schema)
+    #                     or {media type: {"schema": ...}, ...}
     errors: tuple[int, ...] = ()
     params: tuple[dict[str, Any], ...] = ()
     body: dict[str, Any] | None = None
@@ -333,9 +375,45 @@ OPERATIONS: list[Op] = [
        description="Revoking an already revoked token is a no-op that returns it."),
     Op("post", "/api/v1/system/ping-worker", "Jobs", "Enqueue a no-op job (web, broker, worker, database)",
        {202: "Job"}, (401, 403, 503), description="Needs the scientist role. Poll the returned url."),
+    Op("get", "/api/v1/jobs", "Jobs", "Recent jobs (at most 500), newest first", {200: "JobList"}, (400, 401),
+       params=tuple({"name": n, "in": "query", "description": d, "schema": sch} for n, d, sch in (
+           ("state", "Only jobs in this state (empty: any).", {"type": "string", "enum": ["", *JOB_STATES]}),
+           ("kind", "Only jobs of this kind (score, ingest, ping).", STRING),
+           ("model", "Only scoring jobs of this model name.", STRING),
+           ("dataset", "Only jobs on this dataset id.", STRING),
+           ("user", "Only jobs submitted by this username.", STRING)))),
+    Op("post", "/api/v1/jobs", "Jobs", "Score a dataset with a model", {202: "Job", 200: "Job"},
+       (400, 401, 403, 404, 409, 413, 503),
+       body={"required": True, "content": {JSON: {"schema": ref("ScoreRequest"),
+                                                  "example": {"model": "iris@production", "dataset": DATASET_ID,
+                                                              "target": "species"}}}},
+       description="202 with a new job; 200 with the earlier job when the same model version, dataset and "
+                   "target are already pending, running or done (unless force). 409 while the dataset is "
+                   "not ready."),
     Op("get", "/api/v1/jobs/{job_id}", "Jobs", "A job's state, progress and result", {200: "Job"}, (401, 404)),
     Op("delete", "/api/v1/jobs/{job_id}", "Jobs", "Ask a job to stop", {202: "Job"}, (401, 403, 404),
        description="A pending job is cancelled at once; a running one stops at its next check."),
+    Op("get", "/api/v1/jobs/{job_id}/aggregates", "Jobs", "Plot aggregates of a finished scoring job",
+       {200: {"type": ["object", "null"], "description": "null when the job computed none (no target)."}},
+       (401, 404, 409), description="409 until the job is done."),
+    Op("get", "/api/v1/jobs/{job_id}/results", "Jobs", "Download a scoring job's predictions",
+       {200: {"text/csv": {"schema": {"type": "string"}},
+              "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}},
+       (400, 401, 404, 409, 410),
+       params=({"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "parquet"],
+                                                            "default": "csv"}},),
+       description="Streamed; 409 until a scoring job is done, 410 when its files are gone."),
+    # --- datasets
+    Op("get", "/api/v1/datasets", "Datasets", "All datasets, newest first", {200: "DatasetList"}, AUTH),
+    Op("post", "/api/v1/datasets", "Datasets", "Upload a CSV or Parquet file", {201: "Dataset", 202: "Dataset"},
+       (400, 401, 403, 413, 422, 503),
+       body={"required": True, "content": {"multipart/form-data": {"schema": ref("DatasetUpload")}}},
+       description="201 with a ready dataset when the file is small enough to ingest at once (a 422 says "
+                   "what is wrong with it); otherwise 202 with the dataset and its ingest job."),
+    Op("get", "/api/v1/datasets/{dataset_id}", "Datasets", "A dataset with its columns and first rows",
+       {200: "Dataset"}, (401, 404)),
+    Op("delete", "/api/v1/datasets/{dataset_id}", "Datasets", "Delete a dataset", {204: None},
+       (401, 403, 404, 409), description="Refused (409) while unfinished jobs use it."),
     # --- the registry
     Op("get", "/api/v1/models", "Models", "List and search models", {200: "ModelList"}, (400, 401),
        params=({"name": "q", "in": "query", "description": "Substring of the name or description.",
@@ -351,14 +429,14 @@ OPERATIONS: list[Op] = [
     Op("get", "/api/v1/models/{name}", "Models", "A model with its versions (name@alias: that version)",
        {200: {"anyOf": [ref("Model"), ref("Version")]}}, (401, 404)),
     Op("patch", "/api/v1/models/{name}", "Models", "Change a model's description or anonymous access",
-       {200: "Model"}, (400, 401, 403, 404),
+       {200: "Model"}, (400, 401, 403, 404, 413),
        body={"required": True, "content": {JSON: {"schema": ref("ModelUpdate"),
                                                   "example": {"description": "Iris species, logistic regression"}}}}),
     Op("get", "/api/v1/models/{name}/versions/{version}", "Models", "One version", {200: "Version"}, (401, 404)),
     Op("delete", "/api/v1/models/{name}/versions/{version}", "Models",
        "Delete a version (and the model with its last version)", {204: None}, (401, 403, 404, 409)),
     Op("put", "/api/v1/models/{name}/aliases/{alias}", "Models", "Point an alias at a version",
-       {200: "ModelSummary"}, (400, 401, 403, 404),
+       {200: "ModelSummary"}, (400, 401, 403, 404, 413),
        body={"required": True, "content": {JSON: {"schema": ref("AliasTarget"), "example": {"version": 1}}}}),
     Op("delete", "/api/v1/models/{name}/aliases/{alias}", "Models", "Remove an alias", {204: None},
        (401, 403, 404)),
@@ -400,18 +478,21 @@ OPERATIONS: list[Op] = [
        {200: {"type": "object", "required": ["openapi", "paths"]}}, AUTH),
 ]
 
-TAGS = [
-    ("Account", "Who you are and your API tokens."),
-    ("Jobs", "Background work on the Celery workers."),
+TAGS = [  # the order of the docs page
     ("Models", "The model registry: upload, address (name, name@alias, name/version), alias, delete."),
     ("Predict", "Predictions over JSON or CSV, with MLflow's request bodies."),
-    ("MLflow scoring server", "Drop-in routes of `mlflow models serve` for one served model."),
+    ("MLflow scoring server", "The routes of MLflow's scoring server (mlflow models serve), for one served model."),
     ("Open Inference Protocol", "KServe V2 over HTTP, as tritonclient and KServe clients speak it."),
+    ("Datasets", "Tables to score: CSV or Parquet, stored as Parquet."),
+    ("Jobs", "Background work on the Celery workers: scoring, ingesting, pinging."),
+    ("Account", "Who you are and your API tokens."),
     ("Documentation", "This description of the API."),
 ]
 
 
 def _media(spec: Any) -> dict[str, Any]:
+    if isinstance(spec, dict) and "/" in next(iter(spec)):  # {media type: {"schema": ...}, ...}
+        return spec
     if isinstance(spec, tuple):
         media_type, schema = spec
         return {media_type: {"schema": schema}}

@@ -15,16 +15,20 @@ from .predict import _body
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
 
+def _is_number(version: str) -> bool:
+    return version.isascii() and version.isdigit()  # str.isdigit() alone takes "²", which int() refuses
+
+
 def _ref(name: str, version: str | None) -> str:
     if version is None:
         return name
-    if not version.isdigit():
-        raise PayloadError(f"Version must be a number.", "BAD_REQUEST", 400)
+    if not _is_number(version):
+        raise PayloadError("Version must be a number.", "BAD_REQUEST", 400)
     return str(Ref(name, version=int(version)))
 
 
 def _anonymous(name: str, version: str | None = None) -> bool:
-    return serving.anonymous_allowed(name if version is None or not version.isdigit() else f"{name}/{version}")
+    return serving.anonymous_allowed(name if version is None or not _is_number(version) else f"{name}/{version}")
 
 
 @bp.get("")

@@ -68,7 +68,10 @@ def features(predictor: Predictor, frame: pd.DataFrame, target: str | None) -> n
     if non_numeric:
         raise PayloadError("Non-numeric columns where the model takes numbers: "
                            + ", ".join(map(repr, non_numeric[:5])) + ".", "INVALID_TYPE")
-    return selected.to_numpy(dtype=np.float64)
+    # Row-major: a chunk's frame holds its columns in one (n_columns, n_rows) block, so to_numpy
+    # gives a column-major view, and models that walk rows (trees, boosting) read it with a stride
+    # of a whole column; the copy costs ~1 % of a HistGradientBoosting predict and saves ~4 %.
+    return np.ascontiguousarray(selected.to_numpy(dtype=np.float64))
 
 
 def score_frame(predictor: Predictor, frame: pd.DataFrame, start_row: int, target: str | None) -> pa.Table:
@@ -102,6 +105,14 @@ def part_path(output_dir: str | os.PathLike[str], index: int) -> Path:
     return Path(output_dir) / f"part-{index:05d}.parquet"
 
 
+def _dictionary_columns(table: pa.Table) -> list[str]:
+    """Dictionary-encode only the columns that can repeat (labels: predictions and targets of a
+    classifier). The row index is unique and probabilities / regression values almost never
+    repeat: trying a dictionary on them first made writing a part ~2.5x slower and the file larger."""
+    return [name for name, column in zip(table.column_names, table.columns)
+            if name != ROW_COLUMN and not pa.types.is_floating(column.type)]
+
+
 def write_part(table: pa.Table, output_dir: str | os.PathLike[str], index: int) -> Path:
     """Write to a temporary name and rename: a part is either whole or absent, and writing the
     same part twice (a redelivered task) leaves one identical file."""
@@ -110,7 +121,7 @@ def write_part(table: pa.Table, output_dir: str | os.PathLike[str], index: int) 
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, use_dictionary=_dictionary_columns(table))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -153,27 +164,80 @@ def read_outputs(output_dir: str | os.PathLike[str], columns: list[str] | None =
 def summarize(output_dir: str | os.PathLike[str], kind: str, classes: list[Any] | None,
               has_target: bool) -> dict[str, Any]:
     """Metrics (when the target is known) and the compact aggregates every result plot draws
-    from, computed once over all rows so result pages never re-read them."""
+    from, computed once over all rows so result pages never re-read them.
+
+    The columns are read part by part straight into one numpy array each (probabilities into one
+    ``(n, k)`` matrix), so the only full-length copies held are the ones the metrics take, not an
+    Arrow table of every part plus its numpy conversions (at 10M rows that was ~1 GB more)."""
     from .metrics import (classification_aggregates, classification_metrics, regression_aggregates,
                           regression_metrics)
 
-    wanted = [PREDICTION_COLUMN] + ([TARGET_COLUMN] if has_target else [])
-    if kind == "classifier" and classes is not None:
-        wanted += [proba_column(c) for c in classes]
-    schema_names = set(pq.read_schema(next(iter(sorted(Path(output_dir).glob("part-*.parquet"))))).names)
-    table = read_outputs(output_dir, [c for c in wanted if c in schema_names])
-    y_pred = table.column(PREDICTION_COLUMN).to_numpy(zero_copy_only=False)
-    y_true = table.column(TARGET_COLUMN).to_numpy(zero_copy_only=False) if has_target else None
-    if kind == "classifier" and classes is not None:
-        proba_names = [proba_column(c) for c in classes]
-        proba = (np.column_stack([table.column(c).to_numpy() for c in proba_names])
-                 if all(c in table.column_names for c in proba_names) else None)
+    parts = sorted(Path(output_dir).glob("part-*.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"no output parts in {output_dir}")
+    schema_names = set(pq.read_schema(parts[0]).names)
+    proba_names = [proba_column(c) for c in classes] if kind == "classifier" and classes is not None else []
+    with_proba = bool(proba_names) and all(c in schema_names for c in proba_names)
+    wanted = [PREDICTION_COLUMN] + ([TARGET_COLUMN] if has_target else []) + (proba_names if with_proba else [])
+    n = sum(pq.read_metadata(p).num_rows for p in parts)
+    y_pred_out, y_true_out = _ColumnReader(n), _ColumnReader(n)
+    proba = np.empty((n, len(proba_names)), dtype=np.float64) if with_proba else None
+    start = 0
+    for part in parts:
+        table = pq.read_table(part, columns=wanted)
+        stop = start + table.num_rows
+        y_pred_out.add(table.column(PREDICTION_COLUMN), start, stop)
+        if has_target:
+            y_true_out.add(table.column(TARGET_COLUMN), start, stop)
+        if proba is not None:
+            for k, name in enumerate(proba_names):
+                proba[start:stop, k] = table.column(name).to_numpy()
+        start = stop
         del table
+    y_pred = y_pred_out.result()
+    y_true = y_true_out.result() if has_target else None
+    del y_pred_out, y_true_out
+    if kind == "classifier" and classes is not None:
         aggregates = classification_aggregates(y_true, proba, y_pred, classes)
         metrics = classification_metrics(y_true, y_pred, proba, classes) if has_target else None
     else:
-        del table
-        y_pred = y_pred.astype(np.float64)
-        aggregates = regression_aggregates(y_true.astype(np.float64) if has_target else None, y_pred)
-        metrics = regression_metrics(y_true.astype(np.float64), y_pred) if has_target else None
+        y_pred = np.asarray(y_pred, dtype=np.float64)
+        y_true = np.asarray(y_true, dtype=np.float64) if has_target else None
+        aggregates = regression_aggregates(y_true, y_pred)
+        metrics = regression_metrics(y_true, y_pred) if has_target else None
     return {"metrics": metrics, "aggregates": aggregates}
+
+
+class _ColumnReader:
+    """One output column, filled part by part into a preallocated array, with the result pyarrow's
+    ``ChunkedArray.to_numpy(zero_copy_only=False)`` of the whole column gives: integers with a
+    missing value anywhere become float64 (NaN), anything not fixed-width numeric/bool is
+    concatenated from the parts (object arrays)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.array: np.ndarray | None = None
+        self.pieces: list[np.ndarray] | None = None
+
+    def add(self, column: pa.ChunkedArray, start: int, stop: int) -> None:
+        values = column.to_numpy(zero_copy_only=False)
+        if self.pieces is None and self.array is None and values.dtype.kind in "iufb":
+            self.array = np.empty(self.n, dtype=values.dtype)
+        if self.array is not None:
+            if values.dtype == self.array.dtype or (values.dtype.kind in "iu" and self.array.dtype.kind == "f"):
+                self.array[start:stop] = values
+                return
+            if values.dtype.kind == "f" and self.array.dtype.kind in "iu":  # an int column with nulls here
+                self.array = self.array.astype(np.float64)
+                self.array[start:stop] = values
+                return
+            self.pieces = [self.array[:start]]  # bool with nulls (object), mixed kinds: concatenate
+            self.array = None
+        if self.pieces is None:
+            self.pieces = []
+        self.pieces.append(values)
+
+    def result(self) -> np.ndarray:
+        if self.array is not None:
+            return self.array
+        return np.concatenate(self.pieces) if self.pieces else np.empty(0)

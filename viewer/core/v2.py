@@ -27,7 +27,7 @@ MAX_ELEMENTS = 50_000_000
 
 def decode_request(body: bytes, header_length: str | None) -> tuple[Table, list[str] | None, str | None]:
     """Returns (table, requested output names or None for all, request id)."""
-    if header_length:
+    if header_length is not None:  # present but empty is malformed too
         try:
             n = int(header_length)
         except ValueError:
@@ -57,7 +57,11 @@ def decode_request(body: bytes, header_length: str | None) -> tuple[Table, list[
             raise PayloadError("'outputs' must be a list of objects with a 'name'.")
         wanted = [o["name"] for o in outputs]
     request_id = payload.get("id")
-    return _table(tensors), wanted, request_id if isinstance(request_id, str) else None
+    if request_id is not None and not isinstance(request_id, str):
+        raise PayloadError("'id' must be a string.")
+    if not isinstance(payload.get("parameters", {}), dict):
+        raise PayloadError("'parameters' must be an object.")
+    return _table(tensors), wanted, request_id
 
 
 def _tensor(spec: dict[str, Any], i: int, binary: memoryview) -> tuple[np.ndarray, int]:
@@ -71,10 +75,12 @@ def _tensor(spec: dict[str, Any], i: int, binary: memoryview) -> tuple[np.ndarra
     count = int(np.prod(shape))
     if count > MAX_ELEMENTS:
         raise PayloadError(f"inputs[{i}] has too many elements; use a scoring job.", "TOO_MANY_ROWS", 413)
-    params = spec.get("parameters") or {}
-    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    params = spec.get("parameters", {})
+    if not isinstance(params, dict):
+        raise PayloadError(f"inputs[{i}].parameters must be an object.")
+    size = params.get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or size > len(binary):
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > len(binary):
             raise PayloadError(f"inputs[{i}].parameters.binary_data_size does not fit the body.")
         raw = binary[:size]
         if datatype == "BYTES":
