@@ -6,13 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support import (BACKEND, PASSWORD, POSTGRES_ADMIN_URL, REDIS_URL, ROOT, TEST_SECRET, Backend,
+from tests.support import (BACKEND, PASSWORD, POSTGRES_ADMIN_URL, REDIS_URL, ROOT, Backend,
                            WorkerProcess, require_redis, service_missing)
 
 
@@ -73,12 +72,18 @@ def _empty_tables() -> None:
 
 
 @pytest.fixture
-def app(migrated: Backend):
-    from viewer import create_app
+def app_config() -> dict:
+    """Extra settings for the ``app`` fixture; a test module overrides this fixture to change them."""
+    return {}
 
+
+@pytest.fixture
+def app(migrated: Backend, app_config: dict):
     import shutil
 
-    app = create_app(migrated.config())
+    from viewer import create_app
+
+    app = create_app(migrated.config(**app_config))
     with app.app_context():
         _empty_tables()
     shutil.rmtree(migrated.data_dir / "artifacts", ignore_errors=True)  # files go with their rows

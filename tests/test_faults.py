@@ -26,23 +26,8 @@ FAST_RECOVERY = {"VIEWER_LEASE_SECONDS": "3", "VIEWER_REAPER_SECONDS": "1", "VIE
 
 
 @pytest.fixture
-def app(migrated):
-    import shutil
-
-    from tests.conftest import _empty_tables
-    from viewer import create_app, serving
-
-    app = create_app(migrated.config(ROW_GROUP_ROWS=CHUNK, TRUSTED_MODULES="tests.poison"))
-    with app.app_context():
-        _empty_tables()
-    shutil.rmtree(migrated.data_dir / "artifacts", ignore_errors=True)
-    serving.forget()
-    yield app
-    with app.app_context():
-        from viewer.extensions import db
-
-        db.session.remove()
-        db.engine.dispose()
+def app_config():
+    return {"ROW_GROUP_ROWS": CHUNK, "TRUSTED_MODULES": "tests.poison"}
 
 
 @pytest.fixture

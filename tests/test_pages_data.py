@@ -25,23 +25,8 @@ FINAL = ("done", "error", "cancelled")
 
 
 @pytest.fixture
-def app(migrated):  # small row groups: a few thousand rows make several chunks (like test_scoring)
-    import shutil
-
-    from tests.conftest import _empty_tables
-    from viewer import create_app, serving
-
-    app = create_app(migrated.config(ROW_GROUP_ROWS=CHUNK))
-    with app.app_context():
-        _empty_tables()
-    shutil.rmtree(migrated.data_dir / "artifacts", ignore_errors=True)
-    serving.forget()
-    yield app
-    with app.app_context():
-        from viewer.extensions import db
-
-        db.session.remove()
-        db.engine.dispose()
+def app_config():  # small row groups: a few thousand rows make several chunks (like test_scoring)
+    return {"ROW_GROUP_ROWS": CHUNK}
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import io
 import re
 
 import joblib
-import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import signal
 import time
 
 import joblib
@@ -17,29 +15,13 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import Ridge
 from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, r2_score, roc_auc_score
 
-from tests.support import WorkerProcess, wait_for_job
 
 ROWS, CHUNK = 4000, 500
 
 
 @pytest.fixture
-def app(migrated):  # small row groups so a few thousand rows make several chunks
-    import shutil
-
-    from viewer import create_app, serving
-    from tests.conftest import _empty_tables
-
-    app = create_app(migrated.config(ROW_GROUP_ROWS=CHUNK))
-    with app.app_context():
-        _empty_tables()
-    shutil.rmtree(migrated.data_dir / "artifacts", ignore_errors=True)
-    serving.forget()
-    yield app
-    with app.app_context():
-        from viewer.extensions import db
-
-        db.session.remove()
-        db.engine.dispose()
+def app_config():  # small row groups so a few thousand rows make several chunks
+    return {"ROW_GROUP_ROWS": CHUNK}
 
 
 def upload_model(client, headers, model, name):
