@@ -315,11 +315,12 @@ model = joblib.load(sys.argv[1])
 src, out = sys.argv[2], sys.argv[3]
 features = [str(c) for c in model.feature_names_in_]
 classes = model.classes_
+share, shares = map(int, (sys.argv[4] if len(sys.argv) > 4 else "0/1").split("/"))  # row groups share::shares
 t0, c0 = time.perf_counter(), time.process_time()
 rows = 0
 with pq.ParquetFile(src) as pf:
     writer = None
-    for i in range(pf.metadata.num_row_groups):
+    for i in range(share, pf.metadata.num_row_groups, shares):
         table = pf.read_row_group(i, columns=features)
         X = np.column_stack([table.column(c).to_numpy() for c in features])
         proba = model.predict_proba(X)
@@ -361,6 +362,19 @@ from viewer.worker import celery, flask_app  # noqa: F401
 celery.conf.broker_transport_options = dict(celery.conf.broker_transport_options,
                                             polling_interval=float(os.environ["BENCH_POLLING_INTERVAL"]))
 """
+
+
+def run_json_parallel(code: str, argvs: list[list[str]], env: dict[str, str]) -> list[dict]:
+    """The same script several times at once (each its own session); their JSON results."""
+    procs = [subprocess.Popen([PYTHON, "-c", code, *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True) for argv in argvs]
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=1800)
+        if proc.returncode != 0:
+            raise RuntimeError(stderr[-3000:])
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
 
 
 def run_json(code: str, *args: str, env: dict[str, str]) -> dict:
@@ -668,6 +682,7 @@ def bench_speed(system: System, model_path: Path, args, env: dict[str, str], chu
         if not args.skip_scaling:
             variants.append((f"what-if polling {args.what_if_polling:g}s, {two_name}", two, args.what_if_polling))
     base: list[dict] = []
+    control: list[float] = []
     runs: dict[str, list[dict]] = {name: [] for name, _c, _p in variants}
     cold: list[float] = []
     for r in range(args.rounds):
@@ -677,6 +692,16 @@ def bench_speed(system: System, model_path: Path, args, env: dict[str, str], chu
         base.append(b)
         log(f"  round {r + 1}: plain loop{'':<30}{b['seconds']:6.2f}s  {b['rows'] / b['seconds']:>9,.0f} rows/s  "
             f"cpu {b['cpu']:6.2f}s")
+        if not args.skip_scaling:
+            # machine control: the plain loop as two processes at once, each on every other row group
+            halves = run_json_parallel(PLAIN_LOOP, [[str(model_path), str(stored), str(system.tmp / f"half{i}.parquet"),
+                                                     f"{i}/2"] for i in range(2)], env=env)
+            for i in range(2):
+                (system.tmp / f"half{i}.parquet").unlink(missing_ok=True)
+            control.append(b["seconds"] / max(h["seconds"] for h in halves))
+            log(f"  round {r + 1}: plain loop, 2 processes at once{'':<10}"
+                f"{max(h['seconds'] for h in halves):6.2f}s  = {control[-1]:.2f}x faster than one (what this "
+                "machine gives two processes right now)")
         for name, (processes, concurrency), polling in variants:
             workers = system.start_workers(processes, concurrency, polling)
             try:
@@ -700,27 +725,35 @@ def bench_speed(system: System, model_path: Path, args, env: dict[str, str], chu
             f"cpu {med([x['cpu'] for x in rs]):.2f}s")
     one = runs["ours, 1 worker"]
     log(f"  metrics: {json.dumps({k: round(v, 4) for k, v in one[-1]['metrics'].items() if isinstance(v, float)})}")
-    one_rps = med([x["rows_per_s"] for x in one])
-    chunk_rps = med([args.rows / x["chunks_s"] for x in one])
-    verdict("1 one worker vs plain loop", f"{one_rps / base_rps:.2f}x rows/s (target >= 0.90; chunk phase alone "
-            f"{chunk_rps / base_rps:.2f}x; CPU-seconds ratio {base_cpu / med([x['cpu'] for x in one]):.2f}x)",
-            one_rps / base_rps >= 0.9)
+    # Ratios are paired within a round (the runs of a round are minutes apart at most, so they met
+    # about the same load) and the median over rounds is reported.
+
+    def vs_plain(rs: list[dict], key: str = "seconds") -> float:
+        return med([b["seconds"] / x[key] for b, x in zip(base, rs)])
+
+    def speedup(r1: list[dict], r2: list[dict]) -> float:
+        return med([x["seconds"] / y["seconds"] for x, y in zip(r1, r2)])
+
+    ratio = vs_plain(one)
+    verdict("1 one worker vs plain loop", f"{ratio:.2f}x rows/s (target >= 0.90; chunk phase alone "
+            f"{vs_plain(one, 'chunks_s'):.2f}x; CPU-seconds ratio {med([b['cpu'] / x['cpu'] for b, x in zip(base, one)]):.2f}x)",
+            ratio >= 0.9)
     if not args.skip_scaling:
         twos = runs[f"ours, {two_name}"]
-        t1, t2 = med([x["seconds"] for x in one]), med([x["seconds"] for x in twos])
-        c1, c2 = med([x["chunks_s"] for x in one]), med([x["chunks_s"] for x in twos])
-        verdict(f"2 {two_name} vs 1", f"{t1 / t2:.2f}x faster ({t1:.2f}s -> {t2:.2f}s; chunk phase {c1 / c2:.2f}x; "
-                f"finalise {med([x['finalize_s'] for x in twos]):.2f}s is serial) (target >= 1.70)", t1 / t2 >= 1.7)
+        s2 = speedup(one, twos)
+        verdict(f"2 {two_name} vs 1", f"{s2:.2f}x faster (chunk phase "
+                f"{med([x['chunks_s'] / y['chunks_s'] for x, y in zip(one, twos)]):.2f}x; finalise "
+                f"{med([x['finalize_s'] for x in twos]):.2f}s is serial; machine control: two plain loops "
+                f"{med(control):.2f}x) (target >= 1.70)", s2 >= 1.7)
     if args.what_if_polling:
         w1 = runs[variants[2 if not args.skip_scaling else 1][0]]
-        w_rps = med([x["rows_per_s"] for x in w1])
         verdict(f"1' what-if polling_interval={args.what_if_polling:g}s, one worker vs plain loop",
-                f"{w_rps / base_rps:.2f}x rows/s (not the shipped config)", None)
+                f"{vs_plain(w1):.2f}x rows/s (chunk phase alone {vs_plain(w1, 'chunks_s'):.2f}x) "
+                "(not the shipped config)", None)
         if not args.skip_scaling:
             w2 = runs[variants[3][0]]
-            tw1, tw2 = med([x["seconds"] for x in w1]), med([x["seconds"] for x in w2])
             verdict(f"2' what-if polling_interval={args.what_if_polling:g}s, {two_name} vs 1",
-                    f"{tw1 / tw2:.2f}x faster ({tw1:.2f}s -> {tw2:.2f}s) (not the shipped config)", None)
+                    f"{speedup(w1, w2):.2f}x faster (not the shipped config)", None)
 
 
 def bench_big(system: System, args, chunk: int) -> None:
