@@ -120,6 +120,9 @@ def celery_config(settings: Mapping[str, Any]) -> dict[str, Any]:
             "data_folder_out": str(folder / "queue"),
             "control_folder": str(folder / "control"),
             "store_processed": False,
+            # kombu sleeps this long whenever a busy worker cannot take a message (1 s by default):
+            # with prefetch 1 that was a 1 s gap after every chunk (bench/scoring.py: 0.55x -> 0.93x).
+            "polling_interval": 0.01,
         }
     return {
         "broker_url": broker,
