@@ -3,7 +3,8 @@
     .venv/bin/python bench/scoring.py                 # full: sweep, 1M rows x 3 rounds, 10M rows, 100 MB/1 GB CSV
     .venv/bin/python bench/scoring.py --quick         # ~2 min: 400k rows, 1 round, 50/250 MB CSV, no 10M run
     .venv/bin/python bench/scoring.py --chunk 100000 --rounds 3 --skip-big --skip-upload
-    .venv/bin/python bench/scoring.py --rows 1000000 --big-rows 10000000 --what-if-polling 0
+    .venv/bin/python bench/scoring.py --chunk 100000 --skip-upload --skip-scaling   # targets 1 and 3 (~7 min)
+    .venv/bin/python bench/scoring.py --rows 1000000 --big-rows 10000000 --what-if-polling 1
 
 Everything runs in a temporary directory under /tmp (deleted at the end, also on Ctrl-C/error):
 a fresh data dir on the embedded default (SQLite + kombu's filesystem broker), one gunicorn web
@@ -43,10 +44,11 @@ Targets (each printed as a ratio against a baseline measured in the same run, wi
     VIEWER_INLINE_INGEST_MB (32): those uploads are queued as an ingest job, which no worker runs
     here (bench/ingest.py measures ingest itself); smaller ones are ingested inside the request.
 
-Lines marked "what-if" (not judged) repeat 1 and 2 with workers whose only difference is kombu's
-``polling_interval`` (``--what-if-polling``, default 0.01 s; the shipped config leaves kombu's
-1 s): the filesystem transport sleeps that long whenever a worker is at its prefetch limit, so
-with acks_late + prefetch 1 every chunk waits up to 1 s (0.5 s on average) for its message.
+Lines marked "what-if" (not judged; off unless ``--what-if-polling S`` is given) repeat 1 and 2
+with workers whose only difference is kombu's ``polling_interval``: the filesystem transport
+sleeps that long whenever a worker is at its prefetch limit, so with acks_late + prefetch 1 every
+chunk waits up to that long for its message. The shipped config (viewer/config.py) sets 0.01 s;
+``--what-if-polling 1`` shows kombu's default (every chunk then waits up to 1 s).
 
 This machine is small (2 cores) and shared: timing targets run --rounds interleaved rounds and
 report medians, and CPU seconds (from /proc) are printed next to wall times: they hardly depend on
@@ -837,8 +839,9 @@ def main() -> int:
     parser.add_argument("--csv-big-mb", type=int, default=1000)
     parser.add_argument("--chunk", type=int, default=None, help="row group size; default: chosen by the sweep")
     parser.add_argument("--chunk-candidates", default="25000,50000,100000,200000")
-    parser.add_argument("--what-if-polling", type=float, default=0.01,
-                        help="also time workers with kombu's polling_interval set to this (0: skip)")
+    parser.add_argument("--what-if-polling", type=float, default=0.0,
+                        help="also time workers with kombu's polling_interval set to this (0: skip; the "
+                             "shipped config sets 0.01)")
     parser.add_argument("--sweep-rows", type=int, default=400_000)
     parser.add_argument("--sweep-rounds", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)

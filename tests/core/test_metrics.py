@@ -548,3 +548,139 @@ def test_jsonable_rounds_and_sanitises():
                        "c": np.array([True, False]), 4: np.str_("x")})
     assert out == {"a": 1.23457, "b": [None, None, 0.0, 3], "c": [True, False], "4": "x"}
     dumps(out)
+
+
+# ------------------------------------------------------------------ one pass for both dicts, block by block
+
+
+class BlockColumns:
+    """A ClassifierColumns handing out the arrays in blocks of ``size`` rows, as the finalize
+    step's reader does part by part."""
+
+    def __init__(self, y_true, y_pred, proba, size=7_777):
+        self.y_true, self.y_pred, self.proba, self.size = y_true, y_pred, proba, size
+        self.n = len(y_pred if y_pred is not None else proba)
+        self.has_target, self.has_proba = y_true is not None, proba is not None
+
+    def blocks(self):
+        for a in range(0, self.n, self.size):
+            b = a + self.size
+            yield (None if self.y_true is None else self.y_true[a:b], None if self.y_pred is None else self.y_pred[a:b],
+                   None if self.proba is None else np.ascontiguousarray(self.proba[a:b]))
+
+    def proba_column(self, c, rows):
+        return self.proba[:, c].copy() if rows is None else self.proba[rows, c]
+
+
+def messy_multiclass(n, seed):
+    """Missing targets, target labels the model does not know, missing predictions, ties."""
+    classes = ["cat", "dog", "eel"]
+    y_true, proba, y_pred = multiclass_problem(n, seed=seed, classes=classes)
+    proba = np.round(proba, 3)
+    y_true, y_pred = y_true.copy(), y_pred.copy()
+    rng = np.random.default_rng(seed)
+    y_true[rng.random(n) < 0.05] = None
+    y_true[rng.random(n) < 0.02] = "fox"
+    y_pred[rng.random(n) < 0.01] = None
+    return classes, y_true, proba, y_pred
+
+
+@pytest.mark.parametrize("case", ["binary", "binary-ties-missing", "multiclass", "multiclass-messy", "no-target"])
+def test_summary_equals_the_separate_functions(case):
+    if case.startswith("binary"):
+        y, score = binary_problem(30_000, seed=31)
+        if case == "binary-ties-missing":
+            score = np.round(score, 2)
+        classes = ["no", "yes"]
+        y_true = np.array(classes, dtype=object)[y.astype(int)]
+        if case == "binary-ties-missing":
+            y_true[::50] = None
+        proba = np.column_stack([1 - score, score])
+        y_pred = np.where(score > 0.5, "yes", "no").astype(object)
+    elif case == "multiclass-messy":
+        classes, y_true, proba, y_pred = messy_multiclass(30_000, seed=32)
+    else:
+        classes = ["cat", "dog", "eel"]
+        y_true, proba, y_pred = multiclass_problem(30_000, seed=33)
+        if case == "no-target":
+            y_true = None
+    metrics, agg = M.classification_summary(BlockColumns(y_true, y_pred, proba), classes,
+                                            with_metrics=y_true is not None, max_points=300)
+    assert agg == classification_aggregates(y_true, proba, y_pred, classes, max_points=300)
+    if y_true is None:
+        assert metrics is None
+    else:
+        assert metrics == classification_metrics(y_true, y_pred, proba, classes)
+        assert dumps(metrics) == dumps(classification_metrics(y_true, y_pred, proba, classes))
+
+
+def test_results_do_not_depend_on_the_block_size(monkeypatch):
+    """Every blockwise pass (codes, confusion matrix, ranking, curves, thinning, histograms,
+    regression bins and deciles) gives exactly what one block gives."""
+    classes, y_true, proba, y_pred = messy_multiclass(20_000, seed=41)
+    y, score = binary_problem(20_000, seed=42)
+    score = np.round(score, 3)  # ties: tie groups cross block boundaries
+    y_reg, p_reg = regression_problem(20_000, seed=43)
+    p_reg[:5] = 1e9
+
+    def run():
+        return dumps([classification_metrics(y_true, y_pred, proba, classes),
+                      classification_aggregates(y_true, proba, None, classes),
+                      classification_metrics(y.astype(int), None, np.column_stack([1 - score, score]), [0, 1]),
+                      classification_aggregates(y.astype(int), score, None, [0, 1], max_points=50),
+                      regression_metrics(y_reg, p_reg), regression_aggregates(y_reg, p_reg)])
+
+    whole = run()
+    for size in (997, 4096):
+        monkeypatch.setattr(M, "_blocks", lambda n, size=size: ((a, min(a + size, n)) for a in range(0, n, size)))
+        assert run() == whole
+
+
+def test_exact_curves_with_ties_equal_sklearn():
+    y, score = binary_problem(20_000, seed=51)
+    score = np.round(score, 2)
+    agg = classification_aggregates(y.astype(int), score, None, [0, 1], max_points=10_000)
+    roc, pr = agg["roc"], agg["pr"]
+    fpr, tpr, thr = skm.roc_curve(y, score)
+    assert roc["exact"] and roc["n_points"] == len(fpr)
+    assert close(roc["fpr"], fpr) and close(roc["tpr"], tpr) and close(roc["thresholds"][1:], thr[1:])
+    precision, recall, thr = skm.precision_recall_curve(y, score, drop_intermediate=True)
+    assert pr["exact"] and pr["n_points"] == len(precision)
+    assert close(pr["precision"], precision) and close(pr["recall"], recall)
+    assert close(pr["thresholds"][:-1], thr) and pr["thresholds"][-1] is None
+
+
+def test_ranking_outside_unit_interval():
+    """Scores outside [0, 1] are ranked as they are for the metrics and clipped for the plots."""
+    y, score = binary_problem(5_000, seed=61)
+    score = score * 1.4 - 0.2
+    proba = np.column_stack([1 - score, score])
+    metrics, agg = M.classification_summary(BlockColumns(y.astype(int), None, proba), [0, 1])
+    assert close(metrics["roc_auc"], skm.roc_auc_score(y, score))
+    assert close(metrics["average_precision"], skm.average_precision_score(y, score))
+    assert close(agg["roc"]["auc"], skm.roc_auc_score(y, np.clip(score, 0, 1)))
+    assert agg == classification_aggregates(y.astype(int), proba, None, [0, 1])
+
+
+def test_summary_memory_per_row(monkeypatch):
+    """The binary summary of 1M rows allocates about 32 bytes a row on top of its input at its
+    peak (sorted scores 8, positive counts 4, average precision's two float arrays 16, codes),
+    where each of the separate functions took about 105. Blocks of 65,536 rows keep the block-sized
+    temporaries as small a share of 1M rows as 1M-row blocks are of 10M rows
+    (bench/finalise_memory.py measures 10M in a fresh process)."""
+    import tracemalloc
+
+    monkeypatch.setattr(M, "_blocks", lambda n, size=65_536: ((a, min(a + size, n)) for a in range(0, n, size)))
+    n = 1_000_000
+    y, score = binary_problem(n, seed=71)
+    proba = np.column_stack([1 - score, score])
+    y_pred = (score > 0.5).astype(np.int64)
+    columns = BlockColumns(y.astype(np.int64), y_pred, proba, size=100_000)
+    tracemalloc.start()
+    try:
+        M.classification_summary(columns, [0, 1])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"\n1M-row binary summary: traced peak {peak / n:.1f} bytes a row")
+    assert peak < 40 * n, peak / n

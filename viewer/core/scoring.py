@@ -166,78 +166,113 @@ def summarize(output_dir: str | os.PathLike[str], kind: str, classes: list[Any] 
     """Metrics (when the target is known) and the compact aggregates every result plot draws
     from, computed once over all rows so result pages never re-read them.
 
-    The columns are read part by part straight into one numpy array each (probabilities into one
-    ``(n, k)`` matrix), so the only full-length copies held are the ones the metrics take, not an
-    Arrow table of every part plus its numpy conversions (at 10M rows that was ~1 GB more)."""
-    from .metrics import (classification_aggregates, classification_metrics, regression_aggregates,
-                          regression_metrics)
+    Memory (bench/finalise_memory.py): a classifier's labels are read part by part into 1-byte
+    codes, and each probability column is read from the parts only when its class is ranked,
+    so the full ``(n, k)`` probability matrix is never held; a regressor's two columns are read
+    part by part into one float64 array each. The values are what reading each whole column
+    gives (``ChunkedArray.to_numpy``, e.g. integers with a missing value in some part become
+    floats everywhere)."""
+    from .metrics import classification_summary, regression_summary
 
     parts = sorted(Path(output_dir).glob("part-*.parquet"))
     if not parts:
         raise FileNotFoundError(f"no output parts in {output_dir}")
-    schema_names = set(pq.read_schema(parts[0]).names)
-    proba_names = [proba_column(c) for c in classes] if kind == "classifier" and classes is not None else []
-    with_proba = bool(proba_names) and all(c in schema_names for c in proba_names)
-    wanted = [PREDICTION_COLUMN] + ([TARGET_COLUMN] if has_target else []) + (proba_names if with_proba else [])
-    n = sum(pq.read_metadata(p).num_rows for p in parts)
-    y_pred_out, y_true_out = _ColumnReader(n), _ColumnReader(n)
-    proba = np.empty((n, len(proba_names)), dtype=np.float64) if with_proba else None
-    start = 0
-    for part in parts:
-        table = pq.read_table(part, columns=wanted)
-        stop = start + table.num_rows
-        y_pred_out.add(table.column(PREDICTION_COLUMN), start, stop)
-        if has_target:
-            y_true_out.add(table.column(TARGET_COLUMN), start, stop)
-        if proba is not None:
-            for k, name in enumerate(proba_names):
-                proba[start:stop, k] = table.column(name).to_numpy()
-        start = stop
-        del table
-    y_pred = y_pred_out.result()
-    y_true = y_true_out.result() if has_target else None
-    del y_pred_out, y_true_out
+    rows = [pq.read_metadata(p).num_rows for p in parts]
     if kind == "classifier" and classes is not None:
-        aggregates = classification_aggregates(y_true, proba, y_pred, classes)
-        metrics = classification_metrics(y_true, y_pred, proba, classes) if has_target else None
+        schema_names = set(pq.read_schema(parts[0]).names)
+        proba_names = [proba_column(c) for c in classes]
+        with_proba = all(c in schema_names for c in proba_names)
+        columns = _PartColumns(parts, rows, proba_names if with_proba else [], has_target)
+        metrics, aggregates = classification_summary(columns, classes, with_metrics=has_target)
     else:
-        y_pred = np.asarray(y_pred, dtype=np.float64)
-        y_true = np.asarray(y_true, dtype=np.float64) if has_target else None
-        aggregates = regression_aggregates(y_true, y_pred)
-        metrics = regression_metrics(y_true, y_pred) if has_target else None
+        y_pred = _read_floats(parts, rows, PREDICTION_COLUMN)
+        y_true = _read_floats(parts, rows, TARGET_COLUMN) if has_target else None
+        metrics, aggregates = regression_summary(y_true, y_pred, with_metrics=has_target)
     return {"metrics": metrics, "aggregates": aggregates}
 
 
-class _ColumnReader:
-    """One output column, filled part by part into a preallocated array, with the result pyarrow's
-    ``ChunkedArray.to_numpy(zero_copy_only=False)`` of the whole column gives: integers with a
-    missing value anywhere become float64 (NaN), anything not fixed-width numeric/bool is
-    concatenated from the parts (object arrays)."""
+def _casts(dtypes: list[np.dtype]) -> list[list[np.dtype]]:
+    """For each part of a column, the dtypes its values pass through when the whole column is
+    converted at once (``ChunkedArray.to_numpy``, then numpy's concatenation): parts of one
+    fixed-width numeric/bool dtype stay as they are, integers with a float part become float64
+    (as an integer column with nulls), any other mix is concatenated to the common dtype."""
+    casts: list[list[np.dtype]] = [[] for _ in dtypes]
+    array, mixed = None, False
+    for i, dtype in enumerate(dtypes):
+        if not mixed and array is None and dtype.kind in "iufb":
+            array = dtype
+        if array is not None:
+            if dtype == array or (dtype.kind in "iu" and array.kind == "f"):
+                casts[i].append(array)
+                continue
+            if dtype.kind == "f" and array.kind in "iu":
+                array = np.dtype(np.float64)
+                for chain in casts[:i + 1]:
+                    chain.append(array)
+                continue
+            array = None
+        mixed = True
+    if mixed:
+        common = np.result_type(*[chain[-1] if chain else dtype for chain, dtype in zip(casts, dtypes)])
+        for chain in casts:
+            chain.append(common)
+    return casts
 
-    def __init__(self, n: int):
-        self.n = n
-        self.array: np.ndarray | None = None
-        self.pieces: list[np.ndarray] | None = None
 
-    def add(self, column: pa.ChunkedArray, start: int, stop: int) -> None:
-        values = column.to_numpy(zero_copy_only=False)
-        if self.pieces is None and self.array is None and values.dtype.kind in "iufb":
-            self.array = np.empty(self.n, dtype=values.dtype)
-        if self.array is not None:
-            if values.dtype == self.array.dtype or (values.dtype.kind in "iu" and self.array.dtype.kind == "f"):
-                self.array[start:stop] = values
-                return
-            if values.dtype.kind == "f" and self.array.dtype.kind in "iu":  # an int column with nulls here
-                self.array = self.array.astype(np.float64)
-                self.array[start:stop] = values
-                return
-            self.pieces = [self.array[:start]]  # bool with nulls (object), mixed kinds: concatenate
-            self.array = None
-        if self.pieces is None:
-            self.pieces = []
-        self.pieces.append(values)
+def _cast(values: np.ndarray, chain: list[np.dtype]) -> np.ndarray:
+    for dtype in chain:
+        values = values.astype(dtype, copy=False)
+    return values
 
-    def result(self) -> np.ndarray:
-        if self.array is not None:
-            return self.array
-        return np.concatenate(self.pieces) if self.pieces else np.empty(0)
+
+def _label_casts(parts: list[Path], name: str) -> list[list[np.dtype]]:
+    return _casts([pq.read_table(p, columns=[name]).column(0).to_numpy(zero_copy_only=False).dtype
+                   for p in parts])
+
+
+def _read_floats(parts: list[Path], rows: list[int], name: str) -> np.ndarray:
+    """One column of every part as one float64 array."""
+    out = np.empty(sum(rows), dtype=np.float64)
+    start = 0
+    for part, chain, n in zip(parts, _label_casts(parts, name), rows):
+        out[start:start + n] = _cast(pq.read_table(part, columns=[name]).column(0).to_numpy(zero_copy_only=False),
+                                     chain)
+        start += n
+    return out
+
+
+class _PartColumns:
+    """A classification job's output parts as ``metrics.ClassifierColumns``: one part per
+    block, and one probability column at a time."""
+
+    def __init__(self, parts: list[Path], rows: list[int], proba_names: list[str], has_target: bool):
+        self.parts, self.rows, self.proba_names = parts, rows, proba_names
+        self.n = sum(rows)
+        self.has_target = has_target
+        self.has_proba = bool(proba_names)
+        self.label_names = [PREDICTION_COLUMN] + ([TARGET_COLUMN] if has_target else [])
+        self.casts = {name: _label_casts(parts, name) for name in self.label_names}
+
+    def blocks(self):
+        for i, part in enumerate(self.parts):
+            table = pq.read_table(part, columns=self.label_names + self.proba_names)
+            labels = {name: _cast(table.column(name).to_numpy(zero_copy_only=False), self.casts[name][i])
+                      for name in self.label_names}
+            proba = None
+            if self.proba_names:
+                proba = np.empty((table.num_rows, len(self.proba_names)), dtype=np.float64)
+                for k, name in enumerate(self.proba_names):
+                    proba[:, k] = table.column(name).to_numpy()
+            del table
+            yield labels.get(TARGET_COLUMN), labels[PREDICTION_COLUMN], proba
+
+    def proba_column(self, c: int, rows: np.ndarray | None) -> np.ndarray:
+        out = np.empty(self.n if rows is None else int(np.count_nonzero(rows)), dtype=np.float64)
+        start = pos = 0
+        for part, n in zip(self.parts, self.rows):
+            values = pq.read_table(part, columns=[self.proba_names[c]]).column(0).to_numpy()
+            if rows is not None:
+                values = values[rows[start:start + n]]
+            out[pos:pos + len(values)] = values
+            start, pos = start + n, pos + len(values)
+        return out

@@ -1,0 +1,143 @@
+"""viewer.core.scoring.summarize: the finalize step reads the output parts part by part and one
+probability column at a time, and must give what the metric functions give on the whole columns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from viewer.core import scoring
+from viewer.core.metrics import (
+    classification_aggregates,
+    classification_metrics,
+    regression_aggregates,
+    regression_metrics,
+)
+
+
+def write(tmp_path, parts: list[dict]) -> None:
+    """Output parts as score_frame makes them (row, prediction, proba_<class>..., target)."""
+    start = 0
+    for i, columns in enumerate(parts):
+        n = len(columns["prediction"])
+        table = pa.table({"row": np.arange(start, start + n), **{k: scoring._arrow(v) for k, v in columns.items()}})
+        scoring.write_part(table, tmp_path, i)
+        start += n
+
+
+def classifier_parts(rng, sizes, classes, *, target=True):
+    parts = []
+    for n in sizes:
+        y = rng.integers(0, len(classes), n)
+        logits = rng.normal(size=(n, len(classes)))
+        logits[np.arange(n), y] += 1.5
+        proba = np.exp(logits)
+        proba /= proba.sum(axis=1, keepdims=True)
+        labels = np.asarray(classes, dtype=object if isinstance(classes[0], str) else None)
+        columns = {"prediction": labels[proba.argmax(axis=1)]}
+        columns.update({scoring.proba_column(c): proba[:, k] for k, c in enumerate(classes)})
+        if target:
+            columns["target"] = labels[y]
+        parts.append(columns)
+    return parts
+
+
+def joined(parts, name):
+    if name == "proba":
+        return np.concatenate([np.column_stack([p[k] for k in p if k.startswith("proba_")]) for p in parts])
+    return np.concatenate([np.asarray(p[name]) for p in parts])
+
+
+def same(a, b) -> bool:
+    return json.dumps(a, allow_nan=False) == json.dumps(b, allow_nan=False)
+
+
+@pytest.mark.parametrize("classes", [[0, 1], ["cat", "dog", "eel", "fox", "gnu"]])
+def test_classifier_summary_equals_the_functions_on_whole_columns(tmp_path, classes):
+    rng = np.random.default_rng(1)
+    parts = classifier_parts(rng, [3_000, 1, 2_500, 4_000], classes)
+    if isinstance(classes[0], str):  # missing targets and a label the model does not know
+        parts[0]["target"][:40] = None
+        parts[2]["target"][100:130] = "yak"
+    write(tmp_path, parts)
+    y_true, y_pred, proba = joined(parts, "target"), joined(parts, "prediction"), joined(parts, "proba")
+    summary = scoring.summarize(tmp_path, "classifier", classes, True)
+    assert same(summary["metrics"], classification_metrics(y_true, y_pred, proba, classes))
+    assert same(summary["aggregates"], classification_aggregates(y_true, proba, y_pred, classes))
+    assert summary["metrics"]["n"] + summary["metrics"]["n_missing_target"] == 9_501
+
+
+def test_classifier_without_target_or_probabilities(tmp_path):
+    rng = np.random.default_rng(2)
+    classes = ["a", "b", "c"]
+    parts = classifier_parts(rng, [2_000, 3_000], classes, target=False)
+    write(tmp_path / "target-less", parts)
+    summary = scoring.summarize(tmp_path / "target-less", "classifier", classes, False)
+    assert summary["metrics"] is None
+    y_pred, proba = joined(parts, "prediction"), joined(parts, "proba")
+    assert same(summary["aggregates"], classification_aggregates(None, proba, y_pred, classes))
+
+    parts = classifier_parts(rng, [2_000, 3_000], classes)
+    for p in parts:
+        for c in classes:
+            del p[scoring.proba_column(c)]
+    write(tmp_path / "no-proba", parts)
+    summary = scoring.summarize(tmp_path / "no-proba", "classifier", classes, True)
+    y_true, y_pred = joined(parts, "target"), joined(parts, "prediction")
+    assert same(summary["metrics"], classification_metrics(y_true, y_pred, None, classes))
+    assert summary["metrics"]["roc_auc"] is None and "predict_proba" in summary["metrics"]["undefined"]["roc_auc"]
+    assert same(summary["aggregates"], classification_aggregates(y_true, None, y_pred, classes))
+
+
+def test_integer_target_with_missing_values_in_some_parts(tmp_path):
+    """Part 0 stores the target as int64, part 1 (which has a missing value) as float64: read
+    whole, the column is float64, so the unknown label 7 is the float 7.0 in every part."""
+    rng = np.random.default_rng(3)
+    parts = classifier_parts(rng, [1_000, 1_000], [0, 1])
+    parts[0]["target"] = parts[0]["target"].astype(np.int64)
+    parts[0]["target"][:5] = 7
+    parts[1]["target"] = parts[1]["target"].astype(np.float64)
+    parts[1]["target"][:3] = np.nan
+    write(tmp_path, parts)
+    y_true = np.concatenate([parts[0]["target"].astype(np.float64), parts[1]["target"]])
+    y_pred, proba = joined(parts, "prediction"), joined(parts, "proba")
+    summary = scoring.summarize(tmp_path, "classifier", [0, 1], True)
+    assert same(summary["metrics"], classification_metrics(y_true, y_pred, proba, [0, 1]))
+    assert same(summary["aggregates"], classification_aggregates(y_true, proba, y_pred, [0, 1]))
+    labels = summary["aggregates"]["confusion_matrix"]["labels"]
+    assert labels == [0, 1, 7.0] and type(labels[2]) is float
+    assert summary["metrics"]["n_missing_target"] == 3 and summary["metrics"]["n_unknown_label"] == 5
+
+
+def test_regressor_summary(tmp_path):
+    rng = np.random.default_rng(4)
+    parts = []
+    for n, dtype in ((6_000, np.int64), (5_000, np.float64)):
+        y = rng.integers(0, 100, n).astype(dtype)
+        parts.append({"prediction": y + rng.normal(0, 3, n), "target": y})
+    parts[1]["target"][:4] = np.nan
+    write(tmp_path, parts)
+    y_true = np.concatenate([p["target"].astype(np.float64) for p in parts])
+    y_pred = joined(parts, "prediction")
+    summary = scoring.summarize(tmp_path, "regressor", None, True)
+    assert same(summary["metrics"], regression_metrics(y_true, y_pred))
+    assert same(summary["aggregates"], regression_aggregates(y_true, y_pred))
+    assert summary["metrics"]["n_dropped"] == 4
+    without = scoring.summarize(tmp_path, "regressor", None, False)
+    assert without["metrics"] is None and same(without["aggregates"], regression_aggregates(None, y_pred))
+
+
+def test_casts_follow_whole_column_conversion():
+    i8, f8, b, o = (np.dtype(t) for t in (np.int64, np.float64, bool, object))
+    assert scoring._casts([i8, i8]) == [[i8], [i8]]
+    assert scoring._casts([i8, f8, i8]) == [[i8, f8], [f8], [f8]]  # nulls in one part: floats everywhere
+    assert scoring._casts([b, o]) == [[b, o], [o]]                    # bools with nulls: objects
+    assert scoring._casts([i8, f8, o]) == [[i8, f8, o], [f8, o], [o]]
+
+
+def test_no_parts(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        scoring.summarize(tmp_path, "classifier", [0, 1], True)
