@@ -51,3 +51,37 @@ def test_client_sends_missing_values_as_null_and_raises_api_errors(live_server, 
     with pytest.raises(ApiError) as caught:
         client.predict(pd.DataFrame({"x": [1]}), model="nope")
     assert caught.value.status == 404
+
+
+def test_client_uploads_a_dataset_scores_it_and_reads_the_results(live_server, auth, worker, iris, tmp_path):
+    X, model, path = iris
+    species = load_iris().target_names[load_iris().target]
+    client = Client(live_server, auth.token("scientist"))
+    client.upload_model(path, name="iris")
+    dataset = client.upload_dataset(X.assign(species=species), name="iris.parquet")
+    assert (dataset["state"], dataset["n_rows"], dataset["name"]) == ("ready", 150, "iris.parquet")
+    assert [d["id"] for d in client.datasets()] == [dataset["id"]]
+    assert [c["name"] for c in client.dataset(dataset["id"])["columns"]] == [*X.columns, "species"]
+
+    job = client.submit_job("iris", dataset["id"], target="species")
+    done = client.wait_job(job["id"], timeout=120)
+    assert done["state"] == "done", done["error"]
+    assert done["metrics"]["accuracy"] == pytest.approx(model.score(X, species))
+    results = client.results(job["id"])
+    np.testing.assert_array_equal(results["row"], np.arange(150))
+    np.testing.assert_array_equal(results["prediction"], model.predict(X))
+    np.testing.assert_array_equal(results["target"], species)
+    np.testing.assert_allclose(results[[f"proba_{c}" for c in model.classes_]].to_numpy(), model.predict_proba(X))
+    assert client.submit_job("iris", dataset["id"], target="species")["id"] == job["id"]  # scored already
+    again = client.submit_job("iris", dataset["id"], target="species", force=True)
+    assert again["id"] != job["id"] and client.wait_job(again["id"], timeout=120)["state"] == "done"
+
+    csv = tmp_path / "rows.csv"
+    X.head(3).to_csv(csv, index=False)
+    assert client.upload_dataset(csv)["name"] == "rows.csv"
+    with pytest.raises(ApiError) as caught:
+        client.results("0" * 32)
+    assert caught.value.status == 404
+    with pytest.raises(ApiError) as caught:
+        Client(live_server, auth.token("viewer")).upload_dataset(csv)
+    assert caught.value.status == 403

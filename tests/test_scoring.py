@@ -225,3 +225,22 @@ def test_large_upload_is_ingested_by_a_worker(make_app, auth, worker, binary_pro
     failed = follow(client, headers, bad["job"]["id"])
     assert failed["state"] == "error" and "Line 3" in failed["error"]
     assert client.get(f"/api/v1/datasets/{bad['id']}", headers=headers).get_json()["state"] == "error"
+
+
+def test_a_version_registered_again_gets_its_own_job(client, auth, worker, binary_problem):
+    """Deduplication is per model version: the same bytes deleted and registered again are a new
+    version whose model card must list jobs of its own."""
+    frame, model = binary_problem
+    headers = auth.bearer("scientist")
+    upload_model(client, headers, model, "again")
+    dataset = upload_frame(client, headers, frame)
+    first = client.post("/api/v1/jobs", headers=headers, json={"model": "again", "dataset": dataset["id"]})
+    assert first.status_code == 202
+    assert follow(client, headers, first.get_json()["id"])["state"] == "done"
+    same = client.post("/api/v1/jobs", headers=headers, json={"model": "again", "dataset": dataset["id"]})
+    assert same.status_code == 200 and same.get_json()["id"] == first.get_json()["id"]
+    deleted = client.delete("/api/v1/models/again/versions/1", headers=headers)
+    assert deleted.status_code in (200, 204), deleted.get_json()
+    upload_model(client, headers, model, "again")
+    fresh = client.post("/api/v1/jobs", headers=headers, json={"model": "again", "dataset": dataset["id"]})
+    assert fresh.status_code == 202 and fresh.get_json()["id"] != first.get_json()["id"]

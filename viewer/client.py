@@ -6,11 +6,13 @@
     client.predict(df, model="churn@production")          # numpy array of predictions
     client.predict_proba(df, model="churn")               # DataFrame, one column per class
 
-It needs only requests, pandas and numpy (not Flask), so scripts and notebooks can use it anywhere.
+It needs only requests, pandas and numpy (pyarrow for Parquet; not Flask), so scripts and notebooks
+can use it anywhere.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -67,6 +69,13 @@ class Client:
     # --- plumbing --------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.send(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """The raw response (for downloads); an error answer raises ApiError."""
         response = self.session.request(method, self.url + path, timeout=kwargs.pop("timeout", self.timeout), **kwargs)
         if response.status_code >= 400:
             try:
@@ -74,9 +83,7 @@ class Client:
                 raise ApiError(response.status_code, body.get("error_code", "error"), body.get("message", ""))
             except (ValueError, AttributeError):
                 raise ApiError(response.status_code, "error", response.text[:500]) from None
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+        return response
 
     # --- models ----------------------------------------------------------------------------------
 
@@ -123,3 +130,70 @@ class Client:
                             data=json.dumps(_records(data)), headers={"Content-Type": "application/json"})
         index = data.index if isinstance(data, pd.DataFrame) else None
         return pd.DataFrame(body["probabilities"], columns=body["classes"], index=index)
+
+    # --- datasets and scoring jobs ----------------------------------------------------------------
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/v1/datasets")["datasets"]
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/datasets/{dataset_id}")
+
+    def upload_dataset(self, data: str | Path | pd.DataFrame, name: str | None = None) -> dict[str, Any]:
+        """Upload a CSV or Parquet file, or a DataFrame (sent as Parquet, so types survive).
+        A large file answers with state "ingesting" and its ingest job under "job": wait for it."""
+        if isinstance(data, pd.DataFrame):
+            buffer = io.BytesIO()
+            data.to_parquet(buffer, index=False)
+            name = name or "dataframe.parquet"
+            return self.request("POST", "/api/v1/datasets", files={"file": (name, buffer.getvalue())})
+        path = Path(data)
+        with path.open("rb") as fh:
+            return self.request("POST", "/api/v1/datasets", files={"file": (name or path.name, fh)})
+
+    def submit_job(self, model: str, dataset: str, target: str | None = None, *, force: bool = False) -> dict[str, Any]:
+        """Score dataset id ``dataset`` with ``model`` (name, name@alias, name/3); with ``target``
+        the job computes metrics. The same model version, dataset and target scored before
+        returns that job, unless ``force``."""
+        return self.request("POST", "/api/v1/jobs", json={"model": model, "dataset": dataset, "target": target,
+                                                          "force": force})
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/api/v1/jobs/{job_id}")
+
+    def results(self, job_id: str) -> pd.DataFrame:
+        """A finished scoring job's rows: ``row``, ``prediction``, ``proba_<class>`` per class and
+        ``target`` when the job had one."""
+        response = self.send("GET", f"/api/v1/jobs/{job_id}/results", params={"format": "parquet"})
+        return pd.read_parquet(io.BytesIO(response.content))
+
+    # --- jobs ------------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/jobs/{job_id}")
+
+    def wait_job(self, job_id: str, timeout: float = 600.0, poll: float = 0.5) -> dict[str, Any]:
+        """Poll a job until it is done, failed or cancelled; returns its final state."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.job(job_id)
+            if body["state"] in ("done", "error", "cancelled"):
+                return body
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {body['state']} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def feature_importance(self, model: str, dataset: str, target: str, *, n_repeats: int | None = None,
+                           max_rows: int | None = None, seed: int | None = None, scoring: str | None = None,
+                           force: bool = False, wait: bool = True, timeout: float = 600.0) -> dict[str, Any]:
+        """Permutation importance of ``model`` on dataset id ``dataset`` (a worker job). With
+        ``wait`` (default) returns the finished job, whose ``result["features"]`` lists
+        ``{"name", "mean", "std", "values"}`` most important first; else the job as submitted."""
+        body: dict[str, Any] = {"kind": "importance", "model": model, "dataset": dataset, "target": target,
+                                "force": force}
+        body.update({k: v for k, v in (("n_repeats", n_repeats), ("max_rows", max_rows), ("seed", seed),
+                                       ("scoring", scoring)) if v is not None})
+        job = self.request("POST", "/api/v1/jobs", json=body)
+        return self.wait_job(job["id"], timeout=timeout) if wait else job

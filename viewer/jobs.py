@@ -141,11 +141,20 @@ def renew_lease(chunk_id: int, owner: str, connection) -> bool:
     return result.rowcount == 1
 
 
-class Heartbeat:
-    """Renews a chunk's lease every lease/4 seconds on its own connection while the work runs."""
+def renew_job_lease(job_id: str, owner: str, connection) -> bool:
+    """The lease of a single-task job (ingest, importance, compare): see ``claim_job``."""
+    result = connection.execute(
+        update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.state == "running")
+        .values(lease_expires_at=utcnow() + timedelta(seconds=float(current_app.config["LEASE_SECONDS"]))))
+    return result.rowcount == 1
 
-    def __init__(self, chunk_id: int, owner: str):
-        self.chunk_id, self.owner = chunk_id, owner
+
+class Heartbeat:
+    """Renews a lease (a chunk's, or with ``renew=renew_job_lease`` a single-task job's) every
+    lease/4 seconds on its own connection while the work runs."""
+
+    def __init__(self, chunk_id: int | str, owner: str, renew=renew_lease):
+        self.chunk_id, self.owner, self.renew = chunk_id, owner, renew
         self.app = current_app._get_current_object()  # type: ignore[attr-defined]
         self.interval = lease_seconds() / 4
         self._stop = threading.Event()
@@ -157,7 +166,7 @@ class Heartbeat:
             while not self._stop.wait(self.interval):
                 try:
                     with db.engine.begin() as connection:
-                        if not renew_lease(self.chunk_id, self.owner, connection):
+                        if not self.renew(self.chunk_id, self.owner, connection):
                             self.lost = True
                             return
                 except Exception:  # noqa: BLE001  (database briefly away: the next beat tries again)
@@ -242,7 +251,37 @@ def finish_job(job_id: str, owner: str, result: dict[str, Any]) -> bool:
     return done.rowcount == 1
 
 
-def reap(chunk_task: Task, finalize_task: Task, stale_pending_seconds: float | None = None) -> dict[str, int]:
+def _reap_single(tasks: dict[str, Task], now, stale, counts: dict[str, int]) -> None:
+    """Single-task jobs: a running one whose lease expired goes back to pending (or ends in error
+    after MAX_ATTEMPTS), and a pending one whose message was lost (broker restarted) is sent again."""
+    kinds = tuple(tasks)
+    dead = db.session.execute(select(Job.id, Job.attempts).where(
+        Job.kind.in_(kinds), Job.state == "running", Job.lease_expires_at < now)).all()
+    for job_id, attempts in dead:
+        if attempts >= max_attempts():
+            fail_job(job_id, f"The worker running this job stopped {attempts} times (killed or out of memory?).")
+            continue
+        db.session.execute(update(Job).where(Job.id == job_id, Job.state == "running", Job.lease_expires_at < now)
+                           .values(state="pending", lease_owner=None, lease_expires_at=None, updated_at=now)
+                           .execution_options(synchronize_session=False))
+        db.session.commit()
+        counts["expired"] += 1
+    lost = db.session.execute(select(Job.id, Job.kind).where(
+        Job.kind.in_(kinds), Job.state == "pending", Job.updated_at < stale)).all()
+    for job_id, kind in lost:
+        moved = db.session.execute(update(Job).where(Job.id == job_id, Job.state == "pending")
+                                   .values(updated_at=now).execution_options(synchronize_session=False))
+        db.session.commit()
+        if moved.rowcount == 1:
+            try:
+                tasks[kind].apply_async(args=[job_id], retry=True, retry_policy=PUBLISH_RETRY)
+                counts["requeued"] += 1
+            except (OperationalError, OSError):
+                log.warning("reaper: broker unreachable; job %s waits for the next round", job_id)
+
+
+def reap(chunk_task: Task, finalize_task: Task, stale_pending_seconds: float | None = None,
+         single_tasks: dict[str, Task] | None = None) -> dict[str, int]:
     """Recover work whose worker died: expired chunk leases go back to pending and are enqueued
     again; pending chunks whose message was lost are enqueued again; finished jobs whose
     finaliser died are finalised again. Safe to run from every worker at once."""
@@ -286,6 +325,8 @@ def reap(chunk_task: Task, finalize_task: Task, stale_pending_seconds: float | N
                 counts["requeued"] += 1
             except (OperationalError, OSError):
                 pass
+    if single_tasks:
+        _reap_single(single_tasks, now, stale, counts)
     unfinished = db.session.scalars(
         select(Job.id).where(Job.state == "running", Job.kind == "score",
                              or_(Job.lease_owner.is_(None), Job.lease_expires_at < now))).all()
@@ -297,6 +338,46 @@ def reap(chunk_task: Task, finalize_task: Task, stale_pending_seconds: float | N
             except (OperationalError, OSError):
                 pass
     return counts
+
+
+# --- single-task jobs (importance) ---------------------------------------------------------------
+
+SINGLE_TASK_KINDS = ("ingest", "importance", "compare")
+
+
+def claim_job(job_id: str, owner: str | None = None) -> bool:
+    """Start a single-task job: pending -> running, once, under a lease that the task renews
+    (``Heartbeat(job_id, owner, renew=renew_job_lease)``). A duplicated or redelivered message
+    finds it running (or finished, or cancelled) and does nothing; if the worker dies, the
+    reaper sees the lease expire and runs the job again (up to MAX_ATTEMPTS)."""
+    now = utcnow()
+    started = db.session.execute(
+        update(Job).where(Job.id == job_id, Job.state == "pending")
+        .values(state="running", started_at=now, attempts=Job.attempts + 1,
+                lease_owner=owner or new_owner(), lease_expires_at=now + timedelta(seconds=lease_seconds()))
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return started.rowcount == 1
+
+
+def set_progress(job_id: str, done: int, total: int | None) -> bool:
+    """Record progress; False when the job is no longer running (cancelled): time to stop."""
+    updated = db.session.execute(
+        update(Job).where(Job.id == job_id, Job.state == "running")
+        .values(progress_done=done, progress_total=total, updated_at=utcnow())
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return updated.rowcount == 1
+
+
+def finish_single(job_id: str, result: dict[str, Any]) -> bool:
+    """Mark a single-task job done with its (small) result, only from running."""
+    done = db.session.execute(
+        update(Job).where(Job.id == job_id, Job.state == "running")
+        .values(state="done", result=result, finished_at=utcnow())
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return done.rowcount == 1
 
 
 # --- presenting ----------------------------------------------------------------------------------

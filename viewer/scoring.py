@@ -1,14 +1,18 @@
-"""Scoring jobs: check that a model fits a dataset, deduplicate, split into chunks, enqueue."""
+"""Scoring jobs: check that a model fits a dataset, deduplicate, split into chunks, enqueue.
+Permutation importance jobs (one task each) share the checks and the deduplication."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from sqlalchemy import select
 
 from . import data, jobs, registry, tasks
+from .core import importance
+from .core.predict import PayloadError
 from .extensions import db
-from .records import Job, User
+from .records import Dataset, Job, ModelVersion, User
 from .registry import RegistryError
 
 
@@ -16,10 +20,9 @@ def fingerprint(sha256: str, dataset_id: str, target: str | None) -> str:
     return hashlib.sha256(f"score|{sha256}|{dataset_id}|{target or ''}".encode()).hexdigest()
 
 
-def submit(model_ref: str, dataset_id: str, target: str | None, user: User | None,
-           force: bool = False) -> tuple[Job, bool]:
-    """Returns (job, created). The same model version + dataset + target already pending,
-    running or done returns that job instead, unless ``force``."""
+def check_fit(model_ref: str, dataset_id: str, target: str | None) -> tuple[ModelVersion, Dataset]:
+    """The model version and the dataset, when the dataset is ready, has the target column and
+    the columns the model needs; a RegistryError (4xx) saying what is wrong otherwise."""
     version = registry.resolve(model_ref)
     dataset = data.get(dataset_id)
     if dataset.state != "ready":
@@ -39,10 +42,26 @@ def submit(model_ref: str, dataset_id: str, target: str | None, user: User | Non
         if version.info.get("n_features") not in (None, width):
             raise RegistryError(400, "schema_mismatch", f"The model takes {version.info['n_features']} unnamed "
                                 f"columns; the dataset has {width}" + (" besides the target" if target else "") + ".")
+    return version, dataset
+
+
+def _same_work(key: str, version: ModelVersion) -> Job | None:
+    """The newest pending, running or done job with this fingerprint for this model version (a
+    version deleted and registered again with the same bytes gets jobs of its own, so its model
+    card lists them)."""
+    return db.session.scalar(select(Job).where(Job.fingerprint == key, Job.model_version_id == version.id,
+                                               Job.state.in_(("pending", "running", "done")))
+                             .order_by(Job.created_at.desc()).limit(1))
+
+
+def submit(model_ref: str, dataset_id: str, target: str | None, user: User | None,
+           force: bool = False) -> tuple[Job, bool]:
+    """Returns (job, created). The same model version + dataset + target already pending,
+    running or done returns that job instead, unless ``force``."""
+    version, dataset = check_fit(model_ref, dataset_id, target)
     key = fingerprint(version.sha256, dataset.id, target)
     if not force:
-        existing = db.session.scalar(select(Job).where(Job.fingerprint == key, Job.state.in_(("pending", "running", "done")))
-                                     .order_by(Job.created_at.desc()).limit(1))
+        existing = _same_work(key, version)
         if existing is not None:
             return existing, False
     params = {"model": version.ref, "model_name": version.model.name, "model_version": version.version,
@@ -52,6 +71,64 @@ def submit(model_ref: str, dataset_id: str, target: str | None, user: User | Non
     try:
         job = jobs.submit(tasks.score_chunk, "score", params, user, chunks=n_chunks, model_version_id=version.id,
                           dataset_id=dataset.id, fingerprint=key, progress_total=dataset.n_rows)
+    except jobs.BrokerUnavailable as exc:
+        raise RegistryError(503, "queue_unavailable", str(exc)) from None
+    return job, True
+
+
+# --- permutation importance: one task per job ----------------------------------------------------
+
+def importance_options(version: ModelVersion, n_repeats: int | None, max_rows: int | None, seed: int | None,
+                       scoring_name: str | None) -> dict[str, Any]:
+    """The options of an importance job with defaults filled in (the scoring by task), checked
+    against the model; a RegistryError (400) names what is wrong."""
+    info = version.info
+    try:
+        chosen = scoring_name or importance.default_scoring(info.get("kind"), info.get("classes"),
+                                                            bool(info.get("has_predict_proba")))
+        importance.check_scoring(chosen, info.get("kind"), info.get("classes"), bool(info.get("has_predict_proba")))
+    except PayloadError as exc:
+        raise RegistryError(400, exc.error_code.lower(), exc.message) from None
+    options = {"n_repeats": importance.DEFAULT_REPEATS if n_repeats is None else n_repeats,
+               "max_rows": importance.DEFAULT_MAX_ROWS if max_rows is None else max_rows,
+               "seed": 0 if seed is None else seed, "scoring": chosen}
+    check_importance_ranges(options)
+    return options
+
+
+IMPORTANCE_RANGES = (("n_repeats", 1, importance.MAX_REPEATS),
+                     ("max_rows", importance.MIN_ROWS, importance.MAX_SAMPLE_ROWS), ("seed", 0, 2**32 - 1))
+
+
+def check_importance_ranges(options: dict[str, Any]) -> None:
+    """n_repeats, max_rows and seed, when given, within their bounds (RegistryError 400 if not)."""
+    for name, low, high in IMPORTANCE_RANGES:
+        if options.get(name) is not None and not low <= options[name] <= high:
+            raise RegistryError(400, "bad_option", f"{name} must be between {low:,} and {high:,}.")
+
+
+def submit_importance(model_ref: str, dataset_id: str, target: str | None, user: User | None, *,
+                      n_repeats: int | None = None, max_rows: int | None = None, seed: int | None = None,
+                      scoring: str | None = None, force: bool = False) -> tuple[Job, bool]:
+    """Start a permutation importance job; (job, created). The same model version, dataset,
+    target and options already pending, running or done returns that job, unless ``force``."""
+    if not target:
+        raise RegistryError(400, "target_required", "Permutation importance needs a target column.")
+    version, dataset = check_fit(model_ref, dataset_id, target)
+    if target in (version.info.get("feature_names") or ()):
+        raise RegistryError(400, "target_is_feature", f"{target[:100]!r} is one of the model's inputs, not a target.")
+    options = importance_options(version, n_repeats, max_rows, seed, scoring)
+    key = hashlib.sha256("|".join(["importance", version.sha256, dataset.id, target]
+                                  + [str(options[k]) for k in sorted(options)]).encode()).hexdigest()
+    if not force:
+        existing = _same_work(key, version)
+        if existing is not None:
+            return existing, False
+    params = {"model": version.ref, "model_name": version.model.name, "model_version": version.version,
+              "dataset": dataset.name, "target": target, "kind": version.info.get("kind"), **options}
+    try:
+        job = jobs.submit(tasks.feature_importance, "importance", params, user, model_version_id=version.id,
+                          dataset_id=dataset.id, fingerprint=key, progress_total=None)
     except jobs.BrokerUnavailable as exc:
         raise RegistryError(503, "queue_unavailable", str(exc)) from None
     return job, True

@@ -16,7 +16,7 @@ from celery import shared_task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from . import data, jobs, serving
-from .core import scoring
+from .core import importance, scoring
 from .core.datasets import DatasetError
 from .core.predict import PayloadError
 from .extensions import db
@@ -102,25 +102,118 @@ def finalize_job(job_id: str) -> None:
 
 @shared_task(name="viewer.ingest_dataset")
 def ingest_dataset(job_id: str) -> None:
+    owner = jobs.new_owner()
+    if not jobs.claim_job(job_id, owner):
+        return  # unknown, finished, or another worker has it
     job = db.session.get(Job, job_id)
-    if job is None or job.finished:
-        return
-    jobs.start_job(job)
     dataset = db.session.get(Dataset, job.dataset_id)
     upload = Path(job.params["upload"])
     try:
-        data.finish_ingest(dataset, upload)
+        with jobs.Heartbeat(job_id, owner, renew=jobs.renew_job_lease):
+            data.finish_ingest(dataset, upload)
     except DatasetError as exc:
+        upload.unlink(missing_ok=True)
         jobs.fail_job(job_id, exc.message)
         return
-    finally:
-        upload.unlink(missing_ok=True)
+    upload.unlink(missing_ok=True)  # kept until now: a worker that dies mid-ingest is retried on it
     job.progress_done = job.progress_total = dataset.n_rows or 0
-    job.state, job.finished_at = "done", utcnow()
+    job.state, job.finished_at, job.lease_expires_at = "done", utcnow(), None
     db.session.commit()
 
 
+@shared_task(name="viewer.importance")
+def feature_importance(job_id: str) -> None:
+    """Permutation importance of a model version on a dataset: one task, the whole job. Progress
+    is counted in rows predicted (sample x (1 + features x repeats)), written after each feature;
+    a cancelled job stops at the next feature."""
+    from threadpoolctl import threadpool_limits
+
+    owner = jobs.new_owner()
+    if not jobs.claim_job(job_id, owner):
+        return  # unknown, cancelled, finished, or another worker has it
+    job = db.session.get(Job, job_id)
+    version, dataset = job.model_version, db.session.get(Dataset, job.dataset_id) if job.dataset_id else None
+    if version is None or dataset is None or dataset.state != "ready":
+        jobs.fail_job(job_id, "The model version was deleted." if version is None
+                      else "The dataset was deleted or is not ready.")
+        return
+    params = dict(job.params)
+    per_step: dict[str, int] = {}
+
+    def on_sample(sample) -> None:
+        per_step["rows"] = len(sample.rows)
+
+    def progress(features_done: int, n_features: int) -> None:
+        rows = per_step.get("rows", 0)
+        total = rows * (1 + n_features * int(params["n_repeats"]))
+        if not jobs.set_progress(job_id, rows * (1 + features_done * int(params["n_repeats"])), total):
+            raise importance.Cancelled()
+
+    try:
+        with threadpool_limits(limits=1), jobs.Heartbeat(job_id, owner, renew=jobs.renew_job_lease):
+            result = importance.permutation_importance(
+                serving.predictor_for(version), data.dataset_file(dataset), params["target"],
+                n_repeats=int(params["n_repeats"]), max_rows=int(params["max_rows"]), seed=int(params["seed"]),
+                scoring=params.get("scoring"), progress=progress, on_sample=on_sample)
+    except importance.Cancelled:
+        return  # request_cancel already recorded the state
+    except (PayloadError, DatasetError) as exc:  # the data does not fit: a retry would fail alike
+        jobs.fail_job(job_id, exc.message)
+        return
+    except Exception as exc:  # noqa: BLE001  (recorded: the job ends in error with the reason)
+        log.exception("importance job %s failed", job_id)
+        jobs.fail_job(job_id, f"{type(exc).__name__}: {str(exc)[:500]}")
+        return
+    if not jobs.finish_single(job_id, result):
+        log.info("importance job %s was cancelled while it ran", job_id)
+
+
+@shared_task(name="viewer.compare")
+def compare_jobs(job_id: str) -> None:
+    """Compare finished scoring jobs over one dataset (bootstrap CIs, disagreeing rows): one task
+    streams their output parts, aligned by row index; progress in rows, a cancel stops it."""
+    import time
+
+    from .core import compare
+
+    owner = jobs.new_owner()
+    if not jobs.claim_job(job_id, owner):
+        return  # unknown, cancelled, finished, or another worker has it
+    job = db.session.get(Job, job_id)
+    params = dict(job.params)
+    total = job.progress_total
+    last = [0.0]
+
+    def progress(done: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5 or done == total:  # a write at most twice a second
+            last[0] = now
+            if not jobs.set_progress(job_id, done, total):
+                raise compare.Cancelled()
+
+    try:
+        with jobs.Heartbeat(job_id, owner, renew=jobs.renew_job_lease):
+            result = compare.compare_outputs([compare.Source(jobs.output_dir(j)) for j in params["jobs"]],
+                                             params["task"], params.get("classes"), bool(params.get("target")),
+                                             progress=progress)
+    except compare.Cancelled:
+        return  # request_cancel already recorded the state
+    except (FileNotFoundError, ValueError) as exc:  # outputs gone or not alike: a retry would fail alike
+        jobs.fail_job(job_id, str(exc)[:500])
+        return
+    except Exception as exc:  # noqa: BLE001  (recorded: the job ends in error with the reason)
+        log.exception("compare job %s failed", job_id)
+        jobs.fail_job(job_id, f"{type(exc).__name__}: {str(exc)[:500]}")
+        return
+    if not jobs.finish_single(job_id, result):
+        log.info("compare job %s was cancelled while it ran", job_id)
+
+
 # --- the reaper: every worker runs one ---------------------------------------------------------
+
+def _single_tasks() -> dict:
+    return {"ingest": ingest_dataset, "importance": feature_importance, "compare": compare_jobs}
+
 
 _reaper_stop = threading.Event()
 
@@ -130,7 +223,7 @@ def _reaper_loop(app) -> None:
     while not _reaper_stop.wait(interval):
         try:
             with app.app_context():
-                counts = jobs.reap(score_chunk, finalize_job)
+                counts = jobs.reap(score_chunk, finalize_job, single_tasks=_single_tasks())
                 if any(counts.values()):
                     log.warning("reaper recovered work: %s", counts)
                 db.session.remove()
@@ -154,7 +247,12 @@ def _stop_reaper(**_kwargs) -> None:
 
 @worker_process_init.connect
 def _one_thread_per_process(**_kwargs) -> None:
-    """Each worker process does its maths on one thread: N processes share N cores."""
-    from threadpoolctl import threadpool_limits
+    """Each worker process does its maths on one thread: N processes share N cores.
+    threadpoolctl limits only the libraries already loaded, so load BLAS (numpy, scipy) and the
+    OpenMP runtime (scikit-learn's compiled helpers) first."""
+    import scipy.linalg  # noqa: F401
+    import sklearn.utils._openmp_helpers  # noqa: F401
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     threadpool_limits(limits=1)
+    log.debug("thread pools: %s", [(p["internal_api"], p["num_threads"]) for p in threadpool_info()])

@@ -15,7 +15,7 @@ def _refuse_nul() -> None:
 
 def init_app(app: Flask) -> None:
     from ..extensions import csrf
-    from . import datasets, jobs, models, openapi, predict, v2  # noqa: F401  (most add routes to v1)
+    from . import compare, datasets, jobs, models, openapi, predict, v2  # noqa: F401  (most add routes to v1)
     from .v1 import bp
 
     csrf.exempt(bp)

@@ -59,8 +59,31 @@ def create_job():
     force = body.get("force", False)
     if not isinstance(force, bool):
         abort(400, description="'force' must be true or false.")
+    kind = body.get("kind", "score")
+    options = importance_options(body)  # checked for every kind: a wrong type is never ignored
+    if kind == "importance":
+        job, created = scoring.submit_importance(model, dataset, target or None, requester(), force=force, **options)
+        return jsonify(jobs.serialize_job(job)), 202 if created else 200
+    if kind != "score":
+        abort(400, description="'kind' must be 'score' or 'importance'.")
     job, created = scoring.submit(model, dataset, target or None, requester(), force=force)
     return jsonify(jobs.serialize_job(job)), 202 if created else 200
+
+
+def importance_options(body: dict) -> dict:
+    """n_repeats, max_rows, seed (integers) and scoring (a name) of an importance job, when given."""
+    options = {}
+    for name in ("n_repeats", "max_rows", "seed"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            abort(400, description=f"'{name}' must be an integer.")
+        options[name] = value
+    scoring_name = body.get("scoring")
+    if scoring_name is not None and not isinstance(scoring_name, str):
+        abort(400, description="'scoring' must be a scoring name, e.g. 'accuracy' or 'r2'.")
+    options["scoring"] = scoring_name or None
+    scoring.check_importance_ranges(options)
+    return options
 
 
 @bp.get("/jobs/<job_id>")

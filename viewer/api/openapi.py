@@ -77,7 +77,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["id", "kind", "state", "params", "progress", "error", "result", "cancel_requested",
                      "attempts", "created_by", "created_at", "started_at", "finished_at", "url"],
         "properties": {
-            "id": STRING, "kind": {**STRING, "description": "score, ingest or ping"},
+            "id": STRING, "kind": {**STRING, "description": "score, importance, compare, ingest or ping"},
             "state": {"type": "string", "enum": list(JOB_STATES)},
             "params": OBJECT, "model": nullable(STRING), "dataset_id": nullable(STRING),
             "progress": {"type": "object", "required": ["done", "total"],
@@ -93,6 +93,42 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "JobList": {"type": "object", "required": ["jobs"],
                 "properties": {"jobs": {"type": "array", "items": ref("Job"), "maxItems": 500}}},
+    "Comparison": {
+        "type": "object",
+        "description": "Finished scoring jobs over one dataset side by side; the first job is the baseline.",
+        "required": ["dataset_id", "dataset", "target", "task", "classes", "jobs", "metrics", "comparison"],
+        "properties": {
+            "dataset_id": STRING, "dataset": STRING, "target": nullable(STRING),
+            "task": {"type": "string", "enum": ["binary", "multiclass", "regression"]},
+            "classes": {"type": ["array", "null"]},
+            "jobs": {"type": "array", "minItems": 2, "items": {
+                "type": "object", "required": ["id", "label", "model", "url"],
+                "properties": {"id": STRING, "label": STRING, "model": nullable(STRING),
+                               "model_name": nullable(STRING), "model_version": nullable(INTEGER), "url": STRING}}},
+            "metrics": {"type": "array", "description": "One row per metric: the jobs' values in order, "
+                        "differences vs the first job, which direction is better (higher/lower) and the "
+                        "verdict per job (better/worse/same).", "items": {
+                "type": "object", "required": ["key", "label", "better", "values", "differences", "verdicts"],
+                "properties": {"key": STRING, "label": STRING, "better": {"type": "string", "enum": ["higher", "lower"]},
+                               "values": {"type": "array"}, "differences": {"type": "array"},
+                               "verdicts": {"type": "array"}}}},
+            "comparison": {
+                "type": "object", "required": ["state", "job", "message", "result"],
+                "description": "The compare job (bootstrap confidence intervals, disagreeing rows), started by "
+                               "the first request for these jobs. Poll this route (or job.url) until state is done.",
+                "properties": {
+                    "state": {"type": "string", "enum": [*JOB_STATES, "unavailable"],
+                              "description": "unavailable: the job queue could not be reached."},
+                    "job": {"anyOf": [ref("Job"), {"type": "null"}]},
+                    "message": nullable(STRING),
+                    "result": {"type": ["object", "null"], "description": "When done: main_metric, metrics "
+                               "(estimate per job), differences (metric, job, difference vs the baseline, low, high: "
+                               "the 95 % bootstrap CI, verdict better/worse/unclear) and disagreement (measure, "
+                               "n_label_differ, pairs, top: the rows where the models disagree most)."},
+                },
+            },
+        },
+    },
     "ScoreRequest": {
         "type": "object", "required": ["model", "dataset"],
         "properties": {"model": {**STRING, "description": "name, name@alias or name/version"},
@@ -100,7 +136,24 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                        "target": {"type": ["string", "null"], "description": "The column with true values; "
                                   "with it the job computes metrics."},
                        "force": {**BOOLEAN, "description": "Score again even when the same model version, "
-                                 "dataset and target were scored already.", "default": False}},
+                                 "dataset and target were scored already.", "default": False},
+                       "kind": {"type": "string", "enum": ["score", "importance"], "default": "score",
+                                "description": "score: predictions (and metrics) for every row. importance: "
+                                "permutation feature importance on a sample of the rows with a target "
+                                "(target required); the job's result lists each feature's mean, std and "
+                                "per-repeat decrease in score, most important first."},
+                       "n_repeats": {"type": ["integer", "null"], "minimum": 1, "maximum": 100, "description": "importance: shuffles per "
+                                     "feature (1-100).", "default": 5},
+                       "max_rows": {"type": ["integer", "null"], "minimum": 10, "maximum": 1_000_000, "description": "importance: at most this many "
+                                    "rows with a target, drawn uniformly at random (10-1,000,000).",
+                                    "default": 20000},
+                       "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**32 - 1, "description": "importance: the random seed of the "
+                                "sample and the shuffles.", "default": 0},
+                       "scoring": {"type": ["string", "null"], "description": "importance: the scikit-learn "
+                                   "scoring. Default by task: roc_auc (binary with probabilities), "
+                                   "neg_log_loss (multiclass with probabilities), accuracy (classifiers "
+                                   "without), r2 (regressors). Also balanced_accuracy, neg_mean_absolute_error, "
+                                   "neg_root_mean_squared_error."}},
     },
     "Dataset": {
         "type": "object",
@@ -378,18 +431,19 @@ OPERATIONS: list[Op] = [
     Op("get", "/api/v1/jobs", "Jobs", "Recent jobs (at most 500), newest first", {200: "JobList"}, (400, 401),
        params=tuple({"name": n, "in": "query", "description": d, "schema": sch} for n, d, sch in (
            ("state", "Only jobs in this state (empty: any).", {"type": "string", "enum": ["", *JOB_STATES]}),
-           ("kind", "Only jobs of this kind (score, ingest, ping).", STRING),
+           ("kind", "Only jobs of this kind (score, importance, ingest, ping).", STRING),
            ("model", "Only scoring jobs of this model name.", STRING),
            ("dataset", "Only jobs on this dataset id.", STRING),
            ("user", "Only jobs submitted by this username.", STRING)))),
-    Op("post", "/api/v1/jobs", "Jobs", "Score a dataset with a model", {202: "Job", 200: "Job"},
-       (400, 401, 403, 404, 409, 413, 503),
-       body={"required": True, "content": {JSON: {"schema": ref("ScoreRequest"),
-                                                  "example": {"model": "iris@production", "dataset": DATASET_ID,
-                                                              "target": "species"}}}},
+    Op("post", "/api/v1/jobs", "Jobs", "Score a dataset with a model, or compute feature importance",
+       {202: "Job", 200: "Job"}, (400, 401, 403, 404, 409, 413, 503),
+       body={"required": True, "content": {JSON: {"schema": ref("ScoreRequest"), "examples": {
+           "score": {"value": {"model": "iris@production", "dataset": DATASET_ID, "target": "species"}},
+           "importance": {"value": {"kind": "importance", "model": "iris@production", "dataset": DATASET_ID,
+                                    "target": "species", "n_repeats": 5}}}}}},
        description="202 with a new job; 200 with the earlier job when the same model version, dataset and "
-                   "target are already pending, running or done (unless force). 409 while the dataset is "
-                   "not ready."),
+                   "target (and, for importance, options) are already pending, running or done (unless "
+                   "force). 409 while the dataset is not ready."),
     Op("get", "/api/v1/jobs/{job_id}", "Jobs", "A job's state, progress and result", {200: "Job"}, (401, 404)),
     Op("delete", "/api/v1/jobs/{job_id}", "Jobs", "Ask a job to stop", {202: "Job"}, (401, 403, 404),
        description="A pending job is cancelled at once; a running one stops at its next check."),
@@ -403,6 +457,19 @@ OPERATIONS: list[Op] = [
        params=({"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "parquet"],
                                                             "default": "csv"}},),
        description="Streamed; 409 until a scoring job is done, 410 when its files are gone."),
+    Op("get", "/api/v1/compare", "Jobs", "Compare finished scoring jobs over one dataset", {200: "Comparison"},
+       (400, 401, 404),
+       params=({"name": "jobs", "in": "query", "required": True, "style": "form", "explode": True,
+                "description": "Job ids, the baseline first (2 to 8; repeat the parameter).",
+                "schema": {"type": "array", "minItems": 2, "maxItems": 8, "uniqueItems": True,
+                           "items": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}},
+               {"name": "retry", "in": "query", "description": "Compute a failed or cancelled comparison again.",
+                "schema": {"type": "boolean", "default": False}}),
+       description="Metrics side by side from each job, and the comparison job's state and result: a 95 % "
+                   "bootstrap confidence interval for the difference in each main metric vs the first job, and the "
+                   "rows where the models disagree most. The first request starts the comparison job (any "
+                   "viewer may: it only reads results); later ones return it. 400 when the jobs are fewer than "
+                   "two, unfinished, not scoring jobs, on different datasets or targets, or of different tasks."),
     # --- datasets
     Op("get", "/api/v1/datasets", "Datasets", "All datasets, newest first", {200: "DatasetList"}, AUTH),
     Op("post", "/api/v1/datasets", "Datasets", "Upload a CSV or Parquet file", {201: "Dataset", 202: "Dataset"},
@@ -526,6 +593,9 @@ def _operation(op: Op) -> dict[str, Any]:
     if op.body is not None:
         entry["requestBody"] = op.body
     entry["responses"] = _responses(op)
+    if params and "400" not in entry["responses"]:  # any parameter may carry a NUL byte: 400
+        entry["responses"]["400"] = {"description": ERRORS[400], "content": {JSON: {"schema": ref("Error")}}}
+        entry["responses"] = dict(sorted(entry["responses"].items()))
     if op.public:
         entry["security"] = []
     elif op.anonymous:

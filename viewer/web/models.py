@@ -1,4 +1,4 @@
-"""Model registry pages: list, upload, model page, model card."""
+"""Model registry pages: list, upload, model page, model card (with feature importance)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .. import registry
 from ..auth import requester, role_required
 from ..extensions import db
 from ..records import ALIAS_PATTERN, MODEL_NAME_PATTERN, Job
+from . import importance
 from .forms import ConfirmForm
 
 bp = Blueprint("models", __name__, url_prefix="/models")
@@ -68,13 +69,28 @@ def model(name: str):
     return render_template("models/model.html", model=found, alias_form=AliasForm(), confirm=ConfirmForm())
 
 
-@bp.get("/<name>/versions/<int:version>")
-def version(name: str, version: int):
-    found = registry.resolve(registry.Ref(name, version=version))
+def render_version(found, importance_form: importance.ImportanceForm | None = None, status: int = 200):
     jobs = db.session.scalars(select(Job).where(Job.model_version_id == found.id)
                               .order_by(Job.created_at.desc()).limit(50)).all()
     return render_template("models/version.html", v=found, card=registry.version_dict(found),
-                           runtime=registry.runtime_versions(), jobs=jobs, confirm=ConfirmForm())
+                           runtime=registry.runtime_versions(), jobs=jobs, confirm=ConfirmForm(),
+                           **importance.page_context(found, importance_form)), status
+
+
+@bp.get("/<name>/versions/<int:version>")
+def version(name: str, version: int):
+    return render_version(registry.resolve(registry.Ref(name, version=version)))
+
+
+@bp.post("/<name>/versions/<int:version>/importance")
+@role_required("scientist")
+def start_importance(name: str, version: int):
+    found = registry.resolve(registry.Ref(name, version=version))
+    return importance.start(found, lambda form, status: render_version(found, form, status))
+
+
+# The job page draws an importance job's plot with this (templates/jobs/_importance.html).
+bp.add_app_template_global(importance.importance_plot, "importance_plot")
 
 
 @bp.post("/<name>/versions/<int:version>/delete")
