@@ -1,0 +1,144 @@
+"""Every main page loads in Chromium with no console error, draws what it should, and keeps to its
+Content-Security-Policy: scripts from the app only, no request and no reference outside it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser.site import JOBS
+from tests.browser.ui import UI
+from tests.support import PASSWORD
+
+
+def test_login_page_and_the_real_login_form(anon_ui: UI):
+    anon_ui.goto("/login")
+    assert anon_ui.page.locator("h1").inner_text() == "Log in"
+    anon_ui.screenshot("login.png")
+    anon_ui.page.fill("input[name=username]", "viewer")
+    anon_ui.page.fill("input[name=password]", "not the password")
+    anon_ui.allow(r"Failed to load resource: the server responded with a status of 401")
+    with anon_ui.page.expect_navigation():
+        anon_ui.page.click("button[type=submit]")
+    assert anon_ui.page.get_by_text("Wrong username or password.").is_visible()
+    anon_ui.login("viewer", PASSWORD)
+    assert anon_ui.page.locator("h1").inner_text() == "Welcome, viewer"
+
+
+def test_models_list_and_model_pages(ui: UI, site):
+    site.model(JOBS["binary"])
+    ui.goto("/models/")
+    link = ui.page.get_by_role("link", name="churn-logit")
+    assert link.is_visible()
+    ui.screenshot("models.png")
+    link.click()
+    ui.page.wait_for_load_state()
+    assert ui.page.url.endswith("/models/churn-logit")
+    ui.goto("/models/churn-logit/versions/1")
+    text = ui.text()
+    assert "LogisticRegression" in text and "Model card" in text
+    for tag in ("churn", "stay"):
+        assert ui.page.locator("span.tag", has_text=re.compile(f"^{tag}$")).count() == 1
+    ui.screenshot("model.png")
+
+
+def test_prediction_page_draws_probability_bars(ui: UI, site):
+    site.model(JOBS["binary"])
+    ui.goto("/models/churn-logit/versions/1/predict")
+    assert ui.bokeh() in (None, [])  # no plot before the first prediction
+    fields = ui.page.locator("input[name^='f:']")
+    assert fields.count() == 5
+    for i, name in enumerate(["tenure", "usage", "support_calls", "spend", "age"]):
+        ui.page.fill(f"input[name='f:{name}']", str(0.5 - i / 4))
+    with ui.page.expect_navigation() as navigation:
+        ui.page.get_by_role("button", name="Predict", exact=True).click()
+    assert navigation.value.status == 200
+    ui.wait_for_plots(1)
+    assert ui.canvases() >= 1
+    bars = ui.renderers()
+    assert [r["glyph"] for r in bars] == ["HBar"] and bars[0]["columns"]["label"] == 2
+    first = ui.page.locator("#prediction").inner_text()
+    assert first in ("churn", "stay")
+
+    ui.page.fill("input[name='f:tenure']", "3")  # a what-if: the previous prediction shows as thin bars
+    with ui.page.expect_navigation() as navigation:
+        ui.page.get_by_role("button", name="Predict", exact=True).click()
+    assert navigation.value.status == 200
+    ui.wait_for_plots(1)
+    assert [r["glyph"] for r in ui.renderers()] == ["HBar", "HBar"]
+    assert ui.page.get_by_text(f"Before: {first}").is_visible()
+    ui.hover_plots(steps=4)
+    ui.screenshot("predict.png")
+
+
+def test_datasets_pages(ui: UI, site):
+    site.model(JOBS["binary"])
+    dataset_id = site.dataset("churn.csv")
+    ui.goto("/datasets/")
+    ui.screenshot("datasets.png")
+    with ui.page.expect_navigation():
+        ui.page.get_by_role("link", name="churn.csv").first.click()
+    assert ui.page.url.endswith(f"/datasets/{dataset_id}")
+    columns = ui.page.locator("td code").all_inner_texts()
+    assert {"tenure", "usage", "support_calls", "spend", "age", "churned"} <= set(columns)
+    target = ui.page.locator("#score select[name=target]")
+    assert "churned" in target.locator("option").all_inner_texts()
+    assert ui.page.locator("#score select[name=model] option[value='churn-logit']").count() == 1
+    ui.screenshot("dataset.png")
+
+
+CSP_REQUIRED = {"script-src": ["'self'"], "default-src": ["'self'"], "object-src": ["'none'"]}
+EXTERNAL_URL = re.compile(r"""(?:https?:)?//[A-Za-z0-9.\-\[\]:]+[^\s"'<>)]*""")
+
+
+def csp_directives(header: str) -> dict[str, list[str]]:
+    directives = {}
+    for part in header.split(";"):
+        words = part.split()
+        if words:
+            directives[words[0].lower()] = words[1:]
+    return directives
+
+
+@pytest.mark.usefixtures("worker")
+def test_every_page_keeps_to_its_content_security_policy(open_ui, site):
+    """Each page's CSP allows scripts from the app only (no inline script, no eval); its HTML names
+    no URL outside the app; everything the browser loads comes from the live server (UI.check)."""
+    jobs = dict(zip(("binary", "binary-nb", "multiclass", "regression", "no-target", "importance"),
+                    site.job("binary", "binary-nb", "multiclass", "regression", "no-target", "importance")))
+    dataset_id = site.dataset("churn.csv")
+    pages = {
+        None: ["/login"],
+        "scientist": [
+            "/", "/models/", "/models/upload", "/models/churn-logit", "/models/churn-logit/versions/1",
+            "/models/churn-logit/versions/1/predict", "/datasets/", "/datasets/upload", f"/datasets/{dataset_id}",
+            "/jobs/", *(f"/jobs/{job['id']}" for job in jobs.values()),
+            f"/jobs/compare?jobs={jobs['binary']['id']}&jobs={jobs['binary-nb']['id']}", "/account/", "/docs/api",
+        ],
+        "admin": ["/admin/users"],
+    }
+    checked = 0
+    for user, paths in pages.items():
+        ui = open_ui(user)
+        for path in paths:
+            response = ui.goto(path)
+            header = response.headers.get("content-security-policy", "")
+            directives = csp_directives(header)
+            for name, allowed in CSP_REQUIRED.items():
+                assert directives.get(name) == allowed, f"{path}: {name} is {directives.get(name)} in {header!r}"
+            assert "'unsafe-eval'" not in header and "'unsafe-inline'" not in directives.get("script-src", [])
+            html = response.text()
+            external = [u for u in EXTERNAL_URL.findall(html) if not u.startswith((site.base_url, "//" + site.base_url.split("//")[1]))]
+            assert external == [], f"{path} refers to URLs outside the app: {external[:5]}"
+            inline = re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", html)
+            assert inline == [], f"{path} has inline scripts: {inline}"
+            if path.startswith("/jobs/compare"):  # it follows its comparison job and reloads when done
+                ui.page.wait_for_selector("#comparison[data-state=done]", timeout=90_000)
+                ui.page.wait_for_load_state()
+            if ui.page.locator("script[type='application/json'][data-bokeh-target]").count():
+                ui.wait_for_plots()
+            checked += 1
+        outside = [u for u in ui.requests if not u.startswith(site.base_url + "/")]
+        assert outside == [], outside
+    assert checked == sum(len(p) for p in pages.values())
