@@ -52,15 +52,56 @@ def _ensure_admin() -> tuple[str, str] | None:
     return user.username, password
 
 
-@cli.command("init-db")
-@with_appcontext
-def init_db() -> None:
-    """Apply database migrations and create the first admin if there is none."""
+def _init_db() -> None:
     _upgrade()
     created = _ensure_admin()
     click.echo(f"Database ready: {current_app.config['SQLALCHEMY_DATABASE_URI'].split('@')[-1]}")
     if created:
         click.echo(f"Created user {created[0]!r} with password: {created[1]}  (shown once)")
+
+
+@cli.command("init-db")
+@with_appcontext
+def init_db() -> None:
+    """Apply database migrations and create the first admin if there is none."""
+    _init_db()
+
+
+def _load_demo(indent: str = ""):
+    from . import demo
+
+    click.echo(f"{indent}Loading the demo (models trained on scikit-learn's bundled datasets)...")
+    report = demo.load()
+    for line in report.lines():
+        click.echo(f"{indent}{line}")
+    return report
+
+
+def _comparison_path(job_ids: list[str]) -> str | None:
+    """The compare page of these jobs (None if this app has no compare page)."""
+    from flask import url_for
+    from werkzeug.routing import BuildError
+
+    with current_app.test_request_context():
+        try:
+            return url_for("compare.page", jobs=job_ids)
+        except BuildError:
+            return None
+
+
+@cli.command("demo")
+@with_appcontext
+def demo_command() -> None:
+    """Load the demo: models trained on scikit-learn's bundled datasets, their held-out test sets,
+    and scoring jobs for a worker to run. Running it again adds nothing twice."""
+    _init_db()
+    report = _load_demo()
+    if report.queued:
+        click.echo("(`python manage.py up` runs the web app and a worker; `python manage.py worker` only a worker.)")
+    for path in filter(None, map(_comparison_path, report.comparisons[:1])):
+        click.echo(f"Two models compared on the same test set (once their jobs ran): {path}")
+    if report.problems:
+        raise click.ClickException("The demo is incomplete: see the problems above.")
 
 
 @cli.command("create-user")
@@ -156,47 +197,59 @@ def run(host: str, port: int) -> None:
     run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
 
 
-def _worker_argv(concurrency: int, loglevel: str) -> list[str]:
-    return ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
+def _worker_argv(concurrency: int, loglevel: str, quiet: bool = False) -> list[str]:
+    return [*(["--quiet"] if quiet else []), "worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
             "--without-gossip", "--without-mingle"]
 
 
 @cli.command("worker", context_settings={"ignore_unknown_options": True})
 @click.option("--concurrency", default=1, show_default=True, help="Worker processes.")
 @click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--quiet", is_flag=True, help="No startup banner.")
 @with_appcontext
-def worker(concurrency: int, loglevel: str) -> None:
+def worker(concurrency: int, loglevel: str, quiet: bool) -> None:
     """Start a Celery worker for this app (one thread per process; see README)."""
     os.environ.update({k: os.environ.get(k, v) for k, v in THREAD_LIMITS.items()})
-    current_app.extensions["celery"].worker_main(_worker_argv(concurrency, loglevel))
+    current_app.extensions["celery"].worker_main(_worker_argv(concurrency, loglevel, quiet))
 
 
 @cli.command("up")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 @click.option("--concurrency", default=1, show_default=True, help="Worker processes.")
+@click.option("--demo", is_flag=True, help="On a fresh database (no users yet), also load the demo.")
 @with_appcontext
-def up(host: str, port: int, concurrency: int) -> None:
+def up(host: str, port: int, concurrency: int, demo: bool) -> None:
     """Migrate, then run the web app and a worker together until Ctrl-C."""
     _upgrade()
     created = _ensure_admin()
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in THREAD_LIMITS.items()}}
     manage = [sys.executable, "-m", "viewer.cli"]
     children = [
-        subprocess.Popen([*manage, "worker", f"--concurrency={concurrency}", "--loglevel=WARNING"], env=env),
+        # --quiet: Celery's banner would print after ours and push the password out of sight.
+        subprocess.Popen([*manage, "worker", f"--concurrency={concurrency}", "--loglevel=WARNING", "--quiet"],
+                         env=env),
         subprocess.Popen([*manage, "run", f"--host={host}", f"--port={port}"], env=env),
     ]
     url = f"http://{host}:{port}"
-    click.echo("")
-    click.echo(f"  The model results viewer is at {url}")
-    if created:
-        click.echo(f"  Log in as {created[0]!r} with password: {created[1]}")
-        click.echo("  (shown once; 'python manage.py reset-password admin' makes a new one)")
-    else:
-        click.echo("  Log in with your account ('python manage.py reset-password NAME' if you forgot it).")
-    click.echo("  Ctrl-C stops the web app and the worker.")
-    click.echo("")
     try:
+        report = None
+        if demo and created:  # the worker started above runs the demo's scoring jobs
+            click.echo("")
+            report = _load_demo(indent="  ")
+        click.echo("")
+        click.echo(f"  The model results viewer is at {url}")
+        if created:
+            click.echo(f"  Log in as {created[0]!r} with password: {created[1]}")
+            click.echo("  (shown once; 'python manage.py reset-password admin' makes a new one)")
+        else:
+            click.echo("  Log in with your account ('python manage.py reset-password NAME' if you forgot it).")
+        if report is not None:
+            click.echo(f"  The demo's models: {url}/models/")
+            for path in filter(None, map(_comparison_path, report.comparisons[:1])):
+                click.echo(f"  Two of them compared on the same test set: {url}{path}")
+        click.echo("  Ctrl-C stops the web app and the worker.")
+        click.echo("")
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
     except KeyboardInterrupt:
