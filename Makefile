@@ -4,36 +4,58 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-embedded test-services chaos bench clean
+.PHONY: install chromium run test test-embedded test-services chaos screenshots bench clean
 
-install: $(STAMP)
+install: $(STAMP) chromium
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The stamp depends on this Makefile too, so a changed install recipe re-runs (pip is quick when
+# nothing changed); a fresh clone has no .venv and always runs it.
+$(STAMP): requirements.txt requirements-dev.txt Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
+# Browser tests drive Debian's Chromium through Playwright (executable_path=/usr/bin/chromium;
+# never `playwright install`, which downloads a browser). Checked on every install, so a machine
+# without it gets it; `apt-get update` only if the install fails on stale package lists.
+CHROMIUM_PKGS := chromium chromium-driver
+APT_INSTALL   := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+chromium:
+	@test -x /usr/bin/chromium || $(SUDO) $(APT_INSTALL) $(CHROMIUM_PKGS) \
+		|| { $(SUDO) apt-get update && $(SUDO) $(APT_INSTALL) $(CHROMIUM_PKGS); }
+
+# On a fresh database `--demo` also loads the demo models, datasets and scoring jobs
+# (`python manage.py demo` loads them any time; it adds nothing twice).
 run: install
-	$(PY) manage.py up
+	$(PY) manage.py up --demo
 
 # The whole suite twice: on the embedded default (SQLite + filesystem broker) and on the services
 # this machine runs (PostgreSQL + Redis; RabbitMQ for the broker tests). Framework-free core tests
-# do not touch a backend, so they run once.
+# and the browser tests (pages, scripts, CSP, XSS: nothing backend-specific) run once.
 test: test-embedded test-services
 
 test-embedded: install
 	VIEWER_TEST_BACKEND=embedded $(PY) -m pytest
 
 test-services: install
-	VIEWER_TEST_BACKEND=services $(PY) -m pytest --ignore=tests/core
+	VIEWER_TEST_BACKEND=services $(PY) -m pytest --ignore=tests/core --ignore=tests/browser
 
-# Slow fault tests (SIGKILLed workers, two workers sharing a job, poison chunks, cancel mid-run),
-# on both backends. .ci/run calls this after `make test`.
+# Slow fault and load tests on both backends: SIGKILL / SIGTERM a worker mid-job, two workers on
+# one job, poison chunks, cancel across a worker restart, late duplicate messages, Redis restarted
+# and PostgreSQL stopped mid-job (services), the web process killed mid-upload, 60 s of load at 32
+# connections while uploads and jobs run. .ci/run calls this after `make test`.
 chaos: install
-	VIEWER_TEST_BACKEND=embedded $(PY) -m pytest -m chaos tests/test_faults.py
-	VIEWER_TEST_BACKEND=services $(PY) -m pytest -m chaos tests/test_faults.py
+	VIEWER_TEST_BACKEND=embedded $(PY) -m pytest -m chaos tests/test_faults.py tests/test_load.py
+	VIEWER_TEST_BACKEND=services $(PY) -m pytest -m chaos tests/test_faults.py tests/test_load.py
+
+# The README's pictures: the browser tests take screenshots, tests/browser/readme.py keeps small copies.
+screenshots: install
+	VIEWER_TEST_BACKEND=embedded $(PY) -m pytest -q tests/browser
+	$(PY) tests/browser/readme.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

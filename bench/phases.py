@@ -1,15 +1,18 @@
 """Where a 1-row predict request spends its time inside our app (no HTTP server, no network).
 
-    .venv/bin/python bench/phases.py            # ~30 s
+    .venv/bin/python bench/phases.py            # ~40 s
     .venv/bin/python bench/phases.py --iterations 5000
 
 Sets up the same model and data dir as bench/predict.py, builds the app in this process and
 times, interleaved in every iteration so noise hits all of them alike:
 
-  - one whole request through the WSGI callable (what a gunicorn worker calls), ours and bare;
-  - each phase of ours, called one by one inside a request context: before_request hooks (CSRF,
-    token check), model resolve, body read, JSON parse, validation/preparation, predict_proba,
-    building the result, jsonify, after_request hooks + session save;
+  - one whole request through the WSGI callable (what a gunicorn worker calls): ours as served
+    (the fast lane of viewer/api/predict.py answers it), ours through Flask (the lane turned
+    off, as for requests the lane hands over), and bare;
+  - each phase of ours on the Flask path, called one by one inside a request context:
+    before_request hooks (token check, ...), model resolve, body read, JSON parse,
+    validation/preparation, predict_proba, building the result, the JSON response,
+    after_request hooks + session save;
   - the bare app's phases (json.loads, numpy row, predict_proba, json.dumps);
   - the maths alone (X @ coef.T + intercept, expit), what sklearn's checks wrap.
 
@@ -73,11 +76,12 @@ def build_apps(model_path):
 
 def run(app, bare_module, model, one: bytes, path: str, headers: dict[str, str], iterations: int,
         label: str) -> None:
-    from flask import jsonify, request
+    from flask import request
     from werkzeug.test import EnvironBuilder
 
     from viewer import serving
-    from viewer.core.predict import parse_mlflow, to_jsonable
+    from viewer.api.predict import _body, json_response
+    from viewer.core.predict import labels_at, parse_mlflow, to_jsonable
 
     bare = bare_module.app
     warmup = min(50, iterations)
@@ -106,10 +110,16 @@ def run(app, bare_module, model, one: bytes, path: str, headers: dict[str, str],
         timings.setdefault(name, []).append(t1 - t0)
         return time.perf_counter_ns()
 
+    lane = app.wsgi_app  # viewer.api.predict.FastLane around Flask's wsgi_app
     for i in range(iterations + warmup):
         t = time.perf_counter_ns()
         wsgi(app, ours_env)
-        t = tick("ours: whole request (WSGI)", t)
+        t = tick("ours: whole request (WSGI, fast lane)", t)
+        lane.enabled = False
+        t = time.perf_counter_ns()
+        wsgi(app, ours_env)
+        t = tick("ours: whole request (WSGI, Flask: lane off)", t)
+        lane.enabled = True
         wsgi(bare, bare_env)
         t = tick("bare: whole request (WSGI)", t)
 
@@ -119,27 +129,25 @@ def run(app, bare_module, model, one: bytes, path: str, headers: dict[str, str],
             t = tick("ours: request context build+push", t)
             rv = app.preprocess_request()
             assert rv is None
-            t = tick("ours: before_request (CSRF, token check)", t)
+            t = tick("ours: before_request hooks (token check, ...)", t)
             served = serving.resolve(bench.MODEL_NAME)
             t = tick("ours: serving.resolve (model ref cache)", t)
-            body = request.get_data(cache=False)
+            body = _body()
             t = tick("ours: read body", t)
             table = parse_mlflow(body, request.content_type or "")
-            t = tick("ours: parse_mlflow (json.loads + shape checks)", t)
+            t = tick("ours: parse_mlflow (orjson, checks, float matrix)", t)
             proba_wanted = serving.wants_proba(table.params, request.args.get("output"))
             serving.check_size(table)
             predictor = served.predictor
             X = predictor.prepare(table)
-            t = tick("ours: prepare (schema check + np.array)", t)
+            t = tick("ours: prepare (schema check)", t)
             probabilities = predictor.predict_proba(X)
-            t = tick("ours: predict_proba (sklearn, no feature names)", t)
-            classes = predictor.classes or list(range(probabilities.shape[1]))
-            labels = [classes[k] for k in probabilities.argmax(axis=1)]
-            result = {"predictions": to_jsonable(labels), "classes": to_jsonable(classes),
-                      "probabilities": to_jsonable(probabilities)}
+            t = tick("ours: predict_proba (linear path)" if predictor.linear else "ours: predict_proba (sklearn)", t)
+            result = {"predictions": labels_at(predictor.class_labels, probabilities.argmax(axis=1)),
+                      "classes": predictor.classes_json, "probabilities": to_jsonable(probabilities)}
             t = tick("ours: labels + to_jsonable", t)
-            response = jsonify(model=served.ref, **result)
-            t = tick("ours: jsonify", t)
+            response = json_response({"model": served.ref, **result})
+            t = tick("ours: json_response (orjson)", t)
             response = app.process_response(response)
             t = tick("ours: after_request hooks + session save", t)
             assert proba_wanted

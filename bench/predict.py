@@ -8,6 +8,8 @@ One trained model (LogisticRegression, 20 features, make_classification, fitted 
 with named columns) behind four targets:
 
   ours      gunicorn -w 2, OMP_NUM_THREADS=1, Bearer token, POST /api/v1/models/<name>/predict
+            (after the warm-up requests the token and model are cached, so the fast lane of
+            viewer/api/predict.py answers)
   mlflow    mlflow models serve -m <dir> --env-manager local, POST /invocations
             (mlflow lives only in bench/.mlflow-venv, created on the first run and reused)
   bare      bench/bare_app.py: json.loads + numpy row + predict_proba, gunicorn -w 2, no auth

@@ -3,8 +3,13 @@ See tests/support.py for how the backend is chosen."""
 
 from __future__ import annotations
 
+import http.client
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -90,6 +95,10 @@ def app(migrated: Backend, app_config: dict):
     from viewer import serving
 
     serving.forget()  # the tables were emptied behind the caches' back
+    from viewer.extensions import limiter
+
+    with app.app_context():
+        limiter.reset()  # login attempt counts (Redis keys on the services backend) start at zero
     yield app
     with app.app_context():
         from viewer.extensions import db
@@ -210,3 +219,39 @@ def live_server(app):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn(migrated, app, tmp_path):
+    """The app under gunicorn (2 sync workers, one maths thread each) on the session's backend:
+    (process, port). Stopped with SIGTERM to its process group."""
+    port = _free_port()
+    env = {**migrated.env(), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    log = open(tmp_path / "gunicorn.log", "wb")
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
+                             "--backlog", "256", "viewer:create_app()"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                conn.request("GET", "/ping")
+                if conn.getresponse().status == 200:
+                    break
+            finally:
+                conn.close()
+        except OSError:
+            time.sleep(0.2)
+    else:
+        raise TimeoutError((tmp_path / "gunicorn.log").read_text()[-3000:])
+    yield proc, port
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    log.close()

@@ -131,3 +131,16 @@ def wait_for_job(client, headers, job_id: str, timeout: float = 60) -> dict:
             return body
         time.sleep(0.1)
     raise TimeoutError(f"job {job_id} still {body['state']} after {timeout}s")
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]

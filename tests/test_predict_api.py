@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import joblib
 import numpy as np
@@ -50,6 +51,44 @@ def test_v1_predict_and_proba_equal_the_model(client, served, iris):
     assert proba["classes"] == ["setosa", "versicolor", "virginica"]
     np.testing.assert_allclose(proba["probabilities"], model.predict_proba(rows))
     assert proba["predictions"] == model.predict(rows).tolist()
+
+
+def test_v1_answer_is_jsonify_shaped_with_the_usual_headers(client, served, iris):
+    """The answer is written by orjson: compact JSON and a final newline, like jsonify, with the
+    security headers once each and no rate-limit headers (the limiter does not run on the API)."""
+    X, _y, model = iris
+    response = client.post("/api/v1/models/iris/predict?output=proba", headers=served,
+                           json={"dataframe_split": X.iloc[:2].to_dict("split")})
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    raw = response.get_data()
+    assert raw.endswith(b"}\n") and b": " not in raw and b", " not in raw
+    keys = ["model", "predictions", "classes", "probabilities"]
+    assert list(response.get_json()) == (sorted(keys) if client.application.json.sort_keys else keys)
+    for name in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"):
+        assert len(response.headers.getlist(name)) == 1, name
+    assert not [h for h in response.headers.keys() if h.lower().startswith(("x-ratelimit", "retry-after"))]
+    assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
+
+
+def test_v1_many_rows_in_another_column_order(client, served, iris):
+    X, _y, model = iris
+    rows = X.sample(3000, replace=True, random_state=0)
+    shuffled = rows[list(reversed(X.columns))]
+    proba = client.post("/api/v1/models/iris/predict?output=proba", headers=served,
+                        json={"dataframe_split": shuffled.to_dict("split")}).get_json()
+    np.testing.assert_allclose(proba["probabilities"], model.predict_proba(rows), rtol=1e-12)
+    assert proba["predictions"] == model.predict(rows).tolist()
+
+
+def test_v1_bodies_only_json_reads(client, served, iris):
+    """NaN literals and integers beyond 64 bits are read as Python's json reads them."""
+    nan = client.post("/api/v1/models/iris/predict", headers={**served, "Content-Type": "application/json"},
+                      data=b'{"instances": [[5.1, 3.5, NaN, 0.2]]}')
+    assert nan.status_code == 400 and nan.get_json()["error_code"] == "MISSING_VALUES"
+    assert "petal_length" in nan.get_json()["message"]
+    huge = client.post("/api/v1/models/iris/predict", headers={**served, "Content-Type": "application/json"},
+                       data=b'{"instances": [[5.1, 3.5, 1' + b"0" * 400 + b', 0.2]]}')
+    assert huge.status_code == 400 and huge.get_json()["error_code"] == "INVALID_TYPE"
 
 
 def test_v1_addressing_by_version_and_alias(client, auth, served, iris):
@@ -178,3 +217,135 @@ def test_v2_infer_tensor_and_per_column(client, served, iris):
     bad = client.post("/v2/models/iris/infer", headers=served,
                       json={"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": [1, 2]}]})
     assert bad.status_code == 400 and "values for shape" in bad.get_json()["message"]
+
+
+# --- the fast lane: the same answers without Flask's request machinery ---------------------------
+
+def _lane(app):
+    from viewer.api.predict import FastLane
+
+    lane = app.wsgi_app
+    assert isinstance(lane, FastLane)
+    return lane
+
+
+def _both_ways(client, method, path, **kwargs):
+    """The response with the fast lane on, then off (Flask alone): they must be the same."""
+    lane = _lane(client.application)
+    lane.enabled = True
+    fast = client.open(path, method=method, **kwargs)
+    lane.enabled = False
+    try:
+        slow = client.open(path, method=method, **kwargs)
+    finally:
+        lane.enabled = True
+    assert fast.status_code == slow.status_code, (path, fast.get_data()[:200], slow.get_data()[:200])
+    assert fast.get_data() == slow.get_data(), path
+    assert sorted(fast.headers.items()) == sorted(slow.headers.items()), path
+    return fast
+
+
+def _answered_by_lane(app, path, body: bytes, headers) -> bool:
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(path=path, method="POST", data=body, headers=headers).get_environ()
+    return _lane(app)._answer(environ) is not None
+
+
+def test_fast_lane_is_on_in_this_app(app):
+    from viewer.api.predict import fast_lane_blockers
+
+    assert fast_lane_blockers(app) == []
+
+
+def test_fast_lane_answers_like_the_app(client, served, iris):
+    X, _y, model = iris
+    json_headers = {**served, "Content-Type": "application/json"}
+    split = json.dumps({"dataframe_split": X.iloc[:3].to_dict("split")}).encode()
+    records = json.dumps({"dataframe_records": X.iloc[5:9].to_dict("records")}).encode()
+    client.post("/api/v1/models/iris/predict", headers=json_headers, data=split)  # the token and model are cached now
+    for query, body in (("?output=proba", split), ("", records), ("?output=predict", split)):
+        path = "/api/v1/models/iris/predict" + query
+        assert _answered_by_lane(client.application, path, body, json_headers)
+        response = _both_ways(client, "POST", path, headers=json_headers, data=body)
+        assert response.status_code == 200
+    proba = _both_ways(client, "POST", "/api/v1/models/iris/predict?output=proba", headers=json_headers,
+                       data=split).get_json()
+    np.testing.assert_allclose(proba["probabilities"], model.predict_proba(X.iloc[:3]))
+
+
+@pytest.mark.parametrize("path, headers, body, status", [
+    ("/api/v1/models/iris/predict", {"Authorization": None}, b'{"instances": [[1, 2, 3, 4]]}', 401),
+    ("/api/v1/models/iris/predict", {"Authorization": "Bearer nope"}, b'{"instances": [[1, 2, 3, 4]]}', 401),
+    ("/api/v1/models/iris/predict", None, b'{"instances": [[1, 2, 3, 4]', 400),  # malformed
+    ("/api/v1/models/iris/predict", None, b'{"instances": [[1, 2, NaN, 4]]}', 400),  # missing value
+    ("/api/v1/models/iris/predict", None, b'{"dataframe_records": [{"sepal_length": 1}]}', 400),  # schema
+    ("/api/v1/models/iris/predict", {"Content-Type": "text/plain"}, b"1,2,3,4", 415),
+    ("/api/v1/models/iris/predict", {"Content-Type": "application/x-www-form-urlencoded"}, b"a=1", 415),
+    ("/api/v1/models/iris/predict?output=bad", None, b'{"instances": [[1, 2, 3, 4]]}', 400),
+    ("/api/v1/models/nope/predict", None, b'{"instances": [[1, 2, 3, 4]]}', 404),
+    ("/api/v1/models/iris/predict/", None, b'{"instances": [[1, 2, 3, 4]]}', 404),
+    ("/invocations", None, b'{"instances": [[1, 2, 3, 4]]}', 404),  # no VIEWER_SERVE_MODEL here
+    # fine requests the lane leaves to the app: another route, a query it does not read
+    ("/api/v1/models/iris/versions/1/predict", None, b'{"instances": [[1, 2, 3, 4]]}', 200),
+    ("/api/v1/models/iris/predict?output=proba&x=1", None, b'{"instances": [[1, 2, 3, 4]]}', 200),
+])
+def test_fast_lane_hands_the_rest_to_the_app(client, served, path, headers, body, status):
+    json_headers = {**served, "Content-Type": "application/json"}
+    client.post("/api/v1/models/iris/predict", headers=json_headers, data=b'{"instances": [[1, 2, 3, 4]]}')
+    headers = {k: v for k, v in {**json_headers, **(headers or {})}.items() if v is not None}
+    assert not _answered_by_lane(client.application, path, body, headers)
+    response = _both_ways(client, "POST", path, headers=headers, data=body)
+    assert response.status_code == status
+    if status != 200:
+        assert set(response.get_json()) == {"error_code", "message"}
+
+
+def test_fast_lane_serves_invocations(mlflow_app, auth, iris):
+    X, _y, model = iris
+    client = mlflow_app.test_client()
+    headers = {**auth.bearer("viewer"), "Content-Type": "application/json"}
+    body = json.dumps({"dataframe_split": X.iloc[:4].to_dict("split"),
+                       "params": {"predict_method": "predict_proba"}}).encode()
+    client.post("/invocations", headers=headers, data=body)
+    assert _answered_by_lane(mlflow_app, "/invocations", body, headers)
+    answer = _both_ways(client, "POST", "/invocations", headers=headers, data=body).get_json()
+    np.testing.assert_allclose(answer["predictions"], model.predict_proba(X.iloc[:4]))
+
+
+def test_fast_lane_waits_for_the_database_when_the_app_would(client, auth, served, iris):
+    """A revoked or stale token, a moved alias: the lane answers only from fresh caches."""
+    from viewer import auth as auth_module
+
+    json_headers = {**served, "Content-Type": "application/json"}
+    body = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+    client.post("/api/v1/models/iris/predict", headers=json_headers, data=body)
+    assert _answered_by_lane(client.application, "/api/v1/models/iris/predict", body, json_headers)
+    for entry in auth_module._token_cache.values():  # as if TOKEN_CACHE_SECONDS had passed
+        entry.checked_at -= auth_module.TOKEN_CACHE_SECONDS + 1
+    assert not _answered_by_lane(client.application, "/api/v1/models/iris/predict", body, json_headers)
+    client.post("/api/v1/models/iris/predict", headers=json_headers, data=body)  # the app checks it again
+    assert _answered_by_lane(client.application, "/api/v1/models/iris/predict", body, json_headers)
+    token_id = client.get("/api/v1/tokens", headers=served).get_json()["tokens"][0]["id"]
+    assert client.delete(f"/api/v1/tokens/{token_id}", headers=served).status_code in (200, 204)
+    assert not _answered_by_lane(client.application, "/api/v1/models/iris/predict", body, json_headers)
+    assert client.post("/api/v1/models/iris/predict", headers=json_headers, data=body).status_code == 401
+
+
+def test_fast_lane_steps_aside_for_a_hook_it_does_not_know(make_app, client, served):
+    from flask import abort, request
+
+    from viewer.api.predict import fast_lane_blockers
+
+    app = make_app()
+
+    @app.before_request
+    def teapot():
+        if request.path.endswith("/predict"):
+            abort(418)
+
+    assert fast_lane_blockers(app) == ["request hook tests.test_predict_api.test_fast_lane_steps_aside_for_a_hook_"
+                                       "it_does_not_know.<locals>.teapot is not in SKIPPED_HOOKS"]
+    response = app.test_client().post("/api/v1/models/iris/predict", headers=served,
+                                      json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    assert response.status_code == 418

@@ -46,6 +46,35 @@ def is_api_request() -> bool:
     return request.path.startswith(API_PREFIXES)
 
 
+def pages_only(app: Flask, init_app: Callable[[Flask], None]) -> None:
+    """``init_app(app)`` for an extension that serves pages only (the login rate limiter, the
+    remember-me cookie), with the request hooks it adds to the whole app skipped on API requests,
+    which authenticate by token and have no cookie session."""
+    hook_lists = (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs)
+    counts = [len(hooks.get(None, ())) for hooks in hook_lists]
+    init_app(app)
+    for hooks, count in zip(hook_lists, counts):
+        added = hooks.get(None, [])[count:]
+        wrap = _after_unless_api if hooks is app.after_request_funcs else _unless_api
+        hooks[None][count:] = [wrap(hook) for hook in added]
+
+
+def _unless_api(hook: Callable) -> Callable:
+    @wraps(hook)
+    def hook_for_pages(*args):
+        return None if is_api_request() else hook(*args)
+
+    return hook_for_pages
+
+
+def _after_unless_api(hook: Callable) -> Callable:
+    @wraps(hook)
+    def after_request_for_pages(response):
+        return response if is_api_request() else hook(response)
+
+    return after_request_for_pages
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who a token belongs to, as cached between requests (no database object outlives a request)."""
@@ -123,12 +152,36 @@ def forget_user(user_id: int) -> None:
             del _token_cache[key]
 
 
-def identity_from_bearer() -> Identity:
-    header = request.headers.get("Authorization", "")
+def _bearer_digest(header: str) -> str | None:
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
+        return None
+    return hash_token(raw.strip())
+
+
+def cached_identity(header: str) -> Identity | None:
+    """Who sends this ``Authorization`` header, from the token cache alone (no request context
+    needed): the identity that ``identity_from_bearer`` would return without touching the
+    database, or None when it would touch it (an unknown or stale entry, a ``last_used_at``
+    write due) or refuse the token (no Bearer token, expired)."""
+    digest = _bearer_digest(header)
+    cached = _token_cache.get(digest) if digest is not None else None
+    if cached is None or time.monotonic() - cached.checked_at > TOKEN_CACHE_SECONDS:
+        return None
+    now = utcnow()
+    if cached.expires_at is not None and cached.expires_at <= now:
+        return None
+    if cached.last_used_at is None or now - cached.last_used_at > LAST_USED_RESOLUTION:
+        return None
+    return cached.identity
+
+
+def identity_from_bearer(header: str | None = None) -> Identity:
+    if header is None:
+        header = request.headers.get("Authorization", "")
+    digest = _bearer_digest(header)
+    if digest is None:
         abort(401, description="Send an API token: 'Authorization: Bearer <token>'.")
-    digest = hash_token(raw.strip())
     now = utcnow()
     cached = _token_cache.get(digest)
     if cached is None or time.monotonic() - cached.checked_at > TOKEN_CACHE_SECONDS:
@@ -169,10 +222,11 @@ def _authenticate():
     if endpoint == "static" or getattr(view, "is_public", False):
         return None
     if is_api_request():
+        header = request.headers.get("Authorization")
         anonymous_ok = getattr(view, "allows_anonymous", None)
-        if anonymous_ok is not None and "Authorization" not in request.headers and anonymous_ok(**request.view_args):
+        if anonymous_ok is not None and header is None and anonymous_ok(**request.view_args):
             return None  # e.g. a model an admin opened to anonymous predictions
-        g.api_identity = identity_from_bearer()
+        g.api_identity = identity_from_bearer(header or "")
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
@@ -188,7 +242,7 @@ def _load_user(user_id: str) -> User | None:
 
 
 def init_app(app: Flask) -> None:
-    login_manager.init_app(app)
+    pages_only(app, login_manager.init_app)  # its remember-me cookie hook has nothing to do on API requests
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to see that page."
     login_manager.session_protection = "strong"

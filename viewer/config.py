@@ -35,6 +35,11 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
     "MAX_ATTEMPTS": (3, int, "Tries per job chunk before the job ends in error."),
     "REAPER_SECONDS": (10, int, "How often each worker looks for chunks whose worker died."),
     "ROW_GROUP_ROWS": (100_000, int, "Rows per stored row group, which is one scoring chunk (one task)."),
+    "RATELIMIT_STORAGE_URL": (None, str, "Where login attempt counts live, shared by every web "
+                              "process. Default: the broker when it is Redis, else memory (one process)."),
+    "LOGIN_RATE_LIMIT": ("10 per minute;100 per day", str, "Failed logins allowed per client address "
+                         "(Flask-Limiter syntax); beyond it the login form answers 429."),
+    "LOGIN_USER_RATE_LIMIT": ("30 per hour", str, "Failed logins allowed per username, from any address."),
     "INLINE_INGEST_MB": (32, int, "Datasets up to this size are ingested inside the upload "
                          "request; larger ones by a worker (the upload answers 202 at once)."),
 }
@@ -97,6 +102,9 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         settings["DATABASE_URL"] = f"sqlite:///{data_dir / 'viewer.sqlite3'}"
     if not settings["BROKER_URL"]:
         settings["BROKER_URL"] = "filesystem://"
+    if not settings["RATELIMIT_STORAGE_URL"]:
+        broker = settings["BROKER_URL"]
+        settings["RATELIMIT_STORAGE_URL"] = broker if broker.startswith(("redis://", "rediss://")) else "memory://"
     if not settings["SECRET_KEY"]:
         settings["SECRET_KEY"] = secret_key_from(data_dir)
     return settings
@@ -124,8 +132,14 @@ def celery_config(settings: Mapping[str, Any]) -> dict[str, Any]:
             # with prefetch 1 that was a 1 s gap after every chunk (bench/scoring.py: 0.55x -> 0.93x).
             "polling_interval": 0.01,
         }
+    transport = None
+    if broker.startswith("filesystem://"):
+        from .broker import TRANSPORT
+
+        transport = TRANSPORT  # kombu's transport, with atomic writes and claims (see viewer/broker.py)
     return {
         "broker_url": broker,
+        "broker_transport": transport,
         "broker_transport_options": options,
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from . import jobs
 from .core.datasets import DatasetError, ingest
 from .extensions import db
-from .records import Dataset, Job, User
+from .records import Dataset, Job, User, new_id
 from .registry import RegistryError
 
 COPY_CHUNK = 1 << 20
@@ -46,15 +46,14 @@ def upload(source: BinaryIO, filename: str, user: User | None) -> tuple[Dataset,
     if size == 0:
         os.unlink(tmp)
         raise RegistryError(422, "dataset_invalid", "The file is empty.")
-    dataset = Dataset(name=_display_name(filename), uploaded_by=user, state="ingesting")
-    db.session.add(dataset)
-    db.session.commit()
+    # The row becomes visible only together with what makes it whole: after a successful inline
+    # ingest, or in the same transaction as its ingest job. A web process killed mid-upload leaves
+    # no "ingesting" row behind (only a temp file under uploads/).
+    dataset = Dataset(id=new_id(), name=_display_name(filename), uploaded_by=user, state="ingesting")
     if size <= current_app.config["INLINE_INGEST_MB"] * 2**20:
         try:
             finish_ingest(dataset, Path(tmp))
-        except DatasetError as exc:
-            db.session.delete(dataset)  # nothing half-stored: no row, no file
-            db.session.commit()
+        except DatasetError as exc:  # nothing half-stored: no row, no file
             raise RegistryError(422, "dataset_invalid", exc.message,
                                 **({"line": exc.line} if exc.line else {})) from None
         finally:
@@ -62,6 +61,7 @@ def upload(source: BinaryIO, filename: str, user: User | None) -> tuple[Dataset,
         return dataset, None
     from . import tasks
 
+    db.session.add(dataset)
     try:
         job = jobs.submit(tasks.ingest_dataset, "ingest", {"upload": tmp, "filename": dataset.name}, user,
                           dataset_id=dataset.id, progress_total=None)
@@ -86,9 +86,11 @@ def finish_ingest(dataset: Dataset, upload: Path) -> None:
         info = ingest(upload, target, filename_hint=dataset.name,
                       row_group_rows=current_app.config["ROW_GROUP_ROWS"])
     except DatasetError as exc:
-        dataset.state, dataset.error = "error", exc.message
-        db.session.commit()
+        if inspect(dataset).persistent:  # an ingest job's row records why; an inline upload has no row
+            dataset.state, dataset.error = "error", exc.message
+            db.session.commit()
         raise
+    db.session.add(dataset)
     dataset.path = str(target.relative_to(current_app.config["DATA_DIR"]))
     dataset.info = info.to_dict()
     dataset.n_rows, dataset.n_columns, dataset.size_bytes = info.n_rows, info.n_columns, info.bytes_on_disk

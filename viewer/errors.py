@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from .auth import is_api_request
 
@@ -42,8 +45,30 @@ def _csrf_error(exc: CSRFError):
     return error_response(exc)
 
 
+log = logging.getLogger(__name__)
+
+
+def _database_unreachable(exc: Exception):
+    """The database is down, restarting or unreachable: a clean 503 the client can retry, not a
+    500 with a traceback. The session is rolled back so the next request starts clean (the pool
+    pre-pings, so a restarted server is picked up)."""
+    from .extensions import db, login_manager
+
+    log.warning("database unreachable: %s", str(exc).splitlines()[0][:300])
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001  (the connection is gone; nothing to roll back)
+        pass
+    # The page template shows who is logged in; loading the user would hit the database again.
+    login_manager._update_request_context_with_user()
+    return error_response(ServiceUnavailable("The database is not reachable right now. Try again in a few seconds.",
+                                             retry_after=5))
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(OperationalError, _database_unreachable)
+    app.register_error_handler(InterfaceError, _database_unreachable)
     # Unhandled exceptions reach this as InternalServerError after Flask has logged them, so
     # the client gets a 500 without a traceback.
     app.register_error_handler(HTTPException, error_response)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import Celery, Task
 from flask import Flask, has_app_context
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -30,6 +32,9 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+# No default limits: only the routes that ask (the login form) are limited. Storage comes from
+# RATELIMIT_STORAGE_URI (Redis shared by every web process, or memory when embedded).
+limiter = Limiter(key_func=get_remote_address)
 
 
 @event.listens_for(Engine, "connect")

@@ -13,13 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from flask import current_app
 from threadpoolctl import threadpool_limits
 
 from . import registry
 from .core.cache import LRUCache
-from .core.predict import PayloadError, Predictor, Table, to_jsonable
+from .core.predict import PayloadError, Predictor, Table, labels_at, to_jsonable
 
 REF_CACHE_SECONDS = 3.0
 MAX_PREDICT_ROWS = 100_000
@@ -66,6 +65,30 @@ def resolve(ref: str) -> Served:
     return Served(name, number, sha, anonymous, predictor)
 
 
+class _NotCached(Exception):
+    pass
+
+
+def _not_cached() -> Predictor:
+    raise _NotCached
+
+
+def cached(ref: str) -> Served | None:
+    """What ``resolve(ref)`` returns when it needs no database query and no model load (a fresh
+    reference and its predictor in the caches), else None. Needs no app context."""
+    hit = _refs.get(ref)
+    if hit is None or time.monotonic() - hit[0] > REF_CACHE_SECONDS or hit[1] != registry.generation:
+        return None
+    _, _generation, sha, name, number, anonymous = hit
+    if sha not in _predictors:
+        return None
+    try:
+        predictor = _predictors.get(sha, _not_cached)  # evicted in between: nothing is loaded
+    except _NotCached:
+        return None
+    return Served(name, number, sha, anonymous, predictor)
+
+
 def predictor_for(version) -> Predictor:
     """The predictor of an exact model version (by content hash): what jobs use, since a name
     and number can point at new content after a model is deleted and uploaded again."""
@@ -109,8 +132,11 @@ def run(served: Served, table: Table, *, proba: bool) -> dict[str, Any]:
     X = predictor.prepare(table)
     if proba:
         probabilities = predictor.predict_proba(X)
-        classes = predictor.classes or list(range(probabilities.shape[1]))
-        labels = np.asarray(classes, dtype=object).take(probabilities.argmax(axis=1))
-        return {"predictions": to_jsonable(labels), "classes": to_jsonable(classes),
-                "probabilities": to_jsonable(probabilities)}
+        indices = probabilities.argmax(axis=1)
+        if predictor.classes:
+            labels, classes = labels_at(predictor.class_labels, indices), predictor.classes_json
+        else:
+            classes = list(range(probabilities.shape[1]))
+            labels, classes = labels_at(classes, indices), to_jsonable(classes)
+        return {"predictions": labels, "classes": classes, "probabilities": to_jsonable(probabilities)}
     return {"predictions": to_jsonable(predictor.predict(X))}

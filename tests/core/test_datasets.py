@@ -274,7 +274,7 @@ def test_unterminated_quote_in_last_column(tmp_path):
 def test_unterminated_quote_in_a_large_file(tmp_path):
     rows = "".join(f"{i},{i},{i}\n" for i in range(2_000))
     assert_fails(tmp_path, "a,b,c\n" + rows + '1,"2,3\n' + rows * 40,
-                 r"^Line 2002 opens a quoted field", csv_block_size=4096)
+                 r"^Line 2002 .*opens a quoted field that is never closed", csv_block_size=4096)
 
 
 def test_duplicate_column_names(tmp_path):
@@ -712,3 +712,40 @@ def test_memory_does_not_grow_with_file_size(tmp_path):
     small_peak = _peak_rss_mb(small, tmp_path / "small.parquet")
     big_peak = _peak_rss_mb(big, tmp_path / "big.parquet")
     assert big_peak - small_peak < 60, (small_peak, big_peak)
+
+
+def test_parquet_decompression_bomb_is_ingested_in_bounded_memory(tmp_path):
+    """200 KB of zstd Parquet that holds 320 MB of float64 zeros in one row group: ingestion
+    streams it in batches, so the process grows by far less than the decompressed size."""
+    import subprocess
+    import sys
+
+    script = f"""
+import resource, numpy as np, pyarrow as pa, pyarrow.parquet as pq
+n = 20_000_000
+pq.write_table(pa.table({{"a": np.zeros(n), "b": np.zeros(n)}}), {str(tmp_path / 'bomb.parquet')!r},
+               compression="zstd", row_group_size=n, use_dictionary=False)
+import gc; gc.collect()
+from viewer.core.datasets import ingest
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+info = ingest({str(tmp_path / 'bomb.parquet')!r}, {str(tmp_path / 'out.parquet')!r})
+grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(info.n_rows, round(grew))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows, grew = map(int, out.stdout.split())
+    assert (tmp_path / "bomb.parquet").stat().st_size < 1_000_000
+    assert rows == 20_000_000
+    assert grew < 200, f"ingesting grew the process by {grew} MiB (the data is 320 MB decompressed)"
+
+
+def test_a_huge_single_field_gets_a_clear_error_naming_the_line(tmp_path):
+    """A value of a few MiB is data like any other; 20 MiB in one field is not a table."""
+    src = tmp_path / "huge.csv"
+    src.write_text("a,b\n1,y\n2," + "x" * (20 * 2**20) + "\n3,z\n")
+    with pytest.raises(DatasetError, match=r"^Line 3 has a value longer than [\d,]+ characters") as caught:
+        ingest(src, tmp_path / "out.parquet")
+    assert caught.value.line == 3
+    assert not (tmp_path / "out.parquet").exists()

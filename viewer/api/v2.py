@@ -46,6 +46,13 @@ def live():
 @bp.get("/health/ready")
 @public
 def ready():
+    """Ready means able to serve: the database answers (a down database is a 503 here, via the
+    error handler), so a load balancer stops sending predictions that would fail."""
+    from sqlalchemy import text
+
+    from ..extensions import db
+
+    db.session.execute(text("SELECT 1"))
     return jsonify(ready=True)
 
 

@@ -698,10 +698,11 @@ def _locate_csv_problem(src: Path, dialect: _Dialect) -> DatasetError | None:
 
 
 def _unterminated(line: int, long: bool = False) -> DatasetError:
-    extra = (" (or a quoted value is longer than "
-             f"{csv.field_size_limit():,} characters)") if long else ""
-    return DatasetError(f"Line {line} opens a quoted field that is never closed (unterminated "
-                        f"quote){extra}.", line=line)
+    if long:  # one value past the limit: a huge field, or a quote that swallowed the rest of the file
+        return DatasetError(f"Line {line} has a value longer than {csv.field_size_limit():,} characters, "
+                            "or opens a quoted field that is never closed (unterminated quote).", line=line)
+    return DatasetError(f"Line {line} opens a quoted field that is never closed (unterminated quote).",
+                        line=line)
 
 
 def _csv_write(src: Path, tmp: Path, dialect: _Dialect, raw_names: list[str], names: list[str],

@@ -9,13 +9,12 @@ route produces, so one predict path serves them all:
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any
 
 import numpy as np
 
-from .predict import PayloadError, Table, parse_json
+from .predict import PayloadError, Table, dumps, parse_json
 
 DTYPES: dict[str, Any] = {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
@@ -122,7 +121,9 @@ def _decode_bytes(raw: memoryview, count: int, i: int) -> np.ndarray:
 
 def _table(tensors: list[tuple[str, np.ndarray]]) -> Table:
     if len(tensors) == 1 and tensors[0][1].ndim == 2 and tensors[0][1].shape[1] != 1:
-        return Table(columns=None, rows=tensors[0][1].tolist())
+        tensor = tensors[0][1]
+        array = tensor.astype(np.float64) if tensor.dtype.kind in "biuf" and tensor.shape[0] else None
+        return Table(columns=None, rows=tensor.tolist(), array=array)
     columns: dict[str, Any] = {}
     lengths = set()
     for name, array in tensors:
@@ -159,4 +160,4 @@ def output(name: str, values: np.ndarray) -> dict[str, Any]:
 
 
 def encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+    return dumps(body)

@@ -2,11 +2,11 @@
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..auth import public
-from ..extensions import db
+from ..extensions import db, limiter
 from ..records import User, utcnow
 from .forms import ConfirmForm, LoginForm
 
@@ -20,8 +20,23 @@ def _safe_next(target: str | None) -> str:
     return url_for("main.index")
 
 
+def _failed(response) -> bool:
+    """Only failed attempts count against the limits: a user who types the password right is
+    never slowed down."""
+    return response.status_code == 401
+
+
+def _username_key() -> str:
+    return "user:" + (request.form.get("username") or "").strip().lower()[:80]
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @public
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"], deduct_when=_failed,
+               error_message="Too many failed logins from your address. Wait a minute and try again.")
+@limiter.limit(lambda: current_app.config["LOGIN_USER_RATE_LIMIT"], methods=["POST"], deduct_when=_failed,
+               key_func=_username_key,
+               error_message="Too many failed logins for this username. Wait and try again, or ask an admin.")
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
