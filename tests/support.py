@@ -122,15 +122,26 @@ class WorkerProcess:
 
 
 
+def poll(fetch, done, timeout: float = 60, interval: float = 0.1):
+    """Call ``fetch()`` until ``done(value)`` holds; return that value, or raise TimeoutError with
+    the last one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still not there after {timeout}s: {str(value)[:2000]}")
+        time.sleep(interval)
+
+
+FINAL_STATES = ("done", "error", "cancelled")
+
+
 def wait_for_job(client, headers, job_id: str, timeout: float = 60) -> dict:
     """Poll the API until the job reaches a final state."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
-        if body["state"] in ("done", "error", "cancelled"):
-            return body
-        time.sleep(0.1)
-    raise TimeoutError(f"job {job_id} still {body['state']} after {timeout}s")
+    return poll(lambda: client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json(),
+                lambda body: body["state"] in FINAL_STATES, timeout)
 
 
 def rss_kib(pid: int) -> int:

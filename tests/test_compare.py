@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import time
 from html import unescape
 
 import joblib
@@ -19,8 +18,10 @@ from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 
+from tests.support import FINAL_STATES, poll, wait_for_job
+
 ROWS, CHUNK = 2400, 500
-FINAL = ("done", "error", "cancelled")
+FINAL = FINAL_STATES
 LABELS = np.array(["<b>no</b>", "yes"], dtype=object)  # a label that is markup: shown as text only
 
 
@@ -56,13 +57,7 @@ def upload_frame(client, headers, frame: pd.DataFrame) -> str:
 
 
 def wait(client, headers, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
-        if body["state"] in FINAL:
-            return body
-        time.sleep(0.1)
-    raise TimeoutError(body)
+    return wait_for_job(client, headers, job_id, timeout)
 
 
 def score(client, headers, model: str, dataset: str, target: str | None) -> dict:
@@ -79,13 +74,8 @@ def compare_api(client, headers, ids, **params):
 
 
 def wait_comparison(client, headers, ids, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = compare_api(client, headers, ids).get_json()
-        if body["comparison"]["state"] in FINAL:
-            return body
-        time.sleep(0.2)
-    raise TimeoutError(body)
+    return poll(lambda: compare_api(client, headers, ids).get_json(),
+                lambda body: body["comparison"]["state"] in FINAL, timeout, interval=0.2)
 
 
 def predictions(client, headers, job_id) -> pd.DataFrame:

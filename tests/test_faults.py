@@ -18,7 +18,7 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.neighbors import KNeighborsClassifier
 
-from tests.support import WorkerProcess
+from tests.support import WorkerProcess, poll
 
 pytestmark = pytest.mark.chaos  # slow: `make chaos` runs these (and .ci/run calls it)
 ROWS, CHUNK = 12_000, 1000
@@ -72,13 +72,7 @@ def start_job(client, headers, frame, model_name):
 
 
 def wait(client, headers, job_id, predicate, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
-        if predicate(body):
-            return body
-        time.sleep(0.1)
-    raise TimeoutError(body)
+    return poll(lambda: client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json(), predicate, timeout)
 
 
 def chunks(app, job_id):

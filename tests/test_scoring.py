@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import joblib
 import numpy as np
@@ -14,6 +13,8 @@ from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import Ridge
 from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, r2_score, roc_auc_score
+
+from tests.support import FINAL_STATES, poll
 
 
 ROWS, CHUNK = 4000, 500
@@ -51,15 +52,15 @@ def binary_problem():
 def follow(client, headers, job_id, timeout=90):
     """Poll a job, checking that progress only rises."""
     seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def fetch():
         body = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
         seen.append(body["progress"]["done"])
-        if body["state"] in ("done", "error", "cancelled"):
-            assert seen == sorted(seen), seen
-            return body
-        time.sleep(0.1)
-    raise TimeoutError(body)
+        return body
+
+    body = poll(fetch, lambda b: b["state"] in FINAL_STATES, timeout)
+    assert seen == sorted(seen), seen
+    return body
 
 
 def results_frame(client, headers, job_id) -> pd.DataFrame:

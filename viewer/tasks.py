@@ -149,23 +149,14 @@ def feature_importance(job_id: str) -> None:
         if not jobs.set_progress(job_id, rows * (1 + features_done * int(params["n_repeats"])), total):
             raise importance.Cancelled()
 
-    try:
-        with threadpool_limits(limits=1), jobs.Heartbeat(job_id, owner, renew=jobs.renew_job_lease):
-            result = importance.permutation_importance(
+    def compute() -> dict:
+        with threadpool_limits(limits=1):
+            return importance.permutation_importance(
                 serving.predictor_for(version), data.dataset_file(dataset), params["target"],
                 n_repeats=int(params["n_repeats"]), max_rows=int(params["max_rows"]), seed=int(params["seed"]),
                 scoring=params.get("scoring"), progress=progress, on_sample=on_sample)
-    except importance.Cancelled:
-        return  # request_cancel already recorded the state
-    except (PayloadError, DatasetError) as exc:  # the data does not fit: a retry would fail alike
-        jobs.fail_job(job_id, exc.message)
-        return
-    except Exception as exc:  # noqa: BLE001  (recorded: the job ends in error with the reason)
-        log.exception("importance job %s failed", job_id)
-        jobs.fail_job(job_id, f"{type(exc).__name__}: {str(exc)[:500]}")
-        return
-    if not jobs.finish_single(job_id, result):
-        log.info("importance job %s was cancelled while it ran", job_id)
+
+    _run_single(job_id, owner, compute, cancelled=importance.Cancelled, expected=(PayloadError, DatasetError))
 
 
 @shared_task(name="viewer.compare")
@@ -191,22 +182,34 @@ def compare_jobs(job_id: str) -> None:
             if not jobs.set_progress(job_id, done, total):
                 raise compare.Cancelled()
 
+    def compute() -> dict:
+        return compare.compare_outputs([compare.Source(jobs.output_dir(j)) for j in params["jobs"]],
+                                       params["task"], params.get("classes"), bool(params.get("target")),
+                                       progress=progress)
+
+    # outputs gone or not alike (FileNotFoundError, ValueError): a retry would fail alike
+    _run_single(job_id, owner, compute, cancelled=compare.Cancelled, expected=(FileNotFoundError, ValueError))
+
+
+def _run_single(job_id: str, owner: str, compute, *, cancelled: type[Exception],
+                expected: tuple[type[Exception], ...]) -> None:
+    """The body of a single-task job after its claim: compute under a renewed lease, then record
+    the result, or the reason it failed (``expected`` errors by their message, anything else by
+    its type too, logged), or nothing when it was cancelled (request_cancel recorded that)."""
     try:
         with jobs.Heartbeat(job_id, owner, renew=jobs.renew_job_lease):
-            result = compare.compare_outputs([compare.Source(jobs.output_dir(j)) for j in params["jobs"]],
-                                             params["task"], params.get("classes"), bool(params.get("target")),
-                                             progress=progress)
-    except compare.Cancelled:
-        return  # request_cancel already recorded the state
-    except (FileNotFoundError, ValueError) as exc:  # outputs gone or not alike: a retry would fail alike
-        jobs.fail_job(job_id, str(exc)[:500])
+            result = compute()
+    except cancelled:
+        return
+    except expected as exc:
+        jobs.fail_job(job_id, getattr(exc, "message", None) or str(exc)[:500])
         return
     except Exception as exc:  # noqa: BLE001  (recorded: the job ends in error with the reason)
-        log.exception("compare job %s failed", job_id)
+        log.exception("job %s failed", job_id)
         jobs.fail_job(job_id, f"{type(exc).__name__}: {str(exc)[:500]}")
         return
     if not jobs.finish_single(job_id, result):
-        log.info("compare job %s was cancelled while it ran", job_id)
+        log.info("job %s was cancelled while it ran", job_id)
 
 
 # --- the reaper: every worker runs one ---------------------------------------------------------
