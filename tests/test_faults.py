@@ -75,6 +75,19 @@ def wait(client, headers, job_id, predicate, timeout=120):
     return poll(lambda: client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json(), predicate, timeout)
 
 
+def knn_job(client, auth, workers, slow_problem, *worker_names: str, until=None):
+    """Register the slow k-NN model, start the given workers, submit a job over the slow problem's
+    rows, and wait until ``until(job)`` holds (by default: mid-flight, some rows done, not all).
+    Returns (headers, workers started, job id)."""
+    frame, model = slow_problem
+    headers = auth.bearer("scientist")
+    register(client, headers, model, "knn")
+    started = [workers(name) for name in worker_names]
+    job_id = start_job(client, headers, frame, "knn")
+    wait(client, headers, job_id, until or (lambda j: 0 < j["progress"]["done"] < ROWS))
+    return headers, started, job_id
+
+
 def chunks(app, job_id):
     from viewer.extensions import db
     from viewer.records import JobChunk
@@ -92,11 +105,7 @@ def assert_every_row_once(client, headers, job_id, frame, model):
 
 def test_sigkilled_worker_mid_job_another_finishes_every_row_once(app, client, auth, workers, slow_problem):
     frame, model = slow_problem
-    headers = auth.bearer("scientist")
-    register(client, headers, model, "knn")
-    first = workers("first")
-    job_id = start_job(client, headers, frame, "knn")
-    wait(client, headers, job_id, lambda j: 0 < j["progress"]["done"] < ROWS)
+    headers, (first,), job_id = knn_job(client, auth, workers, slow_problem, "first")
     os.killpg(first.proc.pid, signal.SIGKILL)  # the worker and its pool child, mid-chunk
     first.proc.wait()
     stalled = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
@@ -140,12 +149,7 @@ def test_poison_chunk_ends_the_job_in_error_after_n_tries(app, client, auth, wor
 
 
 def test_cancel_a_running_job_stops_it_and_removes_its_output(app, client, auth, workers, slow_problem):
-    frame, model = slow_problem
-    headers = auth.bearer("scientist")
-    register(client, headers, model, "knn")
-    workers("w")
-    job_id = start_job(client, headers, frame, "knn")
-    wait(client, headers, job_id, lambda j: j["progress"]["done"] > 0)
+    headers, _, job_id = knn_job(client, auth, workers, slow_problem, "w", until=lambda j: j["progress"]["done"] > 0)
     response = client.delete(f"/api/v1/jobs/{job_id}", headers=headers)
     assert response.get_json()["state"] == "cancelled"
     time.sleep(1.5)  # longer than one chunk
@@ -163,11 +167,7 @@ def finished(job):
 def test_sigterm_mid_job_finishes_the_chunk_and_another_worker_finishes_the_job(app, client, auth, workers,
                                                                                  slow_problem):
     frame, model = slow_problem
-    headers = auth.bearer("scientist")
-    register(client, headers, model, "knn")
-    first = workers("first")
-    job_id = start_job(client, headers, frame, "knn")
-    wait(client, headers, job_id, lambda j: 0 < j["progress"]["done"] < ROWS)
+    headers, (first,), job_id = knn_job(client, auth, workers, slow_problem, "first")
     first.proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish the running task, take no more
     assert first.proc.wait(timeout=60) == 0, first.log()
     stopped = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
@@ -180,12 +180,7 @@ def test_sigterm_mid_job_finishes_the_chunk_and_another_worker_finishes_the_job(
 
 
 def test_cancel_while_no_worker_runs_survives_a_worker_restart(app, client, auth, workers, slow_problem):
-    frame, model = slow_problem
-    headers = auth.bearer("scientist")
-    register(client, headers, model, "knn")
-    first = workers("first")
-    job_id = start_job(client, headers, frame, "knn")
-    wait(client, headers, job_id, lambda j: 0 < j["progress"]["done"] < ROWS)
+    headers, (first,), job_id = knn_job(client, auth, workers, slow_problem, "first")
     os.killpg(first.proc.pid, signal.SIGKILL)
     first.proc.wait()
     assert client.delete(f"/api/v1/jobs/{job_id}", headers=headers).get_json()["state"] == "cancelled"
@@ -246,11 +241,7 @@ def test_redis_restart_mid_job_loses_no_row(app, client, auth, workers, slow_pro
     import subprocess
 
     frame, model = slow_problem
-    headers = auth.bearer("scientist")
-    register(client, headers, model, "knn")
-    workers("w")
-    job_id = start_job(client, headers, frame, "knn")
-    wait(client, headers, job_id, lambda j: 0 < j["progress"]["done"] < ROWS)
+    headers, _, job_id = knn_job(client, auth, workers, slow_problem, "w")
     subprocess.run(["redis-cli", "shutdown", "nosave"], capture_output=True, timeout=20)
     deadline = time.monotonic() + 20
     while _redis_up() and time.monotonic() < deadline:
@@ -275,11 +266,7 @@ def _pg(action: str) -> None:
 def test_database_down_mid_job_requests_fail_cleanly_and_the_job_resumes(app, client, auth, workers, slow_problem,
                                                                           services_only):
     frame, model = slow_problem
-    headers = auth.bearer("scientist")
-    register(client, headers, model, "knn")
-    workers("w")
-    job_id = start_job(client, headers, frame, "knn")
-    wait(client, headers, job_id, lambda j: 0 < j["progress"]["done"] < ROWS)
+    headers, _, job_id = knn_job(client, auth, workers, slow_problem, "w")
     _pg("stop")
     try:
         started = time.monotonic()
