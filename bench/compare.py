@@ -47,16 +47,18 @@ mode, task, dirs = sys.argv[1], sys.argv[2], sys.argv[3:]
 t0, c0 = time.perf_counter(), time.process_time()
 if mode == "compare":
     from viewer.core import compare
+    from viewer.core.scoring import parts_in
     classes = [0, 1] if task == "binary" else None
-    result = compare.compare_outputs([compare.Source(d) for d in dirs], task, classes, True)
+    result = compare.compare_outputs([compare.Source(parts_in(d)) for d in dirs], task, classes, True)
     extra = {{"main": [d for d in result["differences"] if d["metric"] == result["main_metric"]][0]}}
 else:
     import pyarrow.parquet as pq
-    from viewer.core.compare import Source, BATCH_ROWS
+    from viewer.core.compare import BATCH_ROWS
+    from viewer.core.scoring import parts_in
     cols = ["row", "prediction", "target"] + (["proba_0", "proba_1"] if task == "binary" else [])
     n = 0
     for d in dirs:
-        for p in Source(d).parts():
+        for p in parts_in(d):
             for b in pq.ParquetFile(p).iter_batches(batch_size=BATCH_ROWS, columns=cols):
                 n += b.num_rows
     extra = {{"rows": n}}
@@ -66,7 +68,7 @@ print(json.dumps({{"wall": time.perf_counter() - t0, "cpu": time.process_time() 
 
 
 def write_job(directory: Path, rows: int, task: str, seed: int, strength: float) -> None:
-    from viewer.core.scoring import write_part
+    from viewer.core.scoring import part_path, write_part
 
     rng = np.random.default_rng(seed)
     y_rng = np.random.default_rng(0)  # the same target for every job
@@ -81,7 +83,7 @@ def write_job(directory: Path, rows: int, task: str, seed: int, strength: float)
             y = y_rng.normal(size=n) * 10
             table = pa.table({"row": np.arange(start, start + n, dtype=np.int64), "prediction": y + rng.normal(size=n) / strength,
                               "target": y})
-        write_part(table, directory, index)
+        write_part(table, part_path(directory, index))
 
 
 def child(mode: str, task: str, dirs: list[Path]) -> dict:
@@ -103,16 +105,16 @@ def bench_job(tmp: Path, rows: int, task: str) -> dict:
 
 def bench_page(tmp: Path, big_dirs: list[Path], big_rows: int) -> None:
     from viewer import create_app
-    from viewer.core.scoring import summarize
-    from viewer.extensions import db
-    from viewer.records import Dataset, Job, User
+    from viewer.core.scoring import parts_in, summarize
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Dataset, Job, User
 
     small_dirs = [tmp / f"page-small-{i}" for i in range(2)]
     for i, d in enumerate(small_dirs):
         write_job(d, 1000, "binary", seed=i + 1, strength=1.2 - 0.4 * i)
     t0 = time.perf_counter()
-    summaries = {"small": [summarize(d, "classifier", [0, 1], True) for d in small_dirs],
-                 "big": [summarize(d, "classifier", [0, 1], True) for d in big_dirs]}
+    summaries = {"small": [summarize(parts_in(d), "classifier", [0, 1], True) for d in small_dirs],
+                 "big": [summarize(parts_in(d), "classifier", [0, 1], True) for d in big_dirs]}
     print(f"  finalise step (metrics + aggregates) for the page's jobs: {time.perf_counter() - t0:.0f} s", flush=True)
     data_dir = tmp / "app"
     app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, "DATA_DIR": str(data_dir),

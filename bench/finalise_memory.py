@@ -58,7 +58,7 @@ with open("/proc/self/clear_refs", "w") as fh:
     fh.write("5")  # resets VmHWM to the current RSS
 before = status("VmRSS")
 start = time.perf_counter()
-summary = scoring.summarize(out_dir, kind, classes, has_target == "1")
+summary = scoring.summarize(scoring.parts_in(out_dir), kind, classes, has_target == "1")
 seconds = time.perf_counter() - start
 peak = status("VmHWM")
 with open(result_path, "w") as fh:
@@ -69,7 +69,7 @@ print(json.dumps({"before": before, "peak": peak, "seconds": seconds, "file": sc
 
 def write_parts(out_dir: Path, task: str, rows: int, seed: int = 7) -> tuple[str, list | None]:
     """Synthetic output parts for ``task``; returns (kind, classes)."""
-    from viewer.core.scoring import write_part
+    from viewer.core.scoring import part_path, write_part
 
     k = {"binary": 2, "multiclass": 5}.get(task, 0)
     done, index = 0, 0
@@ -91,7 +91,7 @@ def write_parts(out_dir: Path, task: str, rows: int, seed: int = 7) -> tuple[str
             y = rng.gamma(2.0, 10.0, n)
             columns["prediction"] = y + rng.normal(0.0, 3.0, n)
             columns["target"] = y
-        write_part(pa.table(columns), out_dir, index)
+        write_part(pa.table(columns), part_path(out_dir, index))
         done, index = done + n, index + 1
     return ("classifier", list(range(k))) if k else ("regressor", None)
 

@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, roc_a
 
 from viewer.core import compare as C
 from viewer.core.metrics import classification_metrics
-from viewer.core.scoring import proba_column, write_part
+from viewer.core.scoring import part_path, parts_in, proba_column, write_part
 
 FAST = {"buckets": 4096, "resamples": 200}
 
@@ -293,7 +293,7 @@ def test_chunked_results_equal_one_shot(task):
 
 def write_parts(directory, frame: pd.DataFrame, size: int) -> None:
     for index, start in enumerate(range(0, len(frame), size)):
-        write_part(pa.Table.from_pandas(frame.iloc[start:start + size], preserve_index=False), directory, index)
+        write_part(pa.Table.from_pandas(frame.iloc[start:start + size], preserve_index=False), part_path(directory, index))
 
 
 def test_compare_outputs_aligns_parts_of_any_chunking_by_row(tmp_path):
@@ -305,7 +305,7 @@ def test_compare_outputs_aligns_parts_of_any_chunking_by_row(tmp_path):
                                     proba_column("yes"): proba[:, 1], "target": labels[y]}))
     write_parts(tmp_path / "a", frames[0], 1000)
     write_parts(tmp_path / "b", frames[1], 700)   # cut differently: still aligned by row index
-    sources = [C.Source(tmp_path / "a"), C.Source(tmp_path / "b")]
+    sources = [C.Source(parts_in(tmp_path / "a")), C.Source(parts_in(tmp_path / "b"))]
     seen = []
     result = C.compare_outputs(sources, "binary", ["no", "yes"], True, progress=seen.append, **FAST)
     expected = run("binary", rows, labels[y], [(labels[p], q) for p, q in outputs], classes=["no", "yes"],
@@ -330,11 +330,11 @@ def test_compare_outputs_refuses_outputs_that_do_not_match(tmp_path):
     write_parts(tmp_path / "short", frame.iloc[:800], 500)
     write_parts(tmp_path / "shifted", frame.assign(row=frame["row"] + 1), 500)
     with pytest.raises(ValueError, match="one ends early"):
-        C.compare_outputs([C.Source(tmp_path / "a"), C.Source(tmp_path / "short")], "binary", [0, 1], True)
+        C.compare_outputs([C.Source(parts_in(tmp_path / "a")), C.Source(parts_in(tmp_path / "short"))], "binary", [0, 1], True)
     with pytest.raises(ValueError, match="same rows"):
-        C.compare_outputs([C.Source(tmp_path / "a"), C.Source(tmp_path / "shifted")], "binary", [0, 1], True)
+        C.compare_outputs([C.Source(parts_in(tmp_path / "a")), C.Source(parts_in(tmp_path / "shifted"))], "binary", [0, 1], True)
     with pytest.raises(FileNotFoundError):
-        C.compare_outputs([C.Source(tmp_path / "a"), C.Source(tmp_path / "gone")], "binary", [0, 1], True)
+        C.compare_outputs([C.Source(parts_in(tmp_path / "a")), C.Source(parts_in(tmp_path / "gone"))], "binary", [0, 1], True)
 
 
 # ------------------------------------------------------------------------------- presenting

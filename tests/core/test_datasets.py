@@ -207,7 +207,7 @@ def test_types_widen_across_blocks(tmp_path):
 
 def test_converter_disagreement_widens_the_column_and_restarts(tmp_path, monkeypatch):
     """If pass 1 says int but pyarrow's converter rejects a value, pass 2 restarts with text."""
-    monkeypatch.setattr(datasets, "_infer_chunk", lambda column, state: datasets._INT)
+    monkeypatch.setattr(datasets.csvfile, "_infer_chunk", lambda column, state: datasets._INT)
     info, dest = ingest_bytes(tmp_path, "n,word\n1,one\n2,two\n")
     assert {c.name: c.dtype for c in info.columns} == {"n": "int64", "word": "string"}
     assert read_back(dest)["word"].tolist() == ["one", "two"]
@@ -422,7 +422,7 @@ def test_row_groups_are_bounded(stored):
 
 
 def test_row_groups_are_also_bounded_in_bytes(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "ROW_GROUP_MAX_BYTES", 64 * 1024)
+    monkeypatch.setattr(datasets.writing, "ROW_GROUP_MAX_BYTES", 64 * 1024)
     frame = pd.DataFrame({"text": ["x" * 100] * 5_000})
     info, dest = ingest_bytes(tmp_path, frame.to_csv(index=False), csv_block_size=4096)
     meta = pq.ParquetFile(dest).metadata

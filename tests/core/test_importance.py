@@ -19,7 +19,8 @@ from sklearn.preprocessing import OneHotEncoder
 from viewer.core import importance
 from viewer.core.datasets import DatasetError, ingest
 from viewer.core.introspect import describe_model
-from viewer.core.predict import PayloadError, Predictor
+from viewer.core.payload import PayloadError
+from viewer.core.predictor import Predictor
 
 
 def predictor(model) -> Predictor:

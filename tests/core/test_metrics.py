@@ -632,7 +632,7 @@ def test_results_do_not_depend_on_the_block_size(monkeypatch):
 
     whole = run()
     for size in (997, 4096):
-        monkeypatch.setattr(M, "_blocks", lambda n, size=size: ((a, min(a + size, n)) for a in range(0, n, size)))
+        monkeypatch.setattr(M.base, "_blocks", lambda n, size=size: ((a, min(a + size, n)) for a in range(0, n, size)))
         assert run() == whole
 
 
@@ -670,7 +670,7 @@ def test_summary_memory_per_row(monkeypatch):
     (bench/finalise_memory.py measures 10M in a fresh process)."""
     import tracemalloc
 
-    monkeypatch.setattr(M, "_blocks", lambda n, size=65_536: ((a, min(a + size, n)) for a in range(0, n, size)))
+    monkeypatch.setattr(M.base, "_blocks", lambda n, size=65_536: ((a, min(a + size, n)) for a in range(0, n, size)))
     n = 1_000_000
     y, score = binary_problem(n, seed=71)
     proba = np.column_stack([1 - score, score])

@@ -20,7 +20,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
 from viewer.core.introspect import describe_model
-from viewer.core.predict import PayloadError, Predictor, Table, parse_csv, parse_mlflow, to_jsonable
+from viewer.core.payload import PayloadError, Table, parse_csv, parse_mlflow
+from viewer.core.predictor import Predictor, to_jsonable
 
 
 def body(obj) -> bytes:
@@ -335,7 +336,7 @@ def _same(a, b) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(JSON_VALUES)
 def test_parse_json_reads_what_json_loads_reads(value):
-    from viewer.core.predict import parse_json
+    from viewer.core.payload import parse_json
 
     raw = json.dumps(value).encode()
     assert _same(parse_json(raw), json.loads(raw))
@@ -348,7 +349,7 @@ def test_parse_json_reads_what_json_loads_reads(value):
     b'{"a": 1, "a": 2}', b'{"id": "12345678901234567890"}',
 ])
 def test_parse_json_edge_cases_match_json(raw):
-    from viewer.core.predict import parse_json
+    from viewer.core.payload import parse_json
 
     assert _same(parse_json(raw), json.loads(raw))
 
@@ -397,7 +398,7 @@ def test_dataframe_split_matrix_prepares_like_the_row_by_row_path(named_lr, rows
 
 
 def test_dumps_writes_what_json_reads_back():
-    from viewer.core.predict import dumps
+    from viewer.core.payload import dumps
 
     value = {"b": [1e-05, 1e16, 0.1, None, "é", True], "a": {"z": 1, "y": [2**63, -3]}}
     assert json.loads(dumps(value)) == value
@@ -407,7 +408,7 @@ def test_dumps_writes_what_json_reads_back():
 
 
 def test_labels_at_is_to_jsonable_of_the_labels():
-    from viewer.core.predict import labels_at
+    from viewer.core.predictor import labels_at
 
     indices = np.array([2, 0, 1, 1])
     for classes in ([0, 1, 2], ["a", "b", "c"], [True, False, None], [np.int64(4), 5.5, float("nan")]):

@@ -24,7 +24,7 @@ def write(tmp_path, parts: list[dict]) -> None:
     for i, columns in enumerate(parts):
         n = len(columns["prediction"])
         table = pa.table({"row": np.arange(start, start + n), **{k: scoring._arrow(v) for k, v in columns.items()}})
-        scoring.write_part(table, tmp_path, i)
+        scoring.write_part(table, scoring.part_path(tmp_path, i))
         start += n
 
 
@@ -64,7 +64,7 @@ def test_classifier_summary_equals_the_functions_on_whole_columns(tmp_path, clas
         parts[2]["target"][100:130] = "yak"
     write(tmp_path, parts)
     y_true, y_pred, proba = joined(parts, "target"), joined(parts, "prediction"), joined(parts, "proba")
-    summary = scoring.summarize(tmp_path, "classifier", classes, True)
+    summary = scoring.summarize(scoring.parts_in(tmp_path), "classifier", classes, True)
     assert same(summary["metrics"], classification_metrics(y_true, y_pred, proba, classes))
     assert same(summary["aggregates"], classification_aggregates(y_true, proba, y_pred, classes))
     assert summary["metrics"]["n"] + summary["metrics"]["n_missing_target"] == 9_501
@@ -75,7 +75,7 @@ def test_classifier_without_target_or_probabilities(tmp_path):
     classes = ["a", "b", "c"]
     parts = classifier_parts(rng, [2_000, 3_000], classes, target=False)
     write(tmp_path / "target-less", parts)
-    summary = scoring.summarize(tmp_path / "target-less", "classifier", classes, False)
+    summary = scoring.summarize(scoring.parts_in(tmp_path / "target-less"), "classifier", classes, False)
     assert summary["metrics"] is None
     y_pred, proba = joined(parts, "prediction"), joined(parts, "proba")
     assert same(summary["aggregates"], classification_aggregates(None, proba, y_pred, classes))
@@ -85,7 +85,7 @@ def test_classifier_without_target_or_probabilities(tmp_path):
         for c in classes:
             del p[scoring.proba_column(c)]
     write(tmp_path / "no-proba", parts)
-    summary = scoring.summarize(tmp_path / "no-proba", "classifier", classes, True)
+    summary = scoring.summarize(scoring.parts_in(tmp_path / "no-proba"), "classifier", classes, True)
     y_true, y_pred = joined(parts, "target"), joined(parts, "prediction")
     assert same(summary["metrics"], classification_metrics(y_true, y_pred, None, classes))
     assert summary["metrics"]["roc_auc"] is None and "predict_proba" in summary["metrics"]["undefined"]["roc_auc"]
@@ -104,7 +104,7 @@ def test_integer_target_with_missing_values_in_some_parts(tmp_path):
     write(tmp_path, parts)
     y_true = np.concatenate([parts[0]["target"].astype(np.float64), parts[1]["target"]])
     y_pred, proba = joined(parts, "prediction"), joined(parts, "proba")
-    summary = scoring.summarize(tmp_path, "classifier", [0, 1], True)
+    summary = scoring.summarize(scoring.parts_in(tmp_path), "classifier", [0, 1], True)
     assert same(summary["metrics"], classification_metrics(y_true, y_pred, proba, [0, 1]))
     assert same(summary["aggregates"], classification_aggregates(y_true, proba, y_pred, [0, 1]))
     labels = summary["aggregates"]["confusion_matrix"]["labels"]
@@ -122,11 +122,11 @@ def test_regressor_summary(tmp_path):
     write(tmp_path, parts)
     y_true = np.concatenate([p["target"].astype(np.float64) for p in parts])
     y_pred = joined(parts, "prediction")
-    summary = scoring.summarize(tmp_path, "regressor", None, True)
+    summary = scoring.summarize(scoring.parts_in(tmp_path), "regressor", None, True)
     assert same(summary["metrics"], regression_metrics(y_true, y_pred))
     assert same(summary["aggregates"], regression_aggregates(y_true, y_pred))
     assert summary["metrics"]["n_dropped"] == 4
-    without = scoring.summarize(tmp_path, "regressor", None, False)
+    without = scoring.summarize(scoring.parts_in(tmp_path), "regressor", None, False)
     assert without["metrics"] is None and same(without["aggregates"], regression_aggregates(None, y_pred))
 
 
@@ -140,4 +140,4 @@ def test_casts_follow_whole_column_conversion():
 
 def test_no_parts(tmp_path):
     with pytest.raises(FileNotFoundError):
-        scoring.summarize(tmp_path, "classifier", [0, 1], True)
+        scoring.summarize(scoring.parts_in(tmp_path), "classifier", [0, 1], True)

@@ -40,7 +40,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .datasets import PARQUET_READ_BUFFER, DatasetError, to_frame
-from .predict import PayloadError, Predictor, _scrub
+from .payload import PayloadError
+from .predictor import Predictor, _scrub
 from .scoring import features
 
 __all__ = ["Cancelled", "DEFAULT_MAX_ROWS", "DEFAULT_REPEATS", "MIN_ROWS", "SCORINGS", "Sample",

@@ -9,9 +9,8 @@ loop with a progress callback and a cancel check, for notebooks and scripts; the
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .datasets import n_row_groups, read_row_group, to_frame
-from .predict import PayloadError, Predictor
+from .payload import PayloadError
+from .predictor import Predictor
 
 TARGET_COLUMN = "target"
 ROW_COLUMN = "row"
@@ -102,7 +102,13 @@ def _arrow(values: Any) -> pa.Array:
 
 
 def part_path(output_dir: str | os.PathLike[str], index: int) -> Path:
+    """Where ``score_dataset`` puts chunk ``index``'s part in a plain folder."""
     return Path(output_dir) / f"part-{index:05d}.parquet"
+
+
+def parts_in(output_dir: str | os.PathLike[str]) -> list[Path]:
+    """The parts ``score_dataset`` wrote to a folder, in row order."""
+    return sorted(Path(output_dir).glob("part-*.parquet"))
 
 
 def _dictionary_columns(table: pa.Table) -> list[str]:
@@ -113,28 +119,21 @@ def _dictionary_columns(table: pa.Table) -> list[str]:
             if name != ROW_COLUMN and not pa.types.is_floating(column.type)]
 
 
-def write_part(table: pa.Table, output_dir: str | os.PathLike[str], index: int) -> Path:
-    """Write to a temporary name and rename: a part is either whole or absent, and writing the
-    same part twice (a redelivered task) leaves one identical file."""
-    target = part_path(output_dir, index)
+def write_part(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write one output part to ``path``. Whoever reads it learns of it only afterwards (a job
+    records the part's artifact key once it is written), so no temporary name is needed."""
+    target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, use_dictionary=_dictionary_columns(table))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    pq.write_table(table, target, use_dictionary=_dictionary_columns(table))
     return target
 
 
 def score_chunk(predictor: Predictor, dataset_path: str | os.PathLike[str], index: int,
-                output_dir: str | os.PathLike[str], target: str | None = None) -> int:
-    """Score row group ``index`` into its output part; returns the number of rows."""
+                part: str | os.PathLike[str], target: str | None = None) -> int:
+    """Score row group ``index`` into the output part at ``part``; returns the number of rows."""
     start, table = read_row_group(dataset_path, index)
     frame = to_frame(table)
-    write_part(score_frame(predictor, frame, start, target), output_dir, index)
+    write_part(score_frame(predictor, frame, start, target), part)
     return table.num_rows
 
 
@@ -147,21 +146,20 @@ def score_dataset(predictor: Predictor, dataset_path: str | os.PathLike[str], ou
     for index in range(total_groups):
         if cancelled is not None and cancelled():
             break
-        done += score_chunk(predictor, dataset_path, index, output_dir, target)
+        done += score_chunk(predictor, dataset_path, index, part_path(output_dir, index), target)
         if progress is not None:
             progress(done, index + 1)
     return done
 
 
-def read_outputs(output_dir: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+def read_outputs(parts: Sequence[str | os.PathLike[str]], columns: list[str] | None = None) -> pa.Table:
     """Every part, in row order (only ``columns`` when given, so finalising reads little)."""
-    parts = sorted(Path(output_dir).glob("part-*.parquet"))
     if not parts:
-        raise FileNotFoundError(f"no output parts in {output_dir}")
+        raise FileNotFoundError("no output parts")
     return pa.concat_tables(pq.read_table(p, columns=columns) for p in parts)
 
 
-def summarize(output_dir: str | os.PathLike[str], kind: str, classes: list[Any] | None,
+def summarize(parts: Sequence[str | os.PathLike[str]], kind: str, classes: list[Any] | None,
               has_target: bool) -> dict[str, Any]:
     """Metrics (when the target is known) and the compact aggregates every result plot draws
     from, computed once over all rows so result pages never re-read them.
@@ -174,9 +172,9 @@ def summarize(output_dir: str | os.PathLike[str], kind: str, classes: list[Any] 
     floats everywhere)."""
     from .metrics import classification_summary, regression_summary
 
-    parts = sorted(Path(output_dir).glob("part-*.parquet"))
     if not parts:
-        raise FileNotFoundError(f"no output parts in {output_dir}")
+        raise FileNotFoundError("no output parts")
+    parts = [Path(p) for p in parts]
     rows = [pq.read_metadata(p).num_rows for p in parts]
     if kind == "classifier" and classes is not None:
         schema_names = set(pq.read_schema(parts[0]).names)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .predict import PayloadError, Table, dumps, parse_json
+from .payload import PayloadError, Table, dumps, parse_json
 
 DTYPES: dict[str, Any] = {
     "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,

@@ -19,6 +19,7 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, NumeralTickFo
 from bokeh.transform import dodge
 
 from . import style
+from .curves import Curve, curves, diagonal, threshold_text
 
 __all__ = ["ComparePlot", "compare_plots"]
 
@@ -75,20 +76,6 @@ def _untitled(fig):
     return fig
 
 
-def _diagonal(fig, legend: str | None = None) -> None:
-    kwargs = {"legend_label": legend} if legend else {}
-    fig.line([0, 1], [0, 1], line_dash="dashed", line_color=style.REFERENCE, line_width=1.5, **kwargs)
-
-
-def _threshold_text(value: Any) -> str:
-    return "∞ (nothing flagged)" if value is None else f"{value:.4g}"
-
-
-def _hover_points(fig, key: str, i: int, source, x: str, y: str):
-    return fig.scatter(x, y, source=source, size=9, fill_alpha=0, line_alpha=0, hover_fill_color=style.color(i),
-                       hover_fill_alpha=1, hover_line_color="white", name=f"hover-{key}-{i}")
-
-
 # ------------------------------------------------------------------------ binary curves
 
 
@@ -97,19 +84,17 @@ def _roc(labels: list[str], parts: list[dict]) -> ComparePlot:
 
     def draw():
         fig = _unit_figure("roc", "ROC curves", "False positive rate", "True positive rate")
-        _diagonal(fig, "Chance (AUC 0.5)")
-        hover = []
+        diagonal(fig, "Chance (AUC 0.5)")
+        series = []
         for i, (label, part) in enumerate(zip(labels, parts)):
             n = len(part["fpr"])
             source = ColumnDataSource({"fpr": part["fpr"], "tpr": part["tpr"], "model": [label] * n,
-                                       "threshold": [_threshold_text(t) for t in part["thresholds"]]},
+                                       "threshold": [threshold_text(t) for t in part["thresholds"]]},
                                       name=f"src-roc-{i}")
-            fig.line("fpr", "tpr", source=source, line_color=style.color(i), line_width=2.5,
-                     legend_label=f"{label} (AUC {part['auc']:.4f})")
-            hover.append(_hover_points(fig, "roc", i, source, "fpr", "tpr"))
-        fig.add_tools(HoverTool(renderers=hover, tooltips=[
+            series.append(Curve(source, style.color(i), f"{label} (AUC {part['auc']:.4f})", f"hover-roc-{i}"))
+        curves(fig, "fpr", "tpr", series, [
             ("model", "@model"), ("threshold", "@threshold"), ("false positive rate", "@fpr{0.0000}"),
-            ("true positive rate", "@tpr{0.0000}")]))
+            ("true positive rate", "@tpr{0.0000}")])
         _legend(fig)
         return fig
 
@@ -127,18 +112,17 @@ def _pr(labels: list[str], parts: list[dict]) -> ComparePlot:
         if prevalence is not None:
             fig.line([0, 1], [prevalence, prevalence], line_dash="dashed", line_color=style.REFERENCE,
                      line_width=1.5, legend_label=f"Chance (prevalence {prevalence:.3f})")
-        hover = []
+        series = []
         for i, (label, part) in enumerate(zip(labels, parts)):
             n = len(part["recall"])
             source = ColumnDataSource({"recall": part["recall"], "precision": part["precision"], "model": [label] * n,
-                                       "threshold": ["—" if t is None else f"{t:.4g}" for t in part["thresholds"]]},
+                                       "threshold": [threshold_text(t, "—") for t in part["thresholds"]]},
                                       name=f"src-pr-{i}")
-            fig.line("recall", "precision", source=source, line_color=style.color(i), line_width=2.5,
-                     legend_label=f"{label} (AP {part['average_precision']:.4f})")
-            hover.append(_hover_points(fig, "pr", i, source, "recall", "precision"))
-        fig.add_tools(HoverTool(renderers=hover, tooltips=[
+            series.append(Curve(source, style.color(i), f"{label} (AP {part['average_precision']:.4f})",
+                                f"hover-pr-{i}"))
+        curves(fig, "recall", "precision", series, [
             ("model", "@model"), ("threshold", "@threshold"), ("recall", "@recall{0.0000}"),
-            ("precision", "@precision{0.0000}")]))
+            ("precision", "@precision{0.0000}")])
         _legend(fig, "bottom_left")
         return fig
 
@@ -152,7 +136,7 @@ def _calibration(labels: list[str], parts: list[dict]) -> ComparePlot:
     def draw():
         fig = _unit_figure("calibration", "Calibration (reliability)", "Mean predicted probability",
                            "Fraction of positive rows")
-        _diagonal(fig, "Perfectly calibrated")
+        diagonal(fig, "Perfectly calibrated")
         dots = []
         for i, (label, part) in enumerate(zip(labels, parts)):
             edges, bins = part["bin_edges"], part["bin"]

@@ -58,7 +58,7 @@ def exactness(part: dict) -> str:
     return f"Aggregated from {rows}."
 
 
-# ---- additions for the result pages (viewer/plots/results.py) ----
+# ---- additions for the result pages (viewer/plots/results/) ----
 
 SEQUENTIAL_LOW = "#f1f4fa"    # empty / low cells of a heatmap
 SEQUENTIAL_HIGH = "#173f8a"   # the accent blue, darkened, for the highest cells

@@ -1,0 +1,376 @@
+"""The allowlist: which globals a model file may reference, and why.
+
+This module holds the data (explicitly admitted globals, admitted sklearn base
+classes, denied/importable/untrustable packages) with the reasoning written
+next to it, plus the name helpers and registries derived from scikit-learn
+and numpy.  The rules that apply it live in :mod:`.policy` (``_Policy``,
+``is_admitted_global``); the checked wrappers and the set of callables a
+pickle may *call* while loading live in :mod:`.load_helpers`
+(``_WRAPPED_GLOBALS``, ``_LOAD_HELPERS``, ``_not_callable_at_load_types``);
+``_rebuild_dtype`` is in :mod:`.numpy_state` and ``_SafeNumpyArrayWrapper``
+in :mod:`.unpickler`.
+
+Imports only the standard library and numpy (scikit-learn lazily).
+"""
+
+from __future__ import annotations
+
+import re
+import types
+
+import numpy as np
+
+# ---------------------------------------------------------------------------
+# The allowlist
+# ---------------------------------------------------------------------------
+#
+# Why an allowlist, and what may be on it
+# ---------------------------------------
+# A pickle is a program.  Every global that ``find_class`` hands back can be
+# *called* by the file with arguments of the attacker's choosing (REDUCE,
+# NEWOBJ, INST/OBJ), can be handed to another admitted callable (e.g. as the
+# ``func`` of a ``functools.partial`` or a ``FunctionTransformer``, which the
+# viewer will later call with data), and objects built from it get
+# ``__setstate__``/``append``/``extend``/``add``/``__setitem__`` called on
+# them.  So a global is admitted only if calling it with *any* arguments, and
+# running those methods on its instances, has no effect outside the objects
+# being built: no file, network, process, import or interpreter-state access,
+# and no access to attributes chosen by the file.
+#
+# Consequences:
+#   * builtins.getattr / eval / exec / compile / open / __import__ / type,
+#     importlib.*, os.*, posix.*, subprocess.*, sys.*, operator.attrgetter /
+#     itemgetter / methodcaller (attribute walking), pickle/joblib/numpy
+#     loaders (numpy.load with allow_pickle, joblib's legacy NDArrayWrapper
+#     which calls numpy.load(allow_pickle=True) on a path from the file) are
+#     never admitted.
+#   * Functions are never admitted by module prefix (sklearn.datasets.fetch_*
+#     does network and file IO, sklearn.utils has all kinds of helpers): every
+#     admitted function is listed explicitly below or derived from an explicit
+#     registry (scikit-learn's own scorer table).
+#   * The viewer later calls stored callables (FunctionTransformer.func,
+#     kernels, metrics) with its own data, so the same rule applies to them;
+#     they may not receive the model's own arrays as numpy ``out=``/``where=``
+#     (checked after loading).
+#   * Classes may be admitted by a structural rule when the rule is sound:
+#     scikit-learn estimators (subclasses of ``sklearn.base.BaseEstimator``
+#     *defined* in a non-test ``sklearn.*`` module) follow the convention that
+#     ``__init__`` only stores parameters, and ``BaseEstimator.__setstate__``
+#     only updates ``__dict__`` (we audited the overrides in sklearn 1.9:
+#     IsotonicRegression rebuilds its interpolation function, FrozenEstimator
+#     forwards attribute reads to its wrapped estimator; both are pure).
+#   * Names are resolved with ``vars(module).get(name)`` (no ``getattr``, so
+#     no module ``__getattr__`` hooks and no dotted attribute chains), and a
+#     class must be *defined* where the file says it is (``__module__`` and
+#     ``__qualname__`` match), so re-exports such as ``sklearn.base.copy`` or
+#     a trusted module's ``from os import system`` are not admitted.
+#   * Modules outside the allowed packages are never imported while resolving
+#     a reference; test/experimental/dataset modules of sklearn are not
+#     imported either.
+#
+# Referencing is not calling.  Admitted functions (ufuncs, numpy reductions,
+# score functions, check_array) are only *referenced* by fitted models, as
+# parameters.  While loading, a pickle may call only constructors and the
+# reconstruction helpers in _LOAD_HELPERS (REDUCE/INST/OBJ/NEWOBJ are checked
+# against that set), because some admitted callables run native code that
+# trusts its arguments, and the file chooses the arguments.  Some admitted
+# classes are not callable at all (see _not_callable_at_load_types):
+# ``numpy.ndarray(shape, object, buffer=...)`` turns bytes into object
+# pointers, scipy.sparse/KD-tree/metric/spline constructors index crafted
+# arrays natively.  Those may be rebuilt from state (NEWOBJ + BUILD) and are
+# re-validated after loading, and they may not be stored as callables either
+# (a FunctionTransformer would call them with keyword arguments from the
+# file).
+#
+# The opcodes that call methods on objects are guarded too: BUILD only once
+# per object and never on classes/functions (that would monkeypatch them
+# process-wide), APPEND(S)/SETITEM(S)/ADDITEMS only on real lists/dicts/sets,
+# and BUILD on a numpy dtype never reaches ``dtype.__setstate__`` (which
+# trusts its input and mutates in place): a new dtype is built from the
+# validated state with the public ``np.dtype`` constructor.
+#
+# ``trusted_modules`` (an argument of load_model, never something a file can
+# switch on) admits every class/function *defined* in the listed module
+# prefixes, for an operator's own reviewed code.  Standard-library and core
+# scientific packages cannot be trusted this way.
+
+# (module, name) pairs admitted explicitly.  Grouped with the reasoning.
+_EXPLICIT_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    [
+        # -- Builtin value types.  Constructing them only builds a value.
+        # (bytes/bytearray are wrapped to refuse bytes(<huge int>) zero-fill
+        # allocations, see _WRAPPED_GLOBALS.)  Not admitted: type (3-arg form
+        # creates classes with attacker-chosen dunders), range (lazy huge
+        # iterables to feed list/set), getattr & co.
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "list"),
+        ("builtins", "tuple"),
+        ("builtins", "dict"),
+        ("builtins", "slice"),
+        ("builtins", "complex"),
+        ("builtins", "int"),
+        ("builtins", "float"),
+        ("builtins", "bool"),
+        ("builtins", "str"),
+        ("builtins", "object"),  # base argument of copyreg._reconstructor
+        ("builtins", "Ellipsis"),
+        ("builtins", "NotImplemented"),
+        # -- Containers from collections.  defaultdict calls its factory on a
+        # missing key; the factory can only be another admitted callable.
+        ("collections", "OrderedDict"),
+        ("collections", "defaultdict"),
+        ("collections", "Counter"),
+        # -- Pickle machinery.  copyreg._reconstructor(cls, base, state) calls
+        # base.__new__(cls, state) and base.__init__(obj, state); it is
+        # wrapped (_safe_reconstructor) to allow only the builtin bases that
+        # copyreg._reduce_ex itself writes.
+        ("copyreg", "_reconstructor"),
+        # -- functools.partial can only wrap callables the file could already
+        # reference (i.e. admitted ones), and a partial object cannot be
+        # called while loading.  HistGradientBoosting with categorical
+        # features stores partial(check_array, ...).  After loading, partials
+        # that bind positional arguments to numpy/scipy functions are refused
+        # (they could pass the model's own arrays as output buffers).
+        ("functools", "partial"),
+        # -- numpy array / dtype / scalar reconstruction (numpy.core.* names
+        # written by numpy 1.x are mapped to numpy._core.*).  _reconstruct
+        # only takes (type, shape, dtype) and ndarray.__setstate__ refuses raw
+        # bytes for object arrays; ndarray itself (buffer=...) is not callable
+        # (see _not_callable_at_load_types), _frombuffer is wrapped, and dtype
+        # state goes through _rebuild_dtype.
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "matrix"),
+        ("numpy.matrixlib.defmatrix", "matrix"),
+        ("numpy.ma.core", "MaskedArray"),  # GridSearchCV.cv_results_
+        ("numpy.ma.core", "_mareconstruct"),
+        ("numpy.ma", "MaskedArray"),
+        # Pure reductions used as parameters (FeatureAgglomeration's
+        # pooling_func=np.mean, FunctionTransformer(func=np.sum), ...).
+        ("numpy", "mean"),
+        ("numpy", "median"),
+        ("numpy", "average"),
+        ("numpy", "sum"),
+        ("numpy", "prod"),
+        ("numpy", "std"),
+        ("numpy", "var"),
+        ("numpy", "min"),
+        ("numpy", "max"),
+        ("numpy", "amin"),
+        ("numpy", "amax"),
+        ("numpy", "nanmean"),
+        ("numpy", "nanmedian"),
+        ("numpy", "nansum"),
+        ("numpy", "nanstd"),
+        ("numpy", "nanvar"),
+        ("numpy", "nanmin"),
+        ("numpy", "nanmax"),
+        # numpy random state: the ctors only instantiate bit generators (by
+        # name from a fixed table); wrapped so that the class/ctor arguments
+        # can only be numpy's own.  MT19937 positions are checked after
+        # loading (numpy does not bounds-check them).
+        ("numpy.random._pickle", "__bit_generator_ctor"),
+        ("numpy.random._pickle", "__generator_ctor"),
+        ("numpy.random._pickle", "__randomstate_ctor"),
+        ("numpy.random.bit_generator", "SeedSequence"),
+        ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
+        ("numpy.random._mt19937", "MT19937"),
+        ("numpy.random._pcg64", "PCG64"),
+        ("numpy.random._pcg64", "PCG64DXSM"),
+        ("numpy.random._philox", "Philox"),
+        ("numpy.random._sfc64", "SFC64"),
+        ("numpy.random.mtrand", "RandomState"),
+        ("numpy.random._generator", "Generator"),
+        # -- scipy pieces that fitted estimators hold: SplineTransformer keeps
+        # BSpline objects (plain containers of knots/coefficients), which in
+        # scipy >= 1.15 reference the array-API ``asarray`` helper.
+        ("scipy.interpolate._bsplines", "BSpline"),
+        ("scipy._lib.array_api_compat.numpy._aliases", "asarray"),
+        # -- joblib's inline-array placeholder.  Resolved to
+        # _SafeNumpyArrayWrapper, which validates shape/dtype and reads object
+        # arrays with this restricted unpickler (not joblib's).  The legacy
+        # NDArrayWrapper/ZNDArrayWrapper (numpy.load(allow_pickle=True) on a
+        # path taken from the file) are deliberately absent.
+        ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+        # -- scikit-learn internals that fitted estimators' pickles need and
+        # that are not BaseEstimator subclasses.  Each is a data container or
+        # a Cython extension type whose constructor/__setstate__ only copies
+        # arrays (structural consistency is checked after loading).
+        ("sklearn.tree._tree", "Tree"),
+        ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor"),
+        # Multiclass loss of (Hist)GradientBoosting/LogisticRegression; a
+        # stateless Cython class that does not derive from CyLossFunction.
+        ("sklearn._loss._loss", "CyHalfMultinomialLoss"),
+        ("sklearn.calibration", "_CalibratedClassifier"),
+        ("sklearn.cluster._birch", "_CFNode"),
+        ("sklearn.cluster._birch", "_CFSubcluster"),
+        ("sklearn.cluster._bisect_k_means", "_BisectingTree"),
+        # dict subclass used for named_estimators_ (Stacking/Voting).  Its
+        # __setstate__ is a no-op and attribute reads return its items, which
+        # are themselves admitted objects.
+        ("sklearn.utils._bunch", "Bunch"),
+        # Metadata-routing records (e.g. TunedThresholdClassifierCV, or any
+        # estimator after set_*_request): dicts of parameter names.
+        ("sklearn.utils._metadata_requests", "MetadataRequest"),
+        ("sklearn.utils._metadata_requests", "MethodMetadataRequest"),
+        ("sklearn.utils._metadata_requests", "MetadataRouter"),
+        ("sklearn.utils._metadata_requests", "MethodMapping"),
+        # newObj(cls) == cls.__new__(cls): how KDTree/BallTree/DistanceMetric
+        # pickle themselves; cls can only be an admitted class.
+        ("sklearn.metrics._dist_metrics", "newObj"),
+        ("sklearn.neighbors._kd_tree", "newObj"),
+        ("sklearn.neighbors._ball_tree", "newObj"),
+        # Pure numeric functions stored as parameters by estimators:
+        ("sklearn.utils.validation", "check_array"),  # HGB categorical prep
+        # NOT admitted: sklearn.cluster._kmeans._kmeans_single_lloyd/_elkan
+        # (stored by BisectingKMeans).  They run Cython loops that trust the
+        # shapes of their array arguments, so a file (or a FunctionTransformer
+        # wrapping them) could make them write out of bounds.
+        ("sklearn.feature_selection._univariate_selection", "f_classif"),
+        ("sklearn.feature_selection._univariate_selection", "f_regression"),
+        ("sklearn.feature_selection._univariate_selection", "r_regression"),
+        ("sklearn.feature_selection._univariate_selection", "chi2"),
+        ("sklearn.feature_selection._univariate_selection", "f_oneway"),
+        ("sklearn.feature_selection._mutual_info", "mutual_info_classif"),
+        ("sklearn.feature_selection._mutual_info", "mutual_info_regression"),
+    ]
+)
+
+# Base classes whose sklearn-defined subclasses are admitted (the classes must
+# still be defined in a non-test sklearn module).  All are parameter/array
+# containers: losses and link functions (GradientBoosting, HGB, SGD, GLMs),
+# distance metrics (KD/Ball trees; PyFuncDistance's func is itself an
+# admitted callable), KD/Ball trees, Gaussian-process kernels, MLP
+# optimizers, and scorer objects (GridSearchCV.scorer_; their score function
+# is itself an admitted callable).
+_SKLEARN_BASES: tuple[tuple[str, str], ...] = (
+    ("sklearn._loss.loss", "BaseLoss"),
+    ("sklearn._loss.link", "BaseLink"),
+    ("sklearn._loss.link", "Interval"),
+    ("sklearn._loss._loss", "CyLossFunction"),
+    ("sklearn.metrics._dist_metrics", "DistanceMetric"),
+    ("sklearn.neighbors._kd_tree", "BinaryTree64"),
+    ("sklearn.neighbors._kd_tree", "BinaryTree32"),
+    ("sklearn.neighbors._ball_tree", "BinaryTree64"),
+    ("sklearn.neighbors._ball_tree", "BinaryTree32"),
+    ("sklearn.gaussian_process.kernels", "Kernel"),
+    ("sklearn.neural_network._stochastic_optimizers", "BaseOptimizer"),
+    ("sklearn.metrics._scorer", "_BaseScorer"),
+    ("sklearn.metrics._scorer", "_MultimetricScorer"),
+)
+
+# sklearn module path components that are never imported or admitted from:
+# tests and test helpers, experimental enablers (they mutate other modules on
+# import), vendored code, dataset loaders (network/file IO), build helpers.
+_SKLEARN_DENIED_PARTS = frozenset(
+    {
+        "tests",
+        "conftest",
+        "_testing",
+        "_mocking",
+        "estimator_checks",
+        "experimental",
+        "externals",
+        "datasets",
+        "_build_utils",
+        "__check_build",
+        "_min_dependencies",
+        "_show_versions",
+        "_distributor_init",
+    }
+)
+
+# Packages from which a module may be *imported* to resolve a reference (it
+# is common for a worker to not have imported e.g. sklearn.ensemble yet).
+# Being importable does not admit anything; the admission rules above do.
+_IMPORTABLE_PREFIXES = (
+    "sklearn",
+    "numpy",
+    "scipy.sparse",
+    "scipy.special",
+    "scipy.interpolate",
+    "scipy._lib.array_api_compat.numpy",
+    "joblib.numpy_pickle",
+)
+
+_MODULE_ALIASES = (("numpy.core", "numpy._core"),)
+
+# trusted_modules cannot name these (nor any standard-library module).
+_UNTRUSTABLE_PACKAGES = frozenset(
+    {
+        "numpy",
+        "scipy",
+        "sklearn",
+        "joblib",
+        "skops",
+        "pandas",
+        "pyarrow",
+        "cloudpickle",
+        "dill",
+        "viewer",
+        "flask",
+        "celery",
+        "kombu",
+        "sqlalchemy",
+        "bokeh",
+        "werkzeug",
+        "jinja2",
+        "redis",
+        "psycopg",
+    }
+)
+
+_TEST_PARTS = frozenset({"tests", "test", "testing", "_testing", "conftest"})
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _canonical_module(module: str) -> str:
+    for old, new in _MODULE_ALIASES:
+        if module == old or module.startswith(old + "."):
+            return new + module[len(old) :]
+    return module
+
+
+def _module_matches(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def _sklearn_module_denied(module: str) -> bool:
+    return any(part in _SKLEARN_DENIED_PARTS for part in module.split("."))
+
+
+_SCORER_FUNCTIONS: frozenset[tuple[str, str]] | None = None
+
+
+def _scorer_functions() -> frozenset[tuple[str, str]]:
+    """Score functions of scikit-learn's own scorer registry (pure metrics)."""
+    global _SCORER_FUNCTIONS
+    if _SCORER_FUNCTIONS is None:
+        found: set[tuple[str, str]] = set()
+        try:
+            from sklearn.metrics import _scorer
+
+            for scorer in _scorer._SCORERS.values():
+                func = getattr(scorer, "_score_func", None)
+                if isinstance(func, types.FunctionType):
+                    found.add((func.__module__, func.__qualname__))
+        except Exception:  # pragma: no cover - sklearn internals changed
+            pass
+        _SCORER_FUNCTIONS = frozenset(found)
+    return _SCORER_FUNCTIONS
+
+
+_NUMPY_SCALAR_TYPES: frozenset[type] | None = None
+
+
+def _numpy_scalar_types() -> frozenset[type]:
+    global _NUMPY_SCALAR_TYPES
+    if _NUMPY_SCALAR_TYPES is None:
+        types_ = {t for t in np.sctypeDict.values() if isinstance(t, type)}
+        types_.discard(np.void)
+        _NUMPY_SCALAR_TYPES = frozenset(types_)
+    return _NUMPY_SCALAR_TYPES

@@ -1,0 +1,251 @@
+"""What a pickle may *call* while loading, and the checked wrappers.
+
+Some admitted globals are replaced by wrappers that check their arguments
+(``_WRAPPED_GLOBALS``); only those and a few reconstruction helpers may be
+called while loading (``_LOAD_HELPERS``, see "Referencing is not calling" in
+:mod:`.allowlist`).  Some admitted classes may be built from state but never
+called (``_not_callable_at_load_types``).  ``_global_name`` names an object
+for error messages, reporting a wrapper under the global it stands for.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import importlib
+import types
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ModelLoadError, UnsafeModelError, _as_int, _type_name
+
+_MAX_INT_ALLOCATION = 1 << 20  # bytes(n)/bytearray(n) with larger n refused
+
+
+def _safe_codecs_encode(obj, encoding="utf-8", errors="strict"):
+    """``_codecs.encode`` as used by protocol 0-2 pickles for ``bytes``.
+
+    Only the Latin-1/ASCII/UTF-8 text codecs are allowed: other codec names
+    trigger imports from the ``encodings`` package.
+    """
+    enc = str(encoding).lower().replace("-", "").replace("_", "")
+    if enc not in {"latin1", "iso88591", "ascii", "utf8"} or not isinstance(obj, str):
+        raise UnsafeModelError([f"_codecs.encode({encoding!r})"])
+    import codecs
+
+    return codecs.encode(obj, encoding, errors)
+
+
+def _checked_size(args: tuple) -> None:
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        if args[0] > _MAX_INT_ALLOCATION:
+            raise ModelLoadError(
+                "The file asks for a large zero-filled buffer; refusing (possible "
+                "memory exhaustion attack)."
+            )
+
+
+def _safe_bytes(*args):
+    _checked_size(args)
+    return bytes(*args)
+
+
+def _safe_bytearray(*args):
+    _checked_size(args)
+    return bytearray(*args)
+
+
+def _safe_reconstructor(cls, base, state):
+    """``copyreg._reconstructor`` restricted to what ``copyreg._reduce_ex``
+    writes: ``base`` is ``object`` or a builtin container/value type.  (With
+    an arbitrary ``base`` it would call e.g. ``csr_matrix.__init__`` on
+    crafted data.)"""
+    if not (isinstance(cls, type) and isinstance(base, type) and issubclass(cls, base)):
+        raise ModelLoadError("The file is corrupt: invalid object reconstruction.")
+    if base not in _RECONSTRUCTOR_BASES or issubclass(cls, np.ndarray):
+        raise UnsafeModelError([f"copyreg._reconstructor({_global_name(cls)}, {_global_name(base)})"])
+    return copyreg._reconstructor(cls, base, state)
+
+
+_RECONSTRUCTOR_BASES = (object, dict, list, set, frozenset, tuple, int, float, str, bytes, complex)
+
+
+def _safe_frombuffer(buf, dtype, shape, order):
+    """``numpy._core.numeric._frombuffer`` (protocol-5 array pickles) limited
+    to in-band byte buffers and object-free dtypes, so an array can neither
+    alias another array's memory nor interpret bytes as object pointers."""
+    from numpy._core.numeric import _frombuffer
+
+    if type(buf) not in (bytes, bytearray) or not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise ModelLoadError("The file is corrupt: invalid array buffer.")
+    return _frombuffer(buf, dtype, shape, order)
+
+
+_MAX_PLACEHOLDER_ELEMENTS = 1 << 16
+
+
+def _checked_placeholder_shape(shape) -> None:
+    """numpy's reduce always writes shape ``(0,)`` here (the real shape comes
+    with the state, whose data must then be present in the file); a large
+    shape would only allocate memory the file never pays for."""
+    dims = shape if isinstance(shape, tuple) else (shape,)
+    count = 1
+    for n in dims:
+        n = _as_int(n)
+        if n is None or n < 0:
+            raise ModelLoadError("The file is corrupt: invalid array shape.")
+        count *= n
+    if count > _MAX_PLACEHOLDER_ELEMENTS:
+        raise ModelLoadError("The file is corrupt or hostile: oversized array placeholder.")
+
+
+def _safe_reconstruct(subtype, shape, dtype):
+    from numpy._core.multiarray import _reconstruct
+
+    _checked_placeholder_shape(shape)
+    return _reconstruct(subtype, shape, dtype)
+
+
+def _safe_mareconstruct(subtype, baseclass, baseshape, basetype):
+    from numpy.ma.core import _mareconstruct
+
+    _checked_placeholder_shape(baseshape)
+    return _mareconstruct(subtype, baseclass, baseshape, basetype)
+
+
+def _safe_newobj(cls):
+    """sklearn's ``newObj(cls) == cls.__new__(cls)`` helper, for classes only
+    (and never ndarray subclasses)."""
+    if not isinstance(cls, type) or issubclass(cls, np.ndarray):
+        raise ModelLoadError("The file is corrupt: invalid object construction.")
+    return cls.__new__(cls)
+
+
+def _numpy_random_pickle():
+    from numpy.random import _pickle
+
+    return vars(_pickle)
+
+
+def _safe_bit_generator_ctor(bit_generator="MT19937"):
+    if isinstance(bit_generator, type) and not issubclass(bit_generator, np.random.BitGenerator):
+        raise UnsafeModelError([f"numpy.random bit generator {_global_name(bit_generator)}"])
+    return _numpy_random_pickle()["__bit_generator_ctor"](bit_generator)
+
+
+def _check_bitgen_ctor(ctor) -> None:
+    if ctor is not None and ctor is not _safe_bit_generator_ctor:
+        if ctor is not _numpy_random_pickle()["__bit_generator_ctor"]:
+            raise UnsafeModelError([f"numpy.random constructor {_global_name(ctor)}"])
+
+
+def _safe_generator_ctor(bit_generator_name="MT19937", bit_generator_ctor=None):
+    _check_bitgen_ctor(bit_generator_ctor)
+    return _numpy_random_pickle()["__generator_ctor"](bit_generator_name, _safe_bit_generator_ctor)
+
+
+def _safe_randomstate_ctor(bit_generator_name="MT19937", bit_generator_ctor=None):
+    _check_bitgen_ctor(bit_generator_ctor)
+    return _numpy_random_pickle()["__randomstate_ctor"](bit_generator_name, _safe_bit_generator_ctor)
+
+
+# Globals whose real object is replaced by a checked wrapper.
+_WRAPPED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
+    ("_codecs", "encode"): _safe_codecs_encode,
+    ("builtins", "bytes"): _safe_bytes,
+    ("builtins", "bytearray"): _safe_bytearray,
+    ("copyreg", "_reconstructor"): _safe_reconstructor,
+    ("numpy._core.numeric", "_frombuffer"): _safe_frombuffer,
+    ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,
+    ("numpy.ma.core", "_mareconstruct"): _safe_mareconstruct,
+    ("sklearn.metrics._dist_metrics", "newObj"): _safe_newobj,
+    ("sklearn.neighbors._kd_tree", "newObj"): _safe_newobj,
+    ("sklearn.neighbors._ball_tree", "newObj"): _safe_newobj,
+    ("numpy.random._pickle", "__bit_generator_ctor"): _safe_bit_generator_ctor,
+    ("numpy.random._pickle", "__generator_ctor"): _safe_generator_ctor,
+    ("numpy.random._pickle", "__randomstate_ctor"): _safe_randomstate_ctor,
+}
+
+# Callables a pickle may *call while loading* (REDUCE, INST/OBJ, NEWOBJ with
+# arguments).  Everything else that is admitted -- ufuncs, numpy reductions,
+# score functions, check_array, functools.partial objects -- can only be
+# *referenced* (stored as an estimator parameter), because functions run code
+# on their arguments and some of that code is native and trusts its inputs.
+_LOAD_HELPERS: frozenset[tuple[str, str]] = frozenset(
+    [
+        ("numpy._core.multiarray", "_reconstruct"),  # ndarray.__new__(t, shape, dtype)
+        ("numpy._core.multiarray", "scalar"),  # refuses raw bytes for object dtypes
+        ("numpy.ma.core", "_mareconstruct"),
+        ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
+    ]
+    + list(_WRAPPED_GLOBALS)
+)
+
+
+def _not_callable_at_load_types() -> tuple[type, ...]:
+    """Admitted classes that may be referenced and built from state (NEWOBJ +
+    BUILD) but not *called*: their constructors convert or index array
+    arguments in native code (ndarray(buffer=...) even reinterprets raw bytes
+    as object pointers), and fitted pickles never call them."""
+    import scipy.sparse as sp
+    from scipy.interpolate import BSpline
+
+    found: list[type] = [np.ndarray, sp.spmatrix, sp.sparray, BSpline, *_binary_tree_types()]
+    try:
+        from sklearn.metrics import DistanceMetric
+
+        found.append(DistanceMetric)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(found)
+
+
+def _binary_tree_types() -> tuple[type, ...]:
+    found = []
+    for module_name in ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree"):
+        try:
+            mod = importlib.import_module(module_name)
+        except ImportError:  # pragma: no cover
+            continue
+        for base in ("BinaryTree64", "BinaryTree32"):
+            cls = vars(mod).get(base)
+            if isinstance(cls, type):
+                found.append(cls)
+    return tuple(found)
+
+
+_LOAD_HELPER_FUNCTIONS: tuple | None = None
+
+
+def _load_helper_functions() -> tuple:
+    global _LOAD_HELPER_FUNCTIONS
+    if _LOAD_HELPER_FUNCTIONS is None:
+        from numpy._core import multiarray, numeric
+        from numpy.ma import core as ma_core
+
+        found = list(_WRAPPED_GLOBALS.values())
+        found += [multiarray._reconstruct, multiarray.scalar, numeric._frombuffer]
+        found += [ma_core._mareconstruct, copyreg._reconstructor]
+        found += [
+            v
+            for k, v in _numpy_random_pickle().items()
+            if k in ("__bit_generator_ctor", "__generator_ctor", "__randomstate_ctor")
+        ]
+        import codecs
+
+        found.append(codecs.encode)
+        _LOAD_HELPER_FUNCTIONS = tuple(found)
+    return _LOAD_HELPER_FUNCTIONS
+
+
+def _global_name(obj: Any) -> str:
+    for (module, name), wrapper in _WRAPPED_GLOBALS.items():
+        if obj is wrapper:
+            return f"{module}.{name}"
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    mod = getattr(obj, "__module__", None)
+    qual = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if mod and qual:
+        return f"{mod}.{qual}"
+    return _type_name(obj)
