@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Manage the model results viewer: `python manage.py --help`."""
+"""The project's commands: ``python manage.py --help``."""
 
-from viewer.cli import cli
+from viewer.__main__ import cli
 
 if __name__ == "__main__":
     cli()

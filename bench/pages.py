@@ -92,8 +92,8 @@ def synthetic(task: str, n: int, seed: int = 0) -> dict:
 
 
 def store_job(app, task: str, n: int, result: dict) -> str:
-    from viewer.extensions import db
-    from viewer.records import Job, User, utcnow
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Job, User, utcnow
 
     classes = {"binary": ["stay", "churn"], "multiclass": MULTI_CLASSES}.get(task)
     with app.app_context():
@@ -203,8 +203,8 @@ def main() -> int:
     try:
         subprocess.run([sys.executable, "manage.py", "init-db"], cwd=ROOT, env=env, check=True, capture_output=True)
         from viewer import create_app
-        from viewer.extensions import db
-        from viewer.records import User
+        from viewer.infra.extensions import db
+        from viewer.infra.records import User
 
         app = create_app({"DATA_DIR": str(tmp), "SECRET_KEY": "bench-pages",
                           "DATABASE_URL": f"sqlite:///{tmp / 'viewer.sqlite3'}", "BROKER_URL": "filesystem://"})

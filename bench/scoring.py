@@ -11,7 +11,7 @@ a fresh data dir on the embedded default (SQLite + kombu's filesystem broker), o
 process (``-w 1``), a user with a token, and a HistGradientBoostingClassifier (20 float features,
 fit on 20k rows, max_iter=100, no early stopping) registered through ``POST /api/v1/models``.
 Datasets are generated as Parquet in 100k-row pieces (never whole in memory) and stored through
-``viewer.data.upload`` (the upload path's own function: copy to uploads/, ``ingest`` to Parquet
+``viewer.services.datasets.upload`` (the upload path's own function: copy to scratch/, ``ingest`` to Parquet
 with row groups of ``ROW_GROUP_ROWS``, record the row) in this process, with inline ingest forced
 so no worker time is spent on it. Jobs are submitted with ``POST /api/v1/jobs`` (force=true) and
 followed with ``GET /api/v1/jobs/<id>``; a job's time is its own rows' ``created_at`` (set by the
@@ -95,7 +95,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import requests  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # viewer.data.upload runs in this process
+sys.path.insert(0, str(ROOT))  # viewer.services.datasets.upload runs in this process
 PYTHON = sys.executable
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 N_FEATURES = 20
@@ -462,15 +462,16 @@ class System:
         return self.apps[row_group_rows]
 
     def store_dataset(self, path: Path, row_group_rows: int) -> tuple[str, Path, int]:
-        """viewer.data.upload (copy + ingest inline); returns (id, stored file, row groups)."""
-        from viewer import data
-        from viewer.records import User
+        """viewer.services.datasets.upload (copy + ingest inline); returns (id, stored file, row groups)."""
+        from viewer.infra.records import User
+        from viewer.services import datasets
 
         app = self.app(row_group_rows)
         with app.app_context(), open(path, "rb") as fh:
-            dataset, job = data.upload(fh, path.name, User.by_name("bench"))
+            dataset, job = datasets.upload(fh, path.name, User.by_name("bench"))
             assert job is None and dataset.state == "ready", dataset.state
-            return dataset.id, data.dataset_file(dataset), int(dataset.info["n_row_groups"])
+            with datasets.get_file(dataset) as stored:
+                return dataset.id, stored, int(dataset.info["n_row_groups"])
 
     def start_workers(self, processes: int, concurrency: int, polling: float | None = None) -> list[subprocess.Popen]:
         """``processes`` worker processes (each its own session, as separate services would be),
@@ -770,7 +771,7 @@ def bench_big(system: System, args, chunk: int) -> None:
     t0 = time.perf_counter()
     dataset_id, stored, groups = system.store_dataset(src, chunk)
     src.unlink()
-    log(f"  stored through viewer.data.upload in {time.perf_counter() - t0:.0f}s: {groups} row groups of {chunk:,}")
+    log(f"  stored through viewer.services.datasets.upload in {time.perf_counter() - t0:.0f}s: {groups} row groups of {chunk:,}")
     web = system.web_pid()
     web_before = mem_kb(web)["VmRSS"] / 1024
     reset_peak(web)

@@ -69,7 +69,7 @@ def migrated(backend: Backend) -> Backend:
 
 
 def _empty_tables() -> None:
-    from viewer.extensions import db
+    from viewer.infra.extensions import db
 
     for table in reversed(db.metadata.sorted_tables):
         db.session.execute(table.delete())
@@ -91,17 +91,18 @@ def app(migrated: Backend, app_config: dict):
     app = create_app(migrated.config(**app_config))
     with app.app_context():
         _empty_tables()
-    shutil.rmtree(migrated.data_dir / "artifacts", ignore_errors=True)  # files go with their rows
-    from viewer import serving
+    for stored in ("models", "datasets", "jobs", "scratch"):
+        shutil.rmtree(migrated.data_dir / stored, ignore_errors=True)  # files go with their rows
+    from viewer.services import serving
 
     serving.forget()  # the tables were emptied behind the caches' back
-    from viewer.extensions import limiter
+    from viewer.infra.extensions import limiter
 
     with app.app_context():
         limiter.reset()  # login attempt counts (Redis keys on the services backend) start at zero
     yield app
     with app.app_context():
-        from viewer.extensions import db
+        from viewer.infra.extensions import db
 
         db.session.remove()
         db.engine.dispose()
@@ -120,8 +121,8 @@ def runner(app):
 @pytest.fixture
 def users(app):
     """One user per role, all with PASSWORD."""
-    from viewer.extensions import db
-    from viewer.records import ROLES, User
+    from viewer.infra.extensions import db
+    from viewer.infra.records import ROLES, User
 
     with app.app_context():
         for role in ROLES:
@@ -158,8 +159,8 @@ class AuthActions:
         return self._client.post("/logout", data={"csrf_token": token})
 
     def token(self, username: str, **kwargs) -> str:
-        from viewer.extensions import db
-        from viewer.records import ApiToken, User
+        from viewer.infra.extensions import db
+        from viewer.infra.records import ApiToken, User
 
         with self._app.app_context():
             _t, raw = ApiToken.issue(User.by_name(username), "test", **kwargs)
@@ -191,7 +192,7 @@ def worker(migrated: Backend, tmp_path_factory):
 def make_app(migrated: Backend):
     """Build extra apps on the session's backend with overrides; their connections close after."""
     from viewer import create_app
-    from viewer.extensions import db
+    from viewer.infra.extensions import db
 
     made = []
 

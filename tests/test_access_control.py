@@ -136,10 +136,10 @@ class Caller:
             assert self.client.post("/login", data={"username": kind, "password": PASSWORD,
                                                     "csrf_token": csrf}).status_code == 302
         elif kind == "revoked":
-            from viewer.extensions import db
-            from viewer.records import ApiToken
+            from viewer.infra.extensions import db
+            from viewer.infra.records import ApiToken
 
-            from viewer.records import hash_token
+            from viewer.infra.records import hash_token
 
             raw = auth.token("admin")
             with app.app_context():
@@ -208,8 +208,8 @@ def test_access_table(app, callers):
 
 
 def test_a_token_cannot_touch_another_users_tokens(client, auth, app):
-    from viewer.extensions import db
-    from viewer.records import ApiToken, User
+    from viewer.infra.extensions import db
+    from viewer.infra.records import ApiToken, User
 
     theirs = auth.token("scientist")
     with app.app_context():

@@ -4,7 +4,7 @@ import os
 import stat
 
 from viewer import create_app
-from viewer.config import from_environment, load_settings
+from viewer.infra.config import from_environment, load_settings
 
 
 def test_settings_order_defaults_env_then_test_config(tmp_path, monkeypatch):
@@ -76,7 +76,7 @@ def test_session_cookie_flags(client, auth):
 def test_readme_documents_every_setting():
     from pathlib import Path
 
-    from viewer.config import ENV_PREFIX, SETTINGS
+    from viewer.infra.config import ENV_PREFIX, SETTINGS
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [ENV_PREFIX + name for name in SETTINGS if f"`{ENV_PREFIX}{name}`" not in readme]

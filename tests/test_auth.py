@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from viewer.extensions import db
-from viewer.records import ApiToken, User
+from viewer.infra.extensions import db
+from viewer.infra.records import ApiToken, User
 
 
 def test_anonymous_sees_only_login_and_ping(client):

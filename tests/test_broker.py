@@ -14,7 +14,7 @@ N = 1500
 SCRIPT = """
 import json, sys, time
 from kombu import Connection
-from viewer.broker import TRANSPORT
+from viewer.infra.broker import TRANSPORT
 role, folder, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 opts = {"data_folder_in": folder + "/q", "data_folder_out": folder + "/q", "control_folder": folder + "/c",
         "store_processed": False, "polling_interval": 0.001}

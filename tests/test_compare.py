@@ -269,8 +269,8 @@ def test_compare_two_regressors(app, client, auth, worker):
 
 def make_job(app, **fields) -> str:
     """A job record as a finished scoring job leaves it (its output files are not needed to refuse)."""
-    from viewer.extensions import db
-    from viewer.records import Dataset, Job
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Dataset, Job
 
     with app.app_context():
         dataset_id = fields.pop("dataset_id", None)
@@ -432,8 +432,8 @@ def test_a_plot_missing_from_one_job_is_left_out():
 
 def test_a_multiclass_comparison_page_with_a_markup_label(app, client, auth):
     """Labels that are markup stay text: in the HTML (escaped) and in the plot data (JSON, escaped)."""
-    from viewer.extensions import db
-    from viewer.records import Dataset, Job
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Dataset, Job
 
     with app.app_context():
         dataset = Dataset(name="three.csv", state="ready", n_rows=3000)

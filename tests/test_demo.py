@@ -27,8 +27,8 @@ DEMO_DATASETS = ["breast-cancer-test.csv", "diabetes-test.csv", "wine-test.csv"]
 
 
 def counts(app) -> dict[str, int]:
-    from viewer.extensions import db
-    from viewer.records import Dataset, Job, ModelVersion, RegisteredModel
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Dataset, Job, ModelVersion, RegisteredModel
 
     with app.app_context():
         return {name: db.session.scalar(select(func.count()).select_from(table))
@@ -38,9 +38,9 @@ def counts(app) -> dict[str, int]:
 
 def finished_jobs(app, timeout: float = 180) -> dict[str, dict]:
     """Every scoring job once all jobs are final, keyed by model name (the latest job of each)."""
-    from viewer.extensions import db
-    from viewer.jobs import serialize_job
-    from viewer.records import Job
+    from viewer.infra.extensions import db
+    from viewer.services.jobs import serialize_job
+    from viewer.infra.records import Job
 
     deadline = time.monotonic() + timeout
     with app.app_context():
@@ -80,8 +80,8 @@ def test_demo_loads_once_and_a_real_worker_scores_it(app, runner, worker, client
     assert jobs["wine-forest"]["metrics"]["classes"] == ["class_0", "class_1", "class_2"]
     assert jobs["diabetes-ridge"]["metrics"]["task"] == "regression"
 
-    from viewer import registry
-    from viewer.records import Dataset
+    from viewer.services import registry
+    from viewer.infra.records import Dataset
 
     with app.app_context():
         models = {m.name: m for m in registry.search_models()}
@@ -99,8 +99,8 @@ def test_demo_loads_once_and_a_real_worker_scores_it(app, runner, worker, client
         assert {d.state for d in datasets} == {"ready"}
 
     # What a new user sees after logging in: the models, a model card, a job with its metrics.
-    from viewer.extensions import db
-    from viewer.records import User
+    from viewer.infra.extensions import db
+    from viewer.infra.records import User
 
     with app.app_context():
         user = User(username="analyst", role="viewer")
@@ -128,14 +128,15 @@ def test_demo_loads_once_and_a_real_worker_scores_it(app, runner, worker, client
 def test_demo_fills_what_was_deleted_and_nothing_else(app, runner, worker):
     assert runner.invoke(cli, ["demo"]).exit_code == 0
     finished_jobs(app)
-    from viewer import data, registry
-    from viewer.records import Dataset
+    from viewer.services import datasets as dataset_service
+    from viewer.services import registry
+    from viewer.infra.records import Dataset
 
     with app.app_context():
         ridge_aliases = [a.alias for a in registry.get_model("diabetes-ridge").aliases]
         registry.delete_version(registry.resolve("diabetes-gbr/1"))
         wine = registry.db.session.scalar(select(Dataset).where(Dataset.name == "wine-test.csv"))
-        data.delete(wine)
+        dataset_service.delete(wine)
     again = runner.invoke(cli, ["demo"])
     assert again.exit_code == 0, again.output
     assert "Registered diabetes-gbr/1" in again.output and "wine-test.csv (54 rows)" in again.output
@@ -144,15 +145,15 @@ def test_demo_fills_what_was_deleted_and_nothing_else(app, runner, worker):
     # Every demo model version has exactly one finished job on its current test set (wine-forest a
     # new one, on the new dataset; diabetes-gbr, registered again, a new one for its new version).
     finished_jobs(app)
-    from viewer import demo, scoring
-    from viewer.records import Job
+    from viewer.services import demo, submission
+    from viewer.infra.records import Job
 
     with app.app_context():
         for item in demo.DEMO:
             dataset = registry.db.session.scalar(select(Dataset).where(Dataset.name == item.dataset_name))
             for spec in item.models:
                 version = registry.resolve(spec.name)
-                key = scoring.fingerprint(version.sha256, dataset.id, item.target)
+                key = submission.fingerprint(version.sha256, dataset.id, item.target)
                 states = registry.db.session.scalars(select(Job.state).where(
                     Job.fingerprint == key, Job.model_version_id == version.id)).all()
                 assert states == ["done"], (spec.name, states)

@@ -89,8 +89,8 @@ def knn_job(client, auth, workers, slow_problem, *worker_names: str, until=None)
 
 
 def chunks(app, job_id):
-    from viewer.extensions import db
-    from viewer.records import JobChunk
+    from viewer.infra.extensions import db
+    from viewer.infra.records import JobChunk
 
     with app.app_context():
         return db.session.query(JobChunk).filter_by(job_id=job_id).order_by(JobChunk.index).all()
@@ -304,15 +304,15 @@ def _raw_upload(port: int, path: str, token: str, field: str, filename: str, pay
 
 
 def _stored_files(data_dir: str) -> set[str]:
-    """Files where stored datasets and model objects live (not temp/staging folders)."""
+    """Files where stored datasets and model objects live (not scratch folders)."""
     return {os.path.join(r, f) for r, _d, files in os.walk(data_dir) for f in files
-            if any(f"{os.sep}{part}{os.sep}" in os.path.join(r, f) for part in ("datasets", "objects"))}
+            if any(f"{os.sep}{part}{os.sep}" in os.path.join(r, f) for part in ("datasets", "models"))}
 
 
 @pytest.mark.parametrize("what", ["dataset", "model"])
 def test_web_process_killed_mid_upload_leaves_nothing_visible(app, client, auth, gunicorn, what):
-    from viewer.extensions import db
-    from viewer.records import Dataset, ModelVersion
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Dataset, ModelVersion
 
     proc, port = gunicorn
     before = _stored_files(app.config["DATA_DIR"])
@@ -336,8 +336,8 @@ def test_web_process_killed_mid_upload_leaves_nothing_visible(app, client, auth,
 
 def test_web_process_killed_during_inline_ingest_leaves_no_row(app, client, auth, gunicorn):
     """The whole body arrived and the (inline) ingest is running when the process dies."""
-    from viewer.extensions import db
-    from viewer.records import Dataset
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Dataset
 
     proc, port = gunicorn
     token = auth.token("scientist")
@@ -356,9 +356,9 @@ def test_web_process_killed_during_inline_ingest_leaves_no_row(app, client, auth
 def test_single_task_jobs_survive_a_dead_worker_and_a_lost_message(app, client, auth, workers, migrated):
     """An ingest job claimed by a worker that then died (its lease expires) and an ingest job whose
     message was lost (the broker restarted) both end done, through the reaper and a live worker."""
-    from viewer import jobs
-    from viewer.extensions import db
-    from viewer.records import Job
+    from viewer.services import jobs
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Job
 
     headers = auth.bearer("scientist")
     csv = pd.DataFrame({"a": np.arange(5000), "b": np.arange(5000) * 0.5}).to_csv(index=False).encode()
@@ -381,7 +381,7 @@ def test_single_task_jobs_survive_a_dead_worker_and_a_lost_message(app, client, 
     # ... and let a "worker" claim the first job and die at once (the state SIGKILL leaves)
     with app.app_context():
         app.config["LEASE_SECONDS"] = 3
-        assert jobs.claim_job(ids[0], "dead-worker:1")
+        assert jobs.claim(ids[0], "dead-worker:1")
         for job in db.session.query(Job).filter(Job.id.in_(ids)):  # old enough for the reaper
             job.updated_at = job.created_at = job.created_at.replace(year=job.created_at.year - 1)
         db.session.commit()

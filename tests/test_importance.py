@@ -210,7 +210,7 @@ def test_refusals_and_roles(app, client, auth, problem):
     auth.login("viewer")
     assert post_form(client, auth, "/models/logit/versions/1", "/models/logit/versions/1/importance",
                      dataset=dataset, target="label").status_code == 403
-    from viewer.records import Job
+    from viewer.infra.records import Job
 
     with app.app_context():
         assert Job.query.filter_by(kind="importance").count() == 0
@@ -249,8 +249,8 @@ def test_a_cancelled_job_does_not_run(make_app, auth, problem):
     cancelled = browser.delete(f"/api/v1/jobs/{job['id']}", headers=other.bearer("scientist")).get_json()
     assert cancelled["state"] == "cancelled"
     from viewer import tasks
-    from viewer.extensions import db
-    from viewer.records import Job
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Job
 
     with parked.app_context():
         tasks.feature_importance(job["id"])

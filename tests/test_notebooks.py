@@ -48,7 +48,7 @@ def test_the_notebooks_are_committed_without_outputs():
 
 
 def test_every_notebook_runs_against_a_live_server(app, live_server, worker, auth, kernel_env):
-    from viewer import demo
+    from viewer.services import demo
     from viewer.client import Client
 
     with app.app_context():

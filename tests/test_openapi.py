@@ -211,8 +211,8 @@ class Target:
         """Put back what an earlier operation's examples took away (a token, the model, an alias, the dataset)."""
         from sqlalchemy import update
 
-        from viewer.extensions import db
-        from viewer.records import ApiToken, Dataset, Job, User
+        from viewer.infra.extensions import db
+        from viewer.infra.records import ApiToken, Dataset, Job, User
 
         with self.app.app_context():
             user = User.by_name("fuzzer")
@@ -256,8 +256,9 @@ def target(migrated, tmp_path_factory):
 
     from werkzeug.serving import make_server
 
-    from viewer import create_app, serving
-    from viewer.extensions import db
+    from viewer import create_app
+    from viewer.services import serving
+    from viewer.infra.extensions import db
 
     app = create_app(migrated.config(SERVE_MODEL=Target.MODEL, DATA_DIR=str(tmp_path_factory.mktemp("fuzz"))))
     with app.app_context():

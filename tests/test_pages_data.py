@@ -62,7 +62,7 @@ def post_form(client, auth, page: str, action: str, **fields):
 
 
 def count(app, record) -> int:
-    from viewer.extensions import db
+    from viewer.infra.extensions import db
 
     with app.app_context():
         return db.session.query(record).count()
@@ -112,10 +112,10 @@ def test_a_parquet_upload_is_read_as_parquet(client, auth):
 
 
 def test_a_bad_csv_is_explained_beside_the_field_and_nothing_is_stored(app, client, auth, migrated):
-    from viewer.records import Dataset, Job
+    from viewer.infra.records import Dataset, Job
 
     auth.login("scientist")
-    uploads = Path(migrated.data_dir) / "uploads"
+    uploads = Path(migrated.data_dir) / "scratch"
     before = set(uploads.iterdir()) if uploads.exists() else set()
     response = upload_page(client, auth, b"a,b\n1,2\n3,4,5\n6,7\n", "ragged.csv")
     assert response.status_code == 422
@@ -249,7 +249,7 @@ def test_scoring_refusals_are_shown_beside_the_fields(app, client, auth, problem
     target = post_form(client, auth, page, action, model="logit", target="zzz")
     assert target.status_code == 400 and "The dataset has no column 'zzz'." in text(target)
     assert "No jobs yet." in client.get("/jobs/").get_data(as_text=True)
-    from viewer.records import Job
+    from viewer.infra.records import Job
 
     assert count(app, Job) == 0
 
@@ -316,7 +316,7 @@ def test_a_large_upload_is_ingested_by_a_job_and_the_page_waits(make_app, auth, 
 # --- roles ----------------------------------------------------------------------------------------
 
 def test_a_viewer_browses_but_changes_nothing(make_app, client, auth, problem):
-    from viewer.records import Dataset, Job
+    from viewer.infra.records import Dataset, Job
 
     frame, model = problem
     register_model(client, auth, model, "logit")
@@ -361,8 +361,8 @@ def test_pages_need_a_login(client, auth):
 # --- the job list ---------------------------------------------------------------------------------
 
 def test_the_job_list_filters(app, client, auth):
-    from viewer.extensions import db
-    from viewer.records import Dataset, Job, User
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Dataset, Job, User
 
     with app.app_context():
         scientist, admin = User.by_name("scientist"), User.by_name("admin")

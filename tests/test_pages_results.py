@@ -183,8 +183,8 @@ def test_regression_job_page(client, auth, worker):
 
 def add_done_job(app, aggregates, metrics=None) -> str:
     """A finished scoring job with the given result, as the finalize step stores it."""
-    from viewer.extensions import db
-    from viewer.records import Job
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Job
 
     with app.app_context():
         job = Job(kind="score", state="done", params={"model": "m/1", "dataset": "big.parquet", "target": "y",
@@ -212,8 +212,8 @@ def test_a_ten_million_row_page_stays_small(app, client, auth):
 
 
 def test_plot_routes_refuse_what_is_not_a_finished_scoring_job(app, client, auth):
-    from viewer.extensions import db
-    from viewer.records import Job
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Job
 
     with app.app_context():
         running = Job(kind="score", state="running", params={})

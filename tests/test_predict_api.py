@@ -219,60 +219,7 @@ def test_v2_infer_tensor_and_per_column(client, served, iris):
     assert bad.status_code == 400 and "values for shape" in bad.get_json()["message"]
 
 
-# --- the fast lane: the same answers without Flask's request machinery ---------------------------
-
-def _lane(app):
-    from viewer.api.predict import FastLane
-
-    lane = app.wsgi_app
-    assert isinstance(lane, FastLane)
-    return lane
-
-
-def _both_ways(client, method, path, **kwargs):
-    """The response with the fast lane on, then off (Flask alone): they must be the same."""
-    lane = _lane(client.application)
-    lane.enabled = True
-    fast = client.open(path, method=method, **kwargs)
-    lane.enabled = False
-    try:
-        slow = client.open(path, method=method, **kwargs)
-    finally:
-        lane.enabled = True
-    assert fast.status_code == slow.status_code, (path, fast.get_data()[:200], slow.get_data()[:200])
-    assert fast.get_data() == slow.get_data(), path
-    assert sorted(fast.headers.items()) == sorted(slow.headers.items()), path
-    return fast
-
-
-def _answered_by_lane(app, path, body: bytes, headers) -> bool:
-    from werkzeug.test import EnvironBuilder
-
-    environ = EnvironBuilder(path=path, method="POST", data=body, headers=headers).get_environ()
-    return _lane(app)._answer(environ) is not None
-
-
-def test_fast_lane_is_on_in_this_app(app):
-    from viewer.api.predict import fast_lane_blockers
-
-    assert fast_lane_blockers(app) == []
-
-
-def test_fast_lane_answers_like_the_app(client, served, iris):
-    X, _y, model = iris
-    json_headers = {**served, "Content-Type": "application/json"}
-    split = json.dumps({"dataframe_split": X.iloc[:3].to_dict("split")}).encode()
-    records = json.dumps({"dataframe_records": X.iloc[5:9].to_dict("records")}).encode()
-    client.post("/api/v1/models/iris/predict", headers=json_headers, data=split)  # the token and model are cached now
-    for query, body in (("?output=proba", split), ("", records), ("?output=predict", split)):
-        path = "/api/v1/models/iris/predict" + query
-        assert _answered_by_lane(client.application, path, body, json_headers)
-        response = _both_ways(client, "POST", path, headers=json_headers, data=body)
-        assert response.status_code == 200
-    proba = _both_ways(client, "POST", "/api/v1/models/iris/predict?output=proba", headers=json_headers,
-                       data=split).get_json()
-    np.testing.assert_allclose(proba["probabilities"], model.predict_proba(X.iloc[:3]))
-
+# --- one request path: predictions go through Flask's own machinery ------------------------------
 
 @pytest.mark.parametrize("path, headers, body, status", [
     ("/api/v1/models/iris/predict", {"Authorization": None}, b'{"instances": [[1, 2, 3, 4]]}', 401),
@@ -286,66 +233,41 @@ def test_fast_lane_answers_like_the_app(client, served, iris):
     ("/api/v1/models/nope/predict", None, b'{"instances": [[1, 2, 3, 4]]}', 404),
     ("/api/v1/models/iris/predict/", None, b'{"instances": [[1, 2, 3, 4]]}', 404),
     ("/invocations", None, b'{"instances": [[1, 2, 3, 4]]}', 404),  # no VIEWER_SERVE_MODEL here
-    # fine requests the lane leaves to the app: another route, a query it does not read
     ("/api/v1/models/iris/versions/1/predict", None, b'{"instances": [[1, 2, 3, 4]]}', 200),
     ("/api/v1/models/iris/predict?output=proba&x=1", None, b'{"instances": [[1, 2, 3, 4]]}', 200),
 ])
-def test_fast_lane_hands_the_rest_to_the_app(client, served, path, headers, body, status):
+def test_predict_answers_and_refusals_with_warm_caches(client, served, path, headers, body, status):
     json_headers = {**served, "Content-Type": "application/json"}
     client.post("/api/v1/models/iris/predict", headers=json_headers, data=b'{"instances": [[1, 2, 3, 4]]}')
     headers = {k: v for k, v in {**json_headers, **(headers or {})}.items() if v is not None}
-    assert not _answered_by_lane(client.application, path, body, headers)
-    response = _both_ways(client, "POST", path, headers=headers, data=body)
+    response = client.post(path, headers=headers, data=body)
     assert response.status_code == status
     if status != 200:
         assert set(response.get_json()) == {"error_code", "message"}
 
 
-def test_fast_lane_serves_invocations(mlflow_app, auth, iris):
-    X, _y, model = iris
-    client = mlflow_app.test_client()
-    headers = {**auth.bearer("viewer"), "Content-Type": "application/json"}
-    body = json.dumps({"dataframe_split": X.iloc[:4].to_dict("split"),
-                       "params": {"predict_method": "predict_proba"}}).encode()
-    client.post("/invocations", headers=headers, data=body)
-    assert _answered_by_lane(mlflow_app, "/invocations", body, headers)
-    answer = _both_ways(client, "POST", "/invocations", headers=headers, data=body).get_json()
-    np.testing.assert_allclose(answer["predictions"], model.predict_proba(X.iloc[:4]))
-
-
-def test_fast_lane_waits_for_the_database_when_the_app_would(client, auth, served, iris):
-    """A revoked or stale token, a moved alias: the lane answers only from fresh caches."""
-    from viewer import auth as auth_module
-
+def test_a_revoked_token_is_refused_at_once_with_warm_caches(client, served):
     json_headers = {**served, "Content-Type": "application/json"}
     body = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
-    client.post("/api/v1/models/iris/predict", headers=json_headers, data=body)
-    assert _answered_by_lane(client.application, "/api/v1/models/iris/predict", body, json_headers)
-    for entry in auth_module._token_cache.values():  # as if TOKEN_CACHE_SECONDS had passed
-        entry.checked_at -= auth_module.TOKEN_CACHE_SECONDS + 1
-    assert not _answered_by_lane(client.application, "/api/v1/models/iris/predict", body, json_headers)
-    client.post("/api/v1/models/iris/predict", headers=json_headers, data=body)  # the app checks it again
-    assert _answered_by_lane(client.application, "/api/v1/models/iris/predict", body, json_headers)
+    assert client.post("/api/v1/models/iris/predict", headers=json_headers, data=body).status_code == 200
     token_id = client.get("/api/v1/tokens", headers=served).get_json()["tokens"][0]["id"]
     assert client.delete(f"/api/v1/tokens/{token_id}", headers=served).status_code in (200, 204)
-    assert not _answered_by_lane(client.application, "/api/v1/models/iris/predict", body, json_headers)
     assert client.post("/api/v1/models/iris/predict", headers=json_headers, data=body).status_code == 401
 
 
-def test_fast_lane_steps_aside_for_a_hook_it_does_not_know(make_app, client, served):
+def test_every_prediction_runs_the_apps_request_hooks(make_app, served):
+    """No second request pipeline: a hook added to the app runs for predictions too."""
     from flask import abort, request
-
-    from viewer.api.predict import fast_lane_blockers
 
     app = make_app()
 
     @app.before_request
     def teapot():
-        if request.path.endswith("/predict"):
+        if request.path.endswith("/predict") or request.path == "/invocations":
             abort(418)
 
-    assert fast_lane_blockers(app) == ["request hook tests.test_predict_api.test_fast_lane_steps_aside_for_a_hook_"
-                                       "it_does_not_know.<locals>.teapot is not in SKIPPED_HOOKS"]
-    response = app.test_client().post("/api/v1/models/iris/predict", headers=served,
-                                      json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
-    assert response.status_code == 418
+    client = app.test_client()
+    for _ in range(2):  # the second time with the token and the model in the caches
+        response = client.post("/api/v1/models/iris/predict", headers=served,
+                               json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+        assert response.status_code == 418

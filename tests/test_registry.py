@@ -14,10 +14,10 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from viewer import registry
+from viewer.services import registry
 from viewer.cli import cli
-from viewer.extensions import db
-from viewer.records import Job, ModelVersion, RegisteredModel
+from viewer.infra.extensions import db
+from viewer.infra.records import Job, ModelVersion, RegisteredModel
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def upload(client, headers, content: bytes, name="iris", filename="model.joblib"
 
 
 def stored_objects(app) -> list[Path]:
-    root = Path(app.config["DATA_DIR"]) / "artifacts"
+    root = Path(app.config["DATA_DIR"]) / "models"
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
@@ -151,7 +151,7 @@ def test_size_limit_is_413_and_stores_nothing(make_app, users, auth, iris_model)
     response = upload(client, auth.bearer("scientist"), os.urandom(1_200_000))
     assert response.status_code == 413
     assert "VIEWER_MAX_MODEL_MB" in response.get_json()["message"]
-    assert stored_objects(small) == [] and not list((Path(small.config["DATA_DIR"]) / "artifacts" / "tmp").glob("*"))
+    assert stored_objects(small) == [] and not list((Path(small.config["DATA_DIR"]) / "scratch").glob("*"))
 
 
 @pytest.mark.parametrize("content, filename", [

@@ -156,8 +156,8 @@ def test_job_rules(client, auth, binary_problem):
 
 
 def test_submitting_while_the_broker_is_down_is_503_with_no_orphan_rows(make_app, client, auth, binary_problem):
-    from viewer.extensions import db
-    from viewer.records import Job, JobChunk
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Job, JobChunk
 
     frame, model = binary_problem
     headers = auth.bearer("scientist")
@@ -194,8 +194,8 @@ def test_cancel_a_queued_job(client, auth, binary_problem):
 def test_bad_datasets_get_a_clear_422_and_leave_nothing(app, client, auth, content, needle):
     from pathlib import Path
 
-    from viewer.extensions import db
-    from viewer.records import Dataset
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Dataset
 
     response = client.post("/api/v1/datasets", headers=auth.bearer("scientist"), content_type="multipart/form-data",
                            data={"file": (io.BytesIO(content), "bad.csv")})
@@ -204,8 +204,8 @@ def test_bad_datasets_get_a_clear_422_and_leave_nothing(app, client, auth, conte
     with app.app_context():
         assert db.session.query(Dataset).count() == 0
     data_dir = Path(app.config["DATA_DIR"])
-    assert not list((data_dir / "uploads").glob("upload-*"))
-    assert not list((data_dir / "datasets").glob("*.partial")) if (data_dir / "datasets").exists() else True
+    assert not list((data_dir / "scratch").glob("upload-*"))
+    assert not list((data_dir / "datasets").rglob("*.partial")) if (data_dir / "datasets").exists() else True
 
 
 def test_large_upload_is_ingested_by_a_worker(make_app, auth, worker, binary_problem):

@@ -20,8 +20,8 @@ def test_ping_job_runs_on_the_sessions_worker(client, auth, worker):
 @pytest.mark.services
 @pytest.mark.parametrize("broker", ["redis", "amqp"])
 def test_ping_job_runs_through_each_server_broker(migrated, make_app, tmp_path, broker):
-    from viewer.extensions import db
-    from viewer.records import ApiToken, User
+    from viewer.infra.extensions import db
+    from viewer.infra.records import ApiToken, User
 
     if broker == "redis":
         require_redis()
@@ -52,8 +52,8 @@ def test_ping_job_runs_through_each_server_broker(migrated, make_app, tmp_path, 
 
 
 def test_submitting_while_the_broker_is_down_is_503_and_leaves_no_row(make_app, users):
-    from viewer.extensions import db
-    from viewer.records import ApiToken, Job, User
+    from viewer.infra.extensions import db
+    from viewer.infra.records import ApiToken, Job, User
 
     app = make_app(BROKER_URL="redis://127.0.0.1:1/0")  # nothing listens on port 1
     with app.app_context():
@@ -67,14 +67,15 @@ def test_submitting_while_the_broker_is_down_is_503_and_leaves_no_row(make_app, 
 
 
 def test_cancel_a_pending_job(client, auth):
-    from viewer import jobs, tasks
-    from viewer.records import User
+    from viewer import tasks
+    from viewer.services import jobs
+    from viewer.infra.records import User
 
     headers = auth.bearer("scientist")
     with client.application.app_context():
         # Recorded but not enqueued: exactly the state of a job waiting behind others.
-        from viewer.extensions import db
-        from viewer.records import Job
+        from viewer.infra.extensions import db
+        from viewer.infra.records import Job
 
         job = Job(kind="ping", params={}, created_by=User.by_name("scientist"))
         db.session.add(job)

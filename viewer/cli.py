@@ -1,32 +1,29 @@
-"""Commands that ``manage.py`` exposes (``python manage.py --help``)."""
+"""Commands that ``manage.py`` and ``python -m viewer`` expose (``python manage.py --help``).
+
+They are defined here on a plain group, ``commands``; ``viewer.__main__`` gives them the app
+(Flask's ``FlaskGroup`` with ``create_app``), so this module, like the pages and the API, sits
+below the app factory and calls the services.
+"""
 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 
 import click
-from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
 
-from .records import ROLES
+from .infra.records import ROLES
+from .services import accounts
+from .services.errors import ServiceError
 
 THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
-
-def _app_factory() -> Flask:
-    from . import create_app
-
-    return create_app()
-
-
-cli = FlaskGroup(create_app=_app_factory, add_default_commands=False, add_version_option=False,
-                 load_dotenv=False, help="The model results viewer.")
+cli = AppGroup("viewer", help="The model results viewer.")
 
 
 def _upgrade() -> None:
@@ -35,26 +32,9 @@ def _upgrade() -> None:
     upgrade(directory=current_app.extensions["migrate"].directory)
 
 
-def _ensure_admin() -> tuple[str, str] | None:
-    """Create the first admin with a generated password; returns it once, or None if users exist."""
-    from sqlalchemy import func, select
-
-    from .extensions import db
-    from .records import User
-
-    if db.session.scalar(select(func.count()).select_from(User)):
-        return None
-    password = secrets.token_urlsafe(12)
-    user = User(username="admin", role="admin")
-    user.set_password(password)
-    db.session.add(user)
-    db.session.commit()
-    return user.username, password
-
-
 def _init_db() -> None:
     _upgrade()
-    created = _ensure_admin()
+    created = accounts.ensure_admin()
     click.echo(f"Database ready: {current_app.config['SQLALCHEMY_DATABASE_URI'].split('@')[-1]}")
     if created:
         click.echo(f"Created user {created[0]!r} with password: {created[1]}  (shown once)")
@@ -68,7 +48,7 @@ def init_db() -> None:
 
 
 def _load_demo(indent: str = ""):
-    from . import demo
+    from .services import demo
 
     click.echo(f"{indent}Loading the demo (models trained on scikit-learn's bundled datasets)...")
     report = demo.load()
@@ -110,16 +90,9 @@ def demo_command() -> None:
 @with_appcontext
 def create_user(username: str, role: str) -> None:
     """Create a user and print a generated password once."""
-    from .extensions import db
-    from .records import User
-
-    if User.by_name(username):
+    if accounts.by_name(username):
         raise click.ClickException(f"User {username!r} exists already.")
-    password = secrets.token_urlsafe(12)
-    user = User(username=username, role=role)
-    user.set_password(password)
-    db.session.add(user)
-    db.session.commit()
+    _user, password = accounts.create_user(username, role)
     click.echo(f"Created {role} {username!r} with password: {password}  (shown once)")
 
 
@@ -128,15 +101,10 @@ def create_user(username: str, role: str) -> None:
 @with_appcontext
 def reset_password(username: str) -> None:
     """Give a user a new generated password, printed once."""
-    from .extensions import db
-    from .records import User
-
-    user = User.by_name(username)
-    if user is None:
-        raise click.ClickException(f"No user {username!r}.")
-    password = secrets.token_urlsafe(12)
-    user.set_password(password)
-    db.session.commit()
+    try:
+        password = accounts.reset_password(username)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(f"New password for {username!r}: {password}  (shown once)")
 
 
@@ -147,14 +115,10 @@ def reset_password(username: str) -> None:
 @with_appcontext
 def create_token(username: str, label: str, expires_days: int | None) -> None:
     """Issue an API token for USERNAME and print it once (it is stored only as a hash)."""
-    from .extensions import db
-    from .records import ApiToken, User
-
-    user = User.by_name(username)
+    user = accounts.by_name(username)
     if user is None:
         raise click.ClickException(f"No user {username!r}.")
-    _token, raw = ApiToken.issue(user, label, timedelta(days=expires_days) if expires_days else None)
-    db.session.commit()
+    _token, raw = accounts.issue_token(user, label, expires_days)
     click.echo(raw)
 
 
@@ -168,20 +132,17 @@ def register_model(path: str, name: str, description: str, username: str | None)
     """Register a model file (joblib/pickle or skops) through the safe loader."""
     from pathlib import Path
 
-    from werkzeug.exceptions import HTTPException
+    from .services import registry
 
-    from . import registry
-    from .records import User
-
-    user = User.by_name(username) if username else None
+    user = accounts.by_name(username) if username else None
     if username and user is None:
         raise click.ClickException(f"No user {username!r}.")
     try:
         with open(path, "rb") as fh:
             version, created = registry.register(fh, name=name, filename=Path(path).name,
                                                  description=description, user=user)
-    except HTTPException as exc:
-        raise click.ClickException(exc.description) from None
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(f"{'Registered' if created else 'Already registered as'} {version.ref} "
                f"({version.info.get('estimator_class')}, sha256 {version.sha256[:12]}…)")
 
@@ -222,9 +183,9 @@ def worker(concurrency: int, loglevel: str, quiet: bool) -> None:
 def up(host: str, port: int, concurrency: int, demo: bool) -> None:
     """Migrate, then run the web app and a worker together until Ctrl-C."""
     _upgrade()
-    created = _ensure_admin()
+    created = accounts.ensure_admin()
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in THREAD_LIMITS.items()}}
-    manage = [sys.executable, "-m", "viewer.cli"]
+    manage = [sys.executable, "-m", "viewer"]
     children = [
         # --quiet: Celery's banner would print after ours and push the password out of sight.
         subprocess.Popen([*manage, "worker", f"--concurrency={concurrency}", "--loglevel=WARNING", "--quiet"],
@@ -268,5 +229,15 @@ def up(host: str, port: int, concurrency: int, demo: bool) -> None:
         raise SystemExit(1)
 
 
-if __name__ == "__main__":
-    cli()
+
+@cli.command("sweep")
+@click.option("--grace-hours", default=6.0, show_default=True,
+              help="Keep unrecorded objects younger than this (a writer may be about to record them).")
+@with_appcontext
+def sweep(grace_hours: float) -> None:
+    """Delete stored objects that no model version, dataset or job records (workers also run
+    this once an hour)."""
+    from .services import artifacts
+
+    counts = artifacts.sweep(grace_hours * 3600)
+    click.echo(f"Removed {counts['objects']} unrecorded object(s) and {counts['scratch']} scratch file(s).")

@@ -52,13 +52,15 @@ def site(migrated):
     from werkzeug.serving import make_server
 
     from tests.conftest import _empty_tables
-    from viewer import create_app, serving
-    from viewer.extensions import db
+    from viewer import create_app
+    from viewer.services import serving
+    from viewer.infra.extensions import db
 
     app = create_app(migrated.config())
     with app.app_context():
         _empty_tables()
-    shutil.rmtree(migrated.data_dir / "artifacts", ignore_errors=True)
+    for stored in ("models", "datasets", "jobs", "scratch"):
+        shutil.rmtree(migrated.data_dir / stored, ignore_errors=True)
     serving.forget()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -137,8 +137,8 @@ class Site:
         self._headers: dict[str, str] | None = None
 
     def create_users(self, password: str) -> None:
-        from viewer.extensions import db
-        from viewer.records import ROLES, ApiToken, User
+        from viewer.infra.extensions import db
+        from viewer.infra.records import ROLES, ApiToken, User
 
         with self.app.app_context():
             for role in ROLES:

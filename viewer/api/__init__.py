@@ -1,28 +1,21 @@
-"""The JSON API. Authenticated by Bearer token only (see ``viewer.auth``); CSRF does not apply
-because no cookie is accepted here."""
+"""The JSON API: ``/api/v1`` (ours), MLflow's scoring-server routes and KServe V2.
 
-from flask import Flask, abort, request
+Authenticated by Bearer token only (``viewer.http.auth``): no cookie session, so neither CSRF
+nor the login rate limiter applies to these blueprints. The views are thin: they read the
+request, call a service and answer JSON; refusals are ``ServiceError`` / ``PayloadError``,
+answered by ``viewer.http.errors``.
+"""
 
-from ..auth import is_api_request
-
-
-def _refuse_nul() -> None:
-    """PostgreSQL can neither store nor compare text holding NUL bytes (the query fails: a 500),
-    so a NUL in an API path names nothing that exists. (Search filters holding one match nothing.)"""
-    if "\x00" in request.path and is_api_request():
-        abort(404)
+from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from ..extensions import csrf
-    from . import compare, datasets, jobs, models, openapi, predict, v2  # noqa: F401  (most add routes to v1)
+    from ..infra.extensions import csrf, limiter
+    from . import compare, datasets, docs, jobs, models, openapi, predict, system, v2  # noqa: F401  (routes)
     from .v1 import bp
 
-    csrf.exempt(bp)
-    csrf.exempt(predict.mlflow_bp)
-    csrf.exempt(v2.bp)
-    app.register_blueprint(bp)
-    app.register_blueprint(v2.bp)
-    app.register_blueprint(openapi.bp)
-    predict.init_app(app)
-    app.before_request(_refuse_nul)
+    for blueprint in (bp, predict.mlflow_bp, v2.bp, openapi.bp):
+        csrf.exempt(blueprint)
+        limiter.exempt(blueprint)
+        app.register_blueprint(blueprint)
+    app.register_blueprint(docs.bp)  # the API's documentation page (a page: session login)

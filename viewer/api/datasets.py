@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import abort, jsonify, request
+from flask import jsonify, request
 
-from .. import data
-from ..auth import requester, role_required
-from ..jobs import serialize_job
+from ..http.auth import requester, role_required
+from ..services import datasets
+from ..services.errors import ServiceError
+from ..services.jobs import serialize_job
 from .v1 import bp
 
 
 @bp.get("/datasets")
 def list_datasets():
-    return jsonify(datasets=[data.dataset_dict(d, full=False) for d in data.list_datasets()])
+    return jsonify(datasets=[datasets.dataset_dict(d, full=False) for d in datasets.list_datasets()])
 
 
 @bp.post("/datasets")
@@ -20,9 +21,10 @@ def list_datasets():
 def upload_dataset():
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        abort(400, description="Send the dataset as a multipart form field named 'file' (CSV or Parquet).")
-    dataset, job = data.upload(upload.stream, request.form.get("name") or upload.filename, requester())
-    body = data.dataset_dict(dataset)
+        raise ServiceError("invalid", "bad_request",
+                           "Send the dataset as a multipart form field named 'file' (CSV or Parquet).")
+    dataset, job = datasets.upload(upload.stream, request.form.get("name") or upload.filename, requester())
+    body = datasets.dataset_dict(dataset)
     if job is not None:
         body["job"] = serialize_job(job)
         return jsonify(body), 202
@@ -31,11 +33,11 @@ def upload_dataset():
 
 @bp.get("/datasets/<dataset_id>")
 def get_dataset(dataset_id: str):
-    return jsonify(data.dataset_dict(data.get(dataset_id)))
+    return jsonify(datasets.dataset_dict(datasets.get(dataset_id)))
 
 
 @bp.delete("/datasets/<dataset_id>")
 @role_required("scientist")
 def delete_dataset(dataset_id: str):
-    data.delete(data.get(dataset_id))
+    datasets.delete(datasets.get(dataset_id))
     return "", 204

@@ -2,71 +2,42 @@
 
 from __future__ import annotations
 
-from flask import abort, jsonify, request
-from sqlalchemy import select
+from flask import jsonify, request
 
-from .. import jobs, results, scoring
-from ..auth import requester, role_required
-from ..extensions import db
-from ..records import JOB_STATES, Job, User
-from .v1 import bp
-
-
-def job_or_404(job_id: str) -> Job:
-    job = db.session.get(Job, job_id) if len(job_id) <= 32 else None
-    if job is None:
-        abort(404, description=f"No job {job_id[:40]!r}.")
-    return job
-
-
-def filtered_jobs(args) -> list[Job]:
-    """Jobs filtered by model name, dataset id, state and user; shared with the jobs page."""
-    statement = select(Job).order_by(Job.created_at.desc())
-    if args.get("state"):
-        if args["state"] not in JOB_STATES:
-            abort(400, description=f"state must be one of {', '.join(JOB_STATES)}.")
-        statement = statement.where(Job.state == args["state"])
-    if any("\x00" in value for value in args.values()):
-        return []  # no stored text holds a NUL (and PostgreSQL refuses to compare with one)
-    if args.get("dataset"):
-        statement = statement.where(Job.dataset_id == args["dataset"])
-    if args.get("user"):
-        statement = statement.join(User, Job.created_by_id == User.id).where(User.username == args["user"])
-    if args.get("kind"):
-        statement = statement.where(Job.kind == args["kind"])
-    rows = db.session.scalars(statement.limit(500)).all()
-    if args.get("model"):
-        rows = [j for j in rows if (j.params or {}).get("model_name") == args["model"]]
-    return rows
+from ..http.auth import requester, role_required
+from ..http.responses import download_response
+from ..services import jobs, results, submission
+from ..services.errors import ServiceError
+from .v1 import bp, json_body
 
 
 @bp.get("/jobs")
 def list_jobs():
-    return jsonify(jobs=[jobs.serialize_job(j) for j in filtered_jobs(request.args)])
+    filters = {k: v for k, v in request.args.items() if k in jobs.LIST_FILTERS}
+    return jsonify(jobs=[jobs.serialize_job(j) for j in jobs.search(filters)])
 
 
 @bp.post("/jobs")
 @role_required("scientist")
 def create_job():
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, description='Send JSON: {"model": "name[@alias|/version]", "dataset": "<id>", "target": "<column>"}.')
+    body = json_body('Send JSON: {"model": "name[@alias|/version]", "dataset": "<id>", "target": "<column>"}.')
     model, dataset, target = body.get("model"), body.get("dataset"), body.get("target")
     if not isinstance(model, str) or not isinstance(dataset, str):
-        abort(400, description="'model' and 'dataset' are required strings.")
+        raise ServiceError("invalid", "bad_request", "'model' and 'dataset' are required strings.")
     if target is not None and not isinstance(target, str):
-        abort(400, description="'target' must be a column name.")
+        raise ServiceError("invalid", "bad_request", "'target' must be a column name.")
     force = body.get("force", False)
     if not isinstance(force, bool):
-        abort(400, description="'force' must be true or false.")
+        raise ServiceError("invalid", "bad_request", "'force' must be true or false.")
     kind = body.get("kind", "score")
     options = importance_options(body)  # checked for every kind: a wrong type is never ignored
     if kind == "importance":
-        job, created = scoring.submit_importance(model, dataset, target or None, requester(), force=force, **options)
-        return jsonify(jobs.serialize_job(job)), 202 if created else 200
-    if kind != "score":
-        abort(400, description="'kind' must be 'score' or 'importance'.")
-    job, created = scoring.submit(model, dataset, target or None, requester(), force=force)
+        job, created = submission.submit_importance(model, dataset, target or None, requester(), force=force,
+                                                    **options)
+    elif kind == "score":
+        job, created = submission.submit(model, dataset, target or None, requester(), force=force)
+    else:
+        raise ServiceError("invalid", "bad_request", "'kind' must be 'score' or 'importance'.")
     return jsonify(jobs.serialize_job(job)), 202 if created else 200
 
 
@@ -76,37 +47,37 @@ def importance_options(body: dict) -> dict:
     for name in ("n_repeats", "max_rows", "seed"):
         value = body.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            abort(400, description=f"'{name}' must be an integer.")
+            raise ServiceError("invalid", "bad_request", f"'{name}' must be an integer.")
         options[name] = value
     scoring_name = body.get("scoring")
     if scoring_name is not None and not isinstance(scoring_name, str):
-        abort(400, description="'scoring' must be a scoring name, e.g. 'accuracy' or 'r2'.")
+        raise ServiceError("invalid", "bad_request", "'scoring' must be a scoring name, e.g. 'accuracy' or 'r2'.")
     options["scoring"] = scoring_name or None
-    scoring.check_importance_ranges(options)
+    submission.check_importance_ranges(options)
     return options
 
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
-    return jsonify(jobs.serialize_job(job_or_404(job_id)))
+    return jsonify(jobs.serialize_job(jobs.get(job_id)))
 
 
 @bp.delete("/jobs/<job_id>")
 @role_required("scientist")
 def cancel_job(job_id: str):
-    job = job_or_404(job_id)
-    jobs.request_cancel(job)
+    job = jobs.get(job_id)
+    jobs.cancel(job)
     return jsonify(jobs.serialize_job(job)), 202
 
 
 @bp.get("/jobs/<job_id>/aggregates")
 def job_aggregates(job_id: str):
-    job = job_or_404(job_id)
+    job = jobs.get(job_id)
     if job.state != "done" or not job.result:
-        abort(409, description=f"The job is {job.state}; aggregates exist once it is done.")
+        raise ServiceError("conflict", "conflict", f"The job is {job.state}; aggregates exist once it is done.")
     return jsonify(job.result.get("aggregates"))
 
 
 @bp.get("/jobs/<job_id>/results")
 def job_results(job_id: str):
-    return results.response(job_or_404(job_id), request.args.get("format", "csv"))
+    return download_response(results.download(jobs.get(job_id), request.args.get("format", "csv")))

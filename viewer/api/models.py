@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from flask import abort, jsonify, request
-from .. import registry
-from ..auth import identity, requester, role_required
-from ..extensions import db
-from .v1 import bp
+from flask import jsonify, request
+
+from ..http.auth import identity, requester, role_required
+from ..services import registry
+from ..services.errors import ServiceError
+from .v1 import bp, json_body
+
 
 @bp.get("/models")
 def list_models():
     sort = request.args.get("sort", "name")
     if sort not in registry.SORTS:
-        abort(400, description=f"'sort' must be one of {', '.join(registry.SORTS)}.")
+        raise ServiceError("invalid", "bad_request", f"'sort' must be one of {', '.join(registry.SORTS)}.")
     models = registry.search_models(request.args.get("q", ""), sort)
     return jsonify(models=[registry.model_dict(m, with_versions=False) for m in models])
 
@@ -22,7 +24,7 @@ def list_models():
 def upload_model():
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        abort(400, description="Send the model as a multipart form field named 'file'.")
+        raise ServiceError("invalid", "bad_request", "Send the model as a multipart form field named 'file'.")
     version, created = registry.register(
         upload.stream, name=request.form.get("name", ""), filename=upload.filename,
         description=request.form.get("description", ""), user=requester())
@@ -40,21 +42,17 @@ def get_model(name: str):
 @role_required("scientist")
 def update_model(name: str):
     model = registry.get_model(name)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, description="Send a JSON object.")
-    if "description" in body:
-        if not isinstance(body["description"], str):
-            abort(400, description="'description' must be a string.")
-        model.description = registry.clean_text(body["description"])[:10_000]
+    body = json_body("Send a JSON object.")
+    description = body.get("description")
+    if "description" in body and not isinstance(description, str):
+        raise ServiceError("invalid", "bad_request", "'description' must be a string.")
+    anonymous = body.get("anonymous_predict")
     if "anonymous_predict" in body:
         if not identity().has_role("admin"):
-            abort(403, description="Only an admin can open a model to anonymous predictions.")
-        if not isinstance(body["anonymous_predict"], bool):
-            abort(400, description="'anonymous_predict' must be true or false.")
-        model.anonymous_predict = body["anonymous_predict"]
-    db.session.commit()
-    registry.changed()
+            raise ServiceError("forbidden", "forbidden", "Only an admin can open a model to anonymous predictions.")
+        if not isinstance(anonymous, bool):
+            raise ServiceError("invalid", "bad_request", "'anonymous_predict' must be true or false.")
+    registry.update_model(model, description=description, anonymous_predict=anonymous)
     return jsonify(registry.model_dict(model))
 
 
@@ -75,7 +73,7 @@ def delete_version(name: str, version: int):
 def put_alias(name: str, alias: str):
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("version"), int) or isinstance(body["version"], bool):
-        abort(400, description='Send {"version": <number>}.')
+        raise ServiceError("invalid", "bad_request", 'Send {"version": <number>}.')
     registry.set_alias(registry.get_model(name), alias, body["version"])
     return jsonify(registry.model_dict(registry.get_model(name), with_versions=False))
 

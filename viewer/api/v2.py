@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
-from .. import __version__, serving
-from ..auth import allow_anonymous_if, public
+from ..infra.config import VERSION as __version__
 from ..core import v2
-from ..core.predict import PayloadError
-from ..registry import Ref, get_model
-from .predict import _body
+from ..core.payload import PayloadError
+from ..http.auth import allow_anonymous_if, public
+from ..services import health, serving
+from ..services.registry import Ref
+from .predict import body
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -48,11 +49,7 @@ def live():
 def ready():
     """Ready means able to serve: the database answers (a down database is a 503 here, via the
     error handler), so a load balancer stops sending predictions that would fail."""
-    from sqlalchemy import text
-
-    from ..extensions import db
-
-    db.session.execute(text("SELECT 1"))
+    health.database_ready()
     return jsonify(ready=True)
 
 
@@ -72,7 +69,7 @@ def model_metadata(name: str, version: str | None = None):
     outputs = [{"name": "predict", "datatype": v2.datatype_of(np.asarray(classes)) if classes else "FP64", "shape": [-1]}]
     if predictor.has_proba:
         outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(classes or [])]})
-    versions = [str(v.version) for v in get_model(served.name).versions]
+    versions = [str(v) for v in serving.versions_of(served.name)]
     return jsonify(name=served.name, versions=versions, platform="scikit-learn", inputs=inputs, outputs=outputs)
 
 
@@ -89,20 +86,9 @@ def model_ready(name: str, version: str | None = None):
 @allow_anonymous_if(_anonymous)
 def infer(name: str, version: str | None = None):
     served = serving.resolve(_ref(name, version))
-    table, wanted, request_id = v2.decode_request(_body(), request.headers.get("Inference-Header-Content-Length"))
-    predictor = served.predictor
-    available = ["predict"] + (["predict_proba"] if predictor.has_proba else [])
-    wanted = wanted or available
-    unknown = [w for w in wanted if w not in available]
-    if unknown:
-        raise PayloadError(f"Unknown output {unknown[0][:64]!r}; this model offers {', '.join(available)}.")
-    serving.check_size(table)
-    X = predictor.prepare(table)
-    outputs = []
-    for name_ in wanted:
-        values = predictor.predict(X) if name_ == "predict" else predictor.predict_proba(X)
-        outputs.append(v2.output(name_, values))
-    body = {"model_name": served.name, "model_version": str(served.version), "outputs": outputs}
+    table, wanted, request_id = v2.decode_request(body(), request.headers.get("Inference-Header-Content-Length"))
+    outputs = [v2.output(name_, values) for name_, values in serving.infer_outputs(served, table, wanted)]
+    answer = {"model_name": served.name, "model_version": str(served.version), "outputs": outputs}
     if request_id is not None:
-        body["id"] = request_id
-    return Response(v2.encode(body), mimetype="application/json")
+        answer["id"] = request_id
+    return Response(v2.encode(answer), mimetype="application/json")

@@ -9,7 +9,7 @@ import bokeh
 from bokeh.settings import settings
 from flask import Blueprint, abort, send_from_directory, url_for
 
-from ..auth import public
+from ..http.auth import public
 
 bp = Blueprint("assets", __name__)
 BOKEH_JS = Path(settings.bokehjs_path()) / "js"

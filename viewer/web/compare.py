@@ -2,7 +2,7 @@
 
 Metrics side by side and the overlaid plots come from the jobs' stored metrics and aggregates and
 render at once; the bootstrap confidence intervals and the disagreeing rows come from a compare
-job (see ``viewer.api.compare``), which the page starts on first view and follows live with
+job (see ``viewer.services.comparison``), which the page starts on first view and follows live with
 ``static/job.js`` (the job page's poller: it reloads the page when the job ends).
 
 Every logged-in user (viewer and up) may open the page and so start the comparison: it only
@@ -17,11 +17,11 @@ from typing import Any
 from bokeh.embed import json_item
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
-from ..api import compare as api
-from ..auth import requester, role_required
 from ..core.cache import LRUCache
+from ..http.auth import requester, role_required
 from ..plots import style
 from ..plots.compare import compare_plots
+from ..services import comparison
 from .assets import bokeh_urls
 from .forms import ConfirmForm
 from .jobs import CLASSIFICATION_METRICS, REGRESSION_METRICS, format_duration, format_number
@@ -62,12 +62,12 @@ def metric_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 _plots: LRUCache[list[dict[str, Any]]] = LRUCache(maxsize=32)
 
 
-def plot_items(spec: api.Spec, names: list[str]) -> list[dict[str, Any]]:
+def plot_items(spec: comparison.Spec, names: list[str]) -> list[dict[str, Any]]:
     key = (spec.task, tuple((j.id, str(j.finished_at)) for j in spec.jobs), tuple(names))
     return _plots.get(key, lambda: _draw(spec, names))
 
 
-def _draw(spec: api.Spec, names: list[str]) -> list[dict[str, Any]]:
+def _draw(spec: comparison.Spec, names: list[str]) -> list[dict[str, Any]]:
     items = []
     for plot in compare_plots(spec.task, [(n, (j.result or {}).get("aggregates")) for n, j in zip(names, spec.jobs)]):
         entry = {"key": plot.key, "title": plot.title, "caption": plot.caption, "exact": plot.exact,
@@ -83,19 +83,19 @@ def _draw(spec: api.Spec, names: list[str]) -> list[dict[str, Any]]:
 @bp.get("/compare")
 @role_required("viewer")
 def page():
-    spec = api.load(api.parse_ids(request.args.getlist("jobs")))
-    job, message = api.comparison_job(spec, requester())
-    summary = api.summary(spec)
+    spec = comparison.load(comparison.parse_ids(request.args.getlist("jobs")))
+    job, message = comparison.comparison_job(spec, requester())
+    summary = comparison.summary(spec)
     names = [j["label"] for j in summary["jobs"]]
     models = [{"id": j.id, "label": n, "color": style.color(i), "job": j} for i, (j, n) in enumerate(zip(spec.jobs, names))]
     plots = plot_items(spec, names)
-    comparison = api.comparison_view(spec, job, message)
-    result = comparison["result"]
+    view = comparison.comparison_view(spec, job, message)
+    result = view["result"]
     by_id = {m["id"]: m for m in models}
     return render_template(
         "jobs/compare.html", spec=spec, summary=summary, models=models, by_id=by_id,
-        metrics=metric_table(summary["metrics"]), plots=plots, comparison=comparison, result=result,
-        compare_job=job, status=comparison["job"], confirm=ConfirmForm(), how=HOW,
+        metrics=metric_table(summary["metrics"]), plots=plots, comparison=view, result=result,
+        compare_job=job, status=view["job"], confirm=ConfirmForm(), how=HOW,
         format_number=format_number, format_difference=format_difference, format_duration=format_duration,
         bokeh_scripts=bokeh_urls() if any(p["item"] for p in plots) else [])
 
@@ -106,6 +106,6 @@ def retry():
     """Compute a failed or cancelled comparison again (a form on the page)."""
     if not ConfirmForm().validate_on_submit():
         abort(400, description="The form was missing a valid CSRF token. Reload the page and try again.")
-    ids = api.parse_ids(request.form.getlist("jobs"))
-    api.comparison_job(api.load(ids), requester(), retry=True)
+    ids = comparison.parse_ids(request.form.getlist("jobs"))
+    comparison.comparison_job(comparison.load(ids), requester(), retry=True)
     return redirect(url_for("compare.page", jobs=ids))

@@ -5,13 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy import select
 from wtforms import SelectField
 
-from .. import data, registry, scoring
-from ..auth import requester, role_required
-from ..extensions import db
-from ..records import Dataset, Job
+from ..http.auth import requester, role_required
+from ..infra.records import Dataset
+from ..services import datasets, jobs, registry, submission
+from ..services.errors import ServiceError
 from .forms import ConfirmForm
 from .jobs import format_number
 
@@ -29,7 +28,7 @@ class UploadForm(FlaskForm):
 
 
 class ScoreForm(FlaskForm):
-    # Choices are filled per request; registry.resolve and scoring.submit judge the values, so
+    # Choices are filled per request; registry.resolve and submission.submit judge the values, so
     # their messages (not WTForms' "Not a valid choice") are what a user sees.
     model = SelectField("Model", validate_choice=False)
     target = SelectField("Target column (optional)", validate_choice=False)
@@ -59,17 +58,16 @@ def score_form(dataset: Dataset, model: str | None = None) -> ScoreForm:
 
 
 def render_dataset(dataset: Dataset, form: ScoreForm | None = None, status: int = 200):
-    jobs = db.session.scalars(select(Job).where(Job.dataset_id == dataset.id)
-                              .order_by(Job.created_at.desc()).limit(50)).all()
-    ingest_job = next((j for j in jobs if j.kind == "ingest"), None)
+    found = jobs.of_dataset(dataset.id)
+    ingest_job = next((j for j in found if j.kind == "ingest"), None)
     return render_template(
-        "datasets/dataset.html", dataset=dataset, d=data.dataset_dict(dataset), jobs=jobs, ingest_job=ingest_job,
+        "datasets/dataset.html", dataset=dataset, d=datasets.dataset_dict(dataset), jobs=found, ingest_job=ingest_job,
         form=form or score_form(dataset, request.args.get("model")), confirm=ConfirmForm(), fmt=format_number), status
 
 
 @bp.get("/")
 def index():
-    return render_template("datasets/list.html", datasets=data.list_datasets(), model=request.args.get("model", ""))
+    return render_template("datasets/list.html", datasets=datasets.list_datasets(), model=request.args.get("model", ""))
 
 
 @bp.route("/upload", methods=["GET", "POST"])
@@ -80,10 +78,10 @@ def upload():
     if form.validate_on_submit():
         upload = form.file.data
         try:
-            dataset, job = data.upload(upload.stream, upload.filename, requester())
-        except registry.RegistryError as exc:
-            form.file.errors.append(exc.description)
-            status = exc.code
+            dataset, job = datasets.upload(upload.stream, upload.filename, requester())
+        except ServiceError as exc:
+            form.file.errors.append(exc.message)
+            status = exc.status
         else:
             if job is None:
                 flash(f"Uploaded {dataset.name}: {dataset.n_rows:,} rows, {dataset.n_columns} columns.", "info")
@@ -97,13 +95,13 @@ def upload():
 
 @bp.get("/<dataset_id>")
 def page(dataset_id: str):
-    return render_dataset(data.get(dataset_id))
+    return render_dataset(datasets.get(dataset_id))
 
 
 @bp.post("/<dataset_id>/score")
 @role_required("scientist")
 def score(dataset_id: str):
-    dataset = data.get(dataset_id)
+    dataset = datasets.get(dataset_id)
     form = score_form(dataset)
     if not form.validate_on_submit():
         abort(400, description="The form was incomplete; reload the page and try again.")
@@ -111,15 +109,15 @@ def score(dataset_id: str):
         form.model.errors.append("Choose a model.")
         return render_dataset(dataset, form, 400)
     try:
-        job, created = scoring.submit(form.model.data, dataset.id, form.target.data or None, requester())
-    except registry.RegistryError as exc:
-        field = (form.target if exc.error_code in TARGET_ERRORS
-                 else form.model if exc.error_code in MODEL_ERRORS else None)
+        job, created = submission.submit(form.model.data, dataset.id, form.target.data or None, requester())
+    except ServiceError as exc:
+        field = (form.target if exc.code in TARGET_ERRORS
+                 else form.model if exc.code in MODEL_ERRORS else None)
         if field is not None:
-            field.errors.append(exc.description)
+            field.errors.append(exc.message)
         else:
-            flash(exc.description, "error")
-        return render_dataset(dataset, form, exc.code)
+            flash(exc.message, "error")
+        return render_dataset(dataset, form, exc.status)
     if created:
         flash(f"Scoring {dataset.name} with {job.params['model']}.", "info")
     else:
@@ -134,12 +132,12 @@ def score(dataset_id: str):
 def delete(dataset_id: str):
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    dataset = data.get(dataset_id)
+    dataset = datasets.get(dataset_id)
     name = dataset.name
     try:
-        data.delete(dataset)
-    except registry.RegistryError as exc:
-        flash(exc.description, "error")
+        datasets.delete(dataset)
+    except ServiceError as exc:
+        flash(exc.message, "error")
         return redirect(url_for("datasets.page", dataset_id=dataset_id))
     flash(f"Deleted dataset {name}.", "info")
     return redirect(url_for("datasets.index"))

@@ -4,7 +4,7 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 
-from ..records import ROLES
+from ..infra.records import ROLES
 
 USERNAME = [DataRequired(), Length(max=80),
             Regexp(r"^[A-Za-z0-9_.@-]+$", message="Letters, digits and _ . @ - only.")]

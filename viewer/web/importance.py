@@ -12,17 +12,18 @@ from typing import Any
 from bokeh.embed import json_item
 from flask import abort, flash, redirect, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import IntegerField, SelectField, StringField
 from wtforms.validators import NumberRange, Optional
 
-from .. import registry, scoring
-from ..auth import requester
 from ..core import importance as core
-from ..core.predict import PayloadError
-from ..extensions import db
+from ..core.payload import PayloadError
+from ..http.auth import requester
+from ..infra.records import Dataset, Job, ModelVersion
 from ..plots.importance import TOP, importance_bars
-from ..records import Dataset, Job, ModelVersion
+from ..services import datasets as dataset_service
+from ..services import importance as importance_service
+from ..services import submission
+from ..services.errors import ServiceError
 from .assets import bokeh_urls
 
 TOP_ON_CARD = 5       # features named per finished job on the model version page
@@ -37,7 +38,7 @@ FIELD_OF_ERROR = {
 
 
 class ImportanceForm(FlaskForm):
-    # Choices are filled per request; scoring.submit_importance judges the values, so its
+    # Choices are filled per request; submission.submit_importance judges the values, so its
     # messages (not WTForms' "Not a valid choice") are what a user sees.
     dataset = SelectField("Dataset", validate_choice=False)
     target = StringField("Target column")
@@ -47,14 +48,9 @@ class ImportanceForm(FlaskForm):
                             validators=[Optional(), NumberRange(core.MIN_ROWS, core.MAX_SAMPLE_ROWS)])
 
 
-def ready_datasets() -> list[Dataset]:
-    return list(db.session.scalars(select(Dataset).where(Dataset.state == "ready")
-                                   .order_by(Dataset.created_at.desc()).limit(200)))
-
-
 def make_form(datasets: list[Dataset] | None = None) -> ImportanceForm:
     form = ImportanceForm()
-    datasets = ready_datasets() if datasets is None else datasets
+    datasets = dataset_service.ready() if datasets is None else datasets
     form.dataset.choices = [("", "— choose a dataset —")] + [
         (d.id, f"{d.name} ({d.n_rows:,} rows)" if d.n_rows is not None else d.name) for d in datasets]
     return form
@@ -75,16 +71,12 @@ def target_suggestions(version: ModelVersion, datasets: list[Dataset]) -> list[s
 
 def finished_jobs(version: ModelVersion, limit: int = 10) -> list[dict[str, Any]]:
     """This version's finished importance jobs, newest first, each with its top features."""
-    found = db.session.scalars(select(Job).where(Job.model_version_id == version.id, Job.kind == "importance",
-                                                 Job.state == "done")
-                               .order_by(Job.created_at.desc()).limit(limit)).all()
-    return [{"job": job, "result": job.result or {}, "top": ((job.result or {}).get("features") or [])[:TOP_ON_CARD]}
-            for job in found]
+    return importance_service.finished(version.id, TOP_ON_CARD, limit)
 
 
 def page_context(version: ModelVersion, form: ImportanceForm | None = None) -> dict[str, Any]:
     """What templates/models/version.html needs for its "Feature importance" section."""
-    datasets = ready_datasets()
+    datasets = dataset_service.ready()
     return {"importance_form": form or make_form(datasets), "importance_jobs": finished_jobs(version),
             "importance_targets": target_suggestions(version, datasets),
             "importance_default_scoring": _default_scoring(version)}
@@ -118,17 +110,17 @@ def start(version: ModelVersion, render):
     if errors:
         return render(form, 400)
     try:
-        job, created = scoring.submit_importance(version.ref, form.dataset.data, target, requester(),
-                                                 n_repeats=form.n_repeats.data, max_rows=form.max_rows.data)
-    except registry.RegistryError as exc:
-        field = getattr(form, FIELD_OF_ERROR.get(exc.error_code, ""), None)
-        if exc.error_code == "bad_option":
-            field = form.n_repeats if "n_repeats" in exc.description else form.max_rows
+        job, created = submission.submit_importance(version.ref, form.dataset.data, target, requester(),
+                                                    n_repeats=form.n_repeats.data, max_rows=form.max_rows.data)
+    except ServiceError as exc:
+        field = getattr(form, FIELD_OF_ERROR.get(exc.code, ""), None)
+        if exc.code == "bad_option":
+            field = form.n_repeats if "n_repeats" in exc.message else form.max_rows
         if field is not None:
-            field.errors.append(exc.description)
+            field.errors.append(exc.message)
         else:
-            flash(exc.description, "error")
-        return render(form, exc.code)
+            flash(exc.message, "error")
+        return render(form, exc.status)
     if created:
         flash(f"Computing feature importance of {version.ref} on {job.params['dataset']}.", "info")
     else:

@@ -2,30 +2,24 @@
 
 The API's routes refuse session cookies by design, so the job page polls ``status.json`` here
 (the same ``jobs.serialize_job`` object the API returns) and downloads go through routes here
-that call ``results.response``, as the API's download route does.
+that call ``services.results``, as the API's download route does.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import re
 import threading
 from collections import OrderedDict
 from typing import Any, Callable
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from bokeh.embed import json_item
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
-from sqlalchemy import select
 
-from .. import jobs, registry, results
-from ..api.jobs import filtered_jobs, job_or_404
-from ..auth import role_required
-from ..extensions import db
+from ..http.auth import role_required
+from ..http.responses import download_response
+from ..infra.records import JOB_STATES
 from ..plots import results as result_plots
-from ..records import JOB_STATES, Dataset, User
+from ..services import accounts, datasets, jobs, registry, results
 from .assets import bokeh_urls
 from .forms import ConfirmForm
 
@@ -99,29 +93,20 @@ def filter_options(filters: dict[str, str]) -> dict[str, list]:
     models = [m.name for m in registry.search_models("", "name")]
     if filters.get("model") and filters["model"] not in models:
         models.append(filters["model"])
-    datasets = [tuple(row) for row in
-                db.session.execute(select(Dataset.id, Dataset.name).order_by(Dataset.created_at.desc()))]
-    if filters.get("dataset") and filters["dataset"] not in {d for d, _ in datasets}:
-        datasets.append((filters["dataset"], "(deleted)"))
-    users = list(db.session.scalars(select(User.username).order_by(User.username)))
+    found = datasets.names()
+    if filters.get("dataset") and filters["dataset"] not in {d for d, _ in found}:
+        found.append((filters["dataset"], "(deleted)"))
+    users = accounts.usernames()
     if filters.get("user") and filters["user"] not in users:
         users.append(filters["user"])
-    return {"models": models, "datasets": datasets, "users": users, "states": JOB_STATES}
+    return {"models": models, "datasets": found, "users": users, "states": JOB_STATES}
 
 
 @bp.get("/")
 def index():
-    args = {k: v for k, v in request.args.items() if k in ("model", "dataset", "state", "user", "kind") and v}
-    found = filtered_jobs(args)
+    args = {k: v for k, v in request.args.items() if k in jobs.LIST_FILTERS and v}
+    found = jobs.search(args)
     return render_template("jobs/list.html", jobs=found, filters=args, options=filter_options(args))
-
-
-def _aggregates(job) -> dict | None:
-    """A finished scoring job's plot aggregates (None before it is done, or when it has none)."""
-    if job.kind != "score" or job.state != "done":
-        return None
-    aggregates = (job.result or {}).get("aggregates")
-    return aggregates if isinstance(aggregates, dict) else None
 
 
 class _DrawnPlots:
@@ -166,7 +151,7 @@ def plot_context(job) -> dict[str, Any]:
     """What templates/jobs/_plots.html draws: one entry per plot (its Bokeh json_item, caption,
     CSV link), the threshold slider's table and its numbers at the first threshold, and why
     any expected plot is missing."""
-    aggregates = _aggregates(job)
+    aggregates = results.aggregates(job)
     specs = result_plots.result_plots(aggregates)
     items = _drawn.get((job.id, str(job.updated_at)), lambda: _draw_all(job, specs)) if specs else {}
     plots = []
@@ -186,37 +171,25 @@ def plot_context(job) -> dict[str, Any]:
 
 @bp.get("/<job_id>")
 def page(job_id: str):
-    job = job_or_404(job_id)
+    job = jobs.get(job_id)
     status = jobs.serialize_job(job)
     metrics = (job.result or {}).get("metrics") if job.state == "done" else None
     return render_template("jobs/job.html", job=job, status=status, metrics=metrics, metric_rows=metric_rows(metrics),
                            format_duration=format_duration, format_number=format_number, confirm=ConfirmForm(),
-                           has_results=job.kind == "score" and job.state == "done"
-                           and bool(results.parts(jobs.output_dir(job))), **plot_context(job))
-
-
-PLOT_KEY = re.compile(r"^[a-z_]{1,40}$")
+                           has_results=results.has_results(job), **plot_context(job))
 
 
 @bp.get("/<job_id>/plots/<key>.csv")
 def plot_csv(job_id: str, key: str):
     """One plot's data as CSV (text cells a spreadsheet would run as formulas are neutralised)."""
-    job = job_or_404(job_id)
-    if job.kind != "score" or job.state != "done":
-        abort(409, description=f"The job is {job.state}; plot data exists once a scoring job is done.")
-    table = result_plots.plot_table(_aggregates(job), key) if PLOT_KEY.match(key) else None
-    if table is None:
-        abort(404, description=f"This job has no plot {key[:40]!r}.")
-    buffer = io.BytesIO()
-    arrow = results.neutralise_formulas(pa.table({name: pa.array(values) for name, values in table.items()}))
-    pacsv.write_csv(arrow, buffer)
-    return Response(buffer.getvalue(), mimetype="text/csv",
+    job = jobs.get(job_id)
+    return Response(results.plot_csv(job, key), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="job-{job.id[:8]}-{key}.csv"'})
 
 
 @bp.get("/<job_id>/status.json")
 def status(job_id: str):
-    response = jsonify(jobs.serialize_job(job_or_404(job_id)))
+    response = jsonify(jobs.serialize_job(jobs.get(job_id)))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -226,15 +199,15 @@ def status(job_id: str):
 def cancel(job_id: str):
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    job = job_or_404(job_id)
+    job = jobs.get(job_id)
     if job.finished:
         flash(f"The job is already {job.state}.", "info")
     else:
-        jobs.request_cancel(job)
+        jobs.cancel(job)
         flash("Job cancelled.", "info")
     return redirect(url_for("jobs.page", job_id=job.id))
 
 
 @bp.get("/<job_id>/results.<fmt>")
 def download(job_id: str, fmt: str):
-    return results.response(job_or_404(job_id), fmt)
+    return download_response(results.download(jobs.get(job_id), fmt))

@@ -5,14 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy import select
 from wtforms import IntegerField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from .. import registry
-from ..auth import requester, role_required
-from ..extensions import db
-from ..records import ALIAS_PATTERN, MODEL_NAME_PATTERN, Job
+from ..http.auth import requester, role_required
+from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN
+from ..services import jobs, registry
+from ..services.errors import ServiceError
 from . import importance
 from .forms import ConfirmForm
 
@@ -48,9 +47,9 @@ def upload():
             version, created = registry.register(
                 form.file.data.stream, name=form.name.data, filename=form.file.data.filename,
                 description=form.description.data or "", user=requester())
-        except registry.RegistryError as exc:
-            form.file.errors.append(exc.description)
-            status = exc.code
+        except ServiceError as exc:
+            form.file.errors.append(exc.message)
+            status = exc.status
         else:
             flash(f"Registered {version.ref}." if created else
                   f"That file is already {version.ref}; no new version was made.", "info")
@@ -70,10 +69,9 @@ def model(name: str):
 
 
 def render_version(found, importance_form: importance.ImportanceForm | None = None, status: int = 200):
-    jobs = db.session.scalars(select(Job).where(Job.model_version_id == found.id)
-                              .order_by(Job.created_at.desc()).limit(50)).all()
     return render_template("models/version.html", v=found, card=registry.version_dict(found),
-                           runtime=registry.runtime_versions(), jobs=jobs, confirm=ConfirmForm(),
+                           runtime=registry.runtime_versions(), jobs=jobs.of_model_version(found.id),
+                           confirm=ConfirmForm(),
                            **importance.page_context(found, importance_form)), status
 
 
@@ -101,12 +99,11 @@ def delete(name: str, version: int):
     found = registry.resolve(registry.Ref(name, version=version))
     try:
         registry.delete_version(found)
-    except registry.RegistryError as exc:
-        flash(exc.description, "error")
+    except ServiceError as exc:
+        flash(exc.message, "error")
         return redirect(url_for("models.version", name=name, version=version))
     flash(f"Deleted {name}/{version}.", "info")
-    remaining = db.session.scalar(select(registry.RegisteredModel).where(registry.RegisteredModel.name == name))
-    return redirect(url_for("models.model", name=name) if remaining else url_for("models.index"))
+    return redirect(url_for("models.model", name=name) if registry.exists(name) else url_for("models.index"))
 
 
 @bp.post("/<name>/aliases")
@@ -118,8 +115,8 @@ def set_alias(name: str):
         try:
             registry.set_alias(model, form.alias.data, form.version.data)
             flash(f"{name}@{form.alias.data} now points at version {form.version.data}.", "info")
-        except registry.RegistryError as exc:
-            flash(exc.description, "error")
+        except ServiceError as exc:
+            flash(exc.message, "error")
     else:
         for field, errors in form.errors.items():
             flash(f"{field}: {'; '.join(errors)}", "error")

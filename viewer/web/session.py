@@ -5,9 +5,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from ..auth import public
-from ..extensions import db, limiter
-from ..records import User, utcnow
+from ..http.auth import public
+from ..infra.extensions import limiter
+from ..services import accounts
 from .forms import ConfirmForm, LoginForm
 
 bp = Blueprint("auth", __name__)
@@ -42,13 +42,11 @@ def login():
         return redirect(url_for("main.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = User.by_name(form.username.data.strip())
-        if user is None or not user.check_password(form.password.data) or not user.is_active:
+        user = accounts.authenticate(form.username.data, form.password.data)
+        if user is None:
             flash("Wrong username or password.", "error")
             return render_template("login.html", form=form), 401
         login_user(user)
-        user.last_login_at = utcnow()
-        db.session.commit()
         return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", form=form)
 

@@ -1,12 +1,12 @@
 """The demo: real models trained on data that ships with scikit-learn, registered, uploaded and
-scored through the same functions the API calls (``registry.register``, ``data.upload``,
-``scoring.submit``), so the first pages after login have plots, a comparison and model cards.
+scored through the same functions the API calls (``registry.register``, ``datasets.upload``,
+``submission.submit``), so the first pages after login have plots, a comparison and model cards.
 
 ``python manage.py demo`` loads it; ``make run`` loads it into a fresh install. Everything
 belongs to the user ``demo`` (a scientist without a password: nobody logs in as it). Loading is
 idempotent and fills gaps: a model whose name exists is neither trained nor registered again, a
 test set is uploaded only if the demo user has no ready dataset of that name, and
-``scoring.submit`` returns the existing job for the same model version, dataset and target.
+``submission.submit`` returns the existing job for the same model version, dataset and target.
 The scoring jobs are queued for a worker (``manage.py up`` starts one), like any other job.
 """
 
@@ -22,9 +22,10 @@ import pandas as pd
 from sqlalchemy import select
 from threadpoolctl import threadpool_limits
 
-from . import data, registry, scoring
-from .extensions import db
-from .records import Dataset, RegisteredModel, User
+from ..infra.extensions import db
+from ..infra.records import Dataset, User
+from . import datasets, registry, submission
+from .errors import ServiceError
 
 DEMO_USER = "demo"
 CHAMPION = "champion"
@@ -179,7 +180,7 @@ def demo_user() -> User:
 
 
 def _model_exists(name: str) -> bool:
-    return db.session.scalar(select(RegisteredModel.id).where(RegisteredModel.name == name)) is not None
+    return registry.exists(name)
 
 
 def _find_dataset(name: str, user: User) -> Dataset | None:
@@ -219,8 +220,8 @@ def _load_one(item: DemoData, user: User, report: Report) -> None:
             version, created = registry.register(
                 buffer, name=spec.name, filename=f"{spec.name}.joblib", user=user,
                 description=_description(item, spec, len(X_train), len(X_test)))
-        except registry.RegistryError as exc:
-            report.problems.append(f"{spec.name}: {exc.description}")
+        except ServiceError as exc:
+            report.problems.append(f"{spec.name}: {exc.message}")
             continue
         if created:
             report.registered.append(version.ref)
@@ -238,9 +239,9 @@ def _load_one(item: DemoData, user: User, report: Report) -> None:
     if dataset is None:
         frame = X_test.assign(**{item.target: y_test.to_numpy()})
         try:
-            dataset, _job = data.upload(io.BytesIO(frame.to_csv(index=False).encode()), item.dataset_name, user)
-        except registry.RegistryError as exc:
-            report.problems.append(f"{item.dataset_name}: {exc.description}")
+            dataset, _job = datasets.upload(io.BytesIO(frame.to_csv(index=False).encode()), item.dataset_name, user)
+        except ServiceError as exc:
+            report.problems.append(f"{item.dataset_name}: {exc.message}")
             return
         report.uploaded.append(f"{item.dataset_name} ({dataset.n_rows} rows)")
     else:
@@ -251,9 +252,9 @@ def _load_one(item: DemoData, user: User, report: Report) -> None:
         if not _model_exists(spec.name):
             continue  # its registration failed above
         try:
-            job, created = scoring.submit(spec.name, dataset.id, item.target, user)
-        except registry.RegistryError as exc:
-            report.problems.append(f"scoring {spec.name} on {item.dataset_name}: {exc.description}")
+            job, created = submission.submit(spec.name, dataset.id, item.target, user)
+        except ServiceError as exc:
+            report.problems.append(f"scoring {spec.name} on {item.dataset_name}: {exc.message}")
             continue
         (report.queued if created else report.existing_jobs).append(job.id)
         scored.append(job.id)

@@ -7,10 +7,10 @@ import math
 from bokeh.embed import json_item
 from flask import Blueprint, render_template, request, session
 
-from .. import registry, serving
-from ..core.predict import PayloadError, Table, parse_csv
-from ..plots.predict import probability_bars
-from ..registry import Ref
+from ..core.payload import PayloadError, Table, parse_csv
+from ..plots.probabilities import probability_bars
+from ..services import registry, serving
+from ..services.registry import Ref
 from .assets import bokeh_urls
 from .forms import ConfirmForm
 

@@ -179,6 +179,8 @@ class ModelVersion(db.Model):
     model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
     version: Mapped[int]
     sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # Where the file is in the artifact store. Versions with the same bytes share one key.
+    artifact_key: Mapped[str] = mapped_column(String(255))
     size_bytes: Mapped[int] = mapped_column(db.BigInteger)
     format: Mapped[str] = mapped_column(String(16))  # "joblib" or "skops"
     filename: Mapped[str] = mapped_column(String(255), default="")  # display text only
@@ -215,8 +217,7 @@ DATASET_STATES = ("ingesting", "ready", "error")
 
 
 class Dataset(db.Model):
-    """An uploaded dataset, stored as Parquet under a generated name (``path`` relative to the
-    data dir). A large upload is ingested by a worker; until then its state is "ingesting"."""
+    """An uploaded dataset, stored as Parquet in the artifact store (``path`` is its key). A large upload is ingested by a worker; until then its state is "ingesting"."""
 
     __tablename__ = "datasets"
 
@@ -265,3 +266,5 @@ class JobChunk(db.Model):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # The artifact key of this chunk's output part, recorded only by the lease holder.
+    output_key: Mapped[str | None] = mapped_column(String(255))

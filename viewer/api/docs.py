@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 
-from ..api.openapi import build_spec
+from .openapi import build_spec
 
 bp = Blueprint("docs", __name__, url_prefix="/docs")
 

@@ -1,9 +1,9 @@
 """The model registry: register, address, load and delete model versions.
 
 One place for the rules that the pages, the API and the CLI share. Uploaded bytes are staged in
-the artifact store's temp area, loaded through the restricted loader (``core.safe_load``), and
-only then committed to the store and recorded, so a refused file is never stored and no row
-ever points at a missing file.
+a scratch file, loaded through the restricted loader (``core.safe_load``), and only then written
+to the artifact store under a new key and recorded, so a refused file is never stored and no row
+ever points at a missing file. Versions with the same bytes share one stored object.
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ from typing import Any, BinaryIO
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import HTTPException
 
-from .core.cache import LRUCache
-from .core.introspect import describe_model
-from .core.safe_load import ModelLoadError, UnsafeModelError, load_model
-from .core.store import ArtifactStore, TooLarge
-from .extensions import db
+from ..core.cache import LRUCache
+from ..core.introspect import describe_model
+from ..core.safe_load import ModelLoadError, UnsafeModelError, load_model
+from ..infra.artifacts import TooLarge, new_key, stage
+from ..infra.extensions import db
+from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN, ModelAlias, ModelVersion, RegisteredModel, User
+from . import jobs
+from .artifacts import scratch_dir, store
+from .errors import ServiceError
 from .jobs import iso_time
-from .records import (ALIAS_PATTERN, MODEL_NAME_PATTERN, Job, ModelAlias, ModelVersion, RegisteredModel, User)
 
-ACTIVE_JOB_STATES = ("pending", "running")
 _cache: LRUCache[Any] = LRUCache(maxsize=16)  # per process, keyed by sha256
 # Bumped by every change this process makes to the registry, so caches of references (serving's)
 # drop what they hold at once here; other processes notice within their cache's lifetime.
@@ -35,20 +36,6 @@ generation = 0
 def changed() -> None:
     global generation
     generation += 1
-
-
-class RegistryError(HTTPException):
-    """A 4xx with a machine-readable ``error_code``; pages and the API render it the same way."""
-
-    def __init__(self, code: int, error_code: str, message: str, **details: Any):
-        super().__init__(description=message)
-        self.code = code
-        self.error_code = error_code
-        self.details = details
-
-
-def store() -> ArtifactStore:
-    return ArtifactStore(current_app.config["DATA_DIR"] + "/artifacts", kind="models")
 
 
 def trusted_modules() -> tuple[str, ...]:
@@ -78,7 +65,7 @@ def parse_ref(text: str) -> Ref:
     if "/" in text:
         name, _, version = text.partition("/")
         if not (version.isascii() and version.isdigit()):
-            raise RegistryError(400, "bad_model_reference", f"'{text}' is not name, name@alias or name/version.")
+            raise ServiceError("invalid", "bad_model_reference", f"'{text}' is not name, name@alias or name/version.")
         return Ref(name, version=int(version))
     return Ref(text)
 
@@ -88,8 +75,12 @@ def get_model(name: str) -> RegisteredModel:
     valid = re.fullmatch(MODEL_NAME_PATTERN, name or "")
     model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name)) if valid else None
     if model is None:
-        raise RegistryError(404, "model_not_found", f"No model named '{name}'.")
+        raise ServiceError("not_found", "model_not_found", f"No model named '{name}'.")
     return model
+
+
+def exists(name: str) -> bool:
+    return db.session.scalar(select(RegisteredModel.id).where(RegisteredModel.name == name)) is not None
 
 
 def resolve(ref: str | Ref) -> ModelVersion:
@@ -100,14 +91,14 @@ def resolve(ref: str | Ref) -> ModelVersion:
         for alias in model.aliases:
             if alias.alias == ref.alias:
                 return alias.version
-        raise RegistryError(404, "alias_not_found", f"Model '{model.name}' has no alias '{ref.alias}'.")
+        raise ServiceError("not_found", "alias_not_found", f"Model '{model.name}' has no alias '{ref.alias}'.")
     if ref.version is not None:
         for version in model.versions:
             if version.version == ref.version:
                 return version
-        raise RegistryError(404, "version_not_found", f"Model '{model.name}' has no version {ref.version}.")
+        raise ServiceError("not_found", "version_not_found", f"Model '{model.name}' has no version {ref.version}.")
     if model.latest is None:
-        raise RegistryError(404, "version_not_found", f"Model '{model.name}' has no versions.")
+        raise ServiceError("not_found", "version_not_found", f"Model '{model.name}' has no versions.")
     return model.latest
 
 
@@ -136,7 +127,7 @@ def search_models(query: str = "", sort: str = "name") -> list[RegisteredModel]:
 def validate_name(name: str) -> str:
     name = (name or "").strip()
     if not re.match(MODEL_NAME_PATTERN, name):
-        raise RegistryError(400, "bad_model_name",
+        raise ServiceError("invalid", "bad_model_name",
                             "A model name is 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit.")
     return name
 
@@ -156,40 +147,45 @@ def register(source: BinaryIO, *, name: str, filename: str = "", description: st
     name = validate_name(name)
     description = clean_text(description)
     limit = current_app.config["MAX_MODEL_MB"] * 2**20
-    artifacts = store()
     try:
-        staged = artifacts.stage(source, max_bytes=limit)
+        staged = stage(source, scratch_dir(), max_bytes=limit)
     except TooLarge as exc:
-        raise RegistryError(413, "model_too_large",
+        raise ServiceError("too_large", "model_too_large",
                             f"The model file is {exc}. Set VIEWER_MAX_MODEL_MB to allow larger models.") from None
     try:
         if staged.size == 0:
-            raise RegistryError(422, "model_unreadable", "The file is empty.")
+            raise ServiceError("unprocessable", "model_unreadable", "The file is empty.")
         try:
             loaded = load_model(staged.path, trusted_modules=trusted_modules(), max_decompressed_bytes=4 * limit)
         except UnsafeModelError as exc:
-            raise RegistryError(422, "model_unsafe", str(exc), offenders=list(exc.offenders)) from None
+            raise ServiceError("unprocessable", "model_unsafe", str(exc), offenders=list(exc.offenders)) from None
         except ModelLoadError as exc:
-            raise RegistryError(422, "model_unreadable", str(exc)) from None
+            raise ServiceError("unprocessable", "model_unreadable", str(exc)) from None
         info = describe_model(loaded.estimator).to_dict()
 
         model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
         if model is not None and model.latest is not None and model.latest.sha256 == staged.sha256:
             return model.latest, False
-        artifacts.commit(staged)
+        key = db.session.scalar(select(ModelVersion.artifact_key).where(ModelVersion.sha256 == staged.sha256)
+                                .limit(1))
+        written = key is None
+        if written:
+            key = f"{new_key('models')}/{staged.sha256}"  # a new folder; the file keeps its digest as name
+            store().put_file(key, staged.path, move=True)
         try:
-            version = _record(name, description, user, staged, loaded, info, filename)
+            version = _record(name, description, user, staged, key, loaded, info, filename)
         except BaseException:
             db.session.rollback()
-            _delete_object_if_unused(staged.sha256)
+            if written:
+                store().delete(key)  # recorded by nobody (and the sweep would find it anyway)
             raise
         _cache.get(staged.sha256, lambda: loaded.estimator)  # warm: the first predict is fast
         return version, True
     finally:
-        artifacts.discard(staged)  # no-op once committed
+        staged.path.unlink(missing_ok=True)  # gone already when moved into the store
 
 
-def _record(name, description, user, staged, loaded, info, filename) -> ModelVersion:
+def _record(name, description, user, staged, key, loaded, info, filename) -> ModelVersion:
     for attempt in range(3):  # two concurrent uploads may race for a name or a version number
         model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
         if model is None:
@@ -200,7 +196,7 @@ def _record(name, description, user, staged, loaded, info, filename) -> ModelVer
         number = (db.session.scalar(select(func.max(ModelVersion.version))
                                     .where(ModelVersion.model_id == model.id)) or 0) if model.id else 0
         version = ModelVersion(
-            model=model, version=number + 1, sha256=staged.sha256, size_bytes=staged.size,
+            model=model, version=number + 1, sha256=staged.sha256, artifact_key=key, size_bytes=staged.size,
             format=loaded.format, filename=clean_text(filename)[:255], info=info,
             saved_sklearn_version=loaded.saved_sklearn_version, load_warnings=list(loaded.warnings),
             uploaded_by=user)
@@ -220,23 +216,37 @@ def _record(name, description, user, staged, loaded, info, filename) -> ModelVer
 
 def load(version: ModelVersion) -> Any:
     """The fitted estimator, from the per-process cache or through the restricted loader."""
-    path = store().path_for(version.sha256)
+    key = version.artifact_key
 
     def read() -> Any:
         try:
-            return load_model(path, trusted_modules=trusted_modules()).estimator
+            with store().reader(key) as path:
+                return load_model(path, trusted_modules=trusted_modules()).estimator
         except FileNotFoundError:
-            raise RegistryError(410, "model_file_missing",
+            raise ServiceError("gone", "model_file_missing",
                                 f"The file of {version.ref} is missing from the artifact store.") from None
 
     return _cache.get(version.sha256, read)
+
+
+def update_model(model: RegisteredModel, *, description: str | None = None,
+                 anonymous_predict: bool | None = None) -> RegisteredModel:
+    """Change a model's description and whether anyone may predict with it without a token
+    (the caller checks that only admins open models to anonymous predictions)."""
+    if description is not None:
+        model.description = clean_text(description)[:10_000]
+    if anonymous_predict is not None:
+        model.anonymous_predict = anonymous_predict
+    db.session.commit()
+    changed()
+    return model
 
 
 # --- aliases and deletion ------------------------------------------------------------------------
 
 def set_alias(model: RegisteredModel, alias: str, version_number: int) -> ModelAlias:
     if not re.fullmatch(ALIAS_PATTERN, alias or ""):  # re.match's $ would let "prod\n" through
-        raise RegistryError(400, "bad_alias", "An alias is 1-64 letters, digits, '_' or '-', starting with a letter.")
+        raise ServiceError("invalid", "bad_alias", "An alias is 1-64 letters, digits, '_' or '-', starting with a letter.")
     version = resolve(Ref(model.name, version=version_number))
     existing = next((a for a in model.aliases if a.alias == alias), None)
     if existing:
@@ -252,25 +262,20 @@ def set_alias(model: RegisteredModel, alias: str, version_number: int) -> ModelA
 def remove_alias(model: RegisteredModel, alias: str) -> None:
     existing = next((a for a in model.aliases if a.alias == alias), None)
     if existing is None:
-        raise RegistryError(404, "alias_not_found", f"Model '{model.name}' has no alias '{alias}'.")
+        raise ServiceError("not_found", "alias_not_found", f"Model '{model.name}' has no alias '{alias}'.")
     db.session.delete(existing)
     db.session.commit()
     changed()
 
 
-def active_jobs(version: ModelVersion) -> list[Job]:
-    return list(db.session.scalars(select(Job).where(Job.model_version_id == version.id,
-                                                     Job.state.in_(ACTIVE_JOB_STATES))))
-
-
 def delete_version(version: ModelVersion) -> None:
     """Delete a version (and its model when it was the last); refused while a job uses it."""
-    busy = active_jobs(version)
+    busy = jobs.unfinished(model_version_id=version.id)
     if busy:
-        raise RegistryError(409, "model_in_use",
+        raise ServiceError("conflict", "model_in_use",
                             f"{version.ref} is used by {len(busy)} unfinished job(s); cancel them or wait.",
                             jobs=[job.id for job in busy])
-    model, sha = version.model, version.sha256
+    model, sha, key = version.model, version.sha256, version.artifact_key
     db.session.delete(version)
     db.session.flush()
     db.session.expire(model, ["versions", "aliases"])
@@ -278,14 +283,11 @@ def delete_version(version: ModelVersion) -> None:
         db.session.delete(model)
     db.session.commit()
     changed()
-    _delete_object_if_unused(sha)
-
-
-def _delete_object_if_unused(sha256: str) -> None:
-    still_used = db.session.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.sha256 == sha256))
+    still_used = db.session.scalar(select(func.count()).select_from(ModelVersion)
+                                   .where(ModelVersion.artifact_key == key))
     if not still_used:
-        store().delete(sha256)
-        _cache.discard(sha256)
+        store().delete(key)
+        _cache.discard(sha)
 
 
 def runtime_versions() -> dict[str, str]:

@@ -45,6 +45,8 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
 }
 
 ENV_PREFIX = "VIEWER_"
+VERSION = "0.1.0"  # the package's version (viewer.__version__)
+ROOT = Path(__file__).resolve().parents[2]  # the repository: templates/ and manage.py live here
 
 
 def _parse(value: str, parser: Any) -> Any:
@@ -136,7 +138,7 @@ def celery_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     if broker.startswith("filesystem://"):
         from .broker import TRANSPORT
 
-        transport = TRANSPORT  # kombu's transport, with atomic writes and claims (see viewer/broker.py)
+        transport = TRANSPORT  # kombu's transport, with atomic writes and claims (see viewer/infra/broker.py)
     return {
         "broker_url": broker,
         "broker_transport": transport,

@@ -16,9 +16,10 @@ from typing import Any
 from flask import current_app
 from threadpoolctl import threadpool_limits
 
+from ..core.cache import LRUCache
+from ..core.payload import PayloadError, Table
+from ..core.predictor import Predictor, labels_at, to_jsonable
 from . import registry
-from .core.cache import LRUCache
-from .core.predict import PayloadError, Predictor, Table, labels_at, to_jsonable
 
 REF_CACHE_SECONDS = 3.0
 MAX_PREDICT_ROWS = 100_000
@@ -62,30 +63,6 @@ def resolve(ref: str) -> Served:
             _predictors.get(version.sha256, lambda: _build(version))
     _, _generation, sha, name, number, anonymous = hit
     predictor = _predictors.get(sha, lambda: _build(registry.resolve(f"{name}/{number}")))
-    return Served(name, number, sha, anonymous, predictor)
-
-
-class _NotCached(Exception):
-    pass
-
-
-def _not_cached() -> Predictor:
-    raise _NotCached
-
-
-def cached(ref: str) -> Served | None:
-    """What ``resolve(ref)`` returns when it needs no database query and no model load (a fresh
-    reference and its predictor in the caches), else None. Needs no app context."""
-    hit = _refs.get(ref)
-    if hit is None or time.monotonic() - hit[0] > REF_CACHE_SECONDS or hit[1] != registry.generation:
-        return None
-    _, _generation, sha, name, number, anonymous = hit
-    if sha not in _predictors:
-        return None
-    try:
-        predictor = _predictors.get(sha, _not_cached)  # evicted in between: nothing is loaded
-    except _NotCached:
-        return None
     return Served(name, number, sha, anonymous, predictor)
 
 
@@ -140,3 +117,21 @@ def run(served: Served, table: Table, *, proba: bool) -> dict[str, Any]:
             labels, classes = labels_at(classes, indices), to_jsonable(classes)
         return {"predictions": labels, "classes": classes, "probabilities": to_jsonable(probabilities)}
     return {"predictions": to_jsonable(predictor.predict(X))}
+
+
+def infer_outputs(served: Served, table: Table, wanted: list[str] | None) -> list[tuple[str, Any]]:
+    """KServe V2: the named outputs (``predict``, ``predict_proba``; all it offers when none are
+    named) as (name, array) pairs."""
+    predictor = served.predictor
+    available = ["predict"] + (["predict_proba"] if predictor.has_proba else [])
+    wanted = wanted or available
+    unknown = [w for w in wanted if w not in available]
+    if unknown:
+        raise PayloadError(f"Unknown output {unknown[0][:64]!r}; this model offers {', '.join(available)}.")
+    check_size(table)
+    X = predictor.prepare(table)
+    return [(name, predictor.predict(X) if name == "predict" else predictor.predict_proba(X)) for name in wanted]
+
+
+def versions_of(name: str) -> list[int]:
+    return [v.version for v in registry.get_model(name).versions]

@@ -27,7 +27,7 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
-TRANSPORT = "viewer.broker:FilesystemTransport"
+TRANSPORT = "viewer.infra.broker:FilesystemTransport"
 
 
 class FilesystemChannel(filesystem.Channel):

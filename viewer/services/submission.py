@@ -1,19 +1,20 @@
-"""Scoring jobs: check that a model fits a dataset, deduplicate, split into chunks, enqueue.
-Permutation importance jobs (one task each) share the checks and the deduplication."""
+"""Job submission: check that a model fits a dataset, deduplicate, record the job and enqueue it.
+
+Scoring jobs (one chunk per stored row group) and permutation importance jobs (one task each)
+share the checks and the deduplication. Running them is ``services.scoring`` and
+``services.importance``; this module only submits.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
 
-from sqlalchemy import select
-
-from . import data, jobs, registry, tasks
-from .core import importance
-from .core.predict import PayloadError
-from .extensions import db
-from .records import Dataset, Job, ModelVersion, User
-from .registry import RegistryError
+from ..core import importance
+from ..core.payload import PayloadError
+from ..infra.records import Dataset, Job, ModelVersion, User
+from . import datasets, jobs, registry
+from .errors import ServiceError
 
 
 def fingerprint(sha256: str, dataset_id: str, target: str | None) -> str:
@@ -22,25 +23,25 @@ def fingerprint(sha256: str, dataset_id: str, target: str | None) -> str:
 
 def check_fit(model_ref: str, dataset_id: str, target: str | None) -> tuple[ModelVersion, Dataset]:
     """The model version and the dataset, when the dataset is ready, has the target column and
-    the columns the model needs; a RegistryError (4xx) saying what is wrong otherwise."""
+    the columns the model needs; a ServiceError (4xx) saying what is wrong otherwise."""
     version = registry.resolve(model_ref)
-    dataset = data.get(dataset_id)
+    dataset = datasets.get(dataset_id)
     if dataset.state != "ready":
-        raise RegistryError(409, "dataset_not_ready", f"The dataset is {dataset.state}, not ready for scoring.")
+        raise ServiceError("conflict", "dataset_not_ready", f"The dataset is {dataset.state}, not ready for scoring.")
     columns = dataset.columns
     if target and target not in columns:
-        raise RegistryError(400, "unknown_target", f"The dataset has no column {target[:100]!r}.")
+        raise ServiceError("invalid", "unknown_target", f"The dataset has no column {target[:100]!r}.")
     names = version.info.get("feature_names")
     if names:
         missing = [c for c in names if c not in columns]
         if missing:
-            raise RegistryError(400, "schema_mismatch", "The dataset lacks columns the model needs: "
+            raise ServiceError("invalid", "schema_mismatch", "The dataset lacks columns the model needs: "
                                 + ", ".join(repr(c) for c in missing[:5])
                                 + (f" and {len(missing) - 5} more" if len(missing) > 5 else "") + ".")
     else:
         width = len(columns) - (1 if target else 0)
         if version.info.get("n_features") not in (None, width):
-            raise RegistryError(400, "schema_mismatch", f"The model takes {version.info['n_features']} unnamed "
+            raise ServiceError("invalid", "schema_mismatch", f"The model takes {version.info['n_features']} unnamed "
                                 f"columns; the dataset has {width}" + (" besides the target" if target else "") + ".")
     return version, dataset
 
@@ -49,9 +50,7 @@ def _same_work(key: str, version: ModelVersion) -> Job | None:
     """The newest pending, running or done job with this fingerprint for this model version (a
     version deleted and registered again with the same bytes gets jobs of its own, so its model
     card lists them)."""
-    return db.session.scalar(select(Job).where(Job.fingerprint == key, Job.model_version_id == version.id,
-                                               Job.state.in_(("pending", "running", "done")))
-                             .order_by(Job.created_at.desc()).limit(1))
+    return jobs.same_work(key, model_version_id=version.id)
 
 
 def submit(model_ref: str, dataset_id: str, target: str | None, user: User | None,
@@ -68,11 +67,8 @@ def submit(model_ref: str, dataset_id: str, target: str | None, user: User | Non
               "dataset": dataset.name, "target": target or None, "kind": version.info.get("kind"),
               "classes": version.info.get("classes")}
     n_chunks = int(dataset.info.get("n_row_groups") or 1)
-    try:
-        job = jobs.submit(tasks.score_chunk, "score", params, user, chunks=n_chunks, model_version_id=version.id,
-                          dataset_id=dataset.id, fingerprint=key, progress_total=dataset.n_rows)
-    except jobs.BrokerUnavailable as exc:
-        raise RegistryError(503, "queue_unavailable", str(exc)) from None
+    job = jobs.submit("score", params, user, chunks=n_chunks, model_version_id=version.id,
+                      dataset_id=dataset.id, fingerprint=key, progress_total=dataset.n_rows)
     return job, True
 
 
@@ -81,14 +77,14 @@ def submit(model_ref: str, dataset_id: str, target: str | None, user: User | Non
 def importance_options(version: ModelVersion, n_repeats: int | None, max_rows: int | None, seed: int | None,
                        scoring_name: str | None) -> dict[str, Any]:
     """The options of an importance job with defaults filled in (the scoring by task), checked
-    against the model; a RegistryError (400) names what is wrong."""
+    against the model; a ServiceError (400) names what is wrong."""
     info = version.info
     try:
         chosen = scoring_name or importance.default_scoring(info.get("kind"), info.get("classes"),
                                                             bool(info.get("has_predict_proba")))
         importance.check_scoring(chosen, info.get("kind"), info.get("classes"), bool(info.get("has_predict_proba")))
     except PayloadError as exc:
-        raise RegistryError(400, exc.error_code.lower(), exc.message) from None
+        raise ServiceError("invalid", exc.error_code.lower(), exc.message) from None
     options = {"n_repeats": importance.DEFAULT_REPEATS if n_repeats is None else n_repeats,
                "max_rows": importance.DEFAULT_MAX_ROWS if max_rows is None else max_rows,
                "seed": 0 if seed is None else seed, "scoring": chosen}
@@ -101,10 +97,10 @@ IMPORTANCE_RANGES = (("n_repeats", 1, importance.MAX_REPEATS),
 
 
 def check_importance_ranges(options: dict[str, Any]) -> None:
-    """n_repeats, max_rows and seed, when given, within their bounds (RegistryError 400 if not)."""
+    """n_repeats, max_rows and seed, when given, within their bounds (ServiceError 400 if not)."""
     for name, low, high in IMPORTANCE_RANGES:
         if options.get(name) is not None and not low <= options[name] <= high:
-            raise RegistryError(400, "bad_option", f"{name} must be between {low:,} and {high:,}.")
+            raise ServiceError("invalid", "bad_option", f"{name} must be between {low:,} and {high:,}.")
 
 
 def submit_importance(model_ref: str, dataset_id: str, target: str | None, user: User | None, *,
@@ -113,10 +109,10 @@ def submit_importance(model_ref: str, dataset_id: str, target: str | None, user:
     """Start a permutation importance job; (job, created). The same model version, dataset,
     target and options already pending, running or done returns that job, unless ``force``."""
     if not target:
-        raise RegistryError(400, "target_required", "Permutation importance needs a target column.")
+        raise ServiceError("invalid", "target_required", "Permutation importance needs a target column.")
     version, dataset = check_fit(model_ref, dataset_id, target)
     if target in (version.info.get("feature_names") or ()):
-        raise RegistryError(400, "target_is_feature", f"{target[:100]!r} is one of the model's inputs, not a target.")
+        raise ServiceError("invalid", "target_is_feature", f"{target[:100]!r} is one of the model's inputs, not a target.")
     options = importance_options(version, n_repeats, max_rows, seed, scoring)
     key = hashlib.sha256("|".join(["importance", version.sha256, dataset.id, target]
                                   + [str(options[k]) for k in sorted(options)]).encode()).hexdigest()
@@ -126,9 +122,6 @@ def submit_importance(model_ref: str, dataset_id: str, target: str | None, user:
             return existing, False
     params = {"model": version.ref, "model_name": version.model.name, "model_version": version.version,
               "dataset": dataset.name, "target": target, "kind": version.info.get("kind"), **options}
-    try:
-        job = jobs.submit(tasks.feature_importance, "importance", params, user, model_version_id=version.id,
-                          dataset_id=dataset.id, fingerprint=key, progress_total=None)
-    except jobs.BrokerUnavailable as exc:
-        raise RegistryError(503, "queue_unavailable", str(exc)) from None
+    job = jobs.submit("importance", params, user, model_version_id=version.id,
+                      dataset_id=dataset.id, fingerprint=key, progress_total=None)
     return job, True

@@ -1,0 +1,84 @@
+"""What pages and the API share about a request: who is asking (``auth``), how a refusal is
+answered (``errors``), how JSON is written (``json``), and the app-wide guards installed by
+``init_app``: security headers, NUL bytes refused, ids bounded, no cookie session for the API."""
+
+from __future__ import annotations
+
+from flask import Flask, abort, request
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.routing import IntegerConverter
+
+from . import auth, errors
+from .json import OrjsonProvider
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    # BokehJS attaches <style> elements at run time; no page has inline scripts.
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+)
+_SECURITY_HEADERS_LOWER = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS)
+
+
+def _security_headers(response):
+    """Each of ``SECURITY_HEADERS`` that the response does not set already: what four
+    ``headers.setdefault`` calls do, in one pass over the headers."""
+    headers = response.headers
+    present = {key.lower() for key in headers.keys()}
+    for lower, name, value in _SECURITY_HEADERS_LOWER:
+        if lower not in present:
+            headers.add(name, value)
+    return response
+
+
+class ApiAwareSessionInterface(SecureCookieSessionInterface):
+    """API requests never use the cookie session (they authenticate by token only), so they
+    neither open nor save one: less work per prediction, and no ``Vary: Cookie`` on API answers."""
+
+    def open_session(self, app, request):
+        if auth.is_api_request():
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
+class DatabaseIntConverter(IntegerConverter):
+    """``<int:...>`` ids that fit the database's integer columns; a larger number is a 404 like
+    any unknown id (PostgreSQL would refuse it with an error instead)."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
+def _reject_nul_bytes():
+    """NUL bytes have no place in a URL or a form field, and PostgreSQL refuses them in text:
+    answer 400 before any view passes one to the database (the same on SQLite). Every value of
+    a repeated parameter is checked."""
+    if "\x00" in request.path or any("\x00" in v for _k, v in request.args.items(multi=True)):
+        abort(400, description="NUL bytes are not allowed in the URL.")
+    if request.mimetype == "application/x-www-form-urlencoded" \
+            and any("\x00" in v for _k, v in request.form.items(multi=True)):
+        abort(400, description="NUL bytes are not allowed in form fields.")
+
+
+def init_app(app: Flask) -> None:
+    """Install the guards; ``_reject_nul_bytes`` first, so it runs before authentication."""
+    app.json = OrjsonProvider(app)
+    app.url_map.converters["int"] = DatabaseIntConverter
+    app.session_interface = ApiAwareSessionInterface()
+    app.before_request(_reject_nul_bytes)
+    auth.init_app(app)
+    errors.init_app(app)
+    app.after_request(_security_headers)

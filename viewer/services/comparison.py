@@ -1,0 +1,193 @@
+"""Comparing finished scoring jobs over one dataset, side by side (the compare page and
+``GET /api/v1/compare`` share everything here).
+
+The metrics and plots come from each job's stored metrics and aggregates, so they are ready at
+once. The bootstrap confidence intervals and the rows where the models disagree most need the
+rows themselves: a "compare" job (``run`` below) streams the jobs' output parts once and
+stores a small result. It is started by the first request for a set of jobs, whoever asks: it
+only reads results the asker may already see, and it is deduplicated by the set of job ids, so
+any viewer may trigger it and repeated requests never add work. A failed or cancelled comparison
+stays failed (shown with its error) until someone asks to retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import time
+
+from ..core import compare
+from ..infra.records import Job, User
+from . import jobs
+from .artifacts import store
+from .errors import ServiceError
+
+MAX_JOBS = 8
+
+
+@dataclass
+class Spec:
+    """What the jobs being compared have in common."""
+
+    jobs: list[Job]
+    task: str                   # binary, multiclass or regression
+    classes: list | None
+    target: str | None
+    dataset_id: str
+    dataset_name: str
+    n_rows: int | None
+
+    @property
+    def ids(self) -> list[str]:
+        return [j.id for j in self.jobs]
+
+
+def parse_ids(values: list[str]) -> list[str]:
+    """Job ids from repeated ``jobs`` parameters (commas also separate), in order, without repeats."""
+    ids: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if part and part not in ids:
+                ids.append(part)
+    if any("\x00" in i for i in ids):
+        raise ServiceError("not_found", "not_found", "No such job.")  # no stored id holds a NUL (PostgreSQL cannot compare one)
+    if len(ids) < 2:
+        raise ServiceError("invalid", "bad_request", "Pick at least two jobs to compare: ?jobs=<id>&jobs=<id>.")
+    if len(ids) > MAX_JOBS:
+        raise ServiceError("invalid", "bad_request", f"Compare at most {MAX_JOBS} jobs at a time.")
+    return ids
+
+
+def label(job: Job) -> str:
+    params = job.params or {}
+    return str(params.get("model") or job.id[:8])
+
+
+def labels(found: list[Job]) -> list[str]:
+    """Display names (model/version); the same model twice gets the job id to tell them apart."""
+    names = [label(j) for j in found]
+    return [f"{n} · {j.id[:6]}" if names.count(n) > 1 else n for n, j in zip(names, found)]
+
+
+def task_of(job: Job) -> str | None:
+    params = job.params or {}
+    if params.get("kind") == "regressor":
+        return "regression"
+    if params.get("kind") == "classifier" and params.get("classes"):
+        return "binary" if len(params["classes"]) == 2 else "multiclass"
+    return None
+
+
+def load(ids: list[str]) -> Spec:
+    """The jobs, when they can be compared; a 400 or 404 saying why not otherwise."""
+    found = [jobs.get(i) for i in ids]
+    for job in found:
+        name = f"Job {job.id[:8]} ({label(job)})" if job.kind == "score" else f"Job {job.id[:8]}"
+        if job.kind != "score":
+            raise ServiceError("invalid", "bad_request", f"{name} is a {job.kind} job; only scoring jobs can be compared.")
+        if job.state != "done":
+            raise ServiceError("invalid", "bad_request", f"{name} is {job.state}; only finished (done) jobs can be compared.")
+        if task_of(job) is None:
+            raise ServiceError("invalid", "bad_request", f"{name} scored a model that is neither a classifier nor a regressor.")
+    first = found[0]
+    if any(j.dataset_id != first.dataset_id for j in found) or first.dataset_id is None:
+        raise ServiceError("invalid", "bad_request", "The jobs were run on different datasets (or a dataset was deleted); "
+                               "compare jobs on the same dataset.")
+    targets = {(j.params or {}).get("target") or None for j in found}
+    if len(targets) > 1:
+        raise ServiceError("invalid", "bad_request", "The jobs used different target columns; compare jobs scored against the same target.")
+    tasks_found = {task_of(j) for j in found}
+    if len(tasks_found) > 1:
+        raise ServiceError("invalid", "bad_request", "The jobs are of different task types (" + ", ".join(sorted(tasks_found))
+                               + "); compare models of one kind.")
+    task = tasks_found.pop()
+    classes = None
+    if task != "regression":
+        classes = list(first.params["classes"])
+        if any(list(j.params["classes"]) != classes for j in found):
+            raise ServiceError("invalid", "bad_request", "The models have different classes; their probabilities cannot be compared.")
+    dataset = first.dataset
+    return Spec(found, task, classes, targets.pop(), first.dataset_id, dataset.name if dataset else "",
+                first.progress_total or (dataset.n_rows if dataset else None))
+
+
+def fingerprint(ids: list[str]) -> str:
+    return hashlib.sha256(f"compare|{compare.VERSION}|{'|'.join(sorted(ids))}".encode()).hexdigest()
+
+
+def comparison_job(spec: Spec, user: User | None, retry: bool = False) -> tuple[Job | None, str | None]:
+    """The compare job of these jobs, started when there is none (or ``retry`` after a failure).
+    Returns (job, None), or (None, why) when the queue is unreachable."""
+    key = fingerprint(spec.ids)
+    latest = jobs.latest_with(key, "compare")
+    # A worker that dies mid-comparison is the reaper's business (jobs.claim's lease): the job
+    # runs again on another worker, or ends in error after MAX_ATTEMPTS.
+    if latest is not None and (latest.state in ("pending", "running", "done") or not retry):
+        return latest, None
+    stored = sorted(spec.ids)
+    by_id = {j.id: j for j in spec.jobs}
+    params = {"jobs": stored, "order": spec.ids, "models": [label(by_id[i]) for i in stored], "task": spec.task,
+              "classes": spec.classes, "target": spec.target, "dataset": spec.dataset_name}
+    try:
+        job = jobs.submit("compare", params, user, dataset_id=spec.dataset_id, fingerprint=key,
+                          progress_total=spec.n_rows)
+    except ServiceError as exc:  # the queue is unreachable: the page says so, the plots still show
+        return None, exc.message
+    return job, None
+
+
+def comparison_view(spec: Spec, job: Job | None, message: str | None) -> dict[str, Any]:
+    """The compare job's state, and its result seen from the first job (the baseline)."""
+    status = jobs.serialize_job(job) if job else None
+    if status is not None:
+        status["result"] = None  # the stored result, presented from the baseline, is "result" below
+    out: dict[str, Any] = {"state": job.state if job else "unavailable", "job": status, "message": message,
+                           "result": None}
+    if job is not None and job.state == "done" and job.result:
+        out["result"] = compare.present(job.result, job.params["jobs"], spec.ids)
+    elif job is not None and job.state in ("error", "cancelled"):
+        out["message"] = job.error or f"The comparison was {job.state}."
+    return out
+
+
+def summary(spec: Spec) -> dict[str, Any]:
+    names = labels(spec.jobs)
+    return {
+        "dataset_id": spec.dataset_id, "dataset": spec.dataset_name, "target": spec.target, "task": spec.task,
+        "classes": spec.classes,
+        "jobs": [{"id": j.id, "label": n, "model": (j.params or {}).get("model"),
+                  "model_name": (j.params or {}).get("model_name"),
+                  "model_version": (j.params or {}).get("model_version"), "url": f"/api/v1/jobs/{j.id}"}
+                 for j, n in zip(spec.jobs, names)],
+        "metrics": compare.side_by_side([(j.result or {}).get("metrics") for j in spec.jobs]),
+    }
+
+
+def run(job_id: str, owner: str) -> None:
+    """The compare job: stream the jobs' output parts, aligned by row index, once (bootstrap CIs,
+    disagreeing rows); progress in rows, a cancel stops it."""
+    job = jobs.get(job_id)
+    params = dict(job.params)
+    total = job.progress_total
+    last = [0.0]
+
+    def progress(done: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5 or done == total:  # a write at most twice a second
+            last[0] = now
+            if not jobs.set_progress(job_id, done, total):
+                raise compare.Cancelled()
+
+    def compute() -> dict:
+        with ExitStack() as files:
+            sources = [compare.Source([files.enter_context(store().reader(key)) for key in jobs.output_keys(j)])
+                       for j in params["jobs"]]
+            return compare.compare_outputs(sources, params["task"], params.get("classes"),
+                                           bool(params.get("target")), progress=progress)
+
+    # outputs gone or not alike (FileNotFoundError, ValueError): a retry would fail alike
+    jobs.run_single(job_id, owner, compute, cancelled=compare.Cancelled, expected=(FileNotFoundError, ValueError))

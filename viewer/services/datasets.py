@@ -1,0 +1,187 @@
+"""Datasets: upload (inline for small files, as an ingest job for large ones), ingest, list, delete.
+
+An upload is received into a scratch file; ingesting writes the dataset's Parquet file to the
+artifact store under a new key and records the key (``Dataset.path``) with the dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from flask import current_app
+from sqlalchemy import inspect, select
+
+from ..core.datasets import DatasetError, ingest
+from ..infra.artifacts import new_key
+from ..infra.extensions import db
+from ..infra.records import Dataset, Job, User, new_id
+from . import jobs
+from .artifacts import scratch_dir, store
+from .errors import ServiceError
+
+COPY_CHUNK = 1 << 20
+
+
+def _display_name(filename: str) -> str:
+    name = os.path.basename((filename or "").replace("\\", "/").replace("\x00", "")).strip()
+    return (name or "dataset")[:255]
+
+
+def upload(source: BinaryIO, filename: str, user: User | None) -> tuple[Dataset, Job | None]:
+    """Store an upload. Small files are ingested now (the dataset is ready, or a 422 explains
+    what is wrong); larger ones become an ingest job and the dataset reads "ingesting"."""
+    fd, tmp = tempfile.mkstemp(dir=scratch_dir(), prefix="upload-")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := source.read(COPY_CHUNK):
+                out.write(chunk)
+                size += len(chunk)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    if size == 0:
+        os.unlink(tmp)
+        raise ServiceError("unprocessable", "dataset_invalid", "The file is empty.")
+    # The row becomes visible only together with what makes it whole: after a successful inline
+    # ingest, or in the same transaction as its ingest job. A web process killed mid-upload leaves
+    # no "ingesting" row behind (only a scratch file, which the sweep removes).
+    dataset = Dataset(id=new_id(), name=_display_name(filename), uploaded_by=user, state="ingesting")
+    if size <= current_app.config["INLINE_INGEST_MB"] * 2**20:
+        try:
+            finish_ingest(dataset, Path(tmp))
+        except DatasetError as exc:  # nothing half-stored: no row, no file
+            raise ServiceError("unprocessable", "dataset_invalid", exc.message,
+                                **({"line": exc.line} if exc.line else {})) from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return dataset, None
+    db.session.add(dataset)
+    try:
+        job = jobs.submit("ingest", {"upload": Path(tmp).name, "filename": dataset.name}, user,
+                          dataset_id=dataset.id, progress_total=None)
+    except ServiceError:
+        # submit removed its job row; the dataset row goes too, and the upload with it.
+        db.session.delete(dataset)
+        db.session.commit()
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dataset, job
+
+
+def upload_path(job) -> Path:
+    """The scratch file an ingest job reads (kept until the ingest succeeds, so a retried ingest
+    has its input)."""
+    return scratch_dir() / Path(job.params["upload"]).name
+
+
+def finish_ingest(dataset: Dataset, upload: Path) -> None:
+    """Ingest an uploaded file into the dataset's Parquet file and record what it holds; on a
+    DatasetError the dataset row ends in "error" with the message and no file is left."""
+    key = new_key(f"datasets/{dataset.id}", ".parquet")
+    try:
+        with store().writer(key) as target:
+            info = ingest(upload, target, filename_hint=dataset.name,
+                          row_group_rows=current_app.config["ROW_GROUP_ROWS"])
+    except DatasetError as exc:
+        if inspect(dataset).persistent:  # an ingest job's row records why; an inline upload has no row
+            dataset.state, dataset.error = "error", exc.message
+            db.session.commit()
+        raise
+    db.session.add(dataset)
+    dataset.path = key
+    dataset.info = info.to_dict()
+    dataset.n_rows, dataset.n_columns, dataset.size_bytes = info.n_rows, info.n_columns, info.bytes_on_disk
+    dataset.state = "ready"
+    db.session.commit()
+
+
+def get(dataset_id: str) -> Dataset:
+    dataset = db.session.get(Dataset, dataset_id) \
+        if isinstance(dataset_id, str) and len(dataset_id) <= 32 and "\x00" not in dataset_id else None
+    if dataset is None:
+        raise ServiceError("not_found", "dataset_not_found", "No such dataset.")
+    return dataset
+
+
+def ingest_job(job_id: str, owner: str) -> None:
+    """The body of an ingest job (after its claim): ingest the upload under a renewed lease, then
+    finish the job; a refused file ends the job (and the dataset) in error with the reason."""
+    job = jobs.get(job_id)
+    dataset = db.session.get(Dataset, job.dataset_id)
+    upload = upload_path(job)
+    try:
+        with jobs.Heartbeat(job_id, owner, renew=jobs.renew_job_lease):
+            finish_ingest(dataset, upload)
+    except DatasetError as exc:
+        jobs.fail(job_id, exc.message)
+        return
+    jobs.finish(job_id, owner, {}, progress=dataset.n_rows or 0)
+
+
+def ingest_ended(job_id: str, state: str) -> None:
+    """End hook of ingest jobs: the upload's scratch file goes, and a dataset still "ingesting"
+    (the job failed or was cancelled before the ingest recorded anything) ends in error."""
+    job = db.session.get(Job, job_id)
+    if job is None:
+        return
+    upload_path(job).unlink(missing_ok=True)
+    dataset = db.session.get(Dataset, job.dataset_id) if job.dataset_id else None
+    if dataset is not None and dataset.state == "ingesting":
+        dataset.state = "error"
+        dataset.error = job.error or f"The upload's ingest was {state}; upload the file again."
+        db.session.commit()
+
+
+def get_file(dataset: Dataset):
+    """A context manager giving a local path to the dataset's Parquet file."""
+    if not dataset.path:
+        raise ServiceError("conflict", "dataset_not_ready", f"The dataset is {dataset.state}, not ready.")
+    return store().reader(dataset.path)
+
+
+def ready(limit: int = 200) -> list[Dataset]:
+    return list(db.session.scalars(select(Dataset).where(Dataset.state == "ready")
+                                   .order_by(Dataset.created_at.desc()).limit(limit)))
+
+
+def names() -> list[tuple[str, str]]:
+    """(id, name) of every dataset, newest first."""
+    return [tuple(row) for row in db.session.execute(select(Dataset.id, Dataset.name)
+                                                     .order_by(Dataset.created_at.desc()))]
+
+
+def delete(dataset: Dataset) -> None:
+    busy = jobs.unfinished(dataset_id=dataset.id)
+    if busy:
+        raise ServiceError("conflict", "dataset_in_use", f"The dataset is used by {len(busy)} unfinished job(s).",
+                            jobs=[j.id for j in busy])
+    key = dataset.path
+    db.session.delete(dataset)
+    db.session.commit()
+    if key:
+        store().delete(key)
+
+
+def dataset_dict(dataset: Dataset, *, full: bool = True) -> dict[str, Any]:
+    out = {
+        "id": dataset.id, "name": dataset.name, "state": dataset.state, "error": dataset.error,
+        "n_rows": dataset.n_rows, "n_columns": dataset.n_columns, "size_bytes": dataset.size_bytes,
+        "uploaded_by": dataset.uploaded_by.username if dataset.uploaded_by else None,
+        "created_at": jobs.iso_time(dataset.created_at),
+    }
+    if full and dataset.info:
+        out["columns"] = dataset.info.get("columns")
+        out["preview"] = dataset.info.get("preview")
+        out["source"] = {k: dataset.info.get(k) for k in ("source_format", "delimiter", "encoding", "source_bytes")}
+    return out
+
+
+def list_datasets() -> list[Dataset]:
+    return list(db.session.scalars(select(Dataset).order_by(Dataset.created_at.desc())))
+
+
+__all__ = ["dataset_dict", "delete", "get", "list_datasets", "upload"]

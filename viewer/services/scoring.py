@@ -1,0 +1,105 @@
+"""Running a scoring job: one task per chunk (a stored row group) writes its output part, and one
+finaliser computes the metrics and plot aggregates once every chunk is done. Submitting one is
+``services.submission``; running the model over rows is ``core.scoring``.
+
+Task bodies never trust the message: they re-read the job, claim their chunk through a lease,
+and do nothing when the work is done, cancelled or held by another worker. A chunk writes its
+part under a new artifact key and records the key only while it holds the lease, so a late or
+duplicated copy never replaces a recorded part.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+
+from ..core import scoring
+from ..core.payload import PayloadError
+from ..infra.artifacts import new_key
+from ..infra.extensions import db
+from ..infra.records import Dataset, Job
+from . import datasets, jobs, kinds, serving
+from .artifacts import store
+
+log = logging.getLogger(__name__)
+KIND = "score"
+
+
+def run_chunk(job_id: str, index: int, owner: str) -> None:
+    chunk = jobs.claim_chunk(job_id, index, owner)
+    if chunk is None:
+        return  # done, cancelled, or another worker holds a live lease
+    job = db.session.get(Job, job_id)
+    if job is None or job.finished or job.cancel_requested:
+        return
+    jobs.start_chunked(job)
+    key = new_key(f"{jobs.output_prefix(job_id)}/part-{index:05d}", ".parquet")
+    try:
+        with jobs.Heartbeat(chunk.id, owner) as beat:
+            version = job.model_version
+            if version is None:
+                jobs.fail(job_id, "The model version was deleted.")
+                return
+            predictor = serving.predictor_for(version)
+            dataset = db.session.get(Dataset, job.dataset_id)
+            with datasets.get_file(dataset) as source, store().writer(key) as part:
+                rows = scoring.score_chunk(predictor, source, index, part, job.params.get("target"))
+    except PayloadError as exc:  # the data does not fit the model: every retry would fail alike
+        jobs.fail(job_id, f"Chunk {index}: {exc.message}")
+        return
+    except Exception as exc:  # noqa: BLE001  (recorded, retried, and after N tries the job fails)
+        log.exception("chunk %s/%s failed", job_id, index)
+        if jobs.fail_chunk(chunk, owner, f"{type(exc).__name__}: {str(exc)[:500]}"):
+            try:
+                kinds.enqueue_chunk(KIND, job_id, index, countdown=min(2 ** chunk.attempts, 30))
+            except kinds.BrokerUnavailable:
+                pass  # the reaper sends it again from the chunk's record
+        return
+    if beat.lost or not jobs.complete_chunk(chunk, owner, rows, key):
+        store().delete(key)  # our lease expired and another worker took the chunk: its record wins
+        return
+    db.session.refresh(job)
+    if job.cancel_requested or job.state == "cancelled":
+        jobs.remove_outputs(job)
+        return
+    if jobs.chunks_left(job_id) == 0:
+        try:
+            kinds.enqueue_finalize(KIND, job_id)
+        except kinds.BrokerUnavailable:
+            pass  # the reaper finalises a job whose chunks are all done
+
+
+def finalize(job_id: str, owner: str) -> None:
+    if jobs.chunks_left(job_id) != 0 or not jobs.claim_finalize(job_id, owner):
+        return
+    job = db.session.get(Job, job_id)
+    try:
+        with jobs.Heartbeat(job_id, owner, renew=jobs.renew_job_lease), ExitStack() as files:
+            parts = [files.enter_context(store().reader(key)) for key in jobs.output_keys(job)]
+            summary = scoring.summarize(parts, job.params["kind"], job.params.get("classes"),
+                                        bool(job.params.get("target")))
+    except Exception as exc:  # noqa: BLE001
+        log.exception("finalising %s failed", job_id)
+        jobs.fail(job_id, f"Computing metrics failed: {type(exc).__name__}: {str(exc)[:500]}")
+        return
+    if not jobs.finish(job_id, owner, summary):
+        log.info("job %s was cancelled or finished by another worker while finalising", job_id)
+
+
+def ended(job_id: str, state: str) -> None:
+    """End hook: a scoring job that failed or was cancelled leaves no output behind."""
+    if state != "done":
+        jobs.remove_outputs(job_id)
+
+
+def output_parts(job: Job) -> ExitStack:
+    """An ExitStack whose ``parts`` attribute lists local paths of a done job's output parts
+    (empty when they are gone)."""
+    stack = ExitStack()
+    try:
+        stack.parts = [stack.enter_context(store().reader(key)) for key in jobs.output_keys(job)]  # type: ignore[attr-defined]
+    except FileNotFoundError:
+        stack.close()
+        stack = ExitStack()
+        stack.parts = []  # type: ignore[attr-defined]
+    return stack
