@@ -76,6 +76,11 @@ def _reject_nul_bytes():
 def init_app(app: Flask) -> None:
     """Install the guards; ``_reject_nul_bytes`` first, so it runs before authentication."""
     app.json = OrjsonProvider(app)
+    # Keep the templates' |tojson in insertion order too (Jinja's policy asks for sorted keys):
+    # Bokeh's json_item defines each model where it first appears and refers to it by id after
+    # that; sorted keys put a reference before its definition and BokehJS refuses the document
+    # ("reference p1027 isn't known"), so no plot rendered.
+    app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     app.url_map.converters["int"] = DatabaseIntConverter
     app.session_interface = ApiAwareSessionInterface()
     app.before_request(_reject_nul_bytes)

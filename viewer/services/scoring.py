@@ -91,15 +91,3 @@ def ended(job_id: str, state: str) -> None:
     if state != "done":
         jobs.remove_outputs(job_id)
 
-
-def output_parts(job: Job) -> ExitStack:
-    """An ExitStack whose ``parts`` attribute lists local paths of a done job's output parts
-    (empty when they are gone)."""
-    stack = ExitStack()
-    try:
-        stack.parts = [stack.enter_context(store().reader(key)) for key in jobs.output_keys(job)]  # type: ignore[attr-defined]
-    except FileNotFoundError:
-        stack.close()
-        stack = ExitStack()
-        stack.parts = []  # type: ignore[attr-defined]
-    return stack
