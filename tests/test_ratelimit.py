@@ -1,4 +1,4 @@
-"""Login rate limiting (Flask-Limiter): failed logins only, per address and per username, shared
+"""Login rate limiting (the limits library, checked by the login view): failed logins only, per address and per username, shared
 across web processes through Redis on the services backend."""
 
 from __future__ import annotations

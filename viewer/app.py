@@ -62,9 +62,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # tied to the session instead of a clock
         CELERY=celery_config(settings),
         RATELIMIT_STORAGE_URI=settings["RATELIMIT_STORAGE_URL"],
-        RATELIMIT_HEADERS_ENABLED=True,  # Retry-After on a 429
-        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,  # Redis down: limit per process rather than fail logins
-        RATELIMIT_KEY_PREFIX="viewer",
     )
     if test_config:  # plain Flask keys (TESTING, WTF_CSRF_ENABLED, ...) from tests
         app.config.update({k: v for k, v in test_config.items() if k.isupper()})
@@ -73,7 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
     csrf.init_app(app)
-    limiter.init_app(app)  # only the login form has limits; the API blueprints are exempt (api.init_app)
+    limiter.init_app(app)  # only the login view asks it (no app-wide request hook)
     web.init_app(app)
     api.init_app(app)
     celery_init_app(app)

@@ -38,7 +38,7 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
     "RATELIMIT_STORAGE_URL": (None, str, "Where login attempt counts live, shared by every web "
                               "process. Default: the broker when it is Redis, else memory (one process)."),
     "LOGIN_RATE_LIMIT": ("10 per minute;100 per day", str, "Failed logins allowed per client address "
-                         "(Flask-Limiter syntax); beyond it the login form answers 429."),
+                         "(the limits library's syntax, e.g. '10 per minute;100 per day'); beyond it the login form answers 429."),
     "LOGIN_USER_RATE_LIMIT": ("30 per hour", str, "Failed logins allowed per username, from any address."),
     "INLINE_INGEST_MB": (32, int, "Datasets up to this size are ingested inside the upload "
                          "request; larger ones by a worker (the upload answers 202 at once)."),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from celery import Celery, Task
 from flask import Flask, has_app_context
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -13,6 +11,8 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
+
+from .ratelimit import LoginLimiter
 
 # Stable constraint names, so Alembic migrations work the same on SQLite and PostgreSQL.
 NAMING = {
@@ -32,9 +32,9 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-# No default limits: only the routes that ask (the login form) are limited. Storage comes from
+# Only the login form is limited; the view asks (no app-wide hook). Storage comes from
 # RATELIMIT_STORAGE_URI (Redis shared by every web process, or memory when embedded).
-limiter = Limiter(key_func=get_remote_address)
+limiter = LoginLimiter()
 
 
 @event.listens_for(Engine, "connect")

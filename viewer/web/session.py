@@ -7,6 +7,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from ..http.auth import public
 from ..infra.extensions import limiter
+from ..infra.ratelimit import Rule
 from ..services import accounts
 from .forms import ConfirmForm, LoginForm
 
@@ -20,30 +21,28 @@ def _safe_next(target: str | None) -> str:
     return url_for("main.index")
 
 
-def _failed(response) -> bool:
-    """Only failed attempts count against the limits: a user who types the password right is
-    never slowed down."""
-    return response.status_code == 401
-
-
-def _username_key() -> str:
-    return "user:" + (request.form.get("username") or "").strip().lower()[:80]
+def _login_limits() -> list[Rule]:
+    """Failed logins allowed per client address, and per username from any address. Only failed
+    attempts count: a user who types the password right is never slowed down."""
+    username = (request.form.get("username") or "").strip().lower()[:80]
+    return [Rule(current_app.config["LOGIN_RATE_LIMIT"], f"addr:{request.remote_addr}",
+                 "Too many failed logins from your address. Wait a minute and try again."),
+            Rule(current_app.config["LOGIN_USER_RATE_LIMIT"], f"user:{username}",
+                 "Too many failed logins for this username. Wait and try again, or ask an admin.")]
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
-@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"], deduct_when=_failed,
-               error_message="Too many failed logins from your address. Wait a minute and try again.")
-@limiter.limit(lambda: current_app.config["LOGIN_USER_RATE_LIMIT"], methods=["POST"], deduct_when=_failed,
-               key_func=_username_key,
-               error_message="Too many failed logins for this username. Wait and try again, or ask an admin.")
 def login():
+    if request.method == "POST":
+        limiter.check(_login_limits())  # a 429 before the password is even looked at
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
     form = LoginForm()
     if form.validate_on_submit():
         user = accounts.authenticate(form.username.data, form.password.data)
         if user is None:
+            limiter.failed(_login_limits())
             flash("Wrong username or password.", "error")
             return render_template("login.html", form=form), 401
         login_user(user)
