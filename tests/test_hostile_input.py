@@ -45,7 +45,8 @@ def test_nul_byte_in_the_login_form_is_a_400_not_a_500(client, auth):
     assert "NUL" in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("path", ["/models/a%00b", "/datasets/a%00b", "/jobs/a%00b", "/jobs/?model=a%00b"])
+@pytest.mark.parametrize("path", ["/models/a%00b", "/datasets/a%00b", "/jobs/a%00b", "/jobs/?model=a%00b",
+                                  "/jobs/?model=a&model=b%00c", "/api/v1/jobs?state=done&state=%00"])
 def test_nul_byte_in_urls_is_a_400(client, auth, path):
     auth.login("admin")
     assert client.get(path).status_code == 400
