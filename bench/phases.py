@@ -6,9 +6,8 @@
 Sets up the same model and data dir as bench/predict.py, builds the app in this process and
 times, interleaved in every iteration so noise hits all of them alike:
 
-  - one whole request through the WSGI callable (what a gunicorn worker calls): ours as served
-    (the fast lane of viewer/api/predict.py answers it), ours through Flask (the lane turned
-    off, as for requests the lane hands over), and bare;
+  - one whole request through the WSGI callable (what a gunicorn worker calls): ours (through
+    Flask's machinery, as every request) and bare;
   - each phase of ours on the Flask path, called one by one inside a request context:
     before_request hooks (token check, ...), model resolve, body read, JSON parse,
     validation/preparation, predict_proba, building the result, the JSON response,
@@ -76,12 +75,13 @@ def build_apps(model_path):
 
 def run(app, bare_module, model, one: bytes, path: str, headers: dict[str, str], iterations: int,
         label: str) -> None:
-    from flask import request
+    from flask import jsonify, request
     from werkzeug.test import EnvironBuilder
 
-    from viewer import serving
-    from viewer.api.predict import _body, json_response
-    from viewer.core.predict import labels_at, parse_mlflow, to_jsonable
+    from viewer.api.predict import body as read_body
+    from viewer.core.payload import parse_mlflow
+    from viewer.core.predictor import labels_at, to_jsonable
+    from viewer.services import serving
 
     bare = bare_module.app
     warmup = min(50, iterations)
@@ -110,16 +110,10 @@ def run(app, bare_module, model, one: bytes, path: str, headers: dict[str, str],
         timings.setdefault(name, []).append(t1 - t0)
         return time.perf_counter_ns()
 
-    lane = app.wsgi_app  # viewer.api.predict.FastLane around Flask's wsgi_app
     for i in range(iterations + warmup):
         t = time.perf_counter_ns()
         wsgi(app, ours_env)
-        t = tick("ours: whole request (WSGI, fast lane)", t)
-        lane.enabled = False
-        t = time.perf_counter_ns()
-        wsgi(app, ours_env)
-        t = tick("ours: whole request (WSGI, Flask: lane off)", t)
-        lane.enabled = True
+        t = tick("ours: whole request (WSGI, through Flask)", t)
         wsgi(bare, bare_env)
         t = tick("bare: whole request (WSGI)", t)
 
@@ -132,7 +126,7 @@ def run(app, bare_module, model, one: bytes, path: str, headers: dict[str, str],
             t = tick("ours: before_request hooks (token check, ...)", t)
             served = serving.resolve(bench.MODEL_NAME)
             t = tick("ours: serving.resolve (model ref cache)", t)
-            body = _body()
+            body = read_body()
             t = tick("ours: read body", t)
             table = parse_mlflow(body, request.content_type or "")
             t = tick("ours: parse_mlflow (orjson, checks, float matrix)", t)
@@ -146,8 +140,8 @@ def run(app, bare_module, model, one: bytes, path: str, headers: dict[str, str],
             result = {"predictions": labels_at(predictor.class_labels, probabilities.argmax(axis=1)),
                       "classes": predictor.classes_json, "probabilities": to_jsonable(probabilities)}
             t = tick("ours: labels + to_jsonable", t)
-            response = json_response({"model": served.ref, **result})
-            t = tick("ours: json_response (orjson)", t)
+            response = jsonify({"model": served.ref, **result})
+            t = tick("ours: jsonify (orjson provider)", t)
             response = app.process_response(response)
             t = tick("ours: after_request hooks + session save", t)
             assert proba_wanted
