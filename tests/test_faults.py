@@ -331,7 +331,7 @@ def test_web_process_killed_mid_upload_leaves_nothing_visible(app, client, auth,
     with app.app_context():
         assert db.session.query(Dataset).count() == 0 and db.session.query(ModelVersion).count() == 0
     new = _stored_files(app.config["DATA_DIR"]) - before
-    assert not new, new  # only temp files under uploads/ or the store's tmp/ may remain
+    assert not new, new  # only scratch files under scratch/ may remain
 
 
 def test_web_process_killed_during_inline_ingest_leaves_no_row(app, client, auth, gunicorn):

@@ -33,8 +33,8 @@ def test_new_keys_are_unique_and_never_overwrite(tmp_path):
     for key, content in ((first, b"one"), (second, b"two")):
         with store.writer(key) as path:
             path.write_bytes(content)
-    with store.open(first) as one, store.open(second) as two:
-        assert one.read() == b"one" and two.read() == b"two"
+    with store.reader(first) as one, store.reader(second) as two:
+        assert one.read_bytes() == b"one" and two.read_bytes() == b"two"
 
 
 def test_a_failed_write_leaves_nothing_under_its_key(tmp_path):
@@ -62,13 +62,14 @@ def test_put_copy_and_move_list_and_delete(tmp_path):
     store.delete("models/b/y")
     store.delete("models/b/y")  # deleting a missing object is not an error
     assert list(store.list("models")) == []
+    assert not (tmp_path / "store" / "models").exists()  # no empty folders left behind
     with pytest.raises(FileNotFoundError):
         with store.reader("models/b/y"):
             pass
 
 
-@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "a/../b", "a//b", "", "a/.hidden", "a/b\x00",
-                                 "a\\b", "a/b/"])
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "a/../b", "a//b", "", "a/..", "a/./b", ".",
+                                 "a/b\x00", "a\\b", "a/b/"])
 def test_keys_cannot_reach_outside_the_store(tmp_path, bad):
     with pytest.raises(ValueError):
         check_key(bad)

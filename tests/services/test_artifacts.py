@@ -52,11 +52,12 @@ def test_sweep_deletes_only_old_unrecorded_objects(app, client, auth):
         os.utime(path, (time.time() - 10 * 3600, time.time() - 10 * 3600))
     old = [_plant(root, "models/0123456789abcdef/orphan", 10 * 3600),
            _plant(root, "datasets/gone/orphan.parquet", 10 * 3600),
-           _plant(root, "jobs/finished-long-ago/part-00000/orphan.parquet", 10 * 3600)]
+           _plant(root, "jobs/finished-long-ago/part-00000/orphan.parquet", 10 * 3600),
+           _plant(root, "datasets/killed/.orphan.parquet.partial", 10 * 3600)]  # an ingest killed mid-write
     fresh = _plant(root, "models/fedcba9876543210/being-written", 60)
     with app.app_context():
         counts = artifacts.sweep(grace_seconds=3600)
-    assert counts["objects"] == 3
+    assert counts["objects"] == 4
     assert not any(p.exists() for p in old)
     assert fresh.exists() and all(p.exists() for p in recorded)
     predicted = client.post("/api/v1/models/second/predict", headers=headers,
@@ -77,3 +78,23 @@ def test_deleting_one_of_two_versions_keeps_their_shared_object(app, client, aut
     assert (root / key).is_file()
     assert client.delete("/api/v1/models/a2/versions/1", headers=headers).status_code == 204
     assert not (root / key).exists()
+
+
+def test_sweep_keeps_the_upload_a_queued_ingest_will_read_and_cancel_removes_it(app, client, auth):
+    headers = auth.bearer("scientist")
+    app.config["INLINE_INGEST_MB"] = 0  # every upload becomes an ingest job; no worker runs here
+    csv = b"a,b\n1,0\n2,1\n"
+    answer = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
+                         data={"file": (io.BytesIO(csv), "queued.csv")})
+    assert answer.status_code == 202, answer.get_json()
+    dataset_id, job_id = answer.get_json()["id"], answer.get_json()["job"]["id"]
+    uploads = [p for p in (Path(app.config["DATA_DIR"]) / "scratch").iterdir() if p.name.startswith("upload-")]
+    assert len(uploads) == 1 and uploads[0].read_bytes() == csv
+    os.utime(uploads[0], (time.time() - 10 * 3600, time.time() - 10 * 3600))
+    with app.app_context():
+        artifacts.sweep(grace_seconds=3600)
+    assert uploads[0].exists()  # however long the job waits for a worker
+    assert client.delete(f"/api/v1/jobs/{job_id}", headers=headers).get_json()["state"] == "cancelled"
+    assert not uploads[0].exists()  # the end hook removed it
+    dataset = client.get(f"/api/v1/datasets/{dataset_id}", headers=headers).get_json()
+    assert dataset["state"] == "error" and "cancelled" in dataset["error"]

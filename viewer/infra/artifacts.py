@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator
 
 CHUNK = 1 << 20
-KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+KEY_PART = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._-]{1,200}$")  # plain names; never "." or ".."
 
 
 class TooLarge(Exception):
@@ -78,10 +78,6 @@ class ArtifactStore(ABC):
     @abstractmethod
     def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
         """Store a finished local file under ``key`` (``move``: the caller no longer needs it)."""
-
-    @abstractmethod
-    def open(self, key: str) -> BinaryIO:
-        ...
 
     @abstractmethod
     def exists(self, key: str) -> bool:
@@ -133,14 +129,19 @@ class LocalArtifactStore(ArtifactStore):
             else:
                 shutil.copyfile(path, target)
 
-    def open(self, key: str) -> BinaryIO:
-        return open(self.path(key), "rb")
-
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
     def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+        target = self.path(key)
+        target.unlink(missing_ok=True)
+        for folder in target.parents:  # folders left empty go too (a key's folder is its own)
+            if folder == self.root:
+                break
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.path(prefix), ignore_errors=True)
@@ -200,14 +201,14 @@ def stage(source: BinaryIO, scratch: Path, max_bytes: int | None = None) -> Stag
     return StagedFile(Path(name), digest.hexdigest(), size)
 
 
-def sweep_scratch(scratch: Path, older_than_seconds: float = 24 * 3600) -> int:
-    """Remove scratch files a crashed process left behind."""
+def sweep_scratch(scratch: Path, older_than_seconds: float = 24 * 3600, keep: frozenset[str] = frozenset()) -> int:
+    """Remove scratch files a crashed process left behind (but the ones named in ``keep``)."""
     if not scratch.is_dir():
         return 0
     cutoff = time.time() - older_than_seconds
     removed = 0
     for entry in scratch.iterdir():
-        if entry.is_file() and entry.stat().st_mtime < cutoff:
+        if entry.name not in keep and entry.is_file() and entry.stat().st_mtime < cutoff:
             entry.unlink(missing_ok=True)
             removed += 1
     return removed

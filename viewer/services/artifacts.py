@@ -21,6 +21,7 @@ from ..infra.records import Dataset, Job, JobChunk, ModelVersion
 # The prefixes the store holds (keys of earlier releases included) and how each is recorded.
 PREFIXES = ("models", "artifacts/models", "datasets", "jobs")
 SWEEP_GRACE_SECONDS = 6 * 3600
+LEGACY_SCRATCH = ("uploads", "artifacts/tmp")  # where earlier releases staged uploads
 
 
 def store() -> ArtifactStore:
@@ -41,9 +42,9 @@ def _recorded_keys() -> set[str]:
     return keys
 
 
-def _live_jobs() -> set[str]:
-    """Jobs whose chunks may still be writing: their folders are left alone."""
-    return set(db.session.scalars(select(Job.id).where(Job.state.in_(("pending", "running")))))
+def _live_jobs() -> list[Job]:
+    """Jobs that may still write (their folders are left alone) or read an upload."""
+    return list(db.session.scalars(select(Job).where(Job.state.in_(("pending", "running")))))
 
 
 def sweep(grace_seconds: float = SWEEP_GRACE_SECONDS) -> dict[str, int]:
@@ -51,7 +52,10 @@ def sweep(grace_seconds: float = SWEEP_GRACE_SECONDS) -> dict[str, int]:
     scratch files as old; returns counts. Safe to run from several processes at once."""
     artifacts = store()
     cutoff = time.time() - grace_seconds
-    recorded, live = _recorded_keys(), _live_jobs()
+    live_jobs = _live_jobs()
+    recorded, live = _recorded_keys(), {j.id for j in live_jobs}
+    # The uploads that queued ingest jobs will read stay, however long they wait.
+    uploads = frozenset(Path(str(j.params.get("upload", ""))).name for j in live_jobs if j.kind == "ingest")
     removed = 0
     for prefix in PREFIXES:
         for obj in artifacts.list(prefix):
@@ -61,4 +65,7 @@ def sweep(grace_seconds: float = SWEEP_GRACE_SECONDS) -> dict[str, int]:
                 continue
             artifacts.delete(obj.key)
             removed += 1
-    return {"objects": removed, "scratch": sweep_scratch(scratch_dir(), grace_seconds)}
+    data_dir = Path(current_app.config["DATA_DIR"])
+    scratch = sum(sweep_scratch(folder, grace_seconds, keep=uploads)
+                  for folder in (scratch_dir(), *(data_dir / old for old in LEGACY_SCRATCH)))
+    return {"objects": removed, "scratch": scratch}

@@ -6,6 +6,7 @@ artifact store under a new key and records the key (``Dataset.path``) with the d
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from .artifacts import scratch_dir, store
 from .errors import ServiceError
 
 COPY_CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 def _display_name(filename: str) -> str:
@@ -74,8 +76,11 @@ def upload(source: BinaryIO, filename: str, user: User | None) -> tuple[Dataset,
 
 def upload_path(job) -> Path:
     """The scratch file an ingest job reads (kept until the ingest succeeds, so a retried ingest
-    has its input)."""
-    return scratch_dir() / Path(job.params["upload"]).name
+    has its input). Jobs queued by an earlier release name an absolute path under uploads/."""
+    recorded = Path(job.params["upload"])
+    if recorded.is_absolute() and recorded.parent == Path(current_app.config["DATA_DIR"]) / "uploads":
+        return recorded
+    return scratch_dir() / recorded.name
 
 
 def finish_ingest(dataset: Dataset, upload: Path) -> None:
@@ -92,7 +97,7 @@ def finish_ingest(dataset: Dataset, upload: Path) -> None:
             db.session.commit()
         raise
     db.session.add(dataset)
-    dataset.path = key
+    dataset.path, dataset.error = key, None
     dataset.info = info.to_dict()
     dataset.n_rows, dataset.n_columns, dataset.size_bytes = info.n_rows, info.n_columns, info.bytes_on_disk
     dataset.state = "ready"
@@ -113,13 +118,17 @@ def ingest_job(job_id: str, owner: str) -> None:
     job = jobs.get(job_id)
     dataset = db.session.get(Dataset, job.dataset_id)
     upload = upload_path(job)
+    if not upload.is_file():
+        jobs.fail(job_id, "The uploaded file is gone (removed before a worker could read it); upload it again.")
+        return
     try:
         with jobs.Heartbeat(job_id, owner, renew=jobs.renew_job_lease):
             finish_ingest(dataset, upload)
     except DatasetError as exc:
         jobs.fail(job_id, exc.message)
         return
-    jobs.finish(job_id, owner, {}, progress=dataset.n_rows or 0)
+    if not jobs.finish(job_id, owner, {}, progress=dataset.n_rows or 0):
+        log.info("ingest job %s was cancelled or taken over while it ran", job_id)
 
 
 def ingest_ended(job_id: str, state: str) -> None:

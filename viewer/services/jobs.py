@@ -6,9 +6,10 @@ is a 404 and never an eternal "pending", and state is read from the database, ne
 (``services.kinds``), never by importing the Celery module.
 
 One lifecycle for every kind:
-- claim: a worker takes a job (single-task kinds) or a chunk (chunked kinds) with one
-  conditional UPDATE (pending, or running with an expired lease), under a lease (owner + expiry),
-  so a redelivered or duplicated message finds nothing to claim;
+- claim: a worker takes a job (single-task kinds: pending only; the reaper puts one whose lease
+  expired back to pending) or a chunk (chunked kinds: pending, or running with an expired lease)
+  with one conditional UPDATE, under a lease (owner + expiry), so a redelivered or duplicated
+  message finds nothing to claim;
 - heartbeat: the holder renews its lease while it works (``Heartbeat``), the finaliser included;
 - one guarded finish: ``finish`` marks a job done only while the caller still holds its lease
   and the job is running, so a late copy or a worker whose lease expired never overwrites;
@@ -155,8 +156,8 @@ def submit(kind: str, params: dict[str, Any], user: User | None, *, chunks: int 
     """Record a job (and its chunks) together with whatever the session holds already (an
     ingesting dataset, say), then send one message per chunk (or one for the job).
 
-    If the broker refuses, the rows are removed again and a 503 ServiceError is raised; whatever
-    else the session held is rolled back with them.
+    If the broker refuses, the job's rows are deleted again and a 503 ServiceError is raised; the
+    caller removes what it added to the session (``datasets.upload`` deletes its dataset row).
     """
     spec = kinds.get(kind)
     job = Job(kind=kind, params=params, created_by=user, **fields)
@@ -188,6 +189,7 @@ def _ended(job_id: str, state: str) -> None:
         try:
             kinds.ended(kind, job_id, state)
         except Exception:  # noqa: BLE001  (a hook's failure must not undo the job's end)
+            db.session.rollback()
             log.exception("end hook of %s job %s failed", kind, job_id)
 
 

@@ -179,6 +179,9 @@ def register(source: BinaryIO, *, name: str, filename: str = "", description: st
             if written:
                 store().delete(key)  # recorded by nobody (and the sweep would find it anyway)
             raise
+        if not written and not store().exists(key):
+            # The version whose object we share was deleted, with its object, meanwhile.
+            store().put_file(key, staged.path)
         _cache.get(staged.sha256, lambda: loaded.estimator)  # warm: the first predict is fast
         return version, True
     finally:

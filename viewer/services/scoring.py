@@ -53,20 +53,20 @@ def run_chunk(job_id: str, index: int, owner: str) -> None:
             try:
                 kinds.enqueue_chunk(KIND, job_id, index, countdown=min(2 ** chunk.attempts, 30))
             except kinds.BrokerUnavailable:
-                pass  # the reaper sends it again from the chunk's record
+                log.warning("chunk %s/%s: queue unreachable; the reaper sends it again", job_id, index)
         return
     if beat.lost or not jobs.complete_chunk(chunk, owner, rows, key):
         store().delete(key)  # our lease expired and another worker took the chunk: its record wins
         return
     db.session.refresh(job)
-    if job.cancel_requested or job.state == "cancelled":
-        jobs.remove_outputs(job)
+    if job.cancel_requested or job.state in ("cancelled", "error"):
+        jobs.remove_outputs(job)  # it ended while this chunk ran: its end hook cleaned up before
         return
     if jobs.chunks_left(job_id) == 0:
         try:
             kinds.enqueue_finalize(KIND, job_id)
         except kinds.BrokerUnavailable:
-            pass  # the reaper finalises a job whose chunks are all done
+            log.warning("job %s: queue unreachable; the reaper sends the finaliser", job_id)
 
 
 def finalize(job_id: str, owner: str) -> None:

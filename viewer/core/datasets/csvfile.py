@@ -33,6 +33,7 @@ import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -208,13 +209,7 @@ def _csv_infer(src: Path, dialect: _Dialect, raw_names: list[str],
                 states[i] = _infer_chunk(column, states[i])
 
     try:
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowException as exc:
-                raise _arrow_csv_error(exc, src, dialect) from None
+        for batch in _read_batches(reader, src, dialect):
             if batch.num_rows == 0:
                 continue
             n_rows += batch.num_rows
@@ -235,6 +230,18 @@ def _csv_infer(src: Path, dialect: _Dialect, raw_names: list[str],
     if last_batch is not None:
         _check_unterminated_quote_at_end(src, dialect, last_batch)
     return states, n_rows
+
+
+def _read_batches(reader, src, dialect) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; pyarrow's parse errors become a DatasetError that names the line."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowException as exc:
+            raise _arrow_csv_error(exc, src, dialect) from None
+        yield batch
 
 
 def _infer_chunk(column: pa.ChunkedArray, state: int) -> int:
@@ -357,13 +364,7 @@ def _csv_write(src: Path, tmp: Path, dialect: _Dialect, raw_names: list[str], na
     reader = _open_csv(src, dialect, types)
     try:
         with _RowGroupWriter(tmp, schema, opts) as writer:
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                except pa.ArrowException as exc:
-                    raise _arrow_csv_error(exc, src, dialect) from None
+            for batch in _read_batches(reader, src, dialect):
                 writer.add(batch)
     finally:
         reader.close()

@@ -6,7 +6,8 @@ Create Date: 2026-12-06 07:30:00
 
 Objects written before this revision keep their places: a model file at
 ``artifacts/models/<sha[:2]>/<sha>`` and a finished chunk's part at
-``jobs/<job id>/part-<index>.parquet`` (keys relative to the data dir, the local store's root).
+``jobs/<job id>/part-<index>.parquet`` (keys relative to the data dir, the local store's root). Downgrading drops the keys: objects
+written after the upgrade stay where they are, but the earlier release cannot find them.
 """
 from alembic import op
 import sqlalchemy as sa
