@@ -45,18 +45,20 @@ def backend(tmp_path_factory) -> Backend:
     import psycopg
     import redis
 
+    require_redis()  # every service is checked before anything is created, so a refusal leaks nothing
     name = f"viewer_test_{uuid.uuid4().hex[:10]}"
     try:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except Exception as exc:  # noqa: BLE001
         service_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL}", exc)
-    require_redis()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    yield Backend("services", data_dir, f"{base}/{name}", REDIS_URL)
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        yield Backend("services", data_dir, f"{base}/{name}", REDIS_URL)
+    finally:  # whatever happened after the database was made
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
