@@ -83,8 +83,9 @@ def upload_path(job) -> Path:
     return scratch_dir() / recorded.name
 
 
-def finish_ingest(dataset: Dataset, upload: Path) -> None:
-    """Ingest an uploaded file into the dataset's Parquet file and record what it holds; on a
+def finish_ingest(dataset: Dataset, upload: Path, *, commit: bool = True) -> None:
+    """Ingest an uploaded file into the dataset's Parquet file and record what it holds (with
+    ``commit=False`` the record is left in the session for the caller's guarded commit); on a
     DatasetError the dataset row ends in "error" with the message and no file is left."""
     key = new_key(f"datasets/{dataset.id}", ".parquet")
     try:
@@ -101,7 +102,8 @@ def finish_ingest(dataset: Dataset, upload: Path) -> None:
     dataset.info = info.to_dict()
     dataset.n_rows, dataset.n_columns, dataset.size_bytes = info.n_rows, info.n_columns, info.bytes_on_disk
     dataset.state = "ready"
-    db.session.commit()
+    if commit:
+        db.session.commit()
 
 
 def get(dataset_id: str) -> Dataset:
@@ -123,12 +125,19 @@ def ingest_job(job_id: str, owner: str) -> None:
         return
     try:
         with jobs.Heartbeat(job_id, owner, renew=jobs.renew_job_lease):
-            finish_ingest(dataset, upload)
+            finish_ingest(dataset, upload, commit=False)
     except DatasetError as exc:
         jobs.fail(job_id, exc.message)
         return
+    except FileNotFoundError:  # a cancel removed the upload between the two passes over it
+        jobs.fail(job_id, "The uploaded file is gone (removed before a worker could read it); upload it again.")
+        return
+    key = dataset.path
+    # The dataset's record commits with the guarded finish or not at all: a cancel (or another
+    # worker's lease) that came first keeps the dataset as the end hook left it.
     if not jobs.finish(job_id, owner, {}, progress=dataset.n_rows or 0):
-        log.info("ingest job %s was cancelled or taken over while it ran", job_id)
+        store().delete(key)
+        log.info("ingest job %s was cancelled or taken over while it ran; its result is dropped", job_id)
 
 
 def ingest_ended(job_id: str, state: str) -> None:

@@ -195,7 +195,8 @@ def _ended(job_id: str, state: str) -> None:
 
 def finish(job_id: str, owner: str, result: dict[str, Any], *, progress: int | None = None) -> bool:
     """Mark a job done with its (small) result: only from running, only by the holder of its
-    lease, so a late copy or a worker whose lease expired never overwrites."""
+    lease, so a late copy or a worker whose lease expired never overwrites. What the caller
+    left in the session (a dataset's record, say) commits with it, or is rolled back with it."""
     values: dict[str, Any] = {"state": "done", "result": result, "finished_at": utcnow(), "lease_owner": None,
                               "lease_expires_at": None}
     if progress is not None:
@@ -203,10 +204,12 @@ def finish(job_id: str, owner: str, result: dict[str, Any], *, progress: int | N
     done = db.session.execute(
         update(Job).where(Job.id == job_id, Job.state == "running", Job.lease_owner == owner)
         .values(**values).execution_options(synchronize_session=False))
+    if done.rowcount != 1:
+        db.session.rollback()
+        return False
     db.session.commit()
-    if done.rowcount == 1:
-        _ended(job_id, "done")
-    return done.rowcount == 1
+    _ended(job_id, "done")
+    return True
 
 
 def fail(job_id: str, reason: str) -> None:
