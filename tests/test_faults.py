@@ -40,6 +40,7 @@ def workers(migrated, tmp_path):
         started.append(proc)
         return proc
 
+    start.started = started  # type: ignore[attr-defined]
     yield start
     for proc in started:
         proc.stop()
@@ -205,11 +206,12 @@ def test_a_late_copy_never_overwrites_a_done_job(app, client, auth, workers, slo
     assert done["state"] == "done"
     from viewer.tasks import finalize_job, score_chunk
 
+    worker = workers.started[-1]
     with app.app_context():
-        for index in range(3):
-            score_chunk.delay(job_id, index)  # late duplicates through the real broker and worker
-        finalize_job.delay(job_id)
-    time.sleep(4)
+        # late duplicates through the real broker and worker
+        sent = [score_chunk.delay(job_id, index).id for index in range(3)] + [finalize_job.delay(job_id).id]
+    # proof that the worker ran every one of them (not only that time passed)
+    poll(worker.log, lambda log: all(f"[{task_id}] succeeded" in log for task_id in sent), timeout=30)
     again = client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json()
     assert again["state"] == "done" and again["progress"] == done["progress"]
     assert again["finished_at"] == done["finished_at"]

@@ -4,7 +4,12 @@ JSON. Each gets a clean 4xx and touches nothing outside the data dir."""
 
 from __future__ import annotations
 
+import io
+
+import joblib
+import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 HUGE = str(2**70)
 
@@ -76,8 +81,14 @@ def test_path_traversal_in_ids_and_names_is_refused(client, auth, template):
 
 
 def test_deeply_nested_json_is_a_400(client, auth):
+    """To a model that exists, so the body is really read (a 404 would prove nothing)."""
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    buffer = io.BytesIO()
+    joblib.dump(LogisticRegression().fit(X, [0, 0, 1, 1]), buffer)
+    headers = auth.bearer("admin")
+    assert client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(buffer.getvalue()), "m.joblib"), "name": "m"}).status_code == 201
     body = "[" * 100_000 + "]" * 100_000
-    response = client.post("/api/v1/models/m/predict", data=body, content_type="application/json",
-                           headers=auth.bearer("admin"))
-    assert response.status_code in (400, 404)
-    assert response.get_json()["error_code"]
+    response = client.post("/api/v1/models/m/predict", data=body, content_type="application/json", headers=headers)
+    assert response.status_code == 400
+    assert response.get_json()["error_code"] == "MALFORMED_REQUEST"
