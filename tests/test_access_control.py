@@ -58,7 +58,8 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "jobs.download"): "viewer",
     ("GET", "jobs.plot_csv"): "viewer",
     ("GET", "compare.page"): "viewer",
-    ("POST", "compare.retry"): "viewer",
+    ("POST", "compare.start"): "viewer",
+    ("POST", "api.start_comparison"): "viewer",
     # JSON API (Bearer token only)
     ("GET", "openapi.openapi_json"): "viewer",
     ("GET", "api.me"): "viewer",

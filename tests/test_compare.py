@@ -73,7 +73,13 @@ def compare_api(client, headers, ids, **params):
     return client.get(f"/api/v1/compare?{query}", headers=headers)
 
 
+def start_comparison(client, headers, ids, retry: bool = False):
+    return client.post("/api/v1/compare", headers=headers, json={"jobs": list(ids), "retry": retry})
+
+
 def wait_comparison(client, headers, ids, timeout: float = 120) -> dict:
+    """Start the comparison job (a POST; looking starts nothing), then follow it."""
+    assert start_comparison(client, headers, ids).status_code in (200, 202)
     return poll(lambda: compare_api(client, headers, ids).get_json(),
                 lambda body: body["comparison"]["state"] in FINAL, timeout, interval=0.2)
 
@@ -157,8 +163,8 @@ def test_compare_two_classifiers_end_to_end(app, client, auth, worker, binary_pr
     b = score(client, scientist, "weak", dataset, "label")
     ids = [a["id"], b["id"]]
 
-    # The page: metrics side by side and overlaid plots at once; the comparison job follows live.
-    auth.login("viewer")  # a viewer may open it, and so start the comparison
+    # The page: metrics side by side and overlaid plots at once; looking starts no work.
+    auth.login("viewer")  # a viewer may open it, and start the comparison with its button
     response = client.get(f"/jobs/compare?jobs={ids[0]}&jobs={ids[1]}")
     assert response.status_code == 200, response.get_data(as_text=True)[:2000]
     html = response.get_data(as_text=True)
@@ -178,12 +184,25 @@ def test_compare_two_classifiers_end_to_end(app, client, auth, worker, binary_pr
     aggregates = client.get(f"/api/v1/jobs/{ids[0]}/aggregates", headers=scientist).get_json()
     assert column(roc["src-roc-0"], "fpr") == pytest.approx(aggregates["roc"]["fpr"])
     assert column(roc["src-roc-0"], "model") == ["strong/1"] * len(aggregates["roc"]["fpr"])
-    assert 'id="comparison"' in html
+    assert 'id="comparison"' in html and 'data-state="not_started"' in html and 'id="start-form"' in html
+    assert compare_api(client, auth.bearer("viewer"), ids).get_json()["comparison"] == {
+        "state": "not_started", "job": None, "result": None,
+        "message": compare_api(client, auth.bearer("viewer"), ids).get_json()["comparison"]["message"]}
+    with app.app_context():
+        from viewer.infra.extensions import db
+        from viewer.infra.records import Job
+
+        assert db.session.query(Job).filter(Job.kind == "compare").count() == 0  # GET started nothing
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    started = client.post("/jobs/compare", data={"csrf_token": token, "jobs": ids})
+    assert started.status_code == 302 and "/jobs/compare?jobs=" in started.headers["Location"]
+    html = client.get(started.headers["Location"]).get_data(as_text=True)
     assert re.search(r'data-state="(pending|running|done)"', html)
     assert "job.js" in html or 'id="ci-table"' in html  # live status while it runs (or already done)
 
     # The API: the same jobs, the same (deduplicated) comparison job; wait for it.
     viewer = auth.bearer("viewer")
+    assert start_comparison(client, viewer, ids).status_code == 200  # the page's job, not a second one
     body = wait_comparison(client, viewer, ids)
     comparison = body["comparison"]
     assert comparison["state"] == "done", comparison
@@ -335,6 +354,8 @@ def test_who_may_compare(client, auth, records):
     assert client.get(f"/api/v1/compare?{ids}").status_code == 401
     assert client.get(f"/jobs/compare?{ids}").status_code == 302  # to the login page
     assert compare_api(client, auth.bearer("viewer"), [records["one"], records["two"]], retry="maybe").status_code == 400
+    assert client.post("/api/v1/compare", json={"jobs": [records["one"], records["two"]]}).status_code == 401
+    assert start_comparison(client, auth.bearer("viewer"), [records["one"], records["two"]]).status_code == 202
 
 
 def test_a_failed_comparison_is_shown_and_can_be_computed_again(app, client, auth, worker, records):
@@ -358,8 +379,11 @@ def test_a_failed_comparison_is_shown_and_can_be_computed_again(app, client, aut
     retried = compare_api(client, headers, ids).get_json()["comparison"]["job"]
     assert retried["id"] != failed["job"]["id"]
     assert wait(client, headers, retried["id"])["state"] == "error"
-    retried_again = compare_api(client, headers, ids, retry="true").get_json()["comparison"]["job"]
-    assert retried_again["id"] not in (failed["job"]["id"], retried["id"])
+    assert compare_api(client, headers, ids, retry="true").status_code == 400  # looking starts no work
+    assert start_comparison(client, headers, ids).get_json()["comparison"]["job"]["id"] == retried["id"]
+    retried_again = start_comparison(client, headers, ids, retry=True)
+    assert retried_again.status_code == 202
+    assert retried_again.get_json()["comparison"]["job"]["id"] not in (failed["job"]["id"], retried["id"])
     assert client.post("/jobs/compare", data={"jobs": ids}).status_code == 400  # no CSRF token
 
 

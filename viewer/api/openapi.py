@@ -153,14 +153,19 @@ OPERATIONS: list[Op] = [
        params=({"name": "jobs", "in": "query", "required": True, "style": "form", "explode": True,
                 "description": "Job ids, the baseline first (2 to 8; repeat the parameter).",
                 "schema": {"type": "array", "minItems": 2, "maxItems": 8, "uniqueItems": True,
-                           "items": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}},
-               {"name": "retry", "in": "query", "description": "Compute a failed or cancelled comparison again.",
-                "schema": {"type": "boolean", "default": False}}),
+                           "items": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}},),
        description="Metrics side by side from each job, and the comparison job's state and result: a 95 % "
                    "bootstrap confidence interval for the difference in each main metric vs the first job, and the "
-                   "rows where the models disagree most. The first request starts the comparison job (any "
-                   "viewer may: it only reads results); later ones return it. 400 when the jobs are fewer than "
-                   "two, unfinished, not scoring jobs, on different datasets or targets, or of different tasks."),
+                   "rows where the models disagree most, once the comparison job has run (state not_started "
+                   "until POST /api/v1/compare starts it: looking starts no work). 400 when the jobs are fewer "
+                   "than two, unfinished, not scoring jobs, on different datasets or targets, or of different "
+                   "tasks."),
+    Op("post", "/api/v1/compare", "Jobs", "Start the comparison job of finished scoring jobs",
+       {202: "Comparison", 200: "Comparison"}, (400, 401, 404, 503),
+       body={"required": True, "content": {JSON: {"schema": ref("CompareRequest"), "example": {
+           "jobs": [JOB_ID, "0a1b2c3d4e5f60718293a4b5c6d7e8f9"]}}}},
+       description="202 with the new comparison job (any viewer may start it: it only reads results); 200 "
+                   "with the existing one when it is pending, running or done, or failed and retry is false."),
     # --- datasets
     Op("get", "/api/v1/datasets", "Datasets", "All datasets, newest first", {200: "DatasetList"}, AUTH),
     Op("post", "/api/v1/datasets", "Datasets", "Upload a CSV or Parquet file", {201: "Dataset", 202: "Dataset"},

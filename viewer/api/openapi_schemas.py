@@ -78,6 +78,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "url": {**STRING, "description": "Where to poll this job."},
         },
     },
+    "CompareRequest": {
+        "type": "object", "required": ["jobs"], "additionalProperties": False,
+        "properties": {
+            "jobs": {"type": "array", "minItems": 2, "maxItems": 8, "uniqueItems": True,
+                     "description": "Job ids, the baseline first.", "items": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+            "retry": {"type": "boolean", "default": False,
+                      "description": "Compute a failed or cancelled comparison again."},
+        },
+    },
     "JobList": {"type": "object", "required": ["jobs"],
                 "properties": {"jobs": {"type": "array", "items": ref("Job"), "maxItems": 500}}},
     "Comparison": {
@@ -102,10 +111,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "comparison": {
                 "type": "object", "required": ["state", "job", "message", "result"],
                 "description": "The compare job (bootstrap confidence intervals, disagreeing rows), started by "
-                               "the first request for these jobs. Poll this route (or job.url) until state is done.",
+                               "POST /api/v1/compare. Poll GET /api/v1/compare (or job.url) until state is done.",
                 "properties": {
-                    "state": {"type": "string", "enum": [*JOB_STATES, "unavailable"],
-                              "description": "unavailable: the job queue could not be reached."},
+                    "state": {"type": "string", "enum": [*JOB_STATES, "not_started"],
+                              "description": "not_started: nobody has started the comparison job yet."},
                     "job": {"anyOf": [ref("Job"), {"type": "null"}]},
                     "message": nullable(STRING),
                     "result": {"type": ["object", "null"], "description": "When done: main_metric, metrics "

@@ -18,10 +18,3 @@ def json_body(hint: str) -> dict[str, Any]:
         raise ServiceError("invalid", "bad_request", hint)
     return body
 
-
-def flag(value: str | None, name: str) -> bool:
-    """A true/false query parameter."""
-    text = (value or "false").lower()
-    if text not in ("true", "false", "1", "0"):
-        raise ServiceError("invalid", "bad_request", f"'{name}' must be true or false.")
-    return text in ("true", "1")

@@ -4,10 +4,11 @@
 The metrics and plots come from each job's stored metrics and aggregates, so they are ready at
 once. The bootstrap confidence intervals and the rows where the models disagree most need the
 rows themselves: a "compare" job (``run`` below) streams the jobs' output parts once and
-stores a small result. It is started by the first request for a set of jobs, whoever asks: it
-only reads results the asker may already see, and it is deduplicated by the set of job ids, so
-any viewer may trigger it and repeated requests never add work. A failed or cancelled comparison
-stays failed (shown with its error) until someone asks to retry.
+stores a small result. Looking (GET) starts nothing: the job is started by a POST (the page's
+button, ``POST /api/v1/compare``), whoever asks: it only reads results the asker may already
+see, and it is deduplicated by the set of job ids, so any viewer may start it and repeated
+requests never add work. A failed or cancelled comparison stays failed (shown with its error)
+until someone asks to retry.
 """
 
 from __future__ import annotations
@@ -119,34 +120,41 @@ def fingerprint(ids: list[str]) -> str:
     return hashlib.sha256(f"compare|{compare.VERSION}|{'|'.join(sorted(ids))}".encode()).hexdigest()
 
 
-def comparison_job(spec: Spec, user: User | None, retry: bool = False) -> tuple[Job | None, str | None]:
-    """The compare job of these jobs, started when there is none (or ``retry`` after a failure).
-    Returns (job, None), or (None, why) when the queue is unreachable."""
-    key = fingerprint(spec.ids)
-    latest = jobs.latest_with(key, "compare")
+def comparison_job(spec: Spec) -> Job | None:
+    """The latest compare job of these jobs, if one was ever started (looking starts nothing)."""
+    return jobs.latest_with(fingerprint(spec.ids), "compare")
+
+
+def start(spec: Spec, user: User | None, retry: bool = False) -> tuple[Job, bool]:
+    """Start the compare job of these jobs (a POST): (job, created). One pending, running or
+    done already is returned as it is; a failed or cancelled one is computed again only with
+    ``retry``. A 503 ServiceError when the queue is unreachable."""
+    latest = comparison_job(spec)
     # A worker that dies mid-comparison is the reaper's business (jobs.claim's lease): the job
     # runs again on another worker, or ends in error after MAX_ATTEMPTS.
     if latest is not None and (latest.state in ("pending", "running", "done") or not retry):
-        return latest, None
+        return latest, False
     stored = sorted(spec.ids)
     by_id = {j.id: j for j in spec.jobs}
     params = {"jobs": stored, "order": spec.ids, "models": [label(by_id[i]) for i in stored], "task": spec.task,
               "classes": spec.classes, "target": spec.target, "dataset": spec.dataset_name}
-    try:
-        job = jobs.submit("compare", params, user, dataset_id=spec.dataset_id, fingerprint=key,
-                          progress_total=spec.n_rows)
-    except ServiceError as exc:  # the queue is unreachable: the page says so, the plots still show
-        return None, exc.message
-    return job, None
+    job = jobs.submit("compare", params, user, dataset_id=spec.dataset_id, fingerprint=fingerprint(spec.ids),
+                      progress_total=spec.n_rows)
+    return job, True
 
 
-def comparison_view(spec: Spec, job: Job | None, message: str | None) -> dict[str, Any]:
-    """The compare job's state, and its result seen from the first job (the baseline)."""
+NOT_STARTED = ("The confidence intervals and the rows where the models disagree need a comparison job, "
+               "which reads every row once. Start it with POST /api/v1/compare (the page's button).")
+
+
+def comparison_view(spec: Spec, job: Job | None, message: str | None = None) -> dict[str, Any]:
+    """The compare job's state ("not_started" before anyone started one), and its result seen
+    from the first job (the baseline)."""
     status = jobs.serialize_job(job) if job else None
     if status is not None:
         status["result"] = None  # the stored result, presented from the baseline, is "result" below
-    out: dict[str, Any] = {"state": job.state if job else "unavailable", "job": status, "message": message,
-                           "result": None}
+    out: dict[str, Any] = {"state": job.state if job else "not_started", "job": status,
+                           "message": message or (None if job else NOT_STARTED), "result": None}
     if job is not None and job.state == "done" and job.result:
         out["result"] = compare.present(job.result, job.params["jobs"], spec.ids)
     elif job is not None and job.state in ("error", "cancelled"):

@@ -2,11 +2,12 @@
 
 Metrics side by side and the overlaid plots come from the jobs' stored metrics and aggregates and
 render at once; the bootstrap confidence intervals and the disagreeing rows come from a compare
-job (see ``viewer.services.comparison``), which the page starts on first view and follows live with
-``static/job.js`` (the job page's poller: it reloads the page when the job ends).
+job (see ``viewer.services.comparison``), which the page's button starts (a POST: looking starts
+nothing) and which the page follows live with ``static/job.js`` (the job page's poller: it reloads
+the page when the job ends).
 
-Every logged-in user (viewer and up) may open the page and so start the comparison: it only
-reads results they can already see, and it runs once per set of jobs.
+Every logged-in user (viewer and up) may open the page and start the comparison: it only reads
+results they can already see, and it runs once per set of jobs.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import math
 from typing import Any
 
 from bokeh.embed import json_item
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from ..core.cache import LRUCache
 from ..http.auth import requester, role_required
 from ..plots import style
 from ..plots.compare import compare_plots
 from ..services import comparison
+from ..services.errors import ServiceError
 from .assets import bokeh_urls
 from .forms import ConfirmForm
 from .jobs import CLASSIFICATION_METRICS, REGRESSION_METRICS, format_duration, format_number
@@ -84,12 +86,12 @@ def _draw(spec: comparison.Spec, names: list[str]) -> list[dict[str, Any]]:
 @role_required("viewer")
 def page():
     spec = comparison.load(comparison.parse_ids(request.args.getlist("jobs")))
-    job, message = comparison.comparison_job(spec, requester())
+    job = comparison.comparison_job(spec)  # looking starts nothing: the button POSTs
     summary = comparison.summary(spec)
     names = [j["label"] for j in summary["jobs"]]
     models = [{"id": j.id, "label": n, "color": style.color(i), "job": j} for i, (j, n) in enumerate(zip(spec.jobs, names))]
     plots = plot_items(spec, names)
-    view = comparison.comparison_view(spec, job, message)
+    view = comparison.comparison_view(spec, job)
     result = view["result"]
     by_id = {m["id"]: m for m in models}
     return render_template(
@@ -102,10 +104,13 @@ def page():
 
 @bp.post("/compare")
 @role_required("viewer")
-def retry():
-    """Compute a failed or cancelled comparison again (a form on the page)."""
+def start():
+    """Start the comparison job, or compute a failed or cancelled one again (the page's button)."""
     if not ConfirmForm().validate_on_submit():
         abort(400, description="The form was missing a valid CSRF token. Reload the page and try again.")
     ids = comparison.parse_ids(request.form.getlist("jobs"))
-    comparison.comparison_job(comparison.load(ids), requester(), retry=True)
+    try:
+        comparison.start(comparison.load(ids), requester(), retry=True)
+    except ServiceError as exc:  # the queue is unreachable: the page says so, the plots still show
+        flash(exc.message, "error")
     return redirect(url_for("compare.page", jobs=ids))
