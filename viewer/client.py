@@ -169,6 +169,17 @@ class Client:
 
     # --- jobs ------------------------------------------------------------------------------------
 
+    def jobs(self, **filters: str) -> list[dict[str, Any]]:
+        """Every job matching the filters (model, dataset, state, user, kind), newest first,
+        following the list's 'next' links page by page."""
+        found: list[dict[str, Any]] = []
+        page = self.request("GET", "/api/v1/jobs", params={k: v for k, v in filters.items() if v})
+        found += page["jobs"]
+        while page.get("next"):
+            page = self.request("GET", page["next"])
+            found += page["jobs"]
+        return found
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/jobs/{job_id}")
 

@@ -81,13 +81,11 @@ def test_deleting_one_of_two_versions_keeps_their_shared_object(app, client, aut
 
 
 def test_sweep_keeps_the_upload_a_queued_ingest_will_read_and_cancel_removes_it(app, client, auth):
+    from tests.services.test_ingest_jobs import _queue_ingest
+
     headers = auth.bearer("scientist")
-    app.config["INLINE_INGEST_MB"] = 0  # every upload becomes an ingest job; no worker runs here
     csv = b"a,b\n1,0\n2,1\n"
-    answer = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
-                         data={"file": (io.BytesIO(csv), "queued.csv")})
-    assert answer.status_code == 202, answer.get_json()
-    dataset_id, job_id = answer.get_json()["id"], answer.get_json()["job"]["id"]
+    dataset_id, job_id = _queue_ingest(app, client, headers, csv, "queued.csv")
     uploads = [p for p in (Path(app.config["DATA_DIR"]) / "scratch").iterdir() if p.name.startswith("upload-")]
     assert len(uploads) == 1 and uploads[0].read_bytes() == csv
     os.utime(uploads[0], (time.time() - 10 * 3600, time.time() - 10 * 3600))

@@ -1,7 +1,6 @@
 """Ingest jobs end as their dataset says: a cancel before or during the ingest, or a last attempt
 that fails, leaves the dataset failed with the reason, its upload removed and nothing stored."""
 
-import io
 import os
 import threading
 import time
@@ -16,11 +15,22 @@ from viewer.services import datasets, jobs, reaper
 
 
 def _queue_ingest(app, client, headers, content: bytes, name: str = "big.csv") -> tuple[str, str]:
-    app.config["INLINE_INGEST_MB"] = 0  # every upload becomes an ingest job; no worker runs here
-    answer = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
-                         data={"file": (io.BytesIO(content), name)})
-    assert answer.status_code == 202, answer.get_json()
-    return answer.get_json()["id"], answer.get_json()["job"]["id"]
+    """An upload waiting for a worker, as ``datasets.upload`` leaves a large one: the scratch file,
+    the "ingesting" dataset and its pending ingest job, with no message sent (the suite's worker
+    must not take it)."""
+    from viewer.infra.records import Dataset, User, new_id
+    from viewer.services.artifacts import scratch_dir
+
+    with app.app_context():
+        upload = scratch_dir() / f"upload-{new_id()}"
+        upload.write_bytes(content)
+        user = User.by_name("scientist")
+        dataset = Dataset(id=new_id(), name=name, uploaded_by=user, state="ingesting")
+        job = Job(kind="ingest", params={"upload": upload.name, "filename": name}, created_by=user,
+                  dataset_id=dataset.id)
+        db.session.add_all([dataset, job])
+        db.session.commit()
+        return dataset.id, job.id
 
 
 def _stored(app, dataset_id: str) -> list[Path]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify, request, url_for
 
 from ..http.auth import requester, role_required
 from ..http.responses import download_response
@@ -13,8 +13,17 @@ from .v1 import bp, json_body
 
 @bp.get("/jobs")
 def list_jobs():
-    filters = {k: v for k, v in request.args.items() if k in jobs.LIST_FILTERS}
-    return jsonify(jobs=[jobs.serialize_job(j) for j in jobs.search(filters)])
+    """One page of jobs, newest first; ``next`` is the URL of the following page (null on the last)."""
+    filters = {k: v for k, v in request.args.items() if k in jobs.LIST_FILTERS and v}
+    limit = request.args.get("limit", str(jobs.PAGE_SIZE))
+    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= jobs.PAGE_SIZE):
+        raise ServiceError("invalid", "bad_request", f"'limit' must be a whole number from 1 to {jobs.PAGE_SIZE}.")
+    found, cursor = jobs.search(filters, int(limit), request.args.get("cursor") or None)
+    following = None
+    if cursor is not None:
+        following = url_for("api.list_jobs", **filters, **({"limit": limit} if "limit" in request.args else {}),
+                            cursor=cursor)
+    return jsonify(jobs=[jobs.serialize_job(j) for j in found], next=following)
 
 
 @bp.post("/jobs")

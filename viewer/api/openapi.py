@@ -119,13 +119,18 @@ OPERATIONS: list[Op] = [
        description="Revoking an already revoked token is a no-op that returns it."),
     Op("post", "/api/v1/system/ping-worker", "Jobs", "Enqueue a no-op job (web, broker, worker, database)",
        {202: "Job"}, (401, 403, 503), description="Needs the scientist role. Poll the returned url."),
-    Op("get", "/api/v1/jobs", "Jobs", "Recent jobs (at most 500), newest first", {200: "JobList"}, (400, 401),
+    Op("get", "/api/v1/jobs", "Jobs", "Jobs, newest first, a page at a time", {200: "JobList"}, (400, 401, 404),
+       description="Filtered in the database; follow 'next' (null on the last page) for older jobs. 404 when "
+                   "the cursor names no job.",
        params=tuple({"name": n, "in": "query", "description": d, "schema": sch} for n, d, sch in (
            ("state", "Only jobs in this state (empty: any).", {"type": "string", "enum": ["", *JOB_STATES]}),
            ("kind", "Only jobs of this kind (score, importance, ingest, ping).", STRING),
            ("model", "Only scoring jobs of this model name.", STRING),
            ("dataset", "Only jobs on this dataset id.", STRING),
-           ("user", "Only jobs submitted by this username.", STRING)))),
+           ("user", "Only jobs submitted by this username.", STRING),
+           ("limit", "Jobs per page (default and most: 500).", {"type": "integer", "minimum": 1, "maximum": 500}),
+           ("cursor", "Where the page starts: the id of the previous page's last job, as its 'next' link has "
+            "it (empty: the first page).", {"type": "string", "pattern": "^([0-9a-f]{32})?$"})))),
     Op("post", "/api/v1/jobs", "Jobs", "Score a dataset with a model, or compute feature importance",
        {202: "Job", 200: "Job"}, (400, 401, 403, 404, 409, 413, 503),
        body={"required": True, "content": {JSON: {"schema": ref("ScoreRequest"), "examples": {
@@ -278,9 +283,20 @@ def _responses(op: Op) -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
+NO_NUL = "^[^\\x00]*$"  # a NUL byte anywhere in the URL is a 400 before any view runs
+
+
+def _no_nul(param: dict[str, Any]) -> dict[str, Any]:
+    """A free-text query parameter says that it holds no NUL byte (PostgreSQL stores none)."""
+    schema = param.get("schema") or {}
+    if param.get("in") == "query" and schema.get("type") == "string" and not ({"pattern", "enum", "const", "format"} & set(schema)):
+        return {**param, "schema": {**schema, "pattern": NO_NUL}}
+    return param
+
+
 def _operation(op: Op) -> dict[str, Any]:
     names = re.findall(r"{(\w+)}", op.path)
-    params = [op.path_params.get(n) or PATH_PARAMS[n] for n in names] + list(op.params)
+    params = [op.path_params.get(n) or PATH_PARAMS[n] for n in names] + [_no_nul(p) for p in op.params]
     entry: dict[str, Any] = {"tags": [op.tag], "summary": op.summary, "operationId": op.operation_id}
     if op.description:
         entry["description"] = op.description

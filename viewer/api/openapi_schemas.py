@@ -87,8 +87,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                       "description": "Compute a failed or cancelled comparison again."},
         },
     },
-    "JobList": {"type": "object", "required": ["jobs"],
-                "properties": {"jobs": {"type": "array", "items": ref("Job"), "maxItems": 500}}},
+    "JobList": {"type": "object", "required": ["jobs", "next"],
+                "properties": {"jobs": {"type": "array", "items": ref("Job"), "maxItems": 500},
+                               "next": {"type": ["string", "null"],
+                                        "description": "The URL of the next (older) page; null on the last."}}},
     "Comparison": {
         "type": "object",
         "description": "Finished scoring jobs over one dataset side by side; the first job is the baseline.",

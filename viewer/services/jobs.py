@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import uuid
@@ -63,28 +64,47 @@ def get(job_id: str) -> Job:
 
 
 LIST_FILTERS = ("model", "dataset", "state", "user", "kind")
+PAGE_SIZE = 500  # what one page of the jobs list (API and page) holds unless a limit is asked
 
 
-def search(filters: Mapping[str, str], limit: int = 500) -> list[Job]:
-    """Jobs filtered by model name, dataset id, state, user and kind, newest first (the jobs
-    page and ``GET /api/v1/jobs``)."""
-    statement = select(Job).order_by(Job.created_at.desc())
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _after(cursor: str):
+    """The keyset condition of the page after ``cursor``, the id of the previous page's last job
+    (jobs are never deleted, so a cursor stays valid): newest first, so older than that job."""
+    if not JOB_ID.fullmatch(cursor):
+        raise ServiceError("invalid", "bad_request", "'cursor' is a job id taken from the previous page's 'next' link.")
+    last = db.session.get(Job, cursor)
+    if last is None:
+        raise ServiceError("not_found", "not_found", f"The cursor names no job ({cursor[:8]}…); "
+                                                     "follow the 'next' link as it is.")
+    return or_(Job.created_at < last.created_at, and_(Job.created_at == last.created_at, Job.id < last.id))
+
+
+def search(filters: Mapping[str, str], limit: int = PAGE_SIZE, cursor: str | None = None) -> tuple[list[Job], str | None]:
+    """One page of jobs filtered by model name, dataset id, state, user and kind, newest first,
+    all in SQL (the jobs page and ``GET /api/v1/jobs``), and the cursor of the next page (None on
+    the last one)."""
+    statement = select(Job).order_by(Job.created_at.desc(), Job.id.desc())
     if filters.get("state"):
         if filters["state"] not in JOB_STATES:
             raise ServiceError("invalid", "bad_request", f"state must be one of {', '.join(JOB_STATES)}.")
         statement = statement.where(Job.state == filters["state"])
     if any("\x00" in value for value in filters.values()):
-        return []  # no stored text holds a NUL (and PostgreSQL refuses to compare with one)
+        return [], None  # no stored text holds a NUL (and PostgreSQL refuses to compare with one)
     if filters.get("dataset"):
         statement = statement.where(Job.dataset_id == filters["dataset"])
     if filters.get("user"):
         statement = statement.join(User, Job.created_by_id == User.id).where(User.username == filters["user"])
     if filters.get("kind"):
         statement = statement.where(Job.kind == filters["kind"])
-    rows = db.session.scalars(statement.limit(limit)).all()
-    if filters.get("model"):
-        rows = [j for j in rows if (j.params or {}).get("model_name") == filters["model"]]
-    return list(rows)
+    if filters.get("model"):  # the name at submission: still there when the version was deleted since
+        statement = statement.where(Job.params["model_name"].as_string() == filters["model"])
+    if cursor:
+        statement = statement.where(_after(cursor))
+    rows = list(db.session.scalars(statement.limit(limit + 1)))
+    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
 
 
 def recent(limit: int = 10) -> list[Job]:

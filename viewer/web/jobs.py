@@ -105,8 +105,9 @@ def filter_options(filters: dict[str, str]) -> dict[str, list]:
 @bp.get("/")
 def index():
     args = {k: v for k, v in request.args.items() if k in jobs.LIST_FILTERS and v}
-    found = jobs.search(args)
-    return render_template("jobs/list.html", jobs=found, filters=args, options=filter_options(args))
+    found, cursor = jobs.search(args, cursor=request.args.get("cursor") or None)
+    older = url_for("jobs.index", **args, cursor=cursor) if cursor else None
+    return render_template("jobs/list.html", jobs=found, filters=args, options=filter_options(args), older=older)
 
 
 class _DrawnPlots:

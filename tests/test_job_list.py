@@ -1,0 +1,68 @@
+"""Job lists are filtered and sorted in SQL and come a page at a time with a 'next' link (the API,
+the jobs page and the client); no filter runs after a LIMIT, so no older job vanishes."""
+
+import re
+from datetime import timedelta
+
+from viewer.infra.extensions import db
+from viewer.infra.records import Job, User, utcnow
+
+
+def add_jobs(app, model: str, count: int, start_minutes_ago: int) -> list[str]:
+    """Finished scoring-job records, one a minute apart, the newest ``start_minutes_ago`` old."""
+    with app.app_context():
+        user = User.by_name("scientist")
+        now = utcnow()
+        rows = [Job(kind="score", state="done", params={"model": f"{model}/1", "model_name": model},
+                    created_by=user, created_at=now - timedelta(minutes=start_minutes_ago + i))
+                for i in range(count)]
+        db.session.add_all(rows)
+        db.session.commit()
+        return [j.id for j in rows]
+
+
+def test_a_filter_finds_old_jobs_behind_many_newer_ones(app, client, auth):
+    add_jobs(app, "busy", 600, start_minutes_ago=0)
+    (old,) = add_jobs(app, "rare", 1, start_minutes_ago=10_000)
+    headers = auth.bearer("viewer")
+    body = client.get("/api/v1/jobs?model=rare", headers=headers).get_json()
+    assert [j["id"] for j in body["jobs"]] == [old] and body["next"] is None
+    auth.login("viewer")
+    page = client.get("/jobs/?model=rare").get_data(as_text=True)
+    assert f'href="/jobs/{old}"' in page and "Older jobs" not in page
+
+
+def test_pages_follow_next_links_newest_first_without_repeats(app, client, auth):
+    ids = add_jobs(app, "m", 7, start_minutes_ago=1)  # newest first already
+    headers = auth.bearer("viewer")
+    seen, url, sizes = [], "/api/v1/jobs?model=m&limit=3", []
+    while url:
+        body = client.get(url, headers=headers).get_json()
+        sizes.append(len(body["jobs"]))
+        seen += [j["id"] for j in body["jobs"]]
+        url = body["next"]
+    assert sizes == [3, 3, 1] and seen == ids
+    first = client.get("/api/v1/jobs?model=m", headers=headers).get_json()
+    assert [j["id"] for j in first["jobs"]] == ids and first["next"] is None  # the first page as before
+    for bad in ("limit=0", "limit=501", "limit=x", "cursor=nonsense"):
+        answer = client.get(f"/api/v1/jobs?{bad}", headers=headers)
+        assert answer.status_code == 400 and answer.get_json()["error_code"] == "bad_request", bad
+    assert client.get("/api/v1/jobs?cursor=" + "0" * 32, headers=headers).status_code == 404  # names no job
+
+
+def test_the_jobs_page_links_older_jobs(app, client, auth):
+    ids = add_jobs(app, "many", 501, start_minutes_ago=1)
+    auth.login("viewer")
+    page = client.get("/jobs/?model=many").get_data(as_text=True)
+    older = re.search(r'<a href="([^"]+)" id="older-jobs"', page).group(1).replace("&amp;", "&")
+    assert page.count('<a href="/jobs/') - page.count('<a href="/jobs/?') >= 500 and ids[-1] not in page
+    rest = client.get(older).get_data(as_text=True)
+    assert f'href="/jobs/{ids[-1]}"' in rest and 'id="older-jobs"' not in rest
+
+
+def test_the_client_follows_next_links(app, live_server, auth):
+    from viewer.client import Client
+
+    ids = add_jobs(app, "paged", 501, start_minutes_ago=1)
+    client = Client(live_server, auth.token("viewer"))
+    assert [j["id"] for j in client.jobs(model="paged")] == ids
