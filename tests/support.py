@@ -155,3 +155,23 @@ def rss_kib(pid: int) -> int:
 def children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]
+
+
+def queued_ingest(app, content: bytes, name: str = "big.csv") -> tuple[str, str]:
+    """An upload waiting for a worker, as ``datasets.upload`` leaves a large one: the scratch file,
+    the "ingesting" dataset and its pending ingest job, with no message sent (the suite's worker
+    must not take it)."""
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Dataset, Job, User, new_id
+    from viewer.services.artifacts import scratch_dir
+
+    with app.app_context():
+        upload = scratch_dir() / f"upload-{new_id()}"
+        upload.write_bytes(content)
+        user = User.by_name("scientist")
+        dataset = Dataset(id=new_id(), name=name, uploaded_by=user, state="ingesting")
+        job = Job(kind="ingest", params={"upload": upload.name, "filename": name}, created_by=user,
+                  dataset_id=dataset.id)
+        db.session.add_all([dataset, job])
+        db.session.commit()
+        return dataset.id, job.id

@@ -10,6 +10,7 @@ import joblib
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from tests.support import queued_ingest
 from viewer.infra.extensions import db
 from viewer.infra.records import Dataset, ModelVersion
 from viewer.services import artifacts
@@ -81,11 +82,9 @@ def test_deleting_one_of_two_versions_keeps_their_shared_object(app, client, aut
 
 
 def test_sweep_keeps_the_upload_a_queued_ingest_will_read_and_cancel_removes_it(app, client, auth):
-    from tests.services.test_ingest_jobs import _queue_ingest
-
     headers = auth.bearer("scientist")
     csv = b"a,b\n1,0\n2,1\n"
-    dataset_id, job_id = _queue_ingest(app, client, headers, csv, "queued.csv")
+    dataset_id, job_id = queued_ingest(app, csv, "queued.csv")
     uploads = [p for p in (Path(app.config["DATA_DIR"]) / "scratch").iterdir() if p.name.startswith("upload-")]
     assert len(uploads) == 1 and uploads[0].read_bytes() == csv
     os.utime(uploads[0], (time.time() - 10 * 3600, time.time() - 10 * 3600))

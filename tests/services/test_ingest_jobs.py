@@ -11,26 +11,8 @@ import pandas as pd
 
 from viewer.infra.extensions import db
 from viewer.infra.records import Job
+from tests.support import queued_ingest
 from viewer.services import datasets, jobs, reaper
-
-
-def _queue_ingest(app, client, headers, content: bytes, name: str = "big.csv") -> tuple[str, str]:
-    """An upload waiting for a worker, as ``datasets.upload`` leaves a large one: the scratch file,
-    the "ingesting" dataset and its pending ingest job, with no message sent (the suite's worker
-    must not take it)."""
-    from viewer.infra.records import Dataset, User, new_id
-    from viewer.services.artifacts import scratch_dir
-
-    with app.app_context():
-        upload = scratch_dir() / f"upload-{new_id()}"
-        upload.write_bytes(content)
-        user = User.by_name("scientist")
-        dataset = Dataset(id=new_id(), name=name, uploaded_by=user, state="ingesting")
-        job = Job(kind="ingest", params={"upload": upload.name, "filename": name}, created_by=user,
-                  dataset_id=dataset.id)
-        db.session.add_all([dataset, job])
-        db.session.commit()
-        return dataset.id, job.id
 
 
 def _stored(app, dataset_id: str) -> list[Path]:
@@ -40,7 +22,7 @@ def _stored(app, dataset_id: str) -> list[Path]:
 
 def test_cancelling_an_ingest_before_a_worker_takes_it(app, client, auth):
     headers = auth.bearer("scientist")
-    dataset_id, job_id = _queue_ingest(app, client, headers, b"a,b\n1,2\n")
+    dataset_id, job_id = queued_ingest(app, b"a,b\n1,2\n")
     with app.app_context():
         upload = datasets.upload_path(jobs.get(job_id))
     assert upload.exists()
@@ -54,7 +36,7 @@ def test_cancelling_during_the_ingest_is_not_overwritten_by_its_result(app, clie
     headers = auth.bearer("scientist")
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"id": np.arange(400_000), "x": rng.normal(size=400_000), "y": rng.integers(0, 9, 400_000)})
-    dataset_id, job_id = _queue_ingest(app, client, headers, frame.to_csv(index=False).encode())
+    dataset_id, job_id = queued_ingest(app, frame.to_csv(index=False).encode())
     with app.app_context():
         upload = datasets.upload_path(jobs.get(job_id))
         assert jobs.claim(job_id, "worker-1")  # what the task does first
@@ -85,7 +67,7 @@ def test_cancelling_during_the_ingest_is_not_overwritten_by_its_result(app, clie
 
 def test_an_ingest_whose_last_attempt_dies_marks_its_dataset_failed(app, client, auth):
     headers = auth.bearer("scientist")
-    dataset_id, job_id = _queue_ingest(app, client, headers, b"a,b\n1,2\n")
+    dataset_id, job_id = queued_ingest(app, b"a,b\n1,2\n")
     with app.app_context():
         job = db.session.get(Job, job_id)
         job.attempts = app.config["MAX_ATTEMPTS"] - 1
