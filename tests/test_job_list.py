@@ -66,3 +66,50 @@ def test_the_client_follows_next_links(app, live_server, auth):
     ids = add_jobs(app, "paged", 501, start_minutes_ago=1)
     client = Client(live_server, auth.token("viewer"))
     assert [j["id"] for j in client.jobs(model="paged")] == ids
+
+
+def test_models_and_datasets_lists_come_a_page_at_a_time(app, client, auth, live_server):
+    from viewer.client import Client
+    from viewer.infra.records import Dataset, RegisteredModel
+
+    with app.app_context():
+        user = User.by_name("scientist")
+        now = utcnow()
+        db.session.add_all([RegisteredModel(name=f"m{i:03d}", description="", created_by=user) for i in range(7)])
+        db.session.add_all([Dataset(name=f"d{i}", state="ready", uploaded_by=user,
+                                    created_at=now - timedelta(minutes=i)) for i in range(5)])
+        db.session.commit()
+    headers = auth.bearer("viewer")
+    for path, key, expected in (("/api/v1/models?sort=name&limit=3", "models", [f"m{i:03d}" for i in range(7)]),
+                                ("/api/v1/datasets?limit=2", "datasets", [f"d{i}" for i in range(5)])):
+        names, url = [], path
+        while url:
+            body = client.get(url, headers=headers).get_json()
+            names += [item["name"] for item in body[key]]
+            url = body["next"]
+        assert names == expected, path
+    assert client.get("/api/v1/models?limit=0", headers=headers).status_code == 400
+    assert client.get("/api/v1/datasets?offset=-1", headers=headers).status_code == 400
+    assert client.get("/api/v1/models", headers=headers).get_json()["next"] is None  # one page, as before
+    api = Client(live_server, auth.token("viewer"))
+    assert [m["name"] for m in api.models()] == [f"m{i:03d}" for i in range(7)]
+    assert [d["name"] for d in api.datasets()] == [f"d{i}" for i in range(5)]
+
+
+def test_the_models_and_datasets_pages_link_the_next_page(app, client, auth):
+    from viewer.infra.records import Dataset, RegisteredModel
+
+    with app.app_context():
+        user = User.by_name("scientist")
+        now = utcnow()
+        db.session.add_all([RegisteredModel(name=f"p{i:04d}", description="", created_by=user) for i in range(501)])
+        db.session.add_all([Dataset(name=f"set{i:04d}", state="ready", uploaded_by=user,
+                                    created_at=now - timedelta(minutes=i)) for i in range(501)])
+        db.session.commit()
+    auth.login("viewer")
+    for path, anchor, last in (("/models/", "more-models", "p0500"), ("/datasets/", "older-datasets", "set0500")):
+        page = client.get(path).get_data(as_text=True)
+        assert last not in page
+        following = re.search(rf'<a href="([^"]+)" id="{anchor}"', page).group(1).replace("&amp;", "&")
+        rest = client.get(following).get_data(as_text=True)
+        assert last in rest and f'id="{anchor}"' not in rest, path

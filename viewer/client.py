@@ -90,8 +90,17 @@ class Client:
     def me(self) -> dict[str, Any]:
         return self.request("GET", "/api/v1/me")
 
+    def _all(self, path: str, key: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of a paged list, following its 'next' links."""
+        page = self.request("GET", path, params=params)
+        found = list(page[key])
+        while page.get("next"):
+            page = self.request("GET", page["next"])
+            found += page[key]
+        return found
+
     def models(self, query: str = "") -> list[dict[str, Any]]:
-        return self.request("GET", "/api/v1/models", params={"q": query} if query else None)["models"]
+        return self._all("/api/v1/models", "models", {"q": query} if query else None)
 
     def model(self, ref: str) -> dict[str, Any]:
         """A model (``name``) with its versions, or one version (``name@alias``, ``name/3``)."""
@@ -134,7 +143,7 @@ class Client:
     # --- datasets and scoring jobs ----------------------------------------------------------------
 
     def datasets(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/api/v1/datasets")["datasets"]
+        return self._all("/api/v1/datasets", "datasets")
 
     def dataset(self, dataset_id: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/datasets/{dataset_id}")
@@ -172,13 +181,7 @@ class Client:
     def jobs(self, **filters: str) -> list[dict[str, Any]]:
         """Every job matching the filters (model, dataset, state, user, kind), newest first,
         following the list's 'next' links page by page."""
-        found: list[dict[str, Any]] = []
-        page = self.request("GET", "/api/v1/jobs", params={k: v for k, v in filters.items() if v})
-        found += page["jobs"]
-        while page.get("next"):
-            page = self.request("GET", page["next"])
-            found += page["jobs"]
-        return found
+        return self._all("/api/v1/jobs", "jobs", {k: v for k, v in filters.items() if v})
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/jobs/{job_id}")

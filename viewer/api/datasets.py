@@ -8,12 +8,14 @@ from ..http.auth import requester, role_required
 from ..services import datasets
 from ..services.errors import ServiceError
 from ..services.jobs import serialize_job
-from .v1 import bp
+from .v1 import bp, next_link, page_args
 
 
 @bp.get("/datasets")
 def list_datasets():
-    return jsonify(datasets=[datasets.dataset_dict(d, full=False) for d in datasets.list_datasets()])
+    found = datasets.list_datasets(*page_args())
+    return jsonify(datasets=[datasets.dataset_dict(d, full=False) for d in found.items],
+                   next=next_link(found.next_offset))
 
 
 @bp.post("/datasets")

@@ -7,7 +7,7 @@ from flask import jsonify, request
 from ..http.auth import identity, requester, role_required
 from ..services import registry
 from ..services.errors import ServiceError
-from .v1 import bp, json_body
+from .v1 import bp, json_body, next_link, page_args
 
 
 @bp.get("/models")
@@ -15,8 +15,10 @@ def list_models():
     sort = request.args.get("sort", "name")
     if sort not in registry.SORTS:
         raise ServiceError("invalid", "bad_request", f"'sort' must be one of {', '.join(registry.SORTS)}.")
-    models = registry.search_models(request.args.get("q", ""), sort)
-    return jsonify(models=[registry.model_dict(m, with_versions=False) for m in models])
+    limit, offset = page_args()
+    found = registry.page_of_models(request.args.get("q", ""), sort, limit, offset)
+    return jsonify(models=[registry.model_dict(m, with_versions=False) for m in found.items],
+                   next=next_link(found.next_offset))
 
 
 @bp.post("/models")

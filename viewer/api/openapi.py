@@ -17,7 +17,7 @@ from flask import Blueprint, jsonify
 
 from ..infra.config import VERSION as __version__
 from ..infra.records import ALIAS_PATTERN, JOB_STATES
-from .openapi_schemas import DATASET_ID, IRIS, JOB_ID, JSON, SCHEMAS, STRING, TEXT, ref
+from .openapi_schemas import DATASET_ID, IRIS, JOB_ID, JSON, PAGE_PARAMS, SCHEMAS, STRING, TEXT, ref
 
 bp = Blueprint("openapi", __name__)
 
@@ -172,7 +172,8 @@ OPERATIONS: list[Op] = [
        description="202 with the new comparison job (any viewer may start it: it only reads results); 200 "
                    "with the existing one when it is pending, running or done, or failed and retry is false."),
     # --- datasets
-    Op("get", "/api/v1/datasets", "Datasets", "All datasets, newest first", {200: "DatasetList"}, AUTH),
+    Op("get", "/api/v1/datasets", "Datasets", "Datasets, newest first, a page at a time", {200: "DatasetList"},
+       (400, 401), params=PAGE_PARAMS, description="Follow 'next' (null on the last page) for older datasets."),
     Op("post", "/api/v1/datasets", "Datasets", "Upload a CSV or Parquet file", {201: "Dataset", 202: "Dataset"},
        (400, 401, 403, 413, 422, 503),
        body={"required": True, "content": {"multipart/form-data": {"schema": ref("DatasetUpload")}}},
@@ -188,7 +189,8 @@ OPERATIONS: list[Op] = [
                 "schema": STRING},
                {"name": "sort", "in": "query", "schema": {"type": "string", "enum": ["name", "-name", "created",
                                                                                    "-created"],
-                                                         "default": "name"}})),
+                                                         "default": "name"}}, *PAGE_PARAMS),
+       description="A page at a time: follow 'next' (null on the last page)."),
     Op("post", "/api/v1/models", "Models", "Upload a model file as the next version of a model",
        {201: "Version", 200: "Version"}, (400, 401, 403, 413, 422),
        body={"required": True, "content": {"multipart/form-data": {"schema": ref("ModelUpload")}}},

@@ -41,6 +41,12 @@ IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_wid
 
 # --- shared schemas ------------------------------------------------------------------------------
 
+NEXT = {"type": ["string", "null"], "description": "The URL of the next page; null on the last."}
+PAGE_PARAMS = ({"name": "limit", "in": "query", "description": "Items per page (default and most: 500).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+               {"name": "offset", "in": "query", "description": "Where the page starts (as the 'next' link has it).",
+                "schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}})
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object", "required": ["error_code", "message"],
@@ -89,8 +95,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "JobList": {"type": "object", "required": ["jobs", "next"],
                 "properties": {"jobs": {"type": "array", "items": ref("Job"), "maxItems": 500},
-                               "next": {"type": ["string", "null"],
-                                        "description": "The URL of the next (older) page; null on the last."}}},
+                               "next": NEXT}},
     "Comparison": {
         "type": "object",
         "description": "Finished scoring jobs over one dataset side by side; the first job is the baseline.",
@@ -167,8 +172,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "job": {**ref("Job"), "description": "The ingest job of a large upload (202 only)."},
         },
     },
-    "DatasetList": {"type": "object", "required": ["datasets"],
-                    "properties": {"datasets": {"type": "array", "items": ref("Dataset")}}},
+    "DatasetList": {"type": "object", "required": ["datasets", "next"],
+                    "properties": {"datasets": {"type": "array", "items": ref("Dataset"), "maxItems": 500},
+                                   "next": NEXT}},
     "DatasetUpload": {
         "type": "object", "required": ["file"],
         "properties": {"file": {"type": "string", "format": "binary", "description": "CSV or Parquet"},
@@ -215,8 +221,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Model": {"allOf": [ref("ModelSummary"), {
         "type": "object", "required": ["versions"],
         "properties": {"versions": {"type": "array", "items": ref("Version")}}}]},
-    "ModelList": {"type": "object", "required": ["models"],
-                  "properties": {"models": {"type": "array", "items": ref("ModelSummary")}}},
+    "ModelList": {"type": "object", "required": ["models", "next"],
+                  "properties": {"models": {"type": "array", "items": ref("ModelSummary"), "maxItems": 500},
+                                 "next": NEXT}},
     "ModelUpload": {
         "type": "object", "required": ["file", "name"],
         "properties": {

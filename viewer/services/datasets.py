@@ -22,6 +22,7 @@ from ..infra.records import Dataset, Job, User, new_id
 from . import jobs
 from .artifacts import scratch_dir, store
 from .errors import ServiceError
+from .paging import PAGE_SIZE, Page, page
 
 COPY_CHUNK = 1 << 20
 log = logging.getLogger(__name__)
@@ -198,8 +199,9 @@ def dataset_dict(dataset: Dataset, *, full: bool = True) -> dict[str, Any]:
     return out
 
 
-def list_datasets() -> list[Dataset]:
-    return list(db.session.scalars(select(Dataset).order_by(Dataset.created_at.desc())))
+def list_datasets(limit: int = PAGE_SIZE, offset: int = 0) -> Page:
+    """One page of datasets, newest first (the datasets page and ``GET /api/v1/datasets``)."""
+    return page(select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc()), limit, offset)
 
 
 __all__ = ["dataset_dict", "delete", "get", "list_datasets", "upload"]

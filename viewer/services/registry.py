@@ -26,6 +26,7 @@ from . import jobs
 from .artifacts import scratch_dir, store
 from .errors import ServiceError
 from .jobs import iso_time
+from .paging import PAGE_SIZE, Page, page
 
 _cache: LRUCache[Any] = LRUCache(maxsize=16)  # per process, keyed by sha256
 # Bumped by every change this process makes to the registry, so caches of references (serving's)
@@ -110,16 +111,27 @@ SORTS = {
 }
 
 
-def search_models(query: str = "", sort: str = "name") -> list[RegisteredModel]:
-    """Models whose name or description contains ``query``; shared with the models page."""
+def _models(query: str, sort: str):
     statement = select(RegisteredModel)
-    if "\x00" in query:  # no stored text has one (PostgreSQL cannot even compare with it)
-        return []
     if query:
         like = f"%{query.lower()}%"
         statement = statement.where(db.func.lower(RegisteredModel.name).like(like)
                                     | db.func.lower(RegisteredModel.description).like(like))
-    return list(db.session.scalars(statement.order_by(SORTS.get(sort, SORTS["name"]))))
+    return statement.order_by(SORTS.get(sort, SORTS["name"]), RegisteredModel.id)
+
+
+def search_models(query: str = "", sort: str = "name") -> list[RegisteredModel]:
+    """Every model whose name or description contains ``query`` (the forms' choices)."""
+    if "\x00" in query:  # no stored text has one (PostgreSQL cannot even compare with it)
+        return []
+    return list(db.session.scalars(_models(query, sort)))
+
+
+def page_of_models(query: str = "", sort: str = "name", limit: int = PAGE_SIZE, offset: int = 0) -> Page:
+    """One page of the models list (the models page and ``GET /api/v1/models``)."""
+    if "\x00" in query:
+        return Page([], None)
+    return page(_models(query, sort), limit, offset)
 
 
 # --- registering ---------------------------------------------------------------------------------

@@ -67,7 +67,11 @@ def render_dataset(dataset: Dataset, form: ScoreForm | None = None, status: int 
 
 @bp.get("/")
 def index():
-    return render_template("datasets/list.html", datasets=datasets.list_datasets(), model=request.args.get("model", ""))
+    offset = request.args.get("offset", "0")
+    found = datasets.list_datasets(offset=int(offset) if offset.isascii() and offset.isdigit() and int(offset) < 2**31 else 0)
+    model = request.args.get("model", "")
+    more = url_for("datasets.index", model=model or None, offset=found.next_offset) if found.next_offset else None
+    return render_template("datasets/list.html", datasets=found.items, model=model, more=more)
 
 
 @bp.route("/upload", methods=["GET", "POST"])

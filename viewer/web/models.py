@@ -34,7 +34,11 @@ class AliasForm(FlaskForm):
 @bp.get("/")
 def index():
     query, sort = request.args.get("q", ""), request.args.get("sort", "name")
-    return render_template("models/list.html", models=registry.search_models(query, sort), q=query, sort=sort)
+    offset = request.args.get("offset", "0")
+    offset = int(offset) if offset.isascii() and offset.isdigit() and int(offset) < 2**31 else 0
+    found = registry.page_of_models(query, sort, offset=offset)
+    more = url_for("models.index", q=query, sort=sort, offset=found.next_offset) if found.next_offset else None
+    return render_template("models/list.html", models=found.items, q=query, sort=sort, more=more)
 
 
 @bp.route("/upload", methods=["GET", "POST"])
