@@ -113,3 +113,13 @@ def test_the_models_and_datasets_pages_link_the_next_page(app, client, auth):
         following = re.search(rf'<a href="([^"]+)" id="{anchor}"', page).group(1).replace("&amp;", "&")
         rest = client.get(following).get_data(as_text=True)
         assert last in rest and f'id="{anchor}"' not in rest, path
+
+
+def test_tokens_list_comes_a_page_at_a_time(app, client, auth):
+    headers = auth.bearer("viewer")
+    for _ in range(2):
+        auth.token("viewer")  # three tokens in all
+    first = client.get("/api/v1/tokens?limit=2", headers=headers).get_json()
+    rest = client.get(first["next"], headers=headers).get_json()
+    assert len(first["tokens"]) == 2 and len(rest["tokens"]) == 1 and rest["next"] is None
+    assert len({t["id"] for t in first["tokens"] + rest["tokens"]}) == 3

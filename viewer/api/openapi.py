@@ -114,7 +114,8 @@ V2_ERRORS = (400, 401, 404, 410)
 OPERATIONS: list[Op] = [
     # --- account and jobs
     Op("get", "/api/v1/me", "Account", "Who the token belongs to", {200: "Me"}, AUTH),
-    Op("get", "/api/v1/tokens", "Account", "Your API tokens", {200: "TokenList"}, AUTH),
+    Op("get", "/api/v1/tokens", "Account", "Your API tokens, newest first, a page at a time", {200: "TokenList"},
+       (400, 401), params=PAGE_PARAMS),
     Op("delete", "/api/v1/tokens/{token_id}", "Account", "Revoke one of your tokens", {200: "Token"}, (401, 404),
        description="Revoking an already revoked token is a no-op that returns it."),
     Op("post", "/api/v1/system/ping-worker", "Jobs", "Enqueue a no-op job (web, broker, worker, database)",

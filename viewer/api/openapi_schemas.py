@@ -62,8 +62,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                        "state": {"type": "string", "enum": ["active", "revoked", "expired"]},
                        "created_at": TIME, "last_used_at": TIME, "expires_at": TIME, "revoked_at": TIME},
     },
-    "TokenList": {"type": "object", "required": ["tokens"],
-                  "properties": {"tokens": {"type": "array", "items": ref("Token")}}},
+    "TokenList": {"type": "object", "required": ["tokens", "next"],
+                  "properties": {"tokens": {"type": "array", "items": ref("Token"), "maxItems": 500},
+                                 "next": NEXT}},
     "Job": {
         "type": "object",
         "description": "A job's state. Scoring jobs fill model, dataset_id, metrics and the rates.",

@@ -8,7 +8,7 @@ from ..http.auth import forget_token, identity, requester, role_required
 from ..infra.records import ApiToken
 from ..services import accounts, health
 from ..services.jobs import iso_time, serialize_job
-from .v1 import bp
+from .v1 import bp, next_link, page_args
 
 
 def _token_dict(token: ApiToken) -> dict:
@@ -27,7 +27,8 @@ def me():
 
 @bp.get("/tokens")
 def list_tokens():
-    return jsonify(tokens=[_token_dict(t) for t in accounts.tokens_of(identity().user_id)])
+    found = accounts.page_of_tokens(identity().user_id, *page_args())
+    return jsonify(tokens=[_token_dict(t) for t in found.items], next=next_link(found.next_offset))
 
 
 @bp.delete("/tokens/<int:token_id>")

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from ..infra.extensions import db
 from ..infra.records import ROLES, ApiToken, User, hash_token, utcnow
 from .errors import ServiceError
+from .paging import PAGE_SIZE, Page, page
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,16 @@ def issue_token(user: User, label: str = "", expires_days: int | None = None) ->
     return token, raw
 
 
+def _tokens(user_id: int):
+    return select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+
+
 def tokens_of(user_id: int) -> list[ApiToken]:
-    return list(db.session.scalars(select(ApiToken).where(ApiToken.user_id == user_id)
-                                   .order_by(ApiToken.created_at.desc())))
+    return list(db.session.scalars(_tokens(user_id)))
+
+
+def page_of_tokens(user_id: int, limit: int = PAGE_SIZE, offset: int = 0) -> Page:
+    return page(_tokens(user_id), limit, offset)
 
 
 def own_token(user_id: int, token_id: int) -> ApiToken:
