@@ -3,19 +3,31 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.runtime-installed
 
-.PHONY: install chromium run test test-embedded test-services chaos screenshots bench clean
+.PHONY: install install-runtime chromium run test test-embedded test-services chaos screenshots bench clean
 
+# `make test` needs the test tools and Debian's Chromium; `make run` only the runtime pins.
 install: $(STAMP) chromium
+install-runtime: $(RUNTIME_STAMP)
 
-# The stamp depends on this Makefile too, so a changed install recipe re-runs (pip is quick when
-# nothing changed); a fresh clone has no .venv and always runs it.
-$(STAMP): requirements.txt requirements-dev.txt Makefile
+# The stamps depend on this Makefile too, so a changed install recipe re-runs (pip is quick when
+# nothing changed); a fresh clone has no .venv and always runs them.
+define make_venv
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+endef
+
+$(RUNTIME_STAMP): requirements.txt Makefile
+	$(make_venv)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt Makefile
+	$(make_venv)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME_STAMP)
 
 # Browser tests drive Debian's Chromium through Playwright (executable_path=/usr/bin/chromium;
 # never `playwright install`, which downloads a browser). Checked on every install, so a machine
@@ -30,7 +42,7 @@ chromium:
 
 # On a fresh database `--demo` also loads the demo models, datasets and scoring jobs
 # (`python manage.py demo` loads them any time; it adds nothing twice).
-run: install
+run: install-runtime
 	$(PY) manage.py up --demo
 
 # The whole suite twice: on the embedded default (SQLite + filesystem broker) and on the services
