@@ -68,17 +68,23 @@ def test_the_client_follows_next_links(app, live_server, auth):
     assert [j["id"] for j in client.jobs(model="paged")] == ids
 
 
-def test_models_and_datasets_lists_come_a_page_at_a_time(app, client, auth, live_server):
-    from viewer.client import Client
+def add_models_and_datasets(app, models: list[str], datasets: list[str]) -> None:
+    """Model records named ``models`` and ready datasets named ``datasets``, newest first."""
     from viewer.infra.records import Dataset, RegisteredModel
 
     with app.app_context():
         user = User.by_name("scientist")
         now = utcnow()
-        db.session.add_all([RegisteredModel(name=f"m{i:03d}", description="", created_by=user) for i in range(7)])
-        db.session.add_all([Dataset(name=f"d{i}", state="ready", uploaded_by=user,
-                                    created_at=now - timedelta(minutes=i)) for i in range(5)])
+        db.session.add_all([RegisteredModel(name=name, description="", created_by=user) for name in models])
+        db.session.add_all([Dataset(name=name, state="ready", uploaded_by=user, created_at=now - timedelta(minutes=i))
+                            for i, name in enumerate(datasets)])
         db.session.commit()
+
+
+def test_models_and_datasets_lists_come_a_page_at_a_time(app, client, auth, live_server):
+    from viewer.client import Client
+
+    add_models_and_datasets(app, [f"m{i:03d}" for i in range(7)], [f"d{i}" for i in range(5)])
     headers = auth.bearer("viewer")
     for path, key, expected in (("/api/v1/models?sort=name&limit=3", "models", [f"m{i:03d}" for i in range(7)]),
                                 ("/api/v1/datasets?limit=2", "datasets", [f"d{i}" for i in range(5)])):
@@ -97,15 +103,7 @@ def test_models_and_datasets_lists_come_a_page_at_a_time(app, client, auth, live
 
 
 def test_the_models_and_datasets_pages_link_the_next_page(app, client, auth):
-    from viewer.infra.records import Dataset, RegisteredModel
-
-    with app.app_context():
-        user = User.by_name("scientist")
-        now = utcnow()
-        db.session.add_all([RegisteredModel(name=f"p{i:04d}", description="", created_by=user) for i in range(501)])
-        db.session.add_all([Dataset(name=f"set{i:04d}", state="ready", uploaded_by=user,
-                                    created_at=now - timedelta(minutes=i)) for i in range(501)])
-        db.session.commit()
+    add_models_and_datasets(app, [f"p{i:04d}" for i in range(501)], [f"set{i:04d}" for i in range(501)])
     auth.login("viewer")
     for path, anchor, last in (("/models/", "more-models", "p0500"), ("/datasets/", "older-datasets", "set0500")):
         page = client.get(path).get_data(as_text=True)
