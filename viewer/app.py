@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from flask import Flask
 
 from . import api, http, tasks, web
-from .infra.config import ROOT, celery_config, load_settings
+from .infra.config import celery_config, load_settings, template_folder
 from .infra.extensions import celery_init_app, csrf, db, limiter, migrate
 
 
@@ -39,12 +39,9 @@ def _engine_options(url: str) -> dict[str, Any]:
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(
-        __name__,
-        instance_path=str(ROOT / "instance"),
-        template_folder=str(ROOT / "templates"),
-        static_folder="static",
-    )
+    # The instance folder (the default data dir) is Flask's own: a checkout's instance/, an
+    # installed copy's <prefix>/var/viewer.app-instance. Templates ship inside an installed copy.
+    app = Flask(__name__, template_folder=str(template_folder()), static_folder="static")
     settings = load_settings(app.instance_path, test_config)
     _check_trusted_modules(settings["TRUSTED_MODULES"])
     Path(settings["DATA_DIR"]).mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Commands that ``manage.py`` and ``python -m viewer`` expose (``python manage.py --help``).
+"""Commands that ``manage.py``, ``python -m viewer`` and the installed ``viewer`` command expose
+(``python manage.py --help``).
 
 They are defined here on a plain group, ``commands``; ``viewer.__main__`` gives them the app
 (Flask's ``FlaskGroup`` with ``create_app``), so this module, like the pages and the API, sits
@@ -24,6 +25,13 @@ from .services.errors import ServiceError
 THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 cli = AppGroup("viewer", help="The model results viewer.")
+
+
+def _invoked_as() -> str:
+    """How these commands were run, for the hints they print: ``viewer`` (the installed command),
+    ``python -m viewer`` or ``python manage.py``."""
+    name = click.get_current_context().find_root().info_name or "viewer"
+    return f"python {name}" if name.endswith(".py") else name
 
 
 def _upgrade() -> None:
@@ -77,7 +85,8 @@ def demo_command() -> None:
     _init_db()
     report = _load_demo()
     if report.queued:
-        click.echo("(`python manage.py up` runs the web app and a worker; `python manage.py worker` only a worker.)")
+        command = _invoked_as()
+        click.echo(f"(`{command} up` runs the web app and a worker; `{command} worker` only a worker.)")
     for path in filter(None, map(_comparison_path, report.comparisons[:1])):
         click.echo(f"Two models compared on the same test set (once their jobs ran): {path}")
     if report.problems:
@@ -202,9 +211,9 @@ def up(host: str, port: int, concurrency: int, demo: bool) -> None:
         click.echo(f"  The model results viewer is at {url}")
         if created:
             click.echo(f"  Log in as {created[0]!r} with password: {created[1]}")
-            click.echo("  (shown once; 'python manage.py reset-password admin' makes a new one)")
+            click.echo(f"  (shown once; '{_invoked_as()} reset-password admin' makes a new one)")
         else:
-            click.echo("  Log in with your account ('python manage.py reset-password NAME' if you forgot it).")
+            click.echo(f"  Log in with your account ('{_invoked_as()} reset-password NAME' if you forgot it).")
         if report is not None:
             click.echo(f"  The demo's models: {url}/models/")
             for path in filter(None, map(_comparison_path, report.comparisons[:1])):

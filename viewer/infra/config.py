@@ -13,8 +13,9 @@ from typing import Any, Mapping
 
 # name -> (default, parser, help). ``None`` defaults are derived in ``load_settings``.
 SETTINGS: dict[str, tuple[Any, Any, str]] = {
-    "DATA_DIR": (None, str, "Where artifacts, the SQLite file and the embedded broker live. "
-                 "Default: the instance folder."),
+    "DATA_DIR": (None, str, "Where artifacts, the SQLite file, the embedded broker and the generated "
+                 "secret key live. Default: the instance folder (a checkout's instance/; an installed "
+                 "copy's <prefix>/var/viewer.app-instance, Flask's rule)."),
     "DATABASE_URL": (None, str, "SQLAlchemy URL. Default: SQLite file in the data dir. "
                      "Production: postgresql+psycopg://user:pass@host/db"),
     "BROKER_URL": (None, str, "Celery broker. Default: the embedded filesystem broker in the "
@@ -46,7 +47,15 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
 
 ENV_PREFIX = "VIEWER_"
 VERSION = "0.1.0"  # the package's version (viewer.__version__)
-ROOT = Path(__file__).resolve().parents[2]  # the repository: templates/ and manage.py live here
+PACKAGE = Path(__file__).resolve().parents[1]  # the ``viewer`` package, installed or in a checkout
+
+
+def template_folder() -> Path:
+    """The Jinja templates: ``viewer/templates`` in an installed copy (pyproject.toml maps the
+    repository's top-level ``templates/`` there when it builds the wheel), else a checkout's
+    top-level ``templates/`` beside the package."""
+    installed = PACKAGE / "templates"
+    return installed if installed.is_dir() else PACKAGE.parent / "templates"
 
 
 def _parse(value: str, parser: Any) -> Any:
