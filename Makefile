@@ -16,17 +16,26 @@ install-runtime: $(RUNTIME_STAMP)
 define make_venv
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip "setuptools>=70.1"
 endef
 
-$(RUNTIME_STAMP): requirements.txt Makefile
+# The package itself, editable and without dependencies (the pins above are the dependencies):
+# `import viewer` then works from any folder (notebooks, scripts) and the venv has the `viewer`
+# command. It builds with the venv's setuptools (make_venv), not an isolated download per install.
+define install_package
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+endef
+
+$(RUNTIME_STAMP): requirements.txt pyproject.toml Makefile
 	$(make_venv)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(install_package)
 	touch $(RUNTIME_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt Makefile
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml Makefile
 	$(make_venv)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(install_package)
 	touch $(STAMP) $(RUNTIME_STAMP)
 
 # Browser tests drive Debian's Chromium through Playwright (executable_path=/usr/bin/chromium;
