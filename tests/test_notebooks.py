@@ -1,6 +1,10 @@
 """The notebooks in notebooks/ run, cell by cell, in a real IPython kernel (nbclient) against a live
-server with a real worker and the demo loaded, so they cannot rot; and they are committed clean."""
+server with a real worker and the demo loaded, so they cannot rot; and they are committed clean.
+They import ``viewer`` as an installed package (``make install`` installs it editable into .venv),
+never by editing ``sys.path``."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -18,6 +22,10 @@ EXPECTED = ["01-train-and-upload.ipynb", "02-predict.ipynb", "03-score-a-dataset
 
 def execute(path: Path) -> nbformat.NotebookNode:
     """Run every cell in a fresh kernel started in notebooks/, as Jupyter would; a cell error raises."""
+    found = subprocess.run([sys.executable, "-c", "import viewer; print(viewer.__file__)"], cwd=NOTEBOOKS,
+                           capture_output=True, text=True, timeout=60)
+    assert found.returncode == 0, (f"the kernel cannot import viewer from {NOTEBOOKS}: `make install` installs "
+                                   f"the package into the venv (pip install --no-deps -e .)\n{found.stderr}")
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=120, kernel_name="python3", startup_timeout=120,
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
@@ -44,6 +52,8 @@ def test_the_notebooks_are_committed_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, \
                     f"{path.name} has outputs: clear them before committing (cell {cell.get('id')})"
         assert notebook.metadata.kernelspec.name == "python3"
+        code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+        assert "sys.path" not in code, f"{path.name} edits sys.path: import the installed package instead"
         assert set(notebook.metadata) <= {"kernelspec", "language_info"}, f"{path.name}: {set(notebook.metadata)}"
 
 
