@@ -20,7 +20,7 @@ from tests.support import PASSWORD
 ACCESS: dict[tuple[str, str], str] = {
     # pages
     ("GET", "main.index"): "viewer",
-    ("GET", "main.ping"): "public",
+    ("GET", "mlflow.ping"): "public",
     ("GET", "static"): "public",
     ("GET", "assets.bokehjs"): "public",
     ("GET", "auth.login"): "public",
@@ -61,7 +61,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "compare.start"): "viewer",
     ("POST", "api.start_comparison"): "viewer",
     # JSON API (Bearer token only)
-    ("GET", "openapi.openapi_json"): "viewer",
+    ("GET", "document.openapi_json"): "viewer",
     ("GET", "api.me"): "viewer",
     ("GET", "api.list_tokens"): "viewer",
     ("DELETE", "api.revoke_token"): "viewer",

@@ -201,10 +201,10 @@ def test_refusals_and_roles(app, client, auth, problem):
     assert "Unknown scoring" in refused(post({"target": "label", "scoring": "<b>x</b>"}), 400, "bad_scoring")
     assert "n_repeats must be between 1 and 100" in refused(post({"target": "label", "n_repeats": 0}), 400,
                                                              "bad_option")
-    assert "'max_rows' must be an integer" in refused(post({"target": "label", "max_rows": "9"}), 400, "bad_request")
-    assert "'n_repeats' must be an integer" in refused(post({"target": "label", "n_repeats": True}), 400,
+    assert "'max_rows' should be a valid integer" in refused(post({"target": "label", "max_rows": "9"}), 400, "bad_request")
+    assert "'n_repeats' should be a valid integer" in refused(post({"target": "label", "n_repeats": True}), 400,
                                                        "bad_request")
-    assert "'kind' must be" in refused(post({"target": "label", "kind": "explain"}), 400, "bad_request")
+    assert "'kind' should be 'score' or 'importance'" in refused(post({"target": "label", "kind": "explain"}), 400, "bad_request")
     assert refused(post({"target": "label"}, auth.bearer("viewer")), 403, "forbidden")
 
     auth.login("viewer")

@@ -141,3 +141,18 @@ def test_every_page_keeps_to_its_content_security_policy(open_ui, site):
         outside = [u for u in ui.requests if not u.startswith(site.base_url + "/")]
         assert outside == [], outside
     assert checked == sum(len(p) for p in pages.values())
+
+
+def test_api_docs_page_shows_the_generated_document(ui: UI):
+    """The docs page renders the generated document: an operation opens to its parameters, its
+    body (with the example from the pydantic model) and its answers."""
+    ui.goto("/docs/api")
+    operation = ui.page.locator("#op-post_api_v1_jobs")
+    operation.locator("summary").click()
+    text = operation.inner_text()
+    assert "ScoreRequest" in text and "iris@production" in text and "403" in text
+    ui.page.locator("#op-post_api_v1_models_name_predict summary").click()
+    predict = ui.page.locator("#op-post_api_v1_models_name_predict").inner_text()
+    assert "MlflowRequest" in predict and "text/csv" in predict and "dataframe_split" in predict
+    ui.page.locator("#op-post_api_v1_jobs").scroll_into_view_if_needed()
+    ui.page.screenshot(path=str(ui.screenshots / "api-docs.png"))

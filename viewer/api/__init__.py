@@ -11,10 +11,10 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from ..infra.extensions import csrf
-    from . import compare, datasets, docs, jobs, models, openapi, predict, system, v2  # noqa: F401  (routes)
+    from . import compare, datasets, docs, jobs, models, predict, spec, system, v2  # noqa: F401  (routes)
     from .v1 import bp
 
-    for blueprint in (bp, predict.mlflow_bp, v2.bp, openapi.bp):
+    for blueprint in (bp, predict.mlflow_bp, v2.bp, spec.bp):
         csrf.exempt(blueprint)
         app.register_blueprint(blueprint)
     app.register_blueprint(docs.bp)  # the API's documentation page (a page: session login)

@@ -8,7 +8,10 @@ from flask import jsonify, request
 from ..http.auth import requester, role_required
 from ..services import comparison
 from ..services.errors import ServiceError
-from .v1 import bp, json_body
+from .inputs import CompareQuery, CompareRequest
+from .outputs import Comparison
+from .spec import checks, valid
+from .v1 import bp
 
 
 def _answer(spec, job, status: int = 200):
@@ -17,26 +20,31 @@ def _answer(spec, job, status: int = 200):
 
 @bp.get("/compare")
 @role_required("viewer")
+@checks("Jobs", {200: Comparison}, (400, 401, 404), query=CompareQuery)
 def compare_jobs():
+    """Compare finished scoring jobs over one dataset
+
+    Metrics side by side from each job, and the comparison job's state and result: a 95 % bootstrap
+    confidence interval for the difference in each main metric vs the first job, and the rows where
+    the models disagree most, once the comparison job has run (state not_started until POST
+    /api/v1/compare starts it: looking starts no work). 400 when the jobs are fewer than two,
+    unfinished, not scoring jobs, on different datasets or targets, or of different tasks."""
     if "retry" in request.args:
         raise ServiceError("invalid", "bad_request", 'Looking starts no work: to compute a comparison again, '
                            'POST /api/v1/compare with {"jobs": [...], "retry": true}.')
-    spec = comparison.load(comparison.parse_ids(request.args.getlist("jobs")))
+    spec = comparison.load(comparison.parse_ids(valid("query").jobs))
     return _answer(spec, comparison.comparison_job(spec))
 
 
 @bp.post("/compare")
 @role_required("viewer")
+@checks("Jobs", {202: Comparison, 200: Comparison}, (400, 401, 404, 503), json=CompareRequest)
 def start_comparison():
-    """Start the comparison job (202), or answer the one that exists (200)."""
-    body = json_body('Send JSON: {"jobs": ["<job id>", "<job id>", ...], "retry": false}.')
-    ids, retry = body.get("jobs"), body.get("retry", False)
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise ServiceError("invalid", "bad_request", "'jobs' must be a list of job ids.")
-    if not isinstance(retry, bool):
-        raise ServiceError("invalid", "bad_request", "'retry' must be true or false.")
-    spec = comparison.load(comparison.parse_ids(ids))
-    job, created = comparison.start(spec, requester(), retry=retry)
+    """Start the comparison job of finished scoring jobs
+
+    202 with the new comparison job (any viewer may start it: it only reads results); 200 with the
+    existing one when it is pending, running or done, or failed and retry is false."""
+    body = valid("json")
+    spec = comparison.load(comparison.parse_ids(body.jobs))
+    job, created = comparison.start(spec, requester(), retry=body.retry)
     return _answer(spec, job, 202 if created else 200)
-
-

@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify
 
 from ..http.auth import requester, role_required
 from ..services import datasets
-from ..services.errors import ServiceError
 from ..services.jobs import serialize_job
-from .v1 import bp, next_link, page_args
+from .inputs import DatasetUpload, PageQuery
+from .outputs import Dataset, DatasetList
+from .spec import checks, valid
+from .v1 import bp, next_link
 
 
 @bp.get("/datasets")
+@checks("Datasets", {200: DatasetList}, (400, 401), query=PageQuery)
 def list_datasets():
-    found = datasets.list_datasets(*page_args())
+    """Datasets, newest first, a page at a time
+
+    Follow 'next' (null on the last page) for older datasets."""
+    query = valid("query")
+    found = datasets.list_datasets(query.limit, query.offset)
     return jsonify(datasets=[datasets.dataset_dict(d, full=False) for d in found.items],
                    next=next_link(found.next_offset))
 
 
 @bp.post("/datasets")
 @role_required("scientist")
+@checks("Datasets", {201: Dataset, 202: Dataset}, (400, 401, 403, 413, 422, 503), form=DatasetUpload)
 def upload_dataset():
-    upload = request.files.get("file")
-    if upload is None or not upload.filename:
-        raise ServiceError("invalid", "bad_request",
-                           "Send the dataset as a multipart form field named 'file' (CSV or Parquet).")
-    dataset, job = datasets.upload(upload.stream, request.form.get("name") or upload.filename, requester())
+    """Upload a CSV or Parquet file
+
+    201 with a ready dataset when the file is small enough to ingest at once (a 422 says what is
+    wrong with it); otherwise 202 with the dataset and its ingest job."""
+    form = valid("form")
+    dataset, job = datasets.upload(form.file.stream, form.name or form.file.filename, requester())
     body = datasets.dataset_dict(dataset)
     if job is not None:
         body["job"] = serialize_job(job)
@@ -34,12 +43,18 @@ def upload_dataset():
 
 
 @bp.get("/datasets/<dataset_id>")
+@checks("Datasets", {200: Dataset}, (401, 404))
 def get_dataset(dataset_id: str):
+    """A dataset with its columns and first rows"""
     return jsonify(datasets.dataset_dict(datasets.get(dataset_id)))
 
 
 @bp.delete("/datasets/<dataset_id>")
 @role_required("scientist")
+@checks("Datasets", {204: None}, (401, 403, 404, 409))
 def delete_dataset(dataset_id: str):
+    """Delete a dataset
+
+    Refused (409) while unfinished jobs use it."""
     datasets.delete(datasets.get(dataset_id))
     return "", 204

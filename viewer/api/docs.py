@@ -1,4 +1,4 @@
-"""``/docs/api``: the OpenAPI document (``viewer.api.openapi``) as a page, rendered on the server.
+"""``/docs/api``: the OpenAPI document (``viewer.api.spec``) as a page, rendered on the server.
 
 The page is for logged-in people (session login, like every page); the JSON document itself is
 under /api/ and needs a token. No script: operations fold open with <details>.
@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 
-from .openapi import build_spec
+from .spec import build_spec
 
 bp = Blueprint("docs", __name__, url_prefix="/docs")
 
@@ -130,11 +130,15 @@ class SchemaDoc:
     fields: list[Field]
 
 
-def _example(content: dict[str, Any]) -> tuple[str | None, Any]:
+def _example(content: dict[str, Any], schemas: dict[str, Any]) -> tuple[str | None, Any]:
+    """The media type's example, or the first of its schema's examples."""
+    schema = content.get("schema") or {}
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
     if "example" in content:
         value = content["example"]
-    elif content.get("examples"):
-        value = next(iter(content["examples"].values()))["value"]
+    elif schema.get("examples"):
+        value = schema["examples"][0]
     else:
         return None, None
     return (value if isinstance(value, str) else pretty(value)), value
@@ -163,7 +167,7 @@ def _curl(method: str, path: str, operation: dict[str, Any], base: str, schemas:
         parts += [f"-F {name}=@file" if spec.get("format") == "binary" else f"-F {name}=..."
                   for name, spec in props.items()]
     elif "application/json" in content:
-        _text, value = _example(content["application/json"])
+        _text, value = _example(content["application/json"], schemas)
         parts += ["-H 'Content-Type: application/json'",
                   "-d '" + json.dumps(value, separators=(",", ":")).replace("'", "'\\''") + "'"]
     return " ".join(parts + [base.rstrip("/") + path])
@@ -200,7 +204,8 @@ def document_view(spec: dict[str, Any], base: str) -> tuple[list[Section], list[
                                              type_label(param["schema"]),
                                              _describe(param["schema"], param.get("description", ""))))
             for media_type, content in operation.get("requestBody", {}).get("content", {}).items():
-                endpoint.bodies.append(Body(media_type, type_label(content.get("schema")), _example(content)[0]))
+                endpoint.bodies.append(Body(media_type, type_label(content.get("schema")),
+                                            _example(content, spec["components"]["schemas"])[0]))
             for status, reply in operation["responses"].items():
                 media = [(m, type_label(c.get("schema"))) for m, c in reply.get("content", {}).items()]
                 endpoint.replies.append(Reply(status, reply["description"], media))

@@ -2,85 +2,84 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request, url_for
+from flask import jsonify, url_for
 
 from ..http.auth import requester, role_required
 from ..http.responses import download_response
 from ..services import jobs, results, submission
 from ..services.errors import ServiceError
-from .v1 import bp, json_body
+from .inputs import JobQuery, ResultsQuery, ScoreRequest
+from .outputs import Aggregates, Job, JobList
+from .spec import checks, valid
+from .v1 import bp
+
+RESULT_TYPES = {"text/csv": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}
 
 
 @bp.get("/jobs")
+@checks("Jobs", {200: JobList}, (400, 401, 404), query=JobQuery)
 def list_jobs():
-    """One page of jobs, newest first; ``next`` is the URL of the following page (null on the last)."""
-    filters = {k: v for k, v in request.args.items() if k in jobs.LIST_FILTERS and v}
-    limit = request.args.get("limit", str(jobs.PAGE_SIZE))
-    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= jobs.PAGE_SIZE):
-        raise ServiceError("invalid", "bad_request", f"'limit' must be a whole number from 1 to {jobs.PAGE_SIZE}.")
-    found, cursor = jobs.search(filters, int(limit), request.args.get("cursor") or None)
+    """Jobs, newest first, a page at a time
+
+    Filtered in the database; follow 'next' (null on the last page) for older jobs. 404 when the
+    cursor names no job."""
+    query = valid("query")
+    filters = {name: getattr(query, name) for name in jobs.LIST_FILTERS if getattr(query, name)}
+    found, cursor = jobs.search(filters, query.limit, query.cursor or None)
     following = None
     if cursor is not None:
-        following = url_for("api.list_jobs", **filters, **({"limit": limit} if "limit" in request.args else {}),
-                            cursor=cursor)
+        limit = {"limit": query.limit} if "limit" in query.model_fields_set else {}
+        following = url_for("api.list_jobs", **filters, **limit, cursor=cursor)
     return jsonify(jobs=[jobs.serialize_job(j) for j in found], next=following)
 
 
 @bp.post("/jobs")
 @role_required("scientist")
+@checks("Jobs", {202: Job, 200: Job}, (400, 401, 403, 404, 409, 413, 503), json=ScoreRequest)
 def create_job():
-    body = json_body('Send JSON: {"model": "name[@alias|/version]", "dataset": "<id>", "target": "<column>"}.')
-    model, dataset, target = body.get("model"), body.get("dataset"), body.get("target")
-    if not isinstance(model, str) or not isinstance(dataset, str):
-        raise ServiceError("invalid", "bad_request", "'model' and 'dataset' are required strings.")
-    if target is not None and not isinstance(target, str):
-        raise ServiceError("invalid", "bad_request", "'target' must be a column name.")
-    force = body.get("force", False)
-    if not isinstance(force, bool):
-        raise ServiceError("invalid", "bad_request", "'force' must be true or false.")
-    kind = body.get("kind", "score")
-    options = importance_options(body)  # checked for every kind: a wrong type is never ignored
-    if kind == "importance":
-        job, created = submission.submit_importance(model, dataset, target or None, requester(), force=force,
-                                                    **options)
-    elif kind == "score":
-        job, created = submission.submit(model, dataset, target or None, requester(), force=force)
+    """Score a dataset with a model, or compute feature importance
+
+    202 with a new job; 200 with the earlier job when the same model version, dataset and target
+    (and, for importance, options) are already pending, running or done (unless force). 409 while
+    the dataset is not ready."""
+    body = valid("json")
+    submission.check_importance_ranges(body.model_dump())  # for every kind: a wrong option is never ignored
+    target = body.target or None
+    if body.kind == "importance":
+        job, created = submission.submit_importance(body.model, body.dataset, target, requester(), force=body.force,
+                                                    n_repeats=body.n_repeats, max_rows=body.max_rows,
+                                                    seed=body.seed, scoring=body.scoring or None)
     else:
-        raise ServiceError("invalid", "bad_request", "'kind' must be 'score' or 'importance'.")
+        job, created = submission.submit(body.model, body.dataset, target, requester(), force=body.force)
     return jsonify(jobs.serialize_job(job)), 202 if created else 200
 
 
-def importance_options(body: dict) -> dict:
-    """n_repeats, max_rows, seed (integers) and scoring (a name) of an importance job, when given."""
-    options = {}
-    for name in ("n_repeats", "max_rows", "seed"):
-        value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ServiceError("invalid", "bad_request", f"'{name}' must be an integer.")
-        options[name] = value
-    scoring_name = body.get("scoring")
-    if scoring_name is not None and not isinstance(scoring_name, str):
-        raise ServiceError("invalid", "bad_request", "'scoring' must be a scoring name, e.g. 'accuracy' or 'r2'.")
-    options["scoring"] = scoring_name or None
-    submission.check_importance_ranges(options)
-    return options
-
-
 @bp.get("/jobs/<job_id>")
+@checks("Jobs", {200: Job}, (401, 404))
 def get_job(job_id: str):
+    """A job's state, progress and result"""
     return jsonify(jobs.serialize_job(jobs.get(job_id)))
 
 
 @bp.delete("/jobs/<job_id>")
 @role_required("scientist")
+@checks("Jobs", {202: Job}, (401, 403, 404))
 def cancel_job(job_id: str):
+    """Ask a job to stop
+
+    A pending job is cancelled at once; a running one stops at its next check."""
     job = jobs.get(job_id)
     jobs.cancel(job)
     return jsonify(jobs.serialize_job(job)), 202
 
 
 @bp.get("/jobs/<job_id>/aggregates")
+@checks("Jobs", {200: Aggregates}, (401, 404, 409))
 def job_aggregates(job_id: str):
+    """Plot aggregates of a finished scoring job
+
+    409 until the job is done."""
     job = jobs.get(job_id)
     if job.state != "done" or not job.result:
         raise ServiceError("conflict", "conflict", f"The job is {job.state}; aggregates exist once it is done.")
@@ -88,5 +87,10 @@ def job_aggregates(job_id: str):
 
 
 @bp.get("/jobs/<job_id>/results")
+@checks("Jobs", {200: None}, (400, 401, 404, 409, 410), query=ResultsQuery,
+        extra={"responses": {"200": {"content": RESULT_TYPES}}})
 def job_results(job_id: str):
-    return download_response(results.download(jobs.get(job_id), request.args.get("format", "csv")))
+    """Download a scoring job's predictions
+
+    Streamed; 409 until a scoring job is done, 410 when its files are gone."""
+    return download_response(results.download(jobs.get(job_id), valid("query").format))

@@ -2,39 +2,47 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify
 
 from ..http.auth import identity, requester, role_required
 from ..services import registry
 from ..services.errors import ServiceError
-from .v1 import bp, json_body, next_link, page_args
+from .inputs import AliasTarget, ModelQuery, ModelUpdate, ModelUpload
+from .outputs import Model, ModelList, ModelOrVersion, ModelSummary, Version
+from .spec import checks, valid
+from .v1 import bp, next_link
 
 
 @bp.get("/models")
+@checks("Models", {200: ModelList}, (400, 401), query=ModelQuery)
 def list_models():
-    sort = request.args.get("sort", "name")
-    if sort not in registry.SORTS:
-        raise ServiceError("invalid", "bad_request", f"'sort' must be one of {', '.join(registry.SORTS)}.")
-    limit, offset = page_args()
-    found = registry.page_of_models(request.args.get("q", ""), sort, limit, offset)
+    """List and search models, a page at a time
+
+    Follow 'next' (null on the last page)."""
+    query = valid("query")
+    found = registry.page_of_models(query.q, query.sort, query.limit, query.offset)
     return jsonify(models=[registry.model_dict(m, with_versions=False) for m in found.items],
                    next=next_link(found.next_offset))
 
 
 @bp.post("/models")
 @role_required("scientist")
+@checks("Models", {201: Version, 200: Version}, (400, 401, 403, 413, 422), form=ModelUpload)
 def upload_model():
-    upload = request.files.get("file")
-    if upload is None or not upload.filename:
-        raise ServiceError("invalid", "bad_request", "Send the model as a multipart form field named 'file'.")
-    version, created = registry.register(
-        upload.stream, name=request.form.get("name", ""), filename=upload.filename,
-        description=request.form.get("description", ""), user=requester())
+    """Upload a model file as the next version of a model
+
+    201 with the new version; 200 with the latest version when the file is the same as it. The file
+    is loaded through the restricted loader before anything is stored."""
+    form = valid("form")
+    version, created = registry.register(form.file.stream, name=form.name, filename=form.file.filename,
+                                         description=form.description, user=requester())
     return jsonify(registry.version_dict(version)), 201 if created else 200
 
 
 @bp.get("/models/<name>")
+@checks("Models", {200: ModelOrVersion}, (401, 404))
 def get_model(name: str):
+    """A model with its versions (name@alias: that version)"""
     if "@" in name:  # name@alias names a version
         return jsonify(registry.version_dict(registry.resolve(name)))
     return jsonify(registry.model_dict(registry.get_model(name)))
@@ -42,46 +50,46 @@ def get_model(name: str):
 
 @bp.patch("/models/<name>")
 @role_required("scientist")
+@checks("Models", {200: Model}, (400, 401, 403, 404, 413), json=ModelUpdate)
 def update_model(name: str):
+    """Change a model's description or anonymous access"""
     model = registry.get_model(name)
-    body = json_body("Send a JSON object.")
-    description = body.get("description")
-    if "description" in body and not isinstance(description, str):
-        raise ServiceError("invalid", "bad_request", "'description' must be a string.")
-    anonymous = body.get("anonymous_predict")
-    if "anonymous_predict" in body:
-        if not identity().has_role("admin"):
-            raise ServiceError("forbidden", "forbidden", "Only an admin can open a model to anonymous predictions.")
-        if not isinstance(anonymous, bool):
-            raise ServiceError("invalid", "bad_request", "'anonymous_predict' must be true or false.")
-    registry.update_model(model, description=description, anonymous_predict=anonymous)
+    body = valid("json")
+    if "anonymous_predict" in body.model_fields_set and not identity().has_role("admin"):
+        raise ServiceError("forbidden", "forbidden", "Only an admin can open a model to anonymous predictions.")
+    registry.update_model(model, description=body.description, anonymous_predict=body.anonymous_predict)
     return jsonify(registry.model_dict(model))
 
 
 @bp.get("/models/<name>/versions/<int:version>")
+@checks("Models", {200: Version}, (401, 404))
 def get_version(name: str, version: int):
+    """One version"""
     return jsonify(registry.version_dict(registry.resolve(registry.Ref(name, version=version))))
 
 
 @bp.delete("/models/<name>/versions/<int:version>")
 @role_required("scientist")
+@checks("Models", {204: None}, (401, 403, 404, 409))
 def delete_version(name: str, version: int):
+    """Delete a version (and the model with its last version)"""
     registry.delete_version(registry.resolve(registry.Ref(name, version=version)))
     return "", 204
 
 
 @bp.put("/models/<name>/aliases/<alias>")
 @role_required("scientist")
+@checks("Models", {200: ModelSummary}, (400, 401, 403, 404, 413), json=AliasTarget)
 def put_alias(name: str, alias: str):
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("version"), int) or isinstance(body["version"], bool):
-        raise ServiceError("invalid", "bad_request", 'Send {"version": <number>}.')
-    registry.set_alias(registry.get_model(name), alias, body["version"])
+    """Point an alias at a version"""
+    registry.set_alias(registry.get_model(name), alias, valid("json").version)
     return jsonify(registry.model_dict(registry.get_model(name), with_versions=False))
 
 
 @bp.delete("/models/<name>/aliases/<alias>")
 @role_required("scientist")
+@checks("Models", {204: None}, (401, 403, 404))
 def delete_alias(name: str, alias: str):
+    """Remove an alias"""
     registry.remove_alias(registry.get_model(name), alias)
     return "", 204

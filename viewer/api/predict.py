@@ -16,9 +16,16 @@ from ..http.auth import allow_anonymous_if, public
 from ..services import serving
 from ..services.errors import ServiceError
 from ..services.registry import Ref
+from .inputs import MlflowRequest, PredictQuery
+from .outputs import MlflowPredictions, Prediction
+from .spec import checks
 from .v1 import bp
 
 MAX_PREDICT_BYTES = 64 * 2**20
+PREDICT_ERRORS = (400, 401, 404, 410, 413, 415)
+CSV_BODY = {"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}, "example": (
+    "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n")}}}}
+TEXT = {"responses": {"200": {"content": {"text/plain": {"schema": {"type": "string"}}}}}}
 
 mlflow_bp = Blueprint("mlflow", __name__)
 
@@ -38,15 +45,23 @@ def _predict(ref: str):
 
 
 @bp.post("/models/<name>/predict")
+@checks("Predict", {200: Prediction}, PREDICT_ERRORS, query=PredictQuery, json=MlflowRequest, extra=CSV_BODY,
+        check=False)
 @allow_anonymous_if(lambda name: serving.anonymous_allowed(name))
 def predict(name: str):
-    """Predict with the latest version, or ``name@alias``."""
+    """Predict with the latest version (or name@alias)
+
+    Bodies as MLflow's scoring server takes them, or CSV. A token is optional when an admin opened
+    the model to anonymous predictions. At most 100,000 rows and 64 MiB."""
     return _predict(name)
 
 
 @bp.post("/models/<name>/versions/<int:version>/predict")
+@checks("Predict", {200: Prediction}, PREDICT_ERRORS, query=PredictQuery, json=MlflowRequest, extra=CSV_BODY,
+        check=False)
 @allow_anonymous_if(lambda name, version: serving.anonymous_allowed(str(Ref(name, version=version))))
 def predict_version(name: str, version: int):
+    """Predict with one version"""
     return _predict(str(Ref(name, version=version)))
 
 
@@ -61,8 +76,13 @@ def _served_ref() -> str:
 
 
 @mlflow_bp.post("/invocations")
+@checks("MLflow scoring server", {200: MlflowPredictions}, PREDICT_ERRORS, json=MlflowRequest, extra=CSV_BODY,
+        check=False)
 @allow_anonymous_if(lambda: serving.anonymous_allowed(current_app.config.get("SERVE_MODEL") or ""))
 def invocations():
+    """Predict with the served model (VIEWER_SERVE_MODEL)
+
+    404 when this server serves no model. params.predict_method=predict_proba answers probabilities."""
     served = serving.resolve(_served_ref())
     table = parse_mlflow(body(), request.content_type or "")
     result = serving.run(served, table, proba=serving.wants_proba(table.params, None))
@@ -70,10 +90,20 @@ def invocations():
     return jsonify({"predictions": result.get("probabilities", result["predictions"])})
 
 
+@mlflow_bp.get("/ping")
+@checks("MLflow scoring server", {200: None}, extra=TEXT)
+@public
+def ping():
+    """Liveness"""
+    return "\n", 200, {"Content-Type": "text/plain"}
+
+
 @mlflow_bp.get("/health")
+@checks("MLflow scoring server", {200: None, 503: None},
+        extra={"responses": {code: TEXT["responses"]["200"] for code in ("200", "503")}})
 @public
 def health():
-    """Ready when the served model (if any) loads."""
+    """Readiness: the served model (if any) loads"""
     ref = current_app.config.get("SERVE_MODEL")
     if ref:
         try:
@@ -84,6 +114,8 @@ def health():
 
 
 @mlflow_bp.get("/version")
+@checks("MLflow scoring server", {200: None}, extra=TEXT)
 @public
 def version():
+    """The server's version"""
     return __version__, 200, {"Content-Type": "text/plain"}

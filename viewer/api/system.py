@@ -8,7 +8,10 @@ from ..http.auth import forget_token, identity, requester, role_required
 from ..infra.records import ApiToken
 from ..services import accounts, health
 from ..services.jobs import iso_time, serialize_job
-from .v1 import bp, next_link, page_args
+from .inputs import PageQuery
+from .outputs import Job, Me, Token, TokenList
+from .spec import checks, valid
+from .v1 import bp, next_link
 
 
 def _token_dict(token: ApiToken) -> dict:
@@ -20,19 +23,28 @@ def _token_dict(token: ApiToken) -> dict:
 
 
 @bp.get("/me")
+@checks("Account", {200: Me}, (401,))
 def me():
+    """Who the token belongs to"""
     who = identity()
     return jsonify(username=who.username, role=who.role)
 
 
 @bp.get("/tokens")
+@checks("Account", {200: TokenList}, (400, 401), query=PageQuery)
 def list_tokens():
-    found = accounts.page_of_tokens(identity().user_id, *page_args())
+    """Your API tokens, newest first, a page at a time"""
+    query = valid("query")
+    found = accounts.page_of_tokens(identity().user_id, query.limit, query.offset)
     return jsonify(tokens=[_token_dict(t) for t in found.items], next=next_link(found.next_offset))
 
 
 @bp.delete("/tokens/<int:token_id>")
+@checks("Account", {200: Token}, (401, 404))
 def revoke_token(token_id: int):
+    """Revoke one of your tokens
+
+    Revoking an already revoked token is a no-op that returns it."""
     token = accounts.revoke_token(identity().user_id, token_id)
     forget_token(token.token_hash)
     return jsonify(_token_dict(token))
@@ -40,6 +52,9 @@ def revoke_token(token_id: int):
 
 @bp.post("/system/ping-worker")
 @role_required("scientist")
+@checks("Jobs", {202: Job}, (401, 403, 503))
 def ping_worker():
-    """Enqueue a no-op job and return it: proves web -> broker -> worker -> database works."""
+    """Enqueue a no-op job (web, broker, worker, database)
+
+    Needs the scientist role. Poll the returned url: proves web -> broker -> worker -> database works."""
     return jsonify(serialize_job(health.submit_ping(requester()))), 202

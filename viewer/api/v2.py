@@ -11,7 +11,17 @@ from ..core.payload import PayloadError
 from ..http.auth import allow_anonymous_if, public
 from ..services import health, serving
 from ..services.registry import Ref
+from .inputs import V2Headers, V2InferenceRequest
+from .outputs import V2InferenceResponse, V2Live, V2ModelMetadata, V2ModelReady, V2Ready, V2ServerMetadata
 from .predict import body
+from .spec import checks
+
+TAG = "Open Inference Protocol"
+ERRORS = (400, 401, 404, 410)
+BINARY_BODY = {"requestBody": {"content": {"application/octet-stream": {"schema": {
+    "type": "string", "format": "binary",
+    "description": "Binary tensor data extension: the JSON header (Inference-Header-Content-Length bytes), then "
+                   "each input's data in order."}}}}}
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -33,21 +43,28 @@ def _anonymous(name: str, version: str | None = None) -> bool:
 
 
 @bp.get("")
+@checks(TAG, {200: V2ServerMetadata})
 @public
 def server_metadata():
+    """Server metadata"""
     return jsonify(name="model-results-viewer", version=__version__, extensions=["binary_tensor_data"])
 
 
 @bp.get("/health/live")
+@checks(TAG, {200: V2Live})
 @public
 def live():
+    """Server liveness"""
     return jsonify(live=True)
 
 
 @bp.get("/health/ready")
+@checks(TAG, {200: V2Ready}, (503,))
 @public
 def ready():
-    """Ready means able to serve: the database answers (a down database is a 503 here, via the
+    """Server readiness
+
+    Ready means able to serve: the database answers (a down database is a 503 here, via the
     error handler), so a load balancer stops sending predictions that would fail."""
     health.database_ready()
     return jsonify(ready=True)
@@ -55,8 +72,10 @@ def ready():
 
 @bp.get("/models/<name>")
 @bp.get("/models/<name>/versions/<version>")
+@checks(TAG, {200: V2ModelMetadata}, ERRORS)
 @allow_anonymous_if(_anonymous)
 def model_metadata(name: str, version: str | None = None):
+    """Model metadata (the latest version, or the version named)"""
     served = serving.resolve(_ref(name, version))
     predictor = served.predictor
     if predictor.feature_names:
@@ -75,16 +94,23 @@ def model_metadata(name: str, version: str | None = None):
 
 @bp.get("/models/<name>/ready")
 @bp.get("/models/<name>/versions/<version>/ready")
+@checks(TAG, {200: V2ModelReady}, ERRORS)
 @allow_anonymous_if(_anonymous)
 def model_ready(name: str, version: str | None = None):
+    """Model readiness (the latest version, or the version named)"""
     served = serving.resolve(_ref(name, version))
     return jsonify(name=served.name, ready=True)
 
 
 @bp.post("/models/<name>/infer")
 @bp.post("/models/<name>/versions/<version>/infer")
+@checks(TAG, {200: V2InferenceResponse}, ERRORS + (413,), headers=V2Headers, json=V2InferenceRequest,
+        extra=BINARY_BODY, check=False)
 @allow_anonymous_if(_anonymous)
 def infer(name: str, version: str | None = None):
+    """Inference (the latest version, or the version named)
+
+    JSON tensors, or the binary tensor data extension that tritonclient uses."""
     served = serving.resolve(_ref(name, version))
     table, wanted, request_id = v2.decode_request(body(), request.headers.get("Inference-Header-Content-Length"))
     outputs = [v2.output(name_, values) for name_, values in serving.infer_outputs(served, table, wanted)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from flask import Flask, abort, request
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
 from . import auth, errors
@@ -55,11 +56,16 @@ class ApiAwareSessionInterface(SecureCookieSessionInterface):
 
 class DatabaseIntConverter(IntegerConverter):
     """``<int:...>`` ids that fit the database's integer columns; a larger number is a 404 like
-    any unknown id (PostgreSQL would refuse it with an error instead)."""
+    any unknown id (PostgreSQL would refuse it with an error instead). The 404 is raised here, not
+    by failing the match: werkzeug would then answer 405 when another method's rule has this path."""
 
-    def __init__(self, url_map, *args, **kwargs):
-        kwargs.setdefault("max", 2**31 - 1)
-        super().__init__(url_map, *args, **kwargs)
+    LARGEST = 2**31 - 1
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        if number > self.LARGEST:
+            raise NotFound()
+        return number
 
 
 def _reject_nul_bytes():

@@ -2,7 +2,6 @@
 
 from flask import Blueprint, render_template
 
-from ..http.auth import public
 from ..services import jobs
 
 bp = Blueprint("main", __name__)
@@ -11,10 +10,3 @@ bp = Blueprint("main", __name__)
 @bp.get("/")
 def index():
     return render_template("index.html", recent_jobs=jobs.recent(10), job_counts=jobs.counts_by_state())
-
-
-@bp.get("/ping")
-@public
-def ping():
-    """Liveness, as MLflow's scoring server answers it."""
-    return "\n", 200, {"Content-Type": "text/plain"}

@@ -1,0 +1,371 @@
+"""What the API's routes take: the models that check query strings, JSON bodies and uploads before
+a view runs (``viewer.api.spec`` turns a refusal into a 400 ``{"error_code", "message"}``), and
+the OpenAPI document is generated from them.
+
+Predict bodies are the exception: core's own parser (``core.payload``, ``core.v2``) reads them,
+for speed, and ``MlflowRequest`` / ``V2InferenceRequest`` only document them.
+``tests/test_predict_shapes.py`` holds each parser to its model: a body is accepted by one exactly
+when it is valid for the other.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Annotated, Any, Literal
+
+import numpy as np
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictFloat, StrictInt, StrictStr, \
+    WithJsonSchema, model_validator
+
+from ..core.v2 import DTYPES
+from ..infra.records import JOB_STATES, MODEL_NAME_PATTERN
+from ..services import comparison, registry, results, submission
+from ..services.paging import PAGE_SIZE
+
+NO_NUL = "^[^\\x00]*$"  # a NUL byte anywhere in the URL is a 400 before any view runs
+JOB_ID = "9b2e4c6a8d0f4a1b3c5d7e9f1a2b3c4d"  # the examples' ids (tests create records with them)
+DATASET_ID = "3f1c0a9e5b7d4e2f8a6b1c0d9e8f7a6b"
+IRIS = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def optional(**kwargs: Any) -> Any:
+    """A field that may be left out (and is then None), documented without a null."""
+    return Field(None, json_schema_extra=_no_default, **kwargs)
+
+
+# --- query strings -------------------------------------------------------------------------------
+
+class Query(BaseModel):
+    """A query string: an empty parameter is the same as leaving it out; others are ignored."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, values: Any) -> Any:
+        return {k: v for k, v in values.items() if v != ""} if isinstance(values, dict) else values
+
+
+Text = Annotated[str, Field(pattern=NO_NUL)]
+
+
+class PageQuery(Query):
+    limit: int = Field(PAGE_SIZE, ge=1, le=PAGE_SIZE, description=f"Items per page (default and most: {PAGE_SIZE}).")
+    offset: int = Field(0, ge=0, le=2**31 - 1, description="Where the page starts (as the 'next' link has it).")
+
+
+class ModelQuery(PageQuery):
+    q: Text = Field("", description="Substring of the name or description.")
+    sort: Literal[tuple(registry.SORTS)] = "name"  # type: ignore[valid-type]
+
+
+class JobQuery(Query):
+    state: Literal[("", *JOB_STATES)] = Field("", description="Only jobs in this state (empty: any).")  # type: ignore[valid-type]
+    kind: Text = Field("", description="Only jobs of this kind (score, importance, compare, ingest, ping).")
+    model: Text = Field("", description="Only scoring jobs of this model name.")
+    dataset: Text = Field("", description="Only jobs on this dataset id.")
+    user: Text = Field("", description="Only jobs submitted by this username.")
+    limit: int = Field(PAGE_SIZE, ge=1, le=PAGE_SIZE, description=f"Jobs per page (default and most: {PAGE_SIZE}).")
+    cursor: str = Field("", pattern="^([0-9a-f]{32})?$", description="Where the page starts: the id of the previous "
+                        "page's last job, as its 'next' link has it (empty: the first page).")
+
+
+class ResultsQuery(Query):
+    format: Literal[tuple(results.MIMETYPES)] = "csv"  # type: ignore[valid-type]
+
+
+class CompareQuery(Query):
+    jobs: list[Text] = Field([], description=f"Job ids, the baseline first: 2 to {comparison.MAX_JOBS} finished "
+                             "scoring jobs over one dataset (repeat the parameter, or separate the ids with commas).",
+                             json_schema_extra={"style": "form", "explode": True, "examples": [[JOB_ID, JOB_ID[::-1]]]})
+
+
+class PredictQuery(Query):
+    output: Literal["predict", "proba", "predict_proba"] = optional(
+        description="proba adds classes and probabilities (classifiers with predict_proba).")
+
+
+class V2Headers(BaseModel):
+    inference_header_content_length: int = optional(
+        alias="Inference-Header-Content-Length", ge=0,
+        description="Binary tensor data extension: the length of the JSON header that starts the body.")
+
+
+# --- JSON bodies ---------------------------------------------------------------------------------
+
+class Body(BaseModel):
+    """A JSON object; values are taken as JSON has them (no "true" for true, no "5" for 5)."""
+
+    model_config = ConfigDict(strict=True)
+
+
+_RANGES = {name: (low, high) for name, low, high in submission.IMPORTANCE_RANGES}
+
+
+def _ranged(name: str, text: str) -> Any:
+    """An importance option: its range is checked by the service (error_code bad_option), shown here."""
+    low, high = _RANGES[name]
+    return Field(None, description=f"importance: {text} ({low:,}-{high:,}).",
+                 json_schema_extra={"minimum": low, "maximum": high})
+
+
+class ScoreRequest(Body):
+    model_config = ConfigDict(strict=True, json_schema_extra={"examples": [
+        {"model": "iris@production", "dataset": DATASET_ID, "target": "species"},
+        {"kind": "importance", "model": "iris@production", "dataset": DATASET_ID, "target": "species",
+         "n_repeats": 5}]})
+
+    model: str = Field(description="name, name@alias or name/version")
+    dataset: str = Field(description="A dataset id.")
+    target: str | None = Field(None, description="The column with true values; with it the job computes metrics.")
+    force: bool = Field(False, description="Score again even when the same model version, dataset and target "
+                        "were scored already.")
+    kind: Literal["score", "importance"] = Field(
+        "score", description="score: predictions (and metrics) for every row. importance: permutation feature "
+        "importance on a sample of the rows with a target (target required); the job's result lists each "
+        "feature's mean, std and per-repeat decrease in score, most important first.")
+    n_repeats: int | None = _ranged("n_repeats", "shuffles per feature, 5 when left out")
+    max_rows: int | None = _ranged("max_rows", "at most this many rows with a target, drawn uniformly at "
+                                   "random, 20,000 when left out")
+    seed: int | None = _ranged("seed", "the random seed of the sample and the shuffles, 0 when left out")
+    scoring: str | None = Field(None, description="importance: the scikit-learn scoring. Default by task: roc_auc "
+                                "(binary with probabilities), neg_log_loss (multiclass with probabilities), accuracy "
+                                "(classifiers without), r2 (regressors). Also balanced_accuracy, "
+                                "neg_mean_absolute_error, neg_root_mean_squared_error.")
+
+
+class CompareRequest(Body):
+    model_config = ConfigDict(strict=True, extra="forbid",
+                              json_schema_extra={"examples": [{"jobs": [JOB_ID, JOB_ID[::-1]]}]})
+
+    jobs: list[str] = Field(description=f"Job ids, the baseline first: 2 to {comparison.MAX_JOBS} finished scoring "
+                            "jobs over one dataset.")
+    retry: bool = Field(False, description="Compute a failed or cancelled comparison again.")
+
+
+class ModelUpdate(Body):
+    model_config = ConfigDict(strict=True, json_schema_extra={
+        "examples": [{"description": "Iris species, logistic regression"}]})
+
+    description: str = optional(description="Kept up to 10,000 characters.")
+    anonymous_predict: bool = optional(description="Predictions need no token (admins only).")
+
+
+class AliasTarget(Body):
+    model_config = ConfigDict(strict=True, json_schema_extra={"examples": [{"version": 1}]})
+
+    version: int = Field(description="An existing version number.")
+
+
+# --- uploads (multipart/form-data) ---------------------------------------------------------------
+
+def _file(value: Any) -> Any:
+    if not getattr(value, "filename", None) or not hasattr(value, "stream"):
+        raise ValueError("send a file (a multipart file field with a file name)")
+    return value
+
+
+UploadedFile = Annotated[Any, PlainValidator(_file), WithJsonSchema({"type": "string", "format": "binary"})]
+
+
+class ModelUpload(BaseModel):
+    file: UploadedFile = Field(description=".joblib, .pkl or .skops file")
+    name: str = Field(description="The model's name; a new version when it exists. Checked by the registry "
+                      "(error_code bad_model_name).", json_schema_extra={"pattern": MODEL_NAME_PATTERN})
+    description: str = Field("", description="What the model is for.")
+
+
+class DatasetUpload(BaseModel):
+    file: UploadedFile = Field(description="CSV or Parquet")
+    name: str = Field("", description="Display name; the file's name by default.")
+
+
+# --- predict bodies: documented here, read by core.payload / core.v2 -----------------------------
+
+Scalar = StrictInt | StrictFloat | StrictStr | StrictBool | None
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if any(row.keys() != rows[0].keys() for row in rows):
+        raise ValueError("every row has the columns of row 0")
+    return rows
+
+
+Records = Annotated[list[dict[str, Any]], PlainValidator(lambda v: _same_keys(_list_of(v, dict))),
+                    WithJsonSchema({"type": "array", "items": {"type": "object"},
+                                    "description": "One object per row, column name to value; every row has the "
+                                                   "columns of the first."})]
+
+
+def _list_of(value: Any, kind: type) -> list:
+    if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+        raise ValueError(f"a list of {kind.__name__}")
+    return value
+
+
+class Split(BaseModel):
+    """pandas' ``to_dict('split')``: every row has one value per column."""
+
+    columns: list[StrictStr | StrictInt] | None = None
+    index: Any = Field(None, description="pandas' row labels; ignored (answers are in row order).")
+    data: list[list[Any]]
+
+    @model_validator(mode="after")
+    def _row_width(self) -> Split:
+        if self.columns is not None and any(len(row) != len(self.columns) for row in self.data):
+            raise ValueError("every row has one value per column")
+        return self
+
+
+def _columns(value: Any) -> dict[str, list[Any]]:
+    if not isinstance(value, dict) or not all(isinstance(c, list) for c in value.values()):
+        raise ValueError("an object of columns")
+    if len({len(v) for v in value.values()}) > 1:
+        raise ValueError("every column has as many values")
+    return value
+
+
+Columns = Annotated[dict[str, list[Any]], PlainValidator(_columns), WithJsonSchema({"type": "object", "additionalProperties": {"type": "array"},
+                    "description": "Column name to its values, all columns of one length."})]
+Rows = list[list[Any] | Scalar]
+Instances = Annotated[Records | Rows | Columns, Field(
+    description="Records, rows (lists of values, or one value per row), or an object of columns.")]
+
+
+class MlflowParams(BaseModel):
+    """Other keys are passed over; null is the same as leaving a key out."""
+
+    model_config = ConfigDict(extra="allow")
+
+    predict_method: Literal["predict", "predict_proba", "proba"] | None = None
+    output: Literal["predict", "proba", "predict_proba"] | None = None
+
+
+class MlflowRequest(BaseModel):
+    """MLflow's scoring-server body: exactly one of dataframe_split, dataframe_records, instances or
+    inputs, plus optional params. text/csv with a header row is also taken."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": [key]} for key in ("dataframe_split", "dataframe_records", "instances", "inputs")],
+        "examples": [{"dataframe_split": {"columns": list(IRIS), "data": [list(IRIS.values())]}},
+                     {"dataframe_records": [IRIS]}, {"instances": [list(IRIS.values())]},
+                     {"inputs": {k: [v] for k, v in IRIS.items()}, "params": {"predict_method": "predict_proba"}}]})
+
+    dataframe_split: Split = optional()
+    dataframe_records: Records = optional()
+    instances: Instances = optional()
+    inputs: Instances = optional()
+    params: MlflowParams | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MlflowRequest:
+        given = self.model_fields_set & {"dataframe_split", "dataframe_records", "instances", "inputs"}
+        if len(given) != 1:
+            raise ValueError("exactly one of dataframe_split, dataframe_records, instances or inputs")
+        return self
+
+
+INT_RANGES = {name: (int(np.iinfo(t).min), int(np.iinfo(t).max)) for name, t in DTYPES.items()
+              if name.startswith(("INT", "UINT"))}
+
+
+def _dims(data: Any) -> list[int] | None:
+    """The shape of nested lists (a value is []); None when they are ragged."""
+    if not isinstance(data, list):
+        return []
+    inner = [_dims(item) for item in data]
+    if any(d is None or d != inner[0] for d in inner):
+        return None
+    return [len(data)] + (inner[0] if inner else [])
+
+
+def _leaves(data: Any) -> list[Any]:
+    return [leaf for item in data for leaf in (_leaves(item) if isinstance(item, list) else [item])]
+
+
+def _fits(kind: str, value: Any) -> bool:
+    """JSON values a datatype takes (core.v2._values): booleans count as 0 and 1 in the number
+    types, null is a missing value in the float types; whole numbers must be in range."""
+    if kind == "BYTES":
+        return True
+    if kind == "BOOL":
+        return isinstance(value, bool)
+    if kind.startswith("FP"):
+        return value is None or isinstance(value, (int, float))
+    low, high = INT_RANGES[kind]
+    return isinstance(value, int) and low <= value <= high
+
+
+class V2BinaryParameters(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    binary_data_size: StrictInt = optional(ge=0, description="Binary tensor data extension: this input's bytes "
+                                           "in the body after the JSON header.")
+
+
+class V2RequestInput(BaseModel):
+    """One [N, F] tensor in the model's feature order, or one [N] tensor per column named by feature.
+    Values in data (row-major, flat or rectangular nested lists, as many as the shape holds) or in the
+    binary section. Numbers for the FP types (null: missing), whole numbers in range for the integer
+    types (booleans count as 0 and 1 in both), booleans for BOOL, strings for BYTES."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: StrictStr = optional(description="The feature, for one input per column; input-<i> when left out.")
+    shape: list[Annotated[StrictInt, Field(ge=0)]] = Field(min_length=1, max_length=2)
+    datatype: Literal[tuple(DTYPES)]  # type: ignore[valid-type]
+    parameters: V2BinaryParameters = optional()
+    data: list[Any] = optional()
+
+    @model_validator(mode="after")
+    def _data_fits(self) -> V2RequestInput:
+        if self.parameters is not None and self.parameters.binary_data_size is not None:
+            return self
+        if self.data is None:
+            raise ValueError("data, or parameters.binary_data_size with the binary extension")
+        leaves = _leaves(self.data)
+        if _dims(self.data) is None:
+            raise ValueError("nested data must be rectangular")
+        if len(leaves) != prod(self.shape):
+            raise ValueError("as many values as the shape holds")
+        if not all(_fits(self.datatype, v) for v in leaves):
+            raise ValueError(f"values of {self.datatype}")
+        return self
+
+
+class V2RequestOutput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: Literal["predict", "predict_proba"]
+    parameters: dict[str, Any] = optional()
+
+
+class V2InferenceRequest(BaseModel):
+    """An Open Inference Protocol request: JSON tensors (or the JSON header of the binary extension)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"id": "42", "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 4], "data": list(IRIS.values())}],
+         "outputs": [{"name": "predict"}]}]})
+
+    id: StrictStr = optional()
+    parameters: dict[str, Any] = optional()
+    inputs: list[V2RequestInput] = Field(min_length=1, description="One [N, F] tensor, or one [N] (or [N, 1]) "
+                                         "tensor per column, named apart, all with N rows.")
+    outputs: list[V2RequestOutput] = optional()
+
+    @model_validator(mode="after")
+    def _one_table(self) -> V2InferenceRequest:
+        shapes = [i.shape for i in self.inputs]
+        if len(shapes) == 1 and len(shapes[0]) == 2 and shapes[0][1] != 1:
+            return self
+        if any(len(s) == 2 and s[1] != 1 for s in shapes):
+            raise ValueError("one [N, F] tensor, or one [N] tensor per column")
+        names = [i.name if i.name is not None else f"input-{n}" for n, i in enumerate(self.inputs)]
+        if len(set(names)) != len(names):
+            raise ValueError("each input named apart")
+        if len({prod(s) for s in shapes}) != 1:
+            raise ValueError("every column with as many rows")
+        return self

@@ -1,0 +1,275 @@
+"""What the API's routes answer, for the OpenAPI document. Answers are not checked against these
+models at run time (a schema slip must never turn an answer into a 500); the schemathesis run in
+``tests/test_openapi.py`` checks the live app's answers against them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, RootModel
+
+from ..core.v2 import DTYPES
+from ..infra.records import JOB_STATES, ROLES
+
+Time = str | None  # ISO 8601, UTC
+NEXT = Field(description="The URL of the next page; null on the last.")
+Datatype = Literal[tuple(DTYPES)]  # type: ignore[valid-type]
+
+
+class Error(BaseModel):
+    """Every refusal: 4xx and 5xx answers of the API have this body."""
+
+    error_code: str = Field(description="Machine-readable, e.g. model_not_found.")
+    message: str = Field(description="For people; never echoes input values.")
+
+
+class Me(BaseModel):
+    username: str
+    role: Literal[ROLES]  # type: ignore[valid-type]
+
+
+class Token(BaseModel):
+    id: int
+    label: str
+    prefix: str
+    state: Literal["active", "revoked", "expired"]
+    created_at: Time
+    last_used_at: Time
+    expires_at: Time
+    revoked_at: Time
+
+
+class TokenList(BaseModel):
+    tokens: list[Token] = Field(max_length=500)
+    next: str | None = NEXT
+
+
+class Progress(BaseModel):
+    done: int | None
+    total: int | None
+    fraction: float | None = None
+
+
+class Job(BaseModel):
+    """A job's state. Scoring jobs fill model, dataset_id, metrics and the rates."""
+
+    id: str
+    kind: str = Field(description="score, importance, compare, ingest or ping")
+    state: Literal[JOB_STATES]  # type: ignore[valid-type]
+    params: dict[str, Any]
+    model: str | None = None
+    dataset_id: str | None = None
+    progress: Progress
+    rows_per_second: float | None = None
+    elapsed_seconds: float | None = None
+    remaining_seconds: float | None = None
+    error: str | None
+    metrics: dict[str, Any] | None = None
+    result: dict[str, Any] | None
+    cancel_requested: bool
+    attempts: int
+    created_by: str | None
+    created_at: Time
+    started_at: Time
+    finished_at: Time
+    url: str = Field(description="Where to poll this job.")
+
+
+class JobList(BaseModel):
+    jobs: list[Job] = Field(max_length=500)
+    next: str | None = NEXT
+
+
+class ComparedJob(BaseModel):
+    id: str
+    label: str
+    model: str | None
+    model_name: str | None = None
+    model_version: int | None = None
+    url: str
+
+
+class MetricRow(BaseModel):
+    """One metric: the jobs' values in order, differences vs the first job, which direction is
+    better and the verdict per job (better/worse/same)."""
+
+    key: str
+    label: str
+    better: Literal["higher", "lower"]
+    values: list[Any]
+    differences: list[Any]
+    verdicts: list[Any]
+
+
+class ComparisonJob(BaseModel):
+    """The compare job (bootstrap confidence intervals, disagreeing rows), started by
+    POST /api/v1/compare. Poll GET /api/v1/compare (or job.url) until state is done."""
+
+    state: Literal[(*JOB_STATES, "not_started")] = Field(  # type: ignore[valid-type]
+        description="not_started: nobody has started the comparison job yet.")
+    job: Job | None
+    message: str | None
+    result: dict[str, Any] | None = Field(description="When done: main_metric, metrics (estimate per job), "
+                                          "differences (metric, job, difference vs the baseline, low, high: the 95 % "
+                                          "bootstrap CI, verdict better/worse/unclear) and disagreement (measure, "
+                                          "n_label_differ, pairs, top: the rows where the models disagree most).")
+
+
+class Comparison(BaseModel):
+    """Finished scoring jobs over one dataset side by side; the first job is the baseline."""
+
+    dataset_id: str
+    dataset: str
+    target: str | None
+    task: Literal["binary", "multiclass", "regression"]
+    classes: list[Any] | None
+    jobs: list[ComparedJob] = Field(min_length=2)
+    metrics: list[MetricRow]
+    comparison: ComparisonJob
+
+
+class Dataset(BaseModel):
+    id: str
+    name: str
+    state: Literal["ingesting", "ready", "error"]
+    error: str | None
+    n_rows: int | None
+    n_columns: int | None
+    size_bytes: int | None
+    uploaded_by: str | None
+    created_at: Time
+    columns: list[Any] | None = Field(None, description="Name and type of each column (full view).")
+    preview: Any = Field(None, description="The first rows (full view).")
+    source: dict[str, Any] = Field(None, description="How the file was read (full view).")
+    job: Job = Field(None, description="The ingest job of a large upload (202 only).")
+
+
+class DatasetList(BaseModel):
+    datasets: list[Dataset] = Field(max_length=500)
+    next: str | None = NEXT
+
+
+class FeatureSpec(BaseModel):
+    name: str
+    kind: Literal["numeric", "categorical"]
+    categories: list[Any] | None = None
+    default: Any = None
+
+
+class SavedWith(BaseModel):
+    sklearn: str | None = None
+
+
+class Version(BaseModel):
+    """One registered version: its file, who uploaded it, and what the model is."""
+
+    name: str
+    version: int = Field(ge=1)
+    ref: str = Field(description="name/version")
+    aliases: list[str]
+    format: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    uploaded_by: str | None
+    created_at: Time
+    saved_with: SavedWith
+    warnings: list[str]
+    kind: Literal["classifier", "regressor", "clusterer", "other"]
+    estimator_class: str
+    steps: list[Any] = None
+    classes: list[Any] | None
+    feature_names: list[str] | None
+    n_features: int | None
+    hyperparameters: dict[str, Any] = None
+    has_predict_proba: bool
+    has_decision_function: bool = None
+    input_schema: list[FeatureSpec] = None
+
+
+class ModelSummary(BaseModel):
+    name: str
+    description: str
+    created_at: Time
+    created_by: str | None
+    latest_version: int | None
+    kind: str | None
+    aliases: dict[str, int] = Field(description="alias to version")
+    anonymous_predict: bool = Field(description="Predictions need no token.")
+
+
+class Model(ModelSummary):
+    versions: list[Version]
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary] = Field(max_length=500)
+    next: str | None = NEXT
+
+
+class ModelOrVersion(RootModel[Model | Version]):
+    """A model with its versions, or (for name@alias) one version."""
+
+
+class Aggregates(RootModel[dict[str, Any] | None]):
+    """A finished scoring job's plot aggregates; null when it computed none (no target)."""
+
+
+class Prediction(BaseModel):
+    model: str = Field(description="The version that answered, name/version.")
+    predictions: list[Any]
+    classes: list[Any] = Field(None, description="With output=proba.")
+    probabilities: list[list[float | None]] = Field(
+        None, description="With output=proba: one row per input row, one column per class.")
+
+
+class MlflowPredictions(BaseModel):
+    predictions: list[Any] = Field(description="One value per row, or one list of probabilities per row with "
+                                   "params.predict_method=predict_proba.")
+
+
+class V2ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2Live(BaseModel):
+    live: bool
+
+
+class V2Ready(BaseModel):
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class V2TensorMetadata(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]
+
+
+class V2Tensor(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[int]
+    data: list[Any]
+
+
+class V2InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str = None
+    outputs: list[V2Tensor]
