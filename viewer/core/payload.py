@@ -187,7 +187,8 @@ def _from_split(value: Any) -> Table:
     if not isinstance(value, dict) or not isinstance(value.get("data"), list):
         raise PayloadError("'dataframe_split' must be an object with 'columns' and 'data' (a list of rows).")
     columns = value.get("columns")
-    if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, (str, int)) for c in columns)):
+    if columns is not None and (not isinstance(columns, list)
+                                or not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in columns)):
         raise PayloadError("'dataframe_split.columns' must be a list of column names.")
     rows = value["data"]
     array = _matrix(rows, len(columns) if columns is not None else None)

@@ -44,9 +44,12 @@ def decode_request(body: bytes, header_length: str | None) -> tuple[Table, list[
     for i, spec in enumerate(payload["inputs"]):
         if not isinstance(spec, dict):
             raise PayloadError(f"inputs[{i}] must be an object.")
+        name = spec.get("name", f"input-{i}")
+        if not isinstance(name, str):
+            raise PayloadError(f"inputs[{i}].name must be a string.")
         array, used = _tensor(spec, i, binary[offset:])
         offset += used
-        tensors.append((str(spec.get("name", f"input-{i}")), array))
+        tensors.append((name, array))
     if offset != len(binary):
         raise PayloadError("The binary section's length does not match the inputs' binary_data_size.")
     outputs = payload.get("outputs")
@@ -93,13 +96,43 @@ def _tensor(spec: dict[str, Any], i: int, binary: memoryview) -> tuple[np.ndarra
     data = spec.get("data")
     if data is None:
         raise PayloadError(f"inputs[{i}] has neither 'data' nor parameters.binary_data_size.")
-    try:
-        array = np.asarray(data, dtype=object if datatype == "BYTES" else DTYPES[datatype])
-    except (ValueError, TypeError, OverflowError):
-        raise PayloadError(f"inputs[{i}].data does not hold {datatype} values.") from None
+    array = _values(data, datatype)
+    if array is None:
+        raise PayloadError(f"inputs[{i}].data does not hold {datatype} values.")
     if array.size != count:
         raise PayloadError(f"inputs[{i}] has {array.size} values for shape {shape}.")
     return array.reshape(shape), 0
+
+
+# What JSON data each datatype takes: numbers (booleans count as 0 and 1, null as a missing value
+# in the float types), whole numbers in the type's range, booleans, anything for BYTES. Nested
+# lists must be rectangular. ``api.inputs.V2RequestInput`` documents the same rules.
+_KINDS = {"BOOL": "b", "FP16": "biuf", "FP32": "biuf", "FP64": "biuf"}
+
+
+def _values(data: Any, datatype: str) -> np.ndarray | None:
+    """``data`` as an array of ``datatype``, or None when it holds other values."""
+    try:
+        raw = np.asarray(data)  # one pass; ragged nesting fails here
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if datatype == "BYTES":
+        return np.asarray(data, dtype=object)
+    dtype = np.dtype(DTYPES[datatype])
+    if raw.size == 0:
+        return raw.astype(dtype)
+    kinds = _KINDS.get(datatype, "biu")
+    if raw.dtype.kind in kinds:
+        if dtype.kind in "iu" and raw.dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            if raw.min() < info.min or raw.max() > info.max:
+                return None
+        return raw.astype(dtype)
+    if raw.dtype.kind == "O" and dtype.kind == "f":  # numbers with nulls (missing values)
+        leaves = raw.reshape(-1).tolist()
+        if all(v is None or isinstance(v, (int, float)) for v in leaves):
+            return np.array([np.nan if v is None else v for v in leaves], dtype=dtype).reshape(raw.shape)
+    return None
 
 
 def _decode_bytes(raw: memoryview, count: int, i: int) -> np.ndarray:
