@@ -121,3 +121,20 @@ def test_tokens_list_comes_a_page_at_a_time(app, client, auth):
     rest = client.get(first["next"], headers=headers).get_json()
     assert len(first["tokens"]) == 2 and len(rest["tokens"]) == 1 and rest["next"] is None
     assert len({t["id"] for t in first["tokens"] + rest["tokens"]}) == 3
+
+
+def test_the_account_page_lists_tokens_a_page_at_a_time(app, client, auth):
+    from viewer.infra.extensions import db
+    from viewer.infra.records import ApiToken, User
+
+    auth.login("viewer")
+    with app.app_context():
+        user = User.by_name("viewer")
+        for i in range(501):
+            ApiToken.issue(user, f"script {i:03d}")
+        db.session.commit()
+    page = client.get("/account/").get_data(as_text=True)
+    assert page.count("<code>") - page.count("<code>Authorization") == 500  # newest first: 500 of 501
+    following = re.search(r'<a href="([^"]+)" id="more-tokens"', page).group(1).replace("&amp;", "&")
+    rest = client.get(following).get_data(as_text=True)
+    assert "script 000" in rest and "script 000" not in page and 'id="more-tokens"' not in rest

@@ -153,10 +153,6 @@ def _tokens(user_id: int):
     return select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
 
 
-def tokens_of(user_id: int) -> list[ApiToken]:
-    return list(db.session.scalars(_tokens(user_id)))
-
-
 def page_of_tokens(user_id: int, limit: int = PAGE_SIZE, offset: int = 0) -> Page:
     return page(_tokens(user_id), limit, offset)
 

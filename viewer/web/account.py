@@ -6,7 +6,7 @@ from flask_login import current_user
 from ..http.auth import forget_token
 from ..services import accounts
 from ..services.errors import ServiceError
-from .forms import ChangePasswordForm, ConfirmForm, TokenForm
+from .forms import ChangePasswordForm, ConfirmForm, TokenForm, offset_arg
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -18,7 +18,9 @@ def tokens():
     if form.validate_on_submit():
         _token, new_token = accounts.issue_token(current_user, form.label.data or "", form.expires_days.data)
         flash("Token created. Copy it now: it is shown only once.", "info")
-    return render_template("account.html", form=form, tokens=accounts.tokens_of(current_user.id), new_token=new_token,
+    found = accounts.page_of_tokens(current_user.id, offset=offset_arg())
+    more = url_for("account.tokens", offset=found.next_offset) if found.next_offset else None
+    return render_template("account.html", form=form, tokens=found.items, more=more, new_token=new_token,
                            confirm=ConfirmForm(), password_form=ChangePasswordForm())
 
 

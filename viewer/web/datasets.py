@@ -11,7 +11,7 @@ from ..http.auth import requester, role_required
 from ..infra.records import Dataset
 from ..services import datasets, jobs, registry, submission
 from ..services.errors import ServiceError
-from .forms import ConfirmForm
+from .forms import ConfirmForm, offset_arg
 from .jobs import format_number
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
@@ -67,8 +67,7 @@ def render_dataset(dataset: Dataset, form: ScoreForm | None = None, status: int 
 
 @bp.get("/")
 def index():
-    offset = request.args.get("offset", "0")
-    found = datasets.list_datasets(offset=int(offset) if offset.isascii() and offset.isdigit() and int(offset) < 2**31 else 0)
+    found = datasets.list_datasets(offset=offset_arg())
     model = request.args.get("model", "")
     more = url_for("datasets.index", model=model or None, offset=found.next_offset) if found.next_offset else None
     return render_template("datasets/list.html", datasets=found.items, model=model, more=more)

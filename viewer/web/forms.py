@@ -1,5 +1,6 @@
 """Flask-WTF forms: every form carries a CSRF token."""
 
+from flask import request
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
@@ -32,3 +33,10 @@ class ChangePasswordForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A bare POST form (revoke, delete, ...): only its CSRF token."""
+
+
+def offset_arg() -> int:
+    """Where a listed page starts (``?offset=``, as its "more" link has it); 0 when absent or not a
+    whole number the database can take."""
+    offset = request.args.get("offset", "0")
+    return int(offset) if offset.isascii() and offset.isdigit() and int(offset) < 2**31 else 0

@@ -13,7 +13,7 @@ from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN
 from ..services import jobs, registry
 from ..services.errors import ServiceError
 from . import importance
-from .forms import ConfirmForm
+from .forms import ConfirmForm, offset_arg
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
@@ -34,9 +34,7 @@ class AliasForm(FlaskForm):
 @bp.get("/")
 def index():
     query, sort = request.args.get("q", ""), request.args.get("sort", "name")
-    offset = request.args.get("offset", "0")
-    offset = int(offset) if offset.isascii() and offset.isdigit() and int(offset) < 2**31 else 0
-    found = registry.page_of_models(query, sort, offset=offset)
+    found = registry.page_of_models(query, sort, offset=offset_arg())
     more = url_for("models.index", q=query, sort=sort, offset=found.next_offset) if found.next_offset else None
     return render_template("models/list.html", models=found.items, q=query, sort=sort, more=more)
 
