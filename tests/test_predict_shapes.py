@@ -148,6 +148,8 @@ def parser_takes_v2(body: bytes) -> bool:
 @example({"inputs": [{"datatype": "FP32", "shape": [3], "data": [[1, 2], [3]]}]})  # ragged
 @example({"inputs": [{"datatype": "BYTES", "shape": [2, 1], "data": [["a"], ["b"]]}]})
 @example({"inputs": [{"datatype": "INT64", "shape": [2], "data": [1.5, 2]}]})
+@example({"inputs": [{"datatype": "FP64", "shape": [1], "data": [1]}], "id": None})  # null is no id
+@example({"inputs": [{"datatype": "FP64", "shape": [1], "data": [1]}], "outputs": None})
 def test_the_v2_parser_takes_exactly_the_documented_json_bodies(payload):
     body = _dumps(payload)  # json, for integers beyond 64 bits
     assert parser_takes_v2(body) == documented(V2InferenceRequest, json.loads(body)), payload

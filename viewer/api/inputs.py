@@ -15,12 +15,13 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictFloat, StrictInt, StrictStr, \
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, StrictBool, StrictFloat, StrictInt, StrictStr, \
     WithJsonSchema, model_validator
 
 from ..core.v2 import DTYPES
 from ..infra.records import JOB_STATES, MODEL_NAME_PATTERN
 from ..services import comparison, registry, results, submission
+from ..services.errors import ServiceError
 from ..services.paging import PAGE_SIZE
 
 NO_NUL = "^[^\\x00]*$"  # a NUL byte anywhere in the URL is a 400 before any view runs
@@ -40,21 +41,39 @@ def optional(**kwargs: Any) -> Any:
 
 # --- query strings -------------------------------------------------------------------------------
 
+def _given_once(model: type[BaseModel], values: Any) -> Any:
+    """A field of one value given twice (``?limit=1&limit=2``) is refused by name."""
+    if isinstance(values, dict):
+        for name, value in values.items():
+            field = model.model_fields.get(name)
+            if isinstance(value, list) and field is not None and getattr(field.annotation, "__origin__", None) is not list:
+                raise ServiceError("invalid", "bad_request", f"'{name[:64]}' is given more than once; send it once.")
+    return values
+
+
 class Query(BaseModel):
     """A query string: an empty parameter is the same as leaving it out; others are ignored."""
 
     @model_validator(mode="before")
     @classmethod
     def _empty_is_absent(cls, values: Any) -> Any:
+        values = _given_once(cls, values)
         return {k: v for k, v in values.items() if v != ""} if isinstance(values, dict) else values
 
 
+def _digits(value: Any) -> Any:
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("should be a whole number (digits only)")
+    return value
+
+
 Text = Annotated[str, Field(pattern=NO_NUL)]
+Whole = Annotated[int, BeforeValidator(_digits)]
 
 
 class PageQuery(Query):
-    limit: int = Field(PAGE_SIZE, ge=1, le=PAGE_SIZE, description=f"Items per page (default and most: {PAGE_SIZE}).")
-    offset: int = Field(0, ge=0, le=2**31 - 1, description="Where the page starts (as the 'next' link has it).")
+    limit: Whole = Field(PAGE_SIZE, ge=1, le=PAGE_SIZE, description=f"Items per page (default and most: {PAGE_SIZE}).")
+    offset: Whole = Field(0, ge=0, le=2**31 - 1, description="Where the page starts (as the 'next' link has it).")
 
 
 class ModelQuery(PageQuery):
@@ -68,7 +87,7 @@ class JobQuery(Query):
     model: Text = Field("", description="Only scoring jobs of this model name.")
     dataset: Text = Field("", description="Only jobs on this dataset id.")
     user: Text = Field("", description="Only jobs submitted by this username.")
-    limit: int = Field(PAGE_SIZE, ge=1, le=PAGE_SIZE, description=f"Jobs per page (default and most: {PAGE_SIZE}).")
+    limit: Whole = Field(PAGE_SIZE, ge=1, le=PAGE_SIZE, description=f"Jobs per page (default and most: {PAGE_SIZE}).")
     cursor: str = Field("", pattern="^([0-9a-f]{32})?$", description="Where the page starts: the id of the previous "
                         "page's last job, as its 'next' link has it (empty: the first page).")
 
@@ -97,9 +116,10 @@ class V2Headers(BaseModel):
 # --- JSON bodies ---------------------------------------------------------------------------------
 
 class Body(BaseModel):
-    """A JSON object; values are taken as JSON has them (no "true" for true, no "5" for 5)."""
+    """A JSON object; values are taken as JSON has them (no "true" for true, no "5" for 5), and a
+    field the route does not know is refused (a typo is never silently ignored)."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 _RANGES = {name: (low, high) for name, low, high in submission.IMPORTANCE_RANGES}
@@ -113,7 +133,7 @@ def _ranged(name: str, text: str) -> Any:
 
 
 class ScoreRequest(Body):
-    model_config = ConfigDict(strict=True, json_schema_extra={"examples": [
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [
         {"model": "iris@production", "dataset": DATASET_ID, "target": "species"},
         {"kind": "importance", "model": "iris@production", "dataset": DATASET_ID, "target": "species",
          "n_repeats": 5}]})
@@ -147,7 +167,7 @@ class CompareRequest(Body):
 
 
 class ModelUpdate(Body):
-    model_config = ConfigDict(strict=True, json_schema_extra={
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
         "examples": [{"description": "Iris species, logistic regression"}]})
 
     description: str = optional(description="Kept up to 10,000 characters.")
@@ -155,7 +175,7 @@ class ModelUpdate(Body):
 
 
 class AliasTarget(Body):
-    model_config = ConfigDict(strict=True, json_schema_extra={"examples": [{"version": 1}]})
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{"version": 1}]})
 
     version: int = Field(description="An existing version number.")
 
@@ -164,21 +184,30 @@ class AliasTarget(Body):
 
 def _file(value: Any) -> Any:
     if not getattr(value, "filename", None) or not hasattr(value, "stream"):
-        raise ValueError("send a file (a multipart file field with a file name)")
+        raise ValueError("should be a file (a multipart file field with a file name)")
     return value
+
+
+class Form(BaseModel):
+    """A multipart form: each field once."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _once(cls, values: Any) -> Any:
+        return _given_once(cls, values)
 
 
 UploadedFile = Annotated[Any, PlainValidator(_file), WithJsonSchema({"type": "string", "format": "binary"})]
 
 
-class ModelUpload(BaseModel):
+class ModelUpload(Form):
     file: UploadedFile = Field(description=".joblib, .pkl or .skops file")
     name: str = Field(description="The model's name; a new version when it exists. Checked by the registry "
                       "(error_code bad_model_name).", json_schema_extra={"pattern": MODEL_NAME_PATTERN})
     description: str = Field("", description="What the model is for.")
 
 
-class DatasetUpload(BaseModel):
+class DatasetUpload(Form):
     file: UploadedFile = Field(description="CSV or Parquet")
     name: str = Field("", description="Display name; the file's name by default.")
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, RootModel
 
 from ..core.v2 import DTYPES
 from ..infra.records import JOB_STATES, ROLES
+from .inputs import optional
 
 Time = str | None  # ISO 8601, UTC
 NEXT = Field(description="The URL of the next page; null on the last.")
@@ -20,7 +21,7 @@ class Error(BaseModel):
     """Every refusal: 4xx and 5xx answers of the API have this body."""
 
     error_code: str = Field(description="Machine-readable, e.g. model_not_found.")
-    message: str = Field(description="For people; never echoes input values.")
+    message: str = Field(description="For people: the problem and what to do.")
 
 
 class Me(BaseModel):
@@ -140,8 +141,8 @@ class Dataset(BaseModel):
     created_at: Time
     columns: list[Any] | None = Field(None, description="Name and type of each column (full view).")
     preview: Any = Field(None, description="The first rows (full view).")
-    source: dict[str, Any] = Field(None, description="How the file was read (full view).")
-    job: Job = Field(None, description="The ingest job of a large upload (202 only).")
+    source: dict[str, Any] = optional(description="How the file was read (full view).")
+    job: Job = optional(description="The ingest job of a large upload (202 only).")
 
 
 class DatasetList(BaseModel):
@@ -177,14 +178,14 @@ class Version(BaseModel):
     warnings: list[str]
     kind: Literal["classifier", "regressor", "clusterer", "other"]
     estimator_class: str
-    steps: list[Any] = None
+    steps: list[Any] = optional()
     classes: list[Any] | None
     feature_names: list[str] | None
     n_features: int | None
-    hyperparameters: dict[str, Any] = None
+    hyperparameters: dict[str, Any] = optional()
     has_predict_proba: bool
-    has_decision_function: bool = None
-    input_schema: list[FeatureSpec] = None
+    has_decision_function: bool = optional()
+    input_schema: list[FeatureSpec] = optional()
 
 
 class ModelSummary(BaseModel):
@@ -218,9 +219,9 @@ class Aggregates(RootModel[dict[str, Any] | None]):
 class Prediction(BaseModel):
     model: str = Field(description="The version that answered, name/version.")
     predictions: list[Any]
-    classes: list[Any] = Field(None, description="With output=proba.")
-    probabilities: list[list[float | None]] = Field(
-        None, description="With output=proba: one row per input row, one column per class.")
+    classes: list[Any] = optional(description="With output=proba.")
+    probabilities: list[list[float | None]] = optional(
+        description="With output=proba: one row per input row, one column per class.")
 
 
 class MlflowPredictions(BaseModel):
@@ -271,5 +272,5 @@ class V2Tensor(BaseModel):
 class V2InferenceResponse(BaseModel):
     model_name: str
     model_version: str
-    id: str = None
+    id: str = optional()
     outputs: list[V2Tensor]

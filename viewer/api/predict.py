@@ -40,7 +40,7 @@ def body() -> bytes:
 def _predict(ref: str):
     served = serving.resolve(ref)
     table = parse_mlflow(body(), request.content_type or "")
-    result = serving.run(served, table, proba=serving.wants_proba(table.params, request.args.get("output")))
+    result = serving.run(served, table, proba=serving.wants_proba(table.params, request.args.get("output") or None))
     return jsonify({"model": served.ref, **result})
 
 

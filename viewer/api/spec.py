@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -63,7 +64,7 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {  # by name and the converter's schema
     "alias": {"example": "production", "schema": {"type": "string", "pattern": ALIAS_PATTERN}},
     "job_id": {"example": JOB_ID, "schema": {"type": "string"}},
     "dataset_id": {"example": DATASET_ID, "schema": {"type": "string"}},
-    "token_id": {"schema": {"type": "integer", "minimum": 0}},
+    "token_id": {"schema": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}},
 }
 
 
@@ -75,10 +76,11 @@ class _Adapter(PydanticModelAdapter):
 
 
 class _Plugin(FlaskPlugin):
-    """Requests are checked; answers pass through unchanged (see ``outputs``)."""
+    """Requests are checked; answers pass through untouched (see ``outputs``): a streamed download
+    is never read into memory here."""
 
     def validate_response(self, resp, resp_model, skip_validation, force_resp_serialize):
-        return super().validate_response(resp, None, True, False)
+        return resp, None
 
 
 def _say(error: dict[str, Any]) -> str:
@@ -98,7 +100,7 @@ def _refuse(req, resp, error, instance, adapter) -> None:
     """Before the view: a request that its route's models refuse is a 400 naming each problem."""
     metadata = api.get_function_metadata(current_app.view_functions[request.endpoint])
     if metadata is not None and request.method not in ("GET", "DELETE"):
-        if metadata.form is not None and request.mimetype not in _Plugin.FORM_MIMETYPE:
+        if metadata.form is not None and request.mimetype != "multipart/form-data":
             raise ServiceError("invalid", "bad_request", "Send the file as multipart/form-data (a file field named "
                                "'file'); the API document (/docs/api) lists the fields.")
         if metadata.json is not None and not isinstance(request.get_json(silent=True), dict):
@@ -210,7 +212,9 @@ def _finish(path: str, method: str, operation: dict[str, Any], view: Callable) -
             param.pop("description", None)
     responses = operation["responses"]
     if operation.get("parameters") and "400" not in responses:  # any parameter may carry a NUL byte
-        responses["400"] = {"description": ERRORS[400], "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        responses["400"] = {"content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    if "400" in responses:
+        responses["400"]["description"] = ERRORS[400]
     if "401" in responses:
         responses["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"},
                                                             "description": 'Bearer realm="viewer"'}}
@@ -222,38 +226,45 @@ def _finish(path: str, method: str, operation: dict[str, Any], view: Callable) -
     operation["responses"] = dict(sorted(responses.items()))
 
 
+_building = threading.Lock()
+
+
 def build_spec(app: Flask | None = None) -> dict[str, Any]:
     """The document of ``app`` (the current one by default), generated once per app."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    cached = app.extensions.get("openapi")
-    if cached is None:
-        models = copy.deepcopy(api.models)  # spectree moves nested definitions out of them as it goes
-        try:
-            with app.app_context():
-                spec = api._generate_spec()
-        finally:
-            api.models = models
-        views = {(m.lower(), rule.rule): app.view_functions[rule.endpoint]
-                 for rule in app.url_map.iter_rules() for m in rule.methods}
-        for path, item in spec["paths"].items():
-            flask_path = re.sub(r"{(\w+)}", r"<\1>", path)
-            for method, operation in item.items():
-                view = next(v for (m, rule), v in views.items()
-                            if m == method and re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"<\1>", rule) == flask_path)
-                _finish(path, method, operation, view)
-        spec = _untitled(spec)
-        spec.update(
-            info={"title": "Model results viewer API", "version": VERSION,
-                  "description": "Registry, predictions and jobs of the model results viewer. Every route answers "
-                                 "JSON; errors are {\"error_code\", \"message\"}. Send an API token from your account "
-                                 "page as 'Authorization: Bearer <token>'; the session cookie is never accepted here."},
-            servers=[{"url": "/"}], tags=[{"name": n, "description": d} for n, d in TAGS],
-            security=[{"bearerAuth": []}], paths=dict(sorted(spec["paths"].items())))
-        spec["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                                                "description": "An API token from /account/."}}
-        spec["components"]["schemas"] = _referenced(spec)
-        cached = app.extensions["openapi"] = spec
-    return cached
+    with _building:
+        return app.extensions.get("openapi") or _build(app)
+
+
+def _build(app: Flask) -> dict[str, Any]:
+    """spectree's document of the app's routes, finished with what the code knows elsewhere."""
+    models = copy.deepcopy(api.models)  # spectree moves nested definitions out of them as it goes
+    try:
+        with app.app_context():
+            spec = api._generate_spec()
+    finally:
+        api.models = models
+    views = {(m.lower(), rule.rule): app.view_functions[rule.endpoint]
+             for rule in app.url_map.iter_rules() for m in rule.methods}
+    for path, item in spec["paths"].items():
+        flask_path = re.sub(r"{(\w+)}", r"<\1>", path)
+        for method, operation in item.items():
+            view = next(v for (m, rule), v in views.items()
+                        if m == method and re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"<\1>", rule) == flask_path)
+            _finish(path, method, operation, view)
+    spec = _untitled(spec)
+    spec.update(
+        info={"title": "Model results viewer API", "version": VERSION,
+              "description": "Registry, predictions and jobs of the model results viewer. Every route answers "
+                             "JSON; errors are {\"error_code\", \"message\"}. Send an API token from your account "
+                             "page as 'Authorization: Bearer <token>'; the session cookie is never accepted here."},
+        servers=[{"url": "/"}], tags=[{"name": n, "description": d} for n, d in TAGS],
+        security=[{"bearerAuth": []}], paths=dict(sorted(spec["paths"].items())))
+    spec["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                                            "description": "An API token from /account/."}}
+    spec["components"]["schemas"] = _referenced(spec)
+    app.extensions["openapi"] = spec
+    return spec
 
 
 class OpenApiDocument(BaseModel):

@@ -32,7 +32,7 @@ def decode_request(body: bytes, header_length: str | None) -> tuple[Table, list[
         except ValueError:
             raise PayloadError("Inference-Header-Content-Length must be an integer.") from None
         if n < 0 or n > len(body):
-            raise PayloadError("Inference-Header-Content-Length is larger than the body.")
+            raise PayloadError("Inference-Header-Content-Length must be a whole number from 0 to the body's length.")
         header, binary = body[:n], memoryview(body)[n:]
     else:
         header, binary = body, memoryview(b"")
@@ -54,12 +54,12 @@ def decode_request(body: bytes, header_length: str | None) -> tuple[Table, list[
         raise PayloadError("The binary section's length does not match the inputs' binary_data_size.")
     outputs = payload.get("outputs")
     wanted = None
-    if outputs is not None:
+    if "outputs" in payload:
         if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
             raise PayloadError("'outputs' must be a list of objects with a 'name'.")
         wanted = [o["name"] for o in outputs]
     request_id = payload.get("id")
-    if request_id is not None and not isinstance(request_id, str):
+    if "id" in payload and not isinstance(request_id, str):
         raise PayloadError("'id' must be a string.")
     if not isinstance(payload.get("parameters", {}), dict):
         raise PayloadError("'parameters' must be an object.")
@@ -127,7 +127,8 @@ def _values(data: Any, datatype: str) -> np.ndarray | None:
             info = np.iinfo(dtype)
             if raw.min() < info.min or raw.max() > info.max:
                 return None
-        return raw.astype(dtype)
+        with np.errstate(over="ignore"):  # 1e300 in FP32 is inf: refused later as an infinite value
+            return raw.astype(dtype)
     if raw.dtype.kind == "O" and dtype.kind == "f":  # numbers with nulls (missing values)
         leaves = raw.reshape(-1).tolist()
         if all(v is None or isinstance(v, (int, float)) for v in leaves):

@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 from flask.json.provider import DefaultJSONProvider
 
+from ..core.payload import parse_json
+
 OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATETIME
 
 
@@ -32,6 +34,13 @@ class OrjsonProvider(DefaultJSONProvider):
             if data is not None:
                 return data.decode()
         return super().dumps(obj, **kwargs)
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        """Read by core's reader (orjson, json where they differ): too deep or invalid JSON is a
+        ValueError, which ``request.get_json`` turns into a 400, never a RecursionError (a 500)."""
+        if kwargs:
+            return super().loads(s, **kwargs)
+        return parse_json(s if isinstance(s, bytes) else s.encode())
 
     def response(self, *args: Any, **kwargs: Any):
         if args and kwargs:
