@@ -122,13 +122,16 @@ def checks(tag: str, ok: dict[int, Any], errors: tuple[int, ...] = (), *, extra:
            check: bool = True, **models: Any) -> Callable:
     """Document a view (its tag, answers by status, errors, and the ``query`` / ``json`` / ``form`` /
     ``headers`` models it takes) and check each request against those models before it runs.
-    ``check=False`` documents only (the predict routes: core's parser reads their bodies).
+    ``check=False`` documents only (the predict routes: core's parser reads their bodies), as does
+    a route that takes no models (nothing to check: its view is left unwrapped).
     ``extra`` is merged into the operation (media types pydantic cannot describe)."""
     answers: dict[str, Any] = {}
     for status, model in ok.items():
         answers[f"HTTP_{status}"] = (model, OK[status])
     for status in errors:
         answers[f"HTTP_{status}"] = (Error, ERRORS[status])
+
+    check = check and bool(models)  # nothing to check: documented only, never wrapped
 
     def decorate(view: Callable) -> Callable:
         checked = api.validate(tags=[tag], resp=Response(**answers), skip_validation=not check, **models)(view)
