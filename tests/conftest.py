@@ -71,10 +71,13 @@ def migrated(backend: Backend) -> Backend:
 
 
 def _empty_tables() -> None:
+    """Every table emptied, then the default project made again (as the migration makes it)."""
     from viewer.infra.extensions import db
+    from viewer.infra.records import DEFAULT_PROJECT, Project
 
     for table in reversed(db.metadata.sorted_tables):
         db.session.execute(table.delete())
+    db.session.add(Project(name=DEFAULT_PROJECT))
     db.session.commit()
 
 
@@ -98,6 +101,9 @@ def app(migrated: Backend, app_config: dict):
     from viewer.services import serving
 
     serving.forget()  # the tables were emptied behind the caches' back
+    from viewer.services import projects
+
+    projects.forget()
     from viewer.infra.extensions import limiter
 
     with app.app_context():

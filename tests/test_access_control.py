@@ -18,6 +18,13 @@ import pytest
 from tests.support import PASSWORD
 
 ACCESS: dict[tuple[str, str], str] = {
+    ("GET", "admin.projects_page"): "admin",
+    ("POST", "admin.projects_page"): "admin",
+    ("GET", "admin.project"): "admin",
+    ("POST", "admin.project"): "admin",
+    ("POST", "admin.member"): "admin",
+    ("POST", "admin.rename_project"): "admin",
+    ("POST", "admin.delete_project"): "admin",
     # pages
     ("GET", "main.index"): "viewer",
     ("GET", "mlflow.ping"): "public",
@@ -101,7 +108,7 @@ ACCESS: dict[tuple[str, str], str] = {
 
 ROLES = ("viewer", "scientist", "admin")
 ARGS = {"name": "nosuch", "version": 1, "job_id": "nosuch", "dataset_id": "nosuch", "alias": "prod",
-        "key": "roc", "fmt": "csv", "token_id": 999_999, "user_id": 999_999, "filename": "app.css"}
+        "key": "roc", "fmt": "csv", "token_id": 999_999, "user_id": 999_999, "project_id": 999_999, "filename": "app.css"}
 API_PREFIXES = ("/api/", "/v2", "/invocations")
 
 

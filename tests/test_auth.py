@@ -68,7 +68,8 @@ def test_form_post_without_csrf_token_is_400(client, auth):
 def test_bearer_token_authenticates_the_api(client, auth):
     response = client.get("/api/v1/me", headers=auth.bearer("scientist"))
     assert response.status_code == 200
-    assert response.get_json() == {"username": "scientist", "role": "scientist"}
+    assert response.get_json() == {"username": "scientist", "role": "scientist", "project": "default",
+                                   "global_admin": False}
 
 
 @pytest.mark.parametrize("header", ["", "Bearer", "Bearer nope", "Basic dXNlcjpwYXNz", "Token abc"])

@@ -273,15 +273,15 @@ def target(migrated, tmp_path_factory):
     from werkzeug.serving import make_server
 
     from viewer import create_app
-    from viewer.services import serving
+    from tests.conftest import _empty_tables
     from viewer.infra.extensions import db
+    from viewer.services import projects, serving
 
     app = create_app(migrated.config(SERVE_MODEL=Target.MODEL, DATA_DIR=str(tmp_path_factory.mktemp("fuzz"))))
     with app.app_context():
-        for table in reversed(db.metadata.sorted_tables):
-            db.session.execute(table.delete())
-        db.session.commit()
+        _empty_tables()
     serving.forget()
+    projects.forget()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -136,8 +136,9 @@ def create_token(username: str, label: str, expires_days: int | None) -> None:
 @click.option("--name", required=True, help="Model name; an existing name gets its next version.")
 @click.option("--description", default="")
 @click.option("--user", "username", default=None, help="Record this user as the uploader.")
+@click.option("--project", default=None, help="The project it goes into (default: the default project).")
 @with_appcontext
-def register_model(path: str, name: str, description: str, username: str | None) -> None:
+def register_model(path: str, name: str, description: str, username: str | None, project: str | None) -> None:
     """Register a model file (joblib/pickle or skops) through the safe loader."""
     from pathlib import Path
 
@@ -147,13 +148,57 @@ def register_model(path: str, name: str, description: str, username: str | None)
     if username and user is None:
         raise click.ClickException(f"No user {username!r}.")
     try:
-        with open(path, "rb") as fh:
+        with in_project(project), open(path, "rb") as fh:
             version, created = registry.register(fh, name=name, filename=Path(path).name,
                                                  description=description, user=user)
     except ServiceError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"{'Registered' if created else 'Already registered as'} {version.ref} "
                f"({version.info.get('estimator_class')}, sha256 {version.sha256[:12]}…)")
+
+
+def in_project(name: str | None):
+    """The scope of a command: the project named, or every project (names mean the default one)."""
+    from .infra.scope import EVERYWHERE, Scope, within
+    from .services import projects
+
+    if name is None:
+        return within(EVERYWHERE)
+    found = projects.by_name(name)
+    if found is None:
+        raise click.ClickException(f"No project {name!r}: create it with `create-project {name}`.")
+    return within(Scope(found.id, found.name, "admin", global_admin=True))
+
+
+@cli.command("create-project")
+@click.argument("name")
+@with_appcontext
+def create_project(name: str) -> None:
+    """Create a project (lowercase letters, digits and '-')."""
+    from .services import projects
+
+    try:
+        projects.create(name)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Created project {name!r}. Add members with `add-member {name} <username> --role scientist`.")
+
+
+@cli.command("add-member")
+@click.argument("project")
+@click.argument("username")
+@click.option("--role", type=click.Choice([*ROLES, "none"]), default="viewer", show_default=True,
+              help="none: take the user out of the project.")
+@with_appcontext
+def add_member(project: str, username: str, role: str) -> None:
+    """Give USERNAME a role in PROJECT (a user in no project works in the default one)."""
+    from .services import projects
+
+    found, user = projects.by_name(project), accounts.by_name(username)
+    if found is None or user is None:
+        raise click.ClickException(f"No project {project!r}." if found is None else f"No user {username!r}.")
+    projects.set_member(found, user, None if role == "none" else role)
+    click.echo(f"{username} is {role} in {project}." if role != "none" else f"{username} left {project}.")
 
 
 @cli.command("run")

@@ -59,8 +59,11 @@ def _plain(value: Any) -> Any:
 
 
 class Client:
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0):
-        self.url = url.rstrip("/")
+    def __init__(self, url: str, token: str | None = None, *, project: str | None = None, timeout: float = 60.0):
+        """``project``: work in that project (``/p/<project>/`` on the server); the token's user's
+        default project when left out."""
+        self.root = url.rstrip("/")
+        self.url = self.root + (f"/p/{project}" if project else "")
         self.timeout = timeout
         self.session = requests.Session()
         if token:
@@ -68,15 +71,17 @@ class Client:
 
     # --- plumbing --------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.send(method, path, **kwargs)
+    def request(self, method: str, path: str, *, root: bool = False, **kwargs: Any) -> Any:
+        response = self.send(method, path, root=root, **kwargs)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
 
-    def send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """The raw response (for downloads); an error answer raises ApiError."""
-        response = self.session.request(method, self.url + path, timeout=kwargs.pop("timeout", self.timeout), **kwargs)
+    def send(self, method: str, path: str, *, root: bool = False, **kwargs: Any) -> requests.Response:
+        """The raw response (for downloads); an error answer raises ApiError. ``root``: ``path`` is
+        from the server's root, not from this project's."""
+        response = self.session.request(method, (self.root if root else self.url) + path,
+                                        timeout=kwargs.pop("timeout", self.timeout), **kwargs)
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -94,8 +99,8 @@ class Client:
         """Every item of a paged list, following its 'next' links."""
         page = self.request("GET", path, params=params)
         found = list(page[key])
-        while page.get("next"):
-            page = self.request("GET", page["next"])
+        while page.get("next"):  # a path from the server's root (it holds the /p/<project>/ prefix)
+            page = self.request("GET", page["next"], root=True)
             found += page[key]
         return found
 

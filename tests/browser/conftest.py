@@ -62,6 +62,9 @@ def site(migrated):
     for stored in ("models", "datasets", "jobs", "scratch"):
         shutil.rmtree(migrated.data_dir / stored, ignore_errors=True)
     serving.forget()
+    from viewer.services import projects
+
+    projects.forget()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

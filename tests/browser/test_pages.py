@@ -156,3 +156,30 @@ def test_api_docs_page_shows_the_generated_document(ui: UI):
     assert "MlflowRequest" in predict and "text/csv" in predict and "dataframe_split" in predict
     ui.page.locator("#op-post_api_v1_jobs").scroll_into_view_if_needed()
     ui.page.screenshot(path=str(ui.screenshots / "api-docs.png"))
+
+
+def test_the_project_switcher_moves_between_projects(open_ui, site):
+    """An administrator sees every project in the top bar's switcher; picking one moves the pages
+    (and every link on them) under /p/<project>/."""
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Project
+
+    with site.app.app_context():
+        if not db.session.scalar(db.select(Project).where(Project.name == "team-b")):
+            db.session.add(Project(name="team-b"))
+            db.session.commit()
+    ui = open_ui("admin")
+    ui.goto("/models/")
+    switcher = ui.page.locator("details.projects")
+    assert "default" in switcher.locator("summary").inner_text()
+    switcher.locator("summary").click()
+    ui.screenshot("project-switcher.png")
+    switcher.get_by_role("link", name="team-b").click()
+    ui.page.wait_for_load_state()
+    assert ui.page.url.endswith("/p/team-b/")
+    assert "team-b" in ui.page.locator("details.projects summary").inner_text()
+    models = ui.page.get_by_role("link", name="Models")
+    assert models.get_attribute("href") == "/p/team-b/models/"
+    models.click()
+    ui.page.wait_for_load_state()
+    assert "No models yet" in ui.text()

@@ -25,8 +25,13 @@ class Error(BaseModel):
 
 
 class Me(BaseModel):
+    """Who the token belongs to, and their role in the project of the request."""
+
     username: str
-    role: Literal[ROLES]  # type: ignore[valid-type]
+    role: Literal[ROLES] | None  # type: ignore[valid-type]
+    project: str | None = Field(description="The project of the request: the project parameter, the "
+                                "/p/<project>/ prefix, or the user's default project.")
+    global_admin: bool
 
 
 class Token(BaseModel):

@@ -6,6 +6,7 @@ from flask import jsonify
 
 from ..http.auth import forget_token, identity, requester, role_required
 from ..infra.records import ApiToken
+from ..infra.scope import current
 from ..services import accounts, health
 from ..services.jobs import iso_time, serialize_job
 from .inputs import PageQuery
@@ -26,8 +27,9 @@ def _token_dict(token: ApiToken) -> dict:
 @checks("Account", {200: Me}, (401,))
 def me():
     """Who the token belongs to"""
-    who = identity()
-    return jsonify(username=who.username, role=who.role)
+    who, scope = identity(), current()
+    return jsonify(username=who.username, role="admin" if who.global_admin else scope.role,
+                   project=scope.project, global_admin=who.global_admin)
 
 
 @bp.get("/tokens")

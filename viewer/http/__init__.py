@@ -82,8 +82,28 @@ def _reject_nul_bytes():
         abort(400, description="NUL bytes are not allowed in form fields.")
 
 
+class ProjectPrefix:
+    """WSGI: ``/p/<project>/rest`` is ``/rest`` in that project. The prefix moves into the script
+    root, so every route serves under it and every ``url_for`` keeps it: one set of routes, and a
+    page's links stay in its project."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/p/"):
+            name, slash, rest = path[3:].partition("/")
+            if name:
+                environ[auth.PROJECT_KEY] = name
+                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/p/" + name
+                environ["PATH_INFO"] = slash + rest if slash else "/"
+        return self.app(environ, start_response)
+
+
 def init_app(app: Flask) -> None:
     """Install the guards; ``_reject_nul_bytes`` first, so it runs before authentication."""
+    app.wsgi_app = ProjectPrefix(app.wsgi_app)
     app.json = OrjsonProvider(app)
     # Keep the templates' |tojson in insertion order too (Jinja's policy asks for sorted keys):
     # Bokeh's json_item defines each model where it first appears and refers to it by id after

@@ -20,11 +20,13 @@ from flask_login import current_user
 
 from ..infra.extensions import login_manager
 from ..infra.records import User, utcnow
-from ..services import accounts
+from ..infra.scope import Scope, enter, leave
+from ..services import accounts, projects
 from ..services.accounts import Identity
 from ..services.errors import ServiceError
 
 API_PREFIXES = ("/api/", "/v2/", "/invocations")
+PROJECT_KEY = "viewer.project"  # the WSGI environ key of a /p/<project>/ prefix (viewer.http.ProjectPrefix)
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # write last_used_at at most once a minute per token
 
 
@@ -84,6 +86,21 @@ def role_required(role: str) -> Callable:
         return wrapped
 
     return decorator
+
+
+def global_admin_required(view: Callable) -> Callable:
+    """Projects and users are managed by global admins (the account role "admin"), not project admins."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        who = identity()
+        if who is None:
+            abort(401)
+        if not who.global_admin:
+            abort(403, description="This needs an administrator.")
+        return view(*args, **kwargs)
+
+    return wrapped
 
 
 @dataclass
@@ -146,22 +163,52 @@ def identity_from_bearer(header: str | None = None) -> Identity:
     return cached.check.identity
 
 
+def requested_project() -> str | None:
+    """The project a request names: the /p/<project>/ prefix, or (API) a ``project`` parameter."""
+    named = request.environ.get(PROJECT_KEY)
+    if named is None and is_api_request():
+        named = request.args.get("project") or None
+    return named
+
+
+def _enter(scope: Scope) -> None:
+    g.scope_token = enter(scope)
+
+
+def _leave(_error=None) -> None:
+    token = g.pop("scope_token", None)
+    if token is not None:
+        leave(token)
+
+
 def _authenticate():
+    """Who is asking, and in which project (``infra.scope``): the services see only that project.
+    Without a project named, a request means the asker's default project (anonymous ones: the
+    default project), so today's URLs and MLflow's and KServe's clients keep working unchanged."""
     endpoint = request.endpoint
     if endpoint is None:  # no route matched: let the 404/405 handler answer
         return None
     view = current_app.view_functions.get(endpoint)
+    requested = requested_project()
     if endpoint == "static" or getattr(view, "is_public", False):
+        if requested:
+            _enter(projects.anonymous_scope(requested))
         return None
     if is_api_request():
         header = request.headers.get("Authorization")
         anonymous_ok = getattr(view, "allows_anonymous", None)
-        if anonymous_ok is not None and header is None and anonymous_ok(**request.view_args):
-            return None  # e.g. a model an admin opened to anonymous predictions
-        g.api_identity = identity_from_bearer(header or "")
+        if anonymous_ok is not None and header is None:
+            _enter(projects.anonymous_scope(requested))
+            if anonymous_ok(**request.view_args):
+                return None  # e.g. a model an admin opened to anonymous predictions
+            _leave()
+        who = g.api_identity = identity_from_bearer(header or "")
+        _enter(projects.scope_for(who.user_id, who.role, who.roles, requested))
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    _enter(projects.scope_for(current_user.id, current_user.role,
+                              projects.roles_of(current_user.id, current_user.role), requested))
     return None
 
 
@@ -179,3 +226,4 @@ def init_app(app: Flask) -> None:
     login_manager.login_message = "Please log in to see that page."
     login_manager.session_protection = "strong"
     app.before_request(_authenticate)
+    app.teardown_request(_leave)

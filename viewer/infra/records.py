@@ -12,13 +12,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, String, Text, select
+from sqlalchemy import JSON, ForeignKey, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
+from .scope import ROLE_ORDER, current as current_scope
 
-ROLES = ("viewer", "scientist", "admin")  # each role can do everything the ones before it can
+ROLES = ROLE_ORDER  # each role can do everything the ones before it can
+PROJECT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+DEFAULT_PROJECT = "default"  # where data from before projects lives, and what today's URLs mean
 
 
 def utcnow() -> datetime:
@@ -53,11 +56,50 @@ class User(UserMixin, db.Model):
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)
 
     def has_role(self, role: str) -> bool:
-        return ROLES.index(self.role) >= ROLES.index(role)
+        """In the project of the request at hand (a global admin: everywhere); the pages ask it."""
+        scope = current_scope()
+        return self.role == "admin" or (scope.user_id == self.id and scope.allows(role))
 
     @classmethod
     def by_name(cls, username: str) -> User | None:
         return db.session.scalar(select(cls).where(cls.username == username))
+
+
+class Project(db.Model):
+    """A team's space: its models, datasets and jobs, and who may do what in it."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="project", cascade="all, delete-orphan")
+
+
+class Membership(db.Model):
+    """A user's role in one project (viewer, scientist or admin: a project admin). A user's own
+    ``role`` column says whether they are a global admin, who manages projects and users."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (db.UniqueConstraint("user_id", "project_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20), default="viewer")
+
+    user: Mapped[User] = relationship()
+    project: Mapped[Project] = relationship(back_populates="memberships")
+
+
+def _project_of_scope(context) -> int | None:
+    """A new model's, dataset's or job's project when the code leaves it out: the scope's, else
+    the default project (the oldest). The services set it explicitly; this serves direct inserts."""
+    scope = current_scope()
+    if scope.project_id is not None and scope.project_id >= 0:
+        return scope.project_id
+    return context.connection.scalar(select(func.min(Project.id)))
 
 
 def hash_token(raw: str) -> str:
@@ -112,6 +154,7 @@ class Job(db.Model):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True, default=_project_of_scope)
     kind: Mapped[str] = mapped_column(String(40), index=True)
     state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -152,9 +195,11 @@ class RegisteredModel(db.Model):
     """A named model; each upload under the name is its next ``ModelVersion``."""
 
     __tablename__ = "registered_models"
+    __table_args__ = (db.UniqueConstraint("project_id", "name"),)  # names are unique within a project
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True, default=_project_of_scope)
+    name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
     anonymous_predict: Mapped[bool] = mapped_column(default=False)  # admins switch it on for demos
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -222,6 +267,7 @@ class Dataset(db.Model):
     __tablename__ = "datasets"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True, default=_project_of_scope)
     name: Mapped[str] = mapped_column(String(255))  # display text, from the uploaded filename
     state: Mapped[str] = mapped_column(String(20), default="ingesting", index=True)
     error: Mapped[str | None] = mapped_column(Text)

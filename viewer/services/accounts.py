@@ -7,27 +7,36 @@ Token checks are on every API request's path, so ``token_identity`` returns a sm
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
 from ..infra.extensions import db
 from ..infra.records import ROLES, ApiToken, User, hash_token, utcnow
+from ..infra.scope import current
+from . import projects
 from .errors import ServiceError
 from .paging import PAGE_SIZE, Page, page
 
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a token belongs to, as cached between requests (no database object outlives a request)."""
+    """Who a token belongs to, as cached between requests (no database object outlives a request):
+    ``role`` is the account's ("admin": a global admin), ``roles`` the role in each project."""
 
     user_id: int
     username: str
     role: str
+    roles: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def global_admin(self) -> bool:
+        return self.role == "admin"
 
     def has_role(self, role: str) -> bool:
-        return ROLES.index(self.role) >= ROLES.index(role)
+        """In the project of the request at hand (a global admin: everywhere)."""
+        return self.global_admin or current().allows(role)
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,8 @@ def token_identity(token_digest: str) -> TokenCheck:
         raise ServiceError("unauthorized", "unauthorized", f"This API token is {state}.")
     if not token.user.is_active:
         raise ServiceError("unauthorized", "unauthorized", "This account is disabled.")
-    return TokenCheck(Identity(token.user.id, token.user.username, token.user.role), token.id,
+    user = token.user
+    return TokenCheck(Identity(user.id, user.username, user.role, projects.roles_of(user.id, user.role)), token.id,
                       token.expires_at, token.last_used_at)
 
 

@@ -18,8 +18,9 @@ from sqlalchemy import inspect, select
 from ..core.datasets import DatasetError, ingest
 from ..infra.artifacts import new_key
 from ..infra.extensions import db
+from ..infra.scope import is_mine, only_mine
 from ..infra.records import Dataset, Job, User, new_id
-from . import jobs
+from . import jobs, projects
 from .artifacts import scratch_dir, store
 from .errors import ServiceError
 from .paging import PAGE_SIZE, Page, page
@@ -52,7 +53,8 @@ def upload(source: BinaryIO, filename: str, user: User | None) -> tuple[Dataset,
     # The row becomes visible only together with what makes it whole: after a successful inline
     # ingest, or in the same transaction as its ingest job. A web process killed mid-upload leaves
     # no "ingesting" row behind (only a scratch file, which the sweep removes).
-    dataset = Dataset(id=new_id(), name=_display_name(filename), uploaded_by=user, state="ingesting")
+    dataset = Dataset(id=new_id(), project_id=projects.current_id(), name=_display_name(filename), uploaded_by=user,
+                      state="ingesting")
     if size <= current_app.config["INLINE_INGEST_MB"] * 2**20:
         try:
             finish_ingest(dataset, Path(tmp))
@@ -110,7 +112,7 @@ def finish_ingest(dataset: Dataset, upload: Path, *, commit: bool = True) -> Non
 def get(dataset_id: str) -> Dataset:
     dataset = db.session.get(Dataset, dataset_id) \
         if isinstance(dataset_id, str) and len(dataset_id) <= 32 and "\x00" not in dataset_id else None
-    if dataset is None:
+    if dataset is None or not is_mine(dataset.project_id):
         raise ServiceError("not_found", "dataset_not_found", "No such dataset.")
     return dataset
 
@@ -163,13 +165,13 @@ def get_file(dataset: Dataset):
 
 
 def ready(limit: int = 200) -> list[Dataset]:
-    return list(db.session.scalars(select(Dataset).where(Dataset.state == "ready")
+    return list(db.session.scalars(only_mine(select(Dataset), Dataset.project_id).where(Dataset.state == "ready")
                                    .order_by(Dataset.created_at.desc()).limit(limit)))
 
 
 def names() -> list[tuple[str, str]]:
     """(id, name) of every dataset, newest first."""
-    return [tuple(row) for row in db.session.execute(select(Dataset.id, Dataset.name)
+    return [tuple(row) for row in db.session.execute(only_mine(select(Dataset.id, Dataset.name), Dataset.project_id)
                                                      .order_by(Dataset.created_at.desc()))]
 
 
@@ -201,7 +203,8 @@ def dataset_dict(dataset: Dataset, *, full: bool = True) -> dict[str, Any]:
 
 def list_datasets(limit: int = PAGE_SIZE, offset: int = 0) -> Page:
     """One page of datasets, newest first (the datasets page and ``GET /api/v1/datasets``)."""
-    return page(select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc()), limit, offset)
+    return page(only_mine(select(Dataset), Dataset.project_id).order_by(Dataset.created_at.desc(), Dataset.id.desc()),
+                limit, offset)
 
 
 __all__ = ["dataset_dict", "delete", "get", "list_datasets", "upload"]

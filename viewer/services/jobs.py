@@ -35,7 +35,8 @@ from sqlalchemy import and_, func, or_, select, update
 
 from ..infra.extensions import db
 from ..infra.records import FINAL_STATES, JOB_STATES, Job, JobChunk, User, utcnow
-from . import kinds
+from ..infra.scope import is_mine, only_mine
+from . import kinds, projects
 from .artifacts import store
 from .errors import ServiceError
 
@@ -58,7 +59,7 @@ def new_owner() -> str:
 
 def get(job_id: str) -> Job:
     job = db.session.get(Job, job_id) if isinstance(job_id, str) and len(job_id) <= 32 else None
-    if job is None:
+    if job is None or not is_mine(job.project_id):
         raise ServiceError("not_found", "not_found", f"No job {str(job_id)[:40]!r}.")
     return job
 
@@ -86,7 +87,7 @@ def search(filters: Mapping[str, str], limit: int = PAGE_SIZE, cursor: str | Non
     """One page of jobs filtered by model name, dataset id, state, user and kind, newest first,
     all in SQL (the jobs page and ``GET /api/v1/jobs``), and the cursor of the next page (None on
     the last one)."""
-    statement = select(Job).order_by(Job.created_at.desc(), Job.id.desc())
+    statement = only_mine(select(Job), Job.project_id).order_by(Job.created_at.desc(), Job.id.desc())
     if filters.get("state"):
         if filters["state"] not in JOB_STATES:
             raise ServiceError("invalid", "bad_request", f"state must be one of {', '.join(JOB_STATES)}.")
@@ -108,16 +109,16 @@ def search(filters: Mapping[str, str], limit: int = PAGE_SIZE, cursor: str | Non
 
 
 def recent(limit: int = 10) -> list[Job]:
-    return list(db.session.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)))
+    return list(db.session.scalars(only_mine(select(Job), Job.project_id).order_by(Job.created_at.desc()).limit(limit)))
 
 
 def counts_by_state() -> dict[str, int]:
-    return dict(db.session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+    return dict(db.session.execute(only_mine(select(Job.state, func.count()), Job.project_id).group_by(Job.state)).all())
 
 
 def of_model_version(version_id: int, *, kind: str | None = None, state: str | None = None,
                      limit: int = 50) -> list[Job]:
-    statement = select(Job).where(Job.model_version_id == version_id)
+    statement = only_mine(select(Job), Job.project_id).where(Job.model_version_id == version_id)
     if kind:
         statement = statement.where(Job.kind == kind)
     if state:
@@ -126,7 +127,7 @@ def of_model_version(version_id: int, *, kind: str | None = None, state: str | N
 
 
 def of_dataset(dataset_id: str, limit: int = 50) -> list[Job]:
-    return list(db.session.scalars(select(Job).where(Job.dataset_id == dataset_id)
+    return list(db.session.scalars(only_mine(select(Job), Job.project_id).where(Job.dataset_id == dataset_id)
                                    .order_by(Job.created_at.desc()).limit(limit)))
 
 
@@ -141,14 +142,15 @@ def unfinished(*, model_version_id: int | None = None, dataset_id: str | None = 
 
 def same_work(fingerprint: str, **where: Any) -> Job | None:
     """The newest pending, running or done job with this fingerprint (and these column values)."""
-    statement = select(Job).where(Job.fingerprint == fingerprint, Job.state.in_(("pending", "running", "done")))
+    statement = only_mine(select(Job), Job.project_id).where(Job.fingerprint == fingerprint,
+                                                             Job.state.in_(("pending", "running", "done")))
     for column, value in where.items():
         statement = statement.where(getattr(Job, column) == value)
     return db.session.scalar(statement.order_by(Job.created_at.desc()).limit(1))
 
 
 def latest_with(fingerprint: str, kind: str) -> Job | None:
-    return db.session.scalar(select(Job).where(Job.fingerprint == fingerprint, Job.kind == kind)
+    return db.session.scalar(only_mine(select(Job), Job.project_id).where(Job.fingerprint == fingerprint, Job.kind == kind)
                              .order_by(Job.created_at.desc()).limit(1))
 
 
@@ -180,6 +182,7 @@ def submit(kind: str, params: dict[str, Any], user: User | None, *, chunks: int 
     caller removes what it added to the session (``datasets.upload`` deletes its dataset row).
     """
     spec = kinds.get(kind)
+    fields.setdefault("project_id", projects.current_id())
     job = Job(kind=kind, params=params, created_by=user, **fields)
     db.session.add(job)
     db.session.flush()

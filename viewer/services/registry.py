@@ -22,7 +22,8 @@ from ..core.safe_load import ModelLoadError, UnsafeModelError, load_model
 from ..infra.artifacts import TooLarge, new_key, stage
 from ..infra.extensions import db
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN, ModelAlias, ModelVersion, RegisteredModel, User
-from . import jobs
+from ..infra.scope import only_mine
+from . import jobs, projects
 from .artifacts import scratch_dir, store
 from .errors import ServiceError
 from .jobs import iso_time
@@ -71,17 +72,23 @@ def parse_ref(text: str) -> Ref:
     return Ref(text)
 
 
+def _named(name: str):
+    """The model called ``name`` in the current project (names are unique within a project)."""
+    return select(RegisteredModel).where(RegisteredModel.project_id == projects.current_id(),
+                                         RegisteredModel.name == name)
+
+
 def get_model(name: str) -> RegisteredModel:
     # A name that registering would refuse names no model (and a NUL byte would make PostgreSQL fail).
     valid = re.fullmatch(MODEL_NAME_PATTERN, name or "")
-    model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name)) if valid else None
+    model = db.session.scalar(_named(name)) if valid else None
     if model is None:
-        raise ServiceError("not_found", "model_not_found", f"No model named '{name}'.")
+        raise ServiceError("not_found", "model_not_found", f"No model named '{str(name)[:100]}'.")
     return model
 
 
 def exists(name: str) -> bool:
-    return db.session.scalar(select(RegisteredModel.id).where(RegisteredModel.name == name)) is not None
+    return db.session.scalar(_named(name)) is not None
 
 
 def resolve(ref: str | Ref) -> ModelVersion:
@@ -112,7 +119,7 @@ SORTS = {
 
 
 def _models(query: str, sort: str):
-    statement = select(RegisteredModel)
+    statement = only_mine(select(RegisteredModel), RegisteredModel.project_id)
     if query:
         like = f"%{query.lower()}%"
         statement = statement.where(db.func.lower(RegisteredModel.name).like(like)
@@ -175,7 +182,7 @@ def register(source: BinaryIO, *, name: str, filename: str = "", description: st
             raise ServiceError("unprocessable", "model_unreadable", str(exc)) from None
         info = describe_model(loaded.estimator).to_dict()
 
-        model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
+        model = db.session.scalar(_named(name))
         if model is not None and model.latest is not None and model.latest.sha256 == staged.sha256:
             return model.latest, False
         key = db.session.scalar(select(ModelVersion.artifact_key).where(ModelVersion.sha256 == staged.sha256)
@@ -202,9 +209,10 @@ def register(source: BinaryIO, *, name: str, filename: str = "", description: st
 
 def _record(name, description, user, staged, key, loaded, info, filename) -> ModelVersion:
     for attempt in range(3):  # two concurrent uploads may race for a name or a version number
-        model = db.session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
+        model = db.session.scalar(_named(name))
         if model is None:
-            model = RegisteredModel(name=name, description=description or "", created_by=user)
+            model = RegisteredModel(project_id=projects.current_id(), name=name, description=description or "",
+                                    created_by=user)
             db.session.add(model)
         elif description:
             model.description = description
@@ -262,7 +270,9 @@ def update_model(model: RegisteredModel, *, description: str | None = None,
 def set_alias(model: RegisteredModel, alias: str, version_number: int) -> ModelAlias:
     if not re.fullmatch(ALIAS_PATTERN, alias or ""):  # re.match's $ would let "prod\n" through
         raise ServiceError("invalid", "bad_alias", "An alias is 1-64 letters, digits, '_' or '-', starting with a letter.")
-    version = resolve(Ref(model.name, version=version_number))
+    version = next((v for v in model.versions if v.version == version_number), None)
+    if version is None:
+        raise ServiceError("not_found", "version_not_found", f"Model '{model.name}' has no version {version_number}.")
     existing = next((a for a in model.aliases if a.alias == alias), None)
     if existing:
         existing.version = version

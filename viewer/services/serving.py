@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from ..core.cache import LRUCache
 from ..core.payload import PayloadError, Table
 from ..core.predictor import Predictor, labels_at, to_jsonable
+from ..infra.scope import current
 from . import registry
 
 REF_CACHE_SECONDS = 3.0
@@ -38,7 +39,8 @@ class Served:
         return f"{self.name}/{self.version}"
 
 
-_refs: dict[str, tuple[float, int, str, str, int, bool]] = {}  # ref -> (checked, generation, ...)
+# (project id, ref) -> (checked, generation, ...): the same name means another model in another project
+_refs: dict[tuple[int | None, str], tuple[float, int, str, str, int, bool]] = {}
 _refs_lock = threading.Lock()
 _predictors: LRUCache[Predictor] = LRUCache(maxsize=16)
 
@@ -46,19 +48,20 @@ _predictors: LRUCache[Predictor] = LRUCache(maxsize=16)
 def forget(name: str | None = None) -> None:
     """Drop cached references (all, or those of one model), e.g. after an alias moved here."""
     with _refs_lock:
-        for key in [k for k in _refs if name is None or k.split("@")[0].split("/")[0] == name]:
+        for key in [k for k in _refs if name is None or k[1].split("@")[0].split("/")[0] == name]:
             del _refs[key]
 
 
 def resolve(ref: str) -> Served:
     now = time.monotonic()
-    hit = _refs.get(ref)
+    key = (current().project_id, ref)
+    hit = _refs.get(key)
     if hit is None or now - hit[0] > REF_CACHE_SECONDS or hit[1] != registry.generation:
         version = registry.resolve(ref)
         hit = (now, registry.generation, version.sha256, version.model.name, version.version,
                version.model.anonymous_predict)
         with _refs_lock:
-            _refs[ref] = hit
+            _refs[key] = hit
         if version.sha256 not in _predictors:
             _predictors.get(version.sha256, lambda: _build(version))
     _, _generation, sha, name, number, anonymous = hit

@@ -1,19 +1,19 @@
-"""User management (admins only)."""
+"""Users and projects (global admins only)."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..http.auth import forget_user, role_required
+from ..http.auth import forget_user, global_admin_required
 from ..infra.records import ROLES
-from ..services import accounts
+from ..services import accounts, projects
 from ..services.errors import ServiceError
-from .forms import ConfirmForm, CreateUserForm
+from .forms import ConfirmForm, CreateUserForm, MemberForm, ProjectForm, RenameProjectForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 @bp.before_request
-@role_required("admin")
+@global_admin_required
 def _admins_only():
     return None
 
@@ -45,3 +45,77 @@ def update_user(user_id: int):
     forget_user(user.id)  # a new role or a disabled account applies to their tokens at once
     flash(f"{user.username} updated.", "info")
     return redirect(url_for("admin.users"))
+
+
+# --- projects -------------------------------------------------------------------------------------
+
+@bp.route("/projects", methods=["GET", "POST"])
+def projects_page():
+    form = ProjectForm()
+    if form.validate_on_submit():
+        try:
+            project = projects.create(form.name.data)
+        except ServiceError as exc:
+            form.name.errors.append(exc.message)
+        else:
+            flash(f"Project {project.name} created. Add its members below.", "info")
+            return redirect(url_for("admin.project", project_id=project.id))
+    return render_template("admin_projects.html", form=form, rows=projects.overview(), confirm=ConfirmForm())
+
+
+@bp.route("/projects/<int:project_id>", methods=["GET", "POST"])
+def project(project_id: int):
+    found = projects.get(project_id)
+    form = MemberForm()
+    if form.validate_on_submit():
+        user = accounts.by_name(form.username.data)
+        if user is None:
+            form.username.errors.append("No user of that name: add them on the Users page first.")
+        else:
+            projects.set_member(found, user, form.role.data)
+            forget_user(user.id)  # their tokens see the new role at once
+            flash(f"{user.username} is {form.role.data} in {found.name}.", "info")
+            return redirect(url_for("admin.project", project_id=found.id))
+    rename = RenameProjectForm(name=found.name)
+    return render_template("admin_project.html", project=found, members=projects.members(found), form=form,
+                           rename=rename, roles=ROLES, confirm=ConfirmForm())
+
+
+@bp.post("/projects/<int:project_id>/members/<int:user_id>")
+def member(project_id: int, user_id: int):
+    found, user = projects.get(project_id), accounts.get_user(user_id)
+    if user is None:
+        abort(404)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    role = request.form.get("role") or None  # empty: out of the project
+    projects.set_member(found, user, role)
+    forget_user(user.id)
+    flash(f"{user.username} is {role} in {found.name}." if role else f"{user.username} left {found.name}.", "info")
+    return redirect(url_for("admin.project", project_id=found.id))
+
+
+@bp.post("/projects/<int:project_id>/rename")
+def rename_project(project_id: int):
+    found = projects.get(project_id)
+    form = RenameProjectForm()
+    if form.validate_on_submit():
+        try:
+            projects.rename(found, form.name.data)
+            flash(f"Renamed to {found.name}.", "info")
+        except ServiceError as exc:
+            flash(exc.message, "error")
+    return redirect(url_for("admin.project", project_id=found.id))
+
+
+@bp.post("/projects/<int:project_id>/delete")
+def delete_project(project_id: int):
+    found = projects.get(project_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            projects.delete(found)
+            flash(f"Project {found.name} deleted.", "info")
+        except ServiceError as exc:
+            flash(exc.message, "error")
+            return redirect(url_for("admin.project", project_id=found.id))
+    return redirect(url_for("admin.projects_page"))

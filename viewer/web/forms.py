@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 
-from ..infra.records import ROLES
+from ..infra.records import PROJECT_NAME_PATTERN, ROLES
 
 USERNAME = [DataRequired(), Length(max=80),
             Regexp(r"^[A-Za-z0-9_.@-]+$", message="Letters, digits and _ . @ - only.")]
@@ -17,6 +17,23 @@ class LoginForm(FlaskForm):
 
 
 class CreateUserForm(FlaskForm):
+    username = StringField("Username", validators=USERNAME)
+    role = SelectField("Role", choices=list(ROLES), default="viewer")
+
+
+PROJECT_NAME = [DataRequired(), Regexp(PROJECT_NAME_PATTERN, message="1-63 lowercase letters, digits or '-', "
+                                      "starting with a letter or digit.")]
+
+
+class ProjectForm(FlaskForm):
+    name = StringField("Name", validators=PROJECT_NAME)
+
+
+class RenameProjectForm(FlaskForm):
+    name = StringField("New name", validators=PROJECT_NAME)
+
+
+class MemberForm(FlaskForm):
     username = StringField("Username", validators=USERNAME)
     role = SelectField("Role", choices=list(ROLES), default="viewer")
 
