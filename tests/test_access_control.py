@@ -107,6 +107,7 @@ ACCESS: dict[tuple[str, str], str] = {
 }
 
 ROLES = ("viewer", "scientist", "admin")
+MEMBERS = ("rs", "bs")  # users with project memberships (see two_projects)
 ARGS = {"name": "nosuch", "version": 1, "job_id": "nosuch", "dataset_id": "nosuch", "alias": "prod",
         "key": "roc", "fmt": "csv", "token_id": 999_999, "user_id": 999_999, "project_id": 999_999, "filename": "app.css"}
 API_PREFIXES = ("/api/", "/v2", "/invocations")
@@ -137,7 +138,7 @@ class Caller:
         self.kind = kind
         self.client = app.test_client()
         self.headers: dict[str, str] = {}
-        if kind in ROLES:
+        if kind in ROLES or kind in MEMBERS:
             self.headers = {"Authorization": f"Bearer {auth.token(kind)}"}
             page = self.client.get("/login").get_data(as_text=True)
             csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
@@ -155,12 +156,12 @@ class Caller:
                 token.revoked_at = token.created_at
                 db.session.commit()
             self.headers = {"Authorization": f"Bearer {raw}"}
-        page = self.client.get("/account/" if kind in ROLES else "/login").get_data(as_text=True)
+        page = self.client.get("/account/" if kind in ROLES or kind in MEMBERS else "/login").get_data(as_text=True)
         self.csrf = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page).group(1)
 
-    def call(self, method: str, url: str):
+    def call(self, method: str, url: str, body: dict | None = None):
         if url.startswith(API_PREFIXES):
-            return self.client.open(url, method=method, headers=self.headers, json={})
+            return self.client.open(url, method=method, headers=self.headers, json=body or {})
         return self.client.open(url, method=method, data={"csrf_token": self.csrf} if method == "POST" else None)
 
 
@@ -233,3 +234,87 @@ def test_the_api_ignores_the_session_cookie(client, auth):
     auth.login("admin")
     assert client.get("/api/v1/me").status_code == 401
     assert client.get("/account/").status_code == 200
+
+
+# --- two projects: "not yours" is a 404 --------------------------------------------------------
+
+OBJECT_ARGS = {"name", "version", "job_id", "dataset_id", "alias"}
+VALID_BODIES = {"api.put_alias": {"version": 1}, "api.predict": {"instances": [[1, 2]]},
+                "api.predict_version": {"instances": [[1, 2]]}}
+# GETs on red's real objects that a red member gets with 200 (what the 404s are compared with)
+OK_FOR_MEMBERS = {"api.get_model", "api.get_version", "api.get_dataset", "api.get_job", "api.job_aggregates",
+                  "v2.model_metadata", "v2.model_ready", "models.model", "models.version", "predict.page",
+                  "datasets.page", "jobs.page", "jobs.status"}
+
+
+@pytest.fixture
+def two_projects(app, auth, worker):
+    """Project red holds model m (version 1, alias prod), a dataset and a finished scoring job of
+    them; rs is a scientist in red, bs a scientist in blue (and nowhere else)."""
+    import io
+
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.support import wait_for_job
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Project, User
+    from viewer.infra.scope import EVERYWHERE, within
+    from viewer.services import projects
+
+    with app.app_context(), within(EVERYWHERE):
+        red, blue = Project(name="red"), Project(name="blue")
+        rs, bs = User(username="rs", role="viewer"), User(username="bs", role="viewer")
+        for user in (rs, bs):
+            user.set_password(PASSWORD)
+        db.session.add_all([red, blue, rs, bs])
+        db.session.commit()
+        projects.set_member(red, rs, "scientist")
+        projects.set_member(blue, bs, "scientist")
+    client = app.test_client()
+    headers = auth.bearer("rs")
+    buffer = io.BytesIO()
+    joblib.dump(LogisticRegression().fit([[0, 0], [1, 1], [2, 0], [3, 1]], [0, 0, 1, 1]), buffer)
+    assert client.post("/api/v1/models?project=red", headers=headers, content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(buffer.getvalue()), "m.joblib"), "name": "m"}).status_code == 201
+    assert client.put("/api/v1/models/m/aliases/prod?project=red", headers=headers,
+                      json={"version": 1}).status_code == 200
+    csv = b"a,b,label\n" + b"".join(f"{i},{i % 3},{i % 2}\n".encode() for i in range(40))
+    dataset = client.post("/api/v1/datasets?project=red", headers=headers, content_type="multipart/form-data",
+                          data={"file": (io.BytesIO(csv), "d.csv")}).get_json()["id"]
+    job = client.post("/api/v1/jobs?project=red", headers=headers,
+                      json={"model": "m", "dataset": dataset, "target": "label"}).get_json()
+    assert wait_for_job(client, headers, job["id"])["state"] == "done"
+    return {"name": "m", "version": 1, "alias": "prod", "dataset_id": dataset, "job_id": job["id"]}
+
+
+def test_another_projects_objects_answer_404_on_every_route(app, auth, two_projects):
+    """Every route that names a model, version, alias, dataset or job, called with red's real
+    ones: a scientist of blue gets 404 (and nothing changes); a scientist of red gets past it."""
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Dataset, Job, RegisteredModel
+
+    outsider, member = Caller(app, "bs", auth), Caller(app, "rs", auth)
+    checked, problems = 0, []
+    for method, rule in routes(app):
+        if not OBJECT_ARGS & set(rule.arguments) or ACCESS.get((method, rule.endpoint)) in (None, "public"):
+            continue
+        values = {k: two_projects.get(k, ARGS.get(k)) for k in rule.arguments}
+        if rule.endpoint == "assets.bokehjs":
+            continue
+        url = rule.build(values, append_unknown=False)[1]
+        answer = outsider.call(method, url, VALID_BODIES.get(rule.endpoint))  # a valid body: the answer is about the object
+        answer.close()
+        checked += 1
+        if answer.status_code != 404:
+            problems.append(f"bs {method} {url}: {answer.status_code}, expected 404")
+        if method == "GET" and rule.endpoint in OK_FOR_MEMBERS:
+            mine = member.call(method, url)
+            mine.close()
+            if mine.status_code != 200:
+                problems.append(f"rs {method} {url}: {mine.status_code}, expected 200")
+    assert checked >= 30 and not problems, "\n".join(problems)
+    with app.app_context():  # nothing the outsider sent changed red's objects
+        assert db.session.get(Dataset, two_projects["dataset_id"]) is not None
+        assert db.session.get(Job, two_projects["job_id"]).state == "done"
+        assert db.session.scalar(db.select(RegisteredModel).where(RegisteredModel.name == "m")) is not None
