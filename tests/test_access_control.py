@@ -79,6 +79,8 @@ ACCESS: dict[tuple[str, str], str] = {
     ("PUT", "api.put_alias"): "scientist",
     ("DELETE", "api.delete_alias"): "scientist",
     ("GET", "api.get_version"): "viewer",
+    ("POST", "api.move_model"): "admin",
+    ("POST", "api.move_dataset"): "admin",
     ("DELETE", "api.delete_version"): "scientist",
     ("POST", "api.predict"): "viewer",
     ("POST", "api.predict_version"): "viewer",
@@ -239,7 +241,8 @@ def test_the_api_ignores_the_session_cookie(client, auth):
 # --- two projects: "not yours" is a 404 --------------------------------------------------------
 
 OBJECT_ARGS = {"name", "version", "job_id", "dataset_id", "alias"}
-VALID_BODIES = {"api.put_alias": {"version": 1}, "api.predict": {"instances": [[1, 2]]},
+VALID_BODIES = {"api.put_alias": {"version": 1}, "api.move_model": {"project": "blue"},
+                "api.move_dataset": {"project": "blue"}, "api.predict": {"instances": [[1, 2]]},
                 "api.predict_version": {"instances": [[1, 2]]}}
 # GETs on red's real objects that a red member gets with 200 (what the 404s are compared with)
 OK_FOR_MEMBERS = {"api.get_model", "api.get_version", "api.get_dataset", "api.get_job", "api.job_aggregates",

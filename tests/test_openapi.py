@@ -178,7 +178,9 @@ CONTENT_DEPENDENT = sorted(["get_api_v1_compare", "post_api_v1_compare", "post_a
                             "post_api_v1_models_name_predict", "post_api_v1_models_name_versions_version_predict",
                             "post_invocations", "post_v2_models_name_infer", "post_v2_models_name_versions_version_infer",
                             "patch_api_v1_models_name", "put_api_v1_models_name_aliases_alias",
-                            "get_api_v1_jobs_job_id_results"])
+                            "get_api_v1_jobs_job_id_results",
+                            # the project named must be one of the asker's, where they are an admin
+                            "post_api_v1_models_name_move", "post_api_v1_datasets_dataset_id_move"])
 CONFIG = SchemathesisConfig.from_dict({
     # The token comes from the fixture; generated Authorization values would replace it.
     "generation": {"max-examples": MAX_EXAMPLES, "deterministic": "VIEWER_TEST_FUZZ_EXAMPLES" not in os.environ,

@@ -276,3 +276,42 @@ def test_the_commands_make_projects_and_register_into_them(app, users, tmp_path)
     # in a project now, the scientist no longer falls back to the default project: ops is theirs
     assert client.get("/api/v1/models/m", headers=headers).status_code == 200
     assert client.get("/api/v1/models?project=default", headers=headers).status_code == 404
+
+
+def test_a_project_admin_of_both_moves_models_and_datasets(app, teams):
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Project, User
+    from viewer.infra.scope import EVERYWHERE, within
+    from viewer.services import projects
+
+    client, headers = teams["client"], teams["headers"]
+    with app.app_context(), within(EVERYWHERE):
+        red, blue = (db.session.scalar(sa.select(Project).where(Project.name == n)) for n in ("red", "blue"))
+        projects.set_member(red, User.by_name("carol"), "admin")
+        projects.set_member(blue, User.by_name("carol"), "admin")
+    from viewer.http.auth import forget_user
+
+    with app.app_context():
+        forget_user(User.by_name("carol").id)
+    alice, carol = headers["alice"], headers["carol"]
+    # a scientist may not move; an admin of red only may not move into a project where they are not admin
+    assert client.post("/api/v1/models/m/move?project=red", headers=alice, json={"project": "blue"}).status_code == 403
+    assert client.post("/api/v1/models/m/move?project=red", headers=carol,
+                       json={"project": "nope"}).get_json()["error_code"] == "project_not_found"
+    moved = client.post("/api/v1/models/m/move?project=red", headers=carol, json={"project": "blue"})
+    assert moved.status_code == 200, moved.get_json()
+    assert client.get("/api/v1/models/m?project=red", headers=alice).status_code == 404
+    assert client.get("/api/v1/models/m", headers=headers["bob"]).status_code == 200  # blue's now
+    assert client.post("/api/v1/models/m/predict", headers=headers["bob"],
+                       json={"instances": [[1, 2]]}).status_code == 200  # the serving cache followed
+    dataset = teams["dataset"]
+    assert client.post(f"/api/v1/datasets/{dataset}/move?project=red", headers=carol,
+                       json={"project": "blue"}).status_code == 200
+    assert client.get(f"/api/v1/datasets/{dataset}", headers=headers["bob"]).status_code == 200
+    assert client.get(f"/api/v1/datasets/{dataset}?project=red", headers=alice).status_code == 404
+    # a name taken in the target is a conflict
+    upload = {"file": (io.BytesIO(model_bytes()), "m.joblib"), "name": "m"}
+    assert client.post("/api/v1/models?project=red", headers=alice, content_type="multipart/form-data",
+                       data=upload).status_code == 201
+    clash = client.post("/api/v1/models/m/move?project=red", headers=carol, json={"project": "blue"})
+    assert clash.status_code == 409 and clash.get_json()["error_code"] == "model_name_taken"

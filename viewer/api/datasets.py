@@ -7,7 +7,7 @@ from flask import jsonify
 from ..http.auth import requester, role_required
 from ..services import datasets
 from ..services.jobs import serialize_job
-from .inputs import DatasetUpload, PageQuery
+from .inputs import DatasetUpload, MoveRequest, PageQuery
 from .outputs import Dataset, DatasetList
 from .spec import checks, valid
 from .v1 import bp, next_link
@@ -47,6 +47,16 @@ def upload_dataset():
 def get_dataset(dataset_id: str):
     """A dataset with its columns and first rows"""
     return jsonify(datasets.dataset_dict(datasets.get(dataset_id)))
+
+
+@bp.post("/datasets/<dataset_id>/move")
+@role_required("admin")
+@checks("Datasets", {200: Dataset}, (400, 401, 403, 404), json=MoveRequest)
+def move_dataset(dataset_id: str):
+    """Move a dataset into another project
+
+    With the jobs that ran on it. Needs the admin role in both projects."""
+    return jsonify(datasets.dataset_dict(datasets.move(datasets.get(dataset_id), valid("json").project)))
 
 
 @bp.delete("/datasets/<dataset_id>")

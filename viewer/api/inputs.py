@@ -180,6 +180,12 @@ class AliasTarget(Body):
     version: int = Field(description="An existing version number.")
 
 
+class MoveRequest(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{"project": "team-b"}]})
+
+    project: str = Field(description="The project to move it into: you need the admin role in both.")
+
+
 # --- uploads (multipart/form-data) ---------------------------------------------------------------
 
 def _file(value: Any) -> Any:

@@ -7,7 +7,7 @@ from flask import jsonify
 from ..http.auth import identity, requester, role_required
 from ..services import registry
 from ..services.errors import ServiceError
-from .inputs import AliasTarget, ModelQuery, ModelUpdate, ModelUpload
+from .inputs import AliasTarget, ModelQuery, ModelUpdate, ModelUpload, MoveRequest
 from .outputs import Model, ModelList, ModelOrVersion, ModelSummary, Version
 from .spec import checks, valid
 from .v1 import bp, next_link
@@ -59,6 +59,18 @@ def update_model(name: str):
         raise ServiceError("forbidden", "forbidden", "Only an admin can open a model to anonymous predictions.")
     registry.update_model(model, description=body.description, anonymous_predict=body.anonymous_predict)
     return jsonify(registry.model_dict(model))
+
+
+@bp.post("/models/<name>/move")
+@role_required("admin")
+@checks("Models", {200: ModelSummary}, (400, 401, 403, 404, 409), json=MoveRequest)
+def move_model(name: str):
+    """Move a model into another project
+
+    With its versions and aliases; its past jobs stay where they ran. Needs the admin role in both
+    projects; 409 when the other project has a model of that name."""
+    model = registry.move(registry.get_model(name), valid("json").project)
+    return jsonify(registry.model_dict(model, with_versions=False))
 
 
 @bp.get("/models/<name>/versions/<int:version>")

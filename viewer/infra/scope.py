@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping
 
 ROLE_ORDER = ("viewer", "scientist", "admin")
 
@@ -25,6 +25,14 @@ class Scope:
     role: str | None = None
     user_id: int | None = None
     global_admin: bool = False
+    roles: Mapping[int, str] = field(default_factory=dict)  # the asker's role in each of their projects
+
+    def allows_in(self, project_id: int, role: str) -> bool:
+        """Whether the asker has ``role`` in another project (moving objects there, say)."""
+        if self.global_admin or self.project_id is None:
+            return True
+        held = self.roles.get(project_id)
+        return held is not None and ROLE_ORDER.index(held) >= ROLE_ORDER.index(role)
 
     def allows(self, role: str) -> bool:
         if self.global_admin:

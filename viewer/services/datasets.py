@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from flask import current_app
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, update
 
 from ..core.datasets import DatasetError, ingest
 from ..infra.artifacts import new_key
@@ -185,6 +185,15 @@ def delete(dataset: Dataset) -> None:
     db.session.commit()
     if key:
         store().delete(key)
+
+
+def move(dataset: Dataset, project: str) -> Dataset:
+    """Move a dataset into ``project`` (an admin of both), with the jobs that ran on it."""
+    target = projects.move_target(project)
+    dataset.project_id = target.id
+    db.session.execute(update(Job).where(Job.dataset_id == dataset.id).values(project_id=target.id))
+    db.session.commit()
+    return dataset
 
 
 def dataset_dict(dataset: Dataset, *, full: bool = True) -> dict[str, Any]:

@@ -72,12 +72,14 @@ def scope_for(user_id: int, account_role: str, roles: dict[int, str], requested:
         project = by_name(requested)
         if project is None or not (admin or project.id in roles):
             raise _not_found(requested)
-        return Scope(project.id, project.name, roles.get(project.id, "admin" if admin else None), user_id, admin)
+        return Scope(project.id, project.name, roles.get(project.id, "admin" if admin else None), user_id, admin,
+                     roles)
     if not roles and not admin:
         return NOWHERE
     default = default_id()
     project_id = default if (default in roles or admin) else min(roles)
-    return Scope(project_id, _name(project_id), roles.get(project_id, "admin" if admin else None), user_id, admin)
+    return Scope(project_id, _name(project_id), roles.get(project_id, "admin" if admin else None), user_id, admin,
+                 roles)
 
 
 def anonymous_scope(requested: str | None) -> Scope:
@@ -201,3 +203,16 @@ def overview() -> list[dict]:
 def members(project: Project) -> list[tuple[User, str]]:
     return [(m.user, m.role) for m in db.session.scalars(
         select(Membership).join(User).where(Membership.project_id == project.id).order_by(User.username))]
+
+
+# --- moving objects between projects (a project admin of both) -----------------------------------
+
+def move_target(name: str) -> Project:
+    """The project ``name`` that the asker may move objects into from the current one."""
+    scope = current()
+    target = by_name(name)
+    if target is None or not (scope.global_admin or scope.project_id is None or target.id in scope.roles):
+        raise _not_found(name)
+    if not scope.allows("admin") or not scope.allows_in(target.id, "admin"):
+        raise ServiceError("forbidden", "forbidden", "Moving needs the admin role in both projects.")
+    return target

@@ -265,6 +265,21 @@ def update_model(model: RegisteredModel, *, description: str | None = None,
     return model
 
 
+def move(model: RegisteredModel, project: str) -> RegisteredModel:
+    """Move a model (its versions and aliases) into ``project`` (an admin of both). Its past jobs
+    stay where they ran, with their datasets; a model of the same name there is a conflict."""
+    target = projects.move_target(project)
+    taken = db.session.scalar(select(RegisteredModel.id).where(RegisteredModel.project_id == target.id,
+                                                               RegisteredModel.name == model.name))
+    if taken is not None and taken != model.id:
+        raise ServiceError("conflict", "model_name_taken", f"Project {target.name!r} has a model {model.name!r} "
+                           "already: rename or delete one of them first.")
+    model.project_id = target.id
+    db.session.commit()
+    changed()
+    return model
+
+
 # --- aliases and deletion ------------------------------------------------------------------------
 
 def set_alias(model: RegisteredModel, alias: str, version_number: int) -> ModelAlias:
