@@ -253,7 +253,7 @@ OK_FOR_MEMBERS = {"api.get_model", "api.get_version", "api.get_dataset", "api.ge
 @pytest.fixture
 def two_projects(app, auth, worker):
     """Project red holds model m (version 1, alias prod), a dataset and a finished scoring job of
-    them; rs is a scientist in red, bs a scientist in blue (and nowhere else)."""
+    them; rs is a scientist in red, bs an admin of blue (and nowhere else)."""
     import io
 
     import joblib
@@ -273,7 +273,7 @@ def two_projects(app, auth, worker):
         db.session.add_all([red, blue, rs, bs])
         db.session.commit()
         projects.set_member(red, rs, "scientist")
-        projects.set_member(blue, bs, "scientist")
+        projects.set_member(blue, bs, "admin")  # every role check passes in blue: only the project stops them
     client = app.test_client()
     headers = auth.bearer("rs")
     buffer = io.BytesIO()
@@ -293,7 +293,7 @@ def two_projects(app, auth, worker):
 
 def test_another_projects_objects_answer_404_on_every_route(app, auth, two_projects):
     """Every route that names a model, version, alias, dataset or job, called with red's real
-    ones: a scientist of blue gets 404 (and nothing changes); a scientist of red gets past it."""
+    ones: an admin of blue gets 404 (and nothing changes); a scientist of red gets past it."""
     from viewer.infra.extensions import db
     from viewer.infra.records import Dataset, Job, RegisteredModel
 
