@@ -172,15 +172,15 @@ def _flask_db(backend, url: str, *args: str) -> None:
 
 def test_the_migration_moves_existing_data_into_the_default_project(migrated):
     url, drop = _fresh_database(migrated)
+    engine = sa.create_engine(url)
     try:
         _flask_db(migrated, url, "upgrade", "0004")
-        engine = sa.create_engine(url)
         with engine.begin() as conn:
             conn.execute(sa.text("INSERT INTO users (id, username, role, active, created_at) VALUES "
                                  "(1, 'ann', 'scientist', true, CURRENT_TIMESTAMP), "
                                  "(2, 'root', 'admin', true, CURRENT_TIMESTAMP)"))
-            conn.execute(sa.text("INSERT INTO registered_models (id, name, description, anonymous_predict, created_at)"
-                                 " VALUES (1, 'm', '', false, CURRENT_TIMESTAMP)"))
+            conn.execute(sa.text("INSERT INTO registered_models (name, description, anonymous_predict, created_at)"
+                                 " VALUES ('m', '', false, CURRENT_TIMESTAMP)"))
             conn.execute(sa.text("INSERT INTO datasets (id, name, state, created_at) VALUES "
                                  "('d1', 'd.csv', 'ready', CURRENT_TIMESTAMP)"))
             conn.execute(sa.text("INSERT INTO jobs (id, kind, state, params, progress_done, cancel_requested, "
@@ -200,8 +200,8 @@ def test_the_migration_moves_existing_data_into_the_default_project(migrated):
             with pytest.raises(sa.exc.IntegrityError), conn.begin_nested():
                 conn.execute(sa.text("INSERT INTO registered_models (name, project_id, description, "
                                      "anonymous_predict, created_at) VALUES ('m', 99, '', false, CURRENT_TIMESTAMP)"))
-        engine.dispose()
     finally:
+        engine.dispose()  # before the database is dropped: no connection outlives the test
         drop()
 
 
