@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Callable
@@ -108,6 +108,8 @@ class _CachedToken:
     check: accounts.TokenCheck
     last_used_at: datetime | None
     checked_at: float
+    # requested project (None: the default) -> the token's scope there, for as long as the check
+    scopes: dict[str | None, Scope] = field(default_factory=dict)
 
 
 # token digest -> what the services said about it, for TOKEN_CACHE_SECONDS. A token revoked through
@@ -160,6 +162,7 @@ def identity_from_bearer(header: str | None = None) -> Identity:
     if cached.last_used_at is None or now - cached.last_used_at > LAST_USED_RESOLUTION:
         accounts.touch_token(cached.check.token_id, now)
         cached.last_used_at = now
+    g.api_token = cached
     return cached.check.identity
 
 
@@ -203,7 +206,11 @@ def _authenticate():
                 return None  # e.g. a model an admin opened to anonymous predictions
             _leave()
         who = g.api_identity = identity_from_bearer(header or "")
-        _enter(projects.scope_for(who.user_id, who.role, who.roles, requested))
+        scopes = g.api_token.scopes  # on the predict path: computed once per token check, not per request
+        scope = scopes.get(requested)
+        if scope is None:
+            scope = scopes[requested] = projects.scope_for(who.user_id, who.role, who.roles, requested)
+        _enter(scope)
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
