@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -175,3 +176,31 @@ def queued_ingest(app, content: bytes, name: str = "big.csv") -> tuple[str, str]
         db.session.add_all([dataset, job])
         db.session.commit()
         return dataset.id, job.id
+
+
+def ping_through(base: str, headers: dict[str, str]) -> dict:
+    """POST a ping job to a server over HTTP and wait until it ends (the worker took it)."""
+    import requests
+
+    job = requests.post(f"{base}/api/v1/system/ping-worker", headers=headers, timeout=5).json()
+
+    class Client:  # wait_for_job speaks the Flask test client's dialect
+        def get(self, path, headers):
+            response = requests.get(base + path, headers=headers, timeout=5)
+            response.get_json = response.json
+            return response
+
+    return wait_for_job(Client(), headers, job["id"])
+
+
+def interrupt(proc: subprocess.Popen, log, timeout: float = 30) -> int:
+    """Ctrl-C for a process group (what `up` gets in a terminal); its exit code. SIGKILL and a
+    failure when it does not stop within ``timeout``."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    finally:
+        log.close()

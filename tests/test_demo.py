@@ -4,7 +4,6 @@ loading again adds nothing twice and fills what was deleted."""
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from tests.support import BACKEND, PASSWORD, ROOT
+from tests.support import BACKEND, PASSWORD, ROOT, interrupt
 from tests.test_up import free_port
 from viewer.cli import cli
 
@@ -202,12 +201,6 @@ def test_make_run_loads_the_demo_on_a_fresh_install(tmp_path):
         assert sorted(m["name"] for m in listed) == DEMO_MODELS
         assert {job["state"] for job in jobs} == {"done"}, jobs
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        log.close()
+        code = interrupt(proc, log)
     assert code == 0, (tmp_path / "up.log").read_text()
 

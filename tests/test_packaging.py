@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -27,7 +26,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from tests.support import BACKEND, ROOT, wait_for_job
+from tests.support import BACKEND, ROOT, interrupt, ping_through
 from tests.test_up import free_port
 
 
@@ -272,22 +271,8 @@ def test_the_installed_viewer_up_serves_pages_static_files_and_runs_jobs(install
         # The installed worker takes jobs through the embedded broker.
         token = installed.run(str(installed.viewer), "create-token", "admin", env=env).strip()
         headers = {"Authorization": f"Bearer {token}"}
-        job = requests.post(f"{base}/api/v1/system/ping-worker", headers=headers, timeout=5).json()
-
-        class Client:  # wait_for_job speaks the Flask test client's dialect
-            def get(self, path, headers):
-                response = requests.get(base + path, headers=headers, timeout=5)
-                response.get_json = response.json
-                return response
-
-        assert wait_for_job(Client(), headers, job["id"])["state"] == "done", (tmp_path / "up.log").read_text()
+        assert ping_through(base, headers)["state"] == "done", (tmp_path / "up.log").read_text()
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: `up` stops its web app and worker
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        log.close()
+        code = interrupt(proc, log)  # Ctrl-C: `up` stops its web app and worker
     assert code == 0, (tmp_path / "up.log").read_text()
     assert not any(installed.elsewhere.iterdir()), "wrote into the folder it was started from"

@@ -3,7 +3,6 @@ stops both on Ctrl-C."""
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 
 import requests
 
-from tests.support import ROOT, wait_for_job
+from tests.support import ROOT, interrupt, ping_through
 
 
 def free_port() -> int:
@@ -57,23 +56,9 @@ def test_up_serves_prints_the_password_and_stops_on_ctrl_c(tmp_path):
         token = subprocess.run([sys.executable, "manage.py", "create-token", "admin"], cwd=ROOT, env=env,
                                capture_output=True, text=True, check=True).stdout.strip()
         headers = {"Authorization": f"Bearer {token}"}
-        job = requests.post(f"{base}/api/v1/system/ping-worker", headers=headers, timeout=5).json()
-
-        class Client:  # wait_for_job speaks the Flask test client's dialect
-            def get(self, path, headers):
-                response = requests.get(base + path, headers=headers, timeout=5)
-                response.get_json = response.json
-                return response
-
-        assert wait_for_job(Client(), headers, job["id"])["state"] == "done"
+        assert ping_through(base, headers)["state"] == "done"
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        log.close()
+        code = interrupt(proc, log)
     assert code == 0, (tmp_path / "up.log").read_text()
     leftover = subprocess.run(["pgrep", "-f", f"--port={port}"], capture_output=True, text=True).stdout
     assert not leftover.strip(), "web process left running"
