@@ -8,6 +8,7 @@ project, on this backend's database.
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import uuid
@@ -117,9 +118,9 @@ def test_pages_take_the_project_from_the_url(app, teams, auth, client):
 def test_services_enforce_the_project(app, teams):
     """Called directly, in blue's scope, with red's names and ids: not found, every one."""
     from viewer.infra.extensions import db
-    from viewer.infra.records import Project
+    from viewer.infra.records import Project, User
     from viewer.infra.scope import Scope, within
-    from viewer.services import datasets, jobs, registry, serving, submission
+    from viewer.services import datasets, jobs, projects, registry, serving, submission
     from viewer.services.errors import ServiceError
 
     client, alice = teams["client"], teams["headers"]["alice"]
@@ -141,6 +142,15 @@ def test_services_enforce_the_project(app, teams):
             assert registry.page_of_models().items == [] and datasets.list_datasets().items == []
             assert jobs.search({})[0] == [] and jobs.recent() == [] and jobs.counts_by_state() == {}
             assert not registry.exists("m")
+        red = db.session.scalar(sa.select(Project).where(Project.name == "red"))
+        with within(Scope(blue.id, "blue", "admin", roles={blue.id: "admin"})):  # blue's admin: not red's
+            assert projects.move_targets() == []
+            with pytest.raises(ServiceError) as refused:
+                projects.set_member(red, User.by_name("alice"), None)
+            assert refused.value.kind == "forbidden"
+            with pytest.raises(ServiceError) as refused:
+                projects.move_target("red")
+            assert refused.value.kind == "not_found"
 
 
 def _fresh_database(backend) -> tuple[str, callable]:
@@ -212,7 +222,8 @@ def test_an_administrator_manages_projects_and_members_on_the_pages(app, teams, 
     token = auth.csrf_token("/admin/projects")
     made = client.post("/admin/projects", data={"name": "green", "csrf_token": token})
     assert made.status_code == 302
-    page_url = made.headers["Location"]
+    page_url = made.headers["Location"]  # the new project's members page
+    assert page_url.endswith("/p/green/members/")
     refused = client.post("/admin/projects", data={"name": "Green Team", "csrf_token": token})
     assert "lowercase letters" in refused.get_data(as_text=True)
     assert client.post(page_url, data={"username": "bob", "role": "viewer", "csrf_token": token}).status_code == 302
@@ -222,7 +233,9 @@ def test_an_administrator_manages_projects_and_members_on_the_pages(app, teams, 
     assert "bob" in page and 'value="viewer" selected' in page
     bob = teams["headers"]["bob"]
     assert teams["client"].get("/api/v1/models?project=green", headers=bob).status_code == 200  # at once
-    project_id = int(re.search(r"/admin/projects/(\d+)", page_url).group(1))
+    project_id = int(re.search(r'/admin/projects/(\d+)">green<', client.get("/admin/projects").get_data(as_text=True))
+                     .group(1))
+    assert "bob (viewer)" in client.get(f"/admin/projects/{project_id}").get_data(as_text=True)
     assert client.post(f"/admin/projects/{project_id}/rename", data={"name": "lime", "csrf_token": token}) \
         .status_code == 302
     overview = client.get("/admin/projects").get_data(as_text=True)
@@ -236,6 +249,47 @@ def test_an_administrator_manages_projects_and_members_on_the_pages(app, teams, 
     auth.logout()
     auth.login("alice")
     assert client.get("/admin/projects").status_code == 403  # a project's scientist manages no projects
+
+
+def test_a_project_admin_manages_its_members_on_the_members_page(app, teams, auth, client):
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Project, User
+    from viewer.infra.scope import EVERYWHERE, within
+    from viewer.services import projects
+
+    with app.app_context(), within(EVERYWHERE):
+        dave = User(username="dave", role="viewer")
+        dave.set_password(PASSWORD)
+        db.session.add(dave)
+        db.session.commit()
+        projects.set_member(db.session.scalar(sa.select(Project).where(Project.name == "red")), dave, "admin")
+    auth.login("dave")
+    home = client.get("/p/red/").get_data(as_text=True)
+    assert 'href="/p/red/members/">Members of red<' in home  # in the project switcher
+    token = auth.csrf_token("/p/red/members/")
+    added = client.post("/p/red/members/", data={"username": "bob", "role": "viewer", "csrf_token": token})
+    assert added.status_code == 302
+    bob = teams["headers"]["bob"]
+    assert teams["client"].get("/api/v1/models?project=red", headers=bob).get_json()["models"][0]["name"] == "m"
+    page = client.get("/p/red/members/").get_data(as_text=True)
+    for name, role in (("alice", "scientist"), ("bob", "viewer"), ("carol", "viewer"), ("dave", "admin")):
+        assert re.search(rf"<td>{name}</td>.*?value=\"{role}\" selected", page, re.S), name
+    with app.app_context():
+        ids = {name: User.by_name(name).id for name in ("bob", "dave")}
+    assert client.post(f"/p/red/members/{ids['bob']}", data={"role": "", "csrf_token": token}).status_code == 302
+    assert teams["client"].get("/api/v1/models?project=red", headers=bob).status_code == 404  # out at once
+    # the only admin cannot leave the project without one
+    kept = client.post(f"/p/red/members/{ids['dave']}", data={"role": "viewer", "csrf_token": token},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "dave is the project&#39;s only admin: make someone else admin first" in kept
+    assert client.get("/p/red/members/").status_code == 200
+    # another project's members page is not theirs; a removed user is not found here
+    assert client.get("/p/blue/members/").status_code == 404
+    assert client.post(f"/p/red/members/{ids['bob']}", data={"role": "viewer", "csrf_token": token}).status_code == 404
+    auth.logout()
+    auth.login("alice")  # a scientist of red
+    assert client.get("/p/red/members/").status_code == 403
+    assert "Members of red" not in client.get("/p/red/").get_data(as_text=True)
 
 
 def test_the_client_works_in_a_project(app, teams, auth, live_server):
@@ -276,6 +330,16 @@ def test_the_commands_make_projects_and_register_into_them(app, users, tmp_path)
     # in a project now, the scientist no longer falls back to the default project: ops is theirs
     assert client.get("/api/v1/models/m", headers=headers).status_code == 200
     assert client.get("/api/v1/models?project=default", headers=headers).status_code == 404
+    # a user made straight into a project has that role there and is no administrator
+    made = runner.invoke(cli, ["create-user", "olga", "--project", "ops", "--role", "admin"])
+    assert made.exit_code == 0 and "Created admin 'olga' in project ops with password: " in made.output
+    assert "No project 'nope'" in runner.invoke(cli, ["create-user", "pat", "--project", "nope"]).output
+    with app.app_context():
+        assert User.by_name("olga").role == "viewer" and User.by_name("pat") is None
+        _t, raw = ApiToken.issue(User.by_name("olga"), "t")
+        db.session.commit()
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {raw}"}).get_json()
+    assert (me["project"], me["role"], me["global_admin"]) == ("ops", "admin", False)
 
 
 def test_a_project_admin_of_both_moves_models_and_datasets(app, teams):
@@ -315,3 +379,40 @@ def test_a_project_admin_of_both_moves_models_and_datasets(app, teams):
                        data=upload).status_code == 201
     clash = client.post("/api/v1/models/m/move?project=red", headers=carol, json={"project": "blue"})
     assert clash.status_code == 409 and clash.get_json()["error_code"] == "model_name_taken"
+
+
+def test_a_project_admin_of_both_moves_from_the_pages(app, teams, auth, client):
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Project, User
+    from viewer.infra.scope import EVERYWHERE, within
+    from viewer.services import projects
+
+    with app.app_context(), within(EVERYWHERE):
+        red, blue, green = (Project(name=n) if n == "green" else db.session.scalar(
+            sa.select(Project).where(Project.name == n)) for n in ("red", "blue", "green"))
+        db.session.add(green)
+        db.session.commit()
+        carol = User.by_name("carol")
+        for project in (red, blue):
+            projects.set_member(project, carol, "admin")
+        projects.set_member(green, carol, "scientist")  # not admin there: not offered
+    auth.login("carol")
+    page = client.get("/p/red/models/m").get_data(as_text=True)
+    assert re.search(r'<select name="project"><option>blue</option></select>', page)  # blue only, not green
+    token = auth.csrf_token("/p/red/models/m")
+    moved = client.post("/p/red/models/m/move", data={"project": "blue", "csrf_token": token})
+    assert moved.status_code == 302 and moved.headers["Location"].endswith("/p/blue/models/m")
+    assert "Model m moved to project blue." in client.get("/p/blue/models/m").get_data(as_text=True)
+    assert client.get("/p/red/models/m").status_code == 404
+    # refused (green: not an admin there): back on the page with the reason, nothing moved
+    dataset = teams["dataset"]
+    back = client.post(f"/p/red/datasets/{dataset}/move", data={"project": "green", "csrf_token": token},
+                       follow_redirects=True)
+    assert back.status_code == 200 and "Moving needs the admin role in both projects." in back.get_data(as_text=True)
+    assert client.post(f"/p/red/datasets/{dataset}/move", data={"project": "blue", "csrf_token": token}) \
+        .headers["Location"].endswith(f"/p/blue/datasets/{dataset}")
+    assert client.get(f"/p/blue/datasets/{dataset}").status_code == 200
+    auth.logout()
+    auth.login("alice")  # a scientist of red sees no move form
+    assert client.get("/p/blue/models/m").status_code == 404
+    assert 'name="project"' not in client.get(f"/p/red/datasets").get_data(as_text=True)

@@ -160,13 +160,17 @@ def test_api_docs_page_shows_the_generated_document(ui: UI):
 
 def test_the_project_switcher_moves_between_projects(open_ui, site):
     """An administrator sees every project in the top bar's switcher; picking one moves the pages
-    (and every link on them) under /p/<project>/."""
+    (and every link on them) under /p/<project>/; its members are managed from there, and a model
+    page offers the other projects to move it into."""
     from viewer.infra.extensions import db
-    from viewer.infra.records import Project
+    from viewer.infra.records import Project, User
 
     with site.app.app_context():
         if not db.session.scalar(db.select(Project).where(Project.name == "team-b")):
             db.session.add(Project(name="team-b"))
+            db.session.commit()
+        if not User.by_name("analyst-b"):
+            db.session.add(User(username="analyst-b", role="viewer"))  # the site's users stay out of team-b
             db.session.commit()
     ui = open_ui("admin")
     ui.goto("/models/")
@@ -183,3 +187,21 @@ def test_the_project_switcher_moves_between_projects(open_ui, site):
     models.click()
     ui.page.wait_for_load_state()
     assert "No models yet" in ui.text()
+    # the project's members, from the switcher; and "Move to project" on a model of another project
+    ui.page.locator("details.projects summary").click()
+    ui.page.get_by_role("link", name="Members of team-b").click()
+    ui.page.wait_for_load_state()
+    assert ui.page.url.endswith("/p/team-b/members/")
+    ui.page.get_by_label("Username").fill("analyst-b")
+    ui.page.locator("select#role").select_option("scientist")
+    ui.page.get_by_role("button", name="Add or change").click()
+    ui.page.wait_for_load_state()
+    assert "analyst-b is scientist in team-b." in ui.text()
+    assert ui.page.get_by_label("Role of analyst-b").input_value() == "scientist"
+    ui.screenshot("project-members.png")
+    site.model(JOBS["binary"])
+    ui.goto("/models/churn-logit")
+    move = ui.page.locator("form.move")
+    assert move.get_by_role("option").all_inner_texts() == ["team-b"]
+    move.scroll_into_view_if_needed()
+    ui.screenshot("move-model.png")

@@ -163,6 +163,10 @@ def set_member(project: Project, user: User, role: str | None) -> None:
         raise ServiceError("invalid", "bad_request", f"A role is one of {', '.join(ROLES)}.")
     membership = db.session.scalar(select(Membership).where(Membership.user_id == user.id,
                                                             Membership.project_id == project.id))
+    if (membership is not None and membership.role == "admin" and role != "admin" and not scope.global_admin
+            and scope.project_id is not None and _admins(project) == 1):
+        raise ServiceError("conflict", "last_admin", f"{user.username} is the project's only admin: make someone "
+                           "else admin first, or ask an administrator.")
     if role is None:
         if membership is not None:
             db.session.delete(membership)
@@ -200,12 +204,36 @@ def overview() -> list[dict]:
             for p in db.session.scalars(select(Project).order_by(Project.name))]
 
 
+def _admins(project: Project) -> int:
+    return db.session.scalar(select(func.count()).select_from(Membership).where(
+        Membership.project_id == project.id, Membership.role == "admin"))
+
+
 def members(project: Project) -> list[tuple[User, str]]:
     return [(m.user, m.role) for m in db.session.scalars(
         select(Membership).join(User).where(Membership.project_id == project.id).order_by(User.username))]
 
 
+def unassigned(project: Project) -> list[User]:
+    """Users in no project, who work in the default one with their account role (none elsewhere)."""
+    if project.id != default_id():
+        return []
+    return list(db.session.scalars(select(User).where(User.id.not_in(select(Membership.user_id)))
+                                   .order_by(User.username)))
+
+
 # --- moving objects between projects (a project admin of both) -----------------------------------
+
+def move_targets() -> list[str]:
+    """The projects the asker may move objects of the current project into (none unless admin here)."""
+    scope = current()
+    if scope.project_id is None or not scope.allows("admin"):
+        return []
+    statement = select(Project.name).where(Project.id != scope.project_id).order_by(Project.name)
+    if not scope.global_admin:
+        statement = statement.where(Project.id.in_([p for p, role in scope.roles.items() if role == "admin"]))
+    return list(db.session.scalars(statement))
+
 
 def move_target(name: str) -> Project:
     """The project ``name`` that the asker may move objects into from the current one."""

@@ -1,4 +1,4 @@
-"""Users and projects (global admins only)."""
+"""Users and projects (global admins only; a project's members are managed on its members page)."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -7,7 +7,8 @@ from ..http.auth import forget_user, global_admin_required
 from ..infra.records import ROLES
 from ..services import accounts, projects
 from ..services.errors import ServiceError
-from .forms import ConfirmForm, CreateUserForm, MemberForm, ProjectForm, RenameProjectForm
+from . import in_project
+from .forms import ConfirmForm, CreateUserForm, ProjectForm, RenameProjectForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -59,40 +60,15 @@ def projects_page():
             form.name.errors.append(exc.message)
         else:
             flash(f"Project {project.name} created. Add its members below.", "info")
-            return redirect(url_for("admin.project", project_id=project.id))
+            return redirect(in_project(project.name, "members.index"))
     return render_template("admin_projects.html", form=form, rows=projects.overview(), confirm=ConfirmForm())
 
 
-@bp.route("/projects/<int:project_id>", methods=["GET", "POST"])
+@bp.get("/projects/<int:project_id>")
 def project(project_id: int):
     found = projects.get(project_id)
-    form = MemberForm()
-    if form.validate_on_submit():
-        user = accounts.by_name(form.username.data)
-        if user is None:
-            form.username.errors.append("No user of that name: add them on the Users page first.")
-        else:
-            projects.set_member(found, user, form.role.data)
-            forget_user(user.id)  # their tokens see the new role at once
-            flash(f"{user.username} is {form.role.data} in {found.name}.", "info")
-            return redirect(url_for("admin.project", project_id=found.id))
-    rename = RenameProjectForm(name=found.name)
-    return render_template("admin_project.html", project=found, members=projects.members(found), form=form,
-                           rename=rename, roles=ROLES, confirm=ConfirmForm())
-
-
-@bp.post("/projects/<int:project_id>/members/<int:user_id>")
-def member(project_id: int, user_id: int):
-    found, user = projects.get(project_id), accounts.get_user(user_id)
-    if user is None:
-        abort(404)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
-    role = request.form.get("role") or None  # empty: out of the project
-    projects.set_member(found, user, role)
-    forget_user(user.id)
-    flash(f"{user.username} is {role} in {found.name}." if role else f"{user.username} left {found.name}.", "info")
-    return redirect(url_for("admin.project", project_id=found.id))
+    return render_template("admin_project.html", project=found, members=projects.members(found),
+                           rename=RenameProjectForm(name=found.name), confirm=ConfirmForm())
 
 
 @bp.post("/projects/<int:project_id>/rename")

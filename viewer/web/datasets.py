@@ -9,9 +9,9 @@ from wtforms import SelectField
 
 from ..http.auth import requester, role_required
 from ..infra.records import Dataset
-from ..services import datasets, jobs, registry, submission
+from ..services import datasets, jobs, projects, registry, submission
 from ..services.errors import ServiceError
-from .forms import ConfirmForm, offset_arg
+from .forms import ConfirmForm, move_form, offset_arg
 from .jobs import format_number
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
@@ -62,7 +62,8 @@ def render_dataset(dataset: Dataset, form: ScoreForm | None = None, status: int 
     ingest_job = next((j for j in found if j.kind == "ingest"), None)
     return render_template(
         "datasets/dataset.html", dataset=dataset, d=datasets.dataset_dict(dataset), jobs=found, ingest_job=ingest_job,
-        form=form or score_form(dataset, request.args.get("model")), confirm=ConfirmForm(), fmt=format_number), status
+        form=form or score_form(dataset, request.args.get("model")), confirm=ConfirmForm(), fmt=format_number,
+        move_targets=projects.move_targets()), status
 
 
 @bp.get("/")
@@ -128,6 +129,14 @@ def score(dataset_id: str):
               f"{' with target ' + repr(job.params['target']) if job.params.get('target') else ''}: "
               f"this is that job ({job.state}).", "info")
     return redirect(url_for("jobs.page", job_id=job.id))
+
+
+@bp.post("/<dataset_id>/move")
+@role_required("admin")
+def move(dataset_id: str):
+    dataset = datasets.get(dataset_id)
+    return move_form(lambda project: datasets.move(dataset, project), f"Dataset {dataset.name}", "datasets.page",
+                     dataset_id=dataset.id)
 
 
 @bp.post("/<dataset_id>/delete")

@@ -1,11 +1,14 @@
 """Flask-WTF forms: every form carries a CSRF token."""
 
-from flask import request
+from typing import Callable
+
+from flask import Response, abort, flash, redirect, request, url_for
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 
 from ..infra.records import PROJECT_NAME_PATTERN, ROLES
+from ..services.errors import ServiceError
 
 USERNAME = [DataRequired(), Length(max=80),
             Regexp(r"^[A-Za-z0-9_.@-]+$", message="Letters, digits and _ . @ - only.")]
@@ -57,3 +60,20 @@ def offset_arg() -> int:
     whole number the database can take."""
     offset = request.args.get("offset", "0")
     return int(offset) if offset.isascii() and offset.isdigit() and int(offset) < 2**31 else 0
+
+
+def move_form(action: Callable[[str], object], what: str, endpoint: str, **values) -> Response:
+    """A "Move to project" form's POST: ``action(project)`` moves the object; then its page in the
+    project it went to, or back here with the reason it could not."""
+    from . import in_project
+
+    project = request.form.get("project", "")
+    if not ConfirmForm().validate_on_submit() or not project:
+        abort(400, description="The form was incomplete; reload the page and try again.")
+    try:
+        action(project)
+    except ServiceError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(endpoint, **values))
+    flash(f"{what} moved to project {project}.", "info")
+    return redirect(in_project(project, endpoint, **values))

@@ -10,10 +10,10 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from ..http.auth import requester, role_required
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN
-from ..services import jobs, registry
+from ..services import jobs, projects, registry
 from ..services.errors import ServiceError
 from . import importance
-from .forms import ConfirmForm, offset_arg
+from .forms import ConfirmForm, move_form, offset_arg
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
@@ -67,7 +67,15 @@ def model(name: str):
         version = registry.resolve(name)
         return redirect(url_for("models.version", name=version.model.name, version=version.version))
     found = registry.get_model(name)
-    return render_template("models/model.html", model=found, alias_form=AliasForm(), confirm=ConfirmForm())
+    return render_template("models/model.html", model=found, alias_form=AliasForm(), confirm=ConfirmForm(),
+                           move_targets=projects.move_targets())
+
+
+@bp.post("/<name>/move")
+@role_required("admin")
+def move(name: str):
+    model = registry.get_model(name)
+    return move_form(lambda project: registry.move(model, project), f"Model {name}", "models.model", name=name)
 
 
 def render_version(found, importance_form: importance.ImportanceForm | None = None, status: int = 200):
