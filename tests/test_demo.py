@@ -159,6 +159,18 @@ def test_demo_fills_what_was_deleted_and_nothing_else(app, runner, worker):
         # A pair that was not trained afresh keeps its aliases as they were.
         assert [a.alias for a in registry.get_model("diabetes-ridge").aliases] == ridge_aliases
         assert registry.get_model("diabetes-gbr").aliases == []
+    # another project gets a demo of its own (made on the way), the default project's is untouched
+    other = runner.invoke(cli, ["demo", "--project", "team-b"])
+    assert other.exit_code == 0, other.output
+    assert "into project team-b" in other.output and "Registered breast-cancer-logreg/1," in other.output
+    assert "(once their jobs ran): /p/team-b/jobs/compare?jobs=" in other.output
+    from viewer.infra.records import Project, RegisteredModel
+
+    with app.app_context():
+        per_project = dict(registry.db.session.execute(
+            select(Project.name, func.count(RegisteredModel.id)).join(RegisteredModel).group_by(Project.name)).all())
+    assert per_project == {"default": 5, "team-b": 5}
+    finished_jobs(app)
 
 
 @pytest.mark.skipif(BACKEND != "embedded", reason="`make run` on a fresh clone uses the embedded default")

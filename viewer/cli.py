@@ -55,39 +55,45 @@ def init_db() -> None:
     _init_db()
 
 
-def _load_demo(indent: str = ""):
+def _load_demo(indent: str = "", project: str | None = None):
     from .services import demo
 
-    click.echo(f"{indent}Loading the demo (models trained on scikit-learn's bundled datasets)...")
-    report = demo.load()
+    click.echo(f"{indent}Loading the demo (models trained on scikit-learn's bundled datasets)"
+               f"{' into project ' + project if project else ''}...")
+    try:
+        report = demo.load(project)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
     for line in report.lines():
         click.echo(f"{indent}{line}")
     return report
 
 
-def _comparison_path(job_ids: list[str]) -> str | None:
-    """The compare page of these jobs (None if this app has no compare page)."""
+def _comparison_path(job_ids: list[str], project: str | None = None) -> str | None:
+    """The compare page of these jobs, in ``project`` (None if this app has no compare page)."""
     from flask import url_for
     from werkzeug.routing import BuildError
 
     with current_app.test_request_context():
         try:
-            return url_for("compare.page", jobs=job_ids)
+            return (f"/p/{project}" if project else "") + url_for("compare.page", jobs=job_ids)
         except BuildError:
             return None
 
 
 @cli.command("demo")
+@click.option("--project", default=None, help="The project it goes into (made when missing; default: the "
+              "default project).")
 @with_appcontext
-def demo_command() -> None:
+def demo_command(project: str | None) -> None:
     """Load the demo: models trained on scikit-learn's bundled datasets, their held-out test sets,
     and scoring jobs for a worker to run. Running it again adds nothing twice."""
     _init_db()
-    report = _load_demo()
+    report = _load_demo(project=project)
     if report.queued:
         command = _invoked_as()
         click.echo(f"(`{command} up` runs the web app and a worker; `{command} worker` only a worker.)")
-    for path in filter(None, map(_comparison_path, report.comparisons[:1])):
+    for path in filter(None, (_comparison_path(jobs, project) for jobs in report.comparisons[:1])):
         click.echo(f"Two models compared on the same test set (once their jobs ran): {path}")
     if report.problems:
         raise click.ClickException("The demo is incomplete: see the problems above.")
@@ -95,14 +101,24 @@ def demo_command() -> None:
 
 @cli.command("create-user")
 @click.argument("username")
-@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True,
+              help="Without --project: the account's role (admin: an administrator of the whole server).")
+@click.option("--project", default=None, help="Make them a member of this project with --role (and nothing more).")
 @with_appcontext
-def create_user(username: str, role: str) -> None:
+def create_user(username: str, role: str, project: str | None) -> None:
     """Create a user and print a generated password once."""
+    from .services import projects
+
     if accounts.by_name(username):
         raise click.ClickException(f"User {username!r} exists already.")
-    _user, password = accounts.create_user(username, role)
-    click.echo(f"Created {role} {username!r} with password: {password}  (shown once)")
+    found = projects.by_name(project) if project else None
+    if project and found is None:
+        raise click.ClickException(f"No project {project!r}: create it with `create-project {project}`.")
+    user, password = accounts.create_user(username, "viewer" if found else role)
+    if found:
+        projects.set_member(found, user, role)
+    click.echo(f"Created {role} {username!r}{' in project ' + found.name if found else ''} with password: "
+               f"{password}  (shown once)")
 
 
 @cli.command("reset-password")
@@ -261,7 +277,7 @@ def up(host: str, port: int, concurrency: int, demo: bool) -> None:
             click.echo(f"  Log in with your account ('{_invoked_as()} reset-password NAME' if you forgot it).")
         if report is not None:
             click.echo(f"  The demo's models: {url}/models/")
-            for path in filter(None, map(_comparison_path, report.comparisons[:1])):
+            for path in filter(None, (_comparison_path(jobs) for jobs in report.comparisons[:1])):
                 click.echo(f"  Two of them compared on the same test set: {url}{path}")
         click.echo("  Ctrl-C stops the web app and the worker.")
         click.echo("")

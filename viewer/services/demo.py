@@ -8,6 +8,8 @@ idempotent and fills gaps: a model whose name exists is neither trained nor regi
 test set is uploaded only if the demo user has no ready dataset of that name, and
 ``submission.submit`` returns the existing job for the same model version, dataset and target.
 The scoring jobs are queued for a worker (``manage.py up`` starts one), like any other job.
+It goes into the default project, or into the project named (made when missing); "exists" means
+"exists in that project".
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from threadpoolctl import threadpool_limits
 
 from ..infra.extensions import db
 from ..infra.records import Dataset, User
-from . import datasets, registry, submission
+from ..infra.scope import Scope, only_mine, within
+from . import datasets, projects, registry, submission
 from .errors import ServiceError
 
 DEMO_USER = "demo"
@@ -184,8 +187,8 @@ def _model_exists(name: str) -> bool:
 
 
 def _find_dataset(name: str, user: User) -> Dataset | None:
-    return db.session.scalar(select(Dataset).where(Dataset.name == name, Dataset.uploaded_by_id == user.id,
-                                                   Dataset.state == "ready")
+    return db.session.scalar(only_mine(select(Dataset), Dataset.project_id)
+                             .where(Dataset.name == name, Dataset.uploaded_by_id == user.id, Dataset.state == "ready")
                              .order_by(Dataset.created_at.desc()).limit(1))
 
 
@@ -262,8 +265,17 @@ def _load_one(item: DemoData, user: User, report: Report) -> None:
         report.comparisons.append(scored)
 
 
-def load() -> Report:
-    """Train, register, upload and queue whatever part of the demo is missing (needs an app context)."""
+def load(project: str | None = None) -> Report:
+    """Train, register, upload and queue whatever part of the demo is missing from ``project``
+    (default: the default project; made when missing). Needs an app context; run unscoped."""
+    target = projects.by_name(project) if project else projects.get(projects.default_id())
+    if target is None:
+        target = projects.create(project)
+    with within(Scope(target.id, target.name, "admin", global_admin=True)):
+        return _load()
+
+
+def _load() -> Report:
     report = Report()
     user = demo_user()
     # One thread: these datasets are tiny, and OpenMP threads spinning on a busy machine (or
