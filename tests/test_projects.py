@@ -77,6 +77,21 @@ def test_another_projects_objects_are_not_found_through_the_api(app, teams):
         assert client.get(f"/p/{project}/api/v1/models", headers=bob).status_code == 404
 
 
+def test_another_projects_jobs_cannot_be_compared(app, teams):
+    client, alice, bob = teams["client"], teams["headers"]["alice"], teams["headers"]["bob"]
+    assert client.post("/api/v1/models?project=red", headers=alice, content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(model_bytes()), "m.joblib"), "name": "m2"}).status_code == 201
+    made = [client.post("/api/v1/jobs?project=red", headers=alice,
+                        json={"model": name, "dataset": teams["dataset"], "target": "label"}) for name in ("m", "m2")]
+    assert [m.status_code for m in made] == [202, 202], [m.get_json() for m in made]
+    query = "&".join(f"jobs={m.get_json()['id']}" for m in made)
+    mine = client.get(f"/api/v1/compare?project=red&{query}", headers=alice)
+    assert mine.status_code == 400 and "only finished (done) jobs can be compared" in mine.get_json()["message"]
+    for answer in (client.get(f"/api/v1/compare?{query}", headers=bob),
+                   client.post("/api/v1/compare", headers=bob, json={"jobs": query.replace("jobs=", "").split("&")})):
+        assert answer.status_code == 404, answer.get_json()
+
+
 def test_a_name_taken_in_another_project_is_free(app, teams):
     client, bob = teams["client"], teams["headers"]["bob"]
     made = client.post("/api/v1/models", headers=bob, content_type="multipart/form-data",
