@@ -301,6 +301,12 @@ def test_a_project_admin_manages_its_members_on_the_members_page(app, teams, aut
     # another project's members page is not theirs; a removed user is not found here
     assert client.get("/p/blue/members/").status_code == 404
     assert client.post(f"/p/red/members/{ids['bob']}", data={"role": "viewer", "csrf_token": token}).status_code == 404
+    # with a second admin, dave may step down: he lands on his home page, no longer on the members page
+    assert client.post("/p/red/members/", data={"username": "carol", "role": "admin", "csrf_token": token}) \
+        .status_code == 302
+    stepped = client.post(f"/p/red/members/{ids['dave']}", data={"role": "viewer", "csrf_token": token})
+    assert stepped.status_code == 302 and stepped.headers["Location"] == "/"
+    assert client.get("/p/red/members/").status_code == 403
     auth.logout()
     auth.login("alice")  # a scientist of red
     assert client.get("/p/red/members/").status_code == 403

@@ -4,7 +4,7 @@ from flask import Flask, request, url_for
 from flask_login import current_user
 
 
-def _root() -> str:
+def root() -> str:
     """The application's root without this request's /p/<project>/ prefix."""
     from ..http.auth import PROJECT_KEY
 
@@ -14,7 +14,7 @@ def _root() -> str:
 
 def in_project(project: str, endpoint: str, /, **values) -> str:
     """The URL of ``endpoint`` in ``project`` (a page of another project than this request's)."""
-    return f"{_root()}/p/{project}{url_for(endpoint, **values)[len(request.script_root):]}"
+    return f"{root()}/p/{project}{url_for(endpoint, **values)[len(request.script_root):]}"
 
 
 def _project_menu() -> dict:

@@ -1,12 +1,14 @@
 """The members of the project at hand: its admins (and global admins) add, change and remove them."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from ..http.auth import forget_user, role_required
 from ..infra.records import ROLES
 from ..infra.scope import current
 from ..services import accounts, projects
 from ..services.errors import ServiceError
+from . import root
 from .forms import ConfirmForm, MemberForm
 
 bp = Blueprint("members", __name__, url_prefix="/members")
@@ -59,4 +61,6 @@ def member(user_id: int):
         forget_user(user.id)
         flash(f"{user.username} is {role} in {project.name}." if role else f"{user.username} left {project.name}.",
               "info")
+        if user.id == current_user.id and not current().global_admin and role != "admin":
+            return redirect(f"{root()}/")  # no longer this project's admin (or member): their own home
     return redirect(url_for("members.index"))
