@@ -205,10 +205,18 @@ def test_types_widen_across_blocks(tmp_path):
     assert (frame["dates"] == pd.to_datetime(expected["dates"], format="mixed")).all()
 
 
-def test_converter_disagreement_widens_the_column_and_restarts(tmp_path, monkeypatch):
+@pytest.mark.parametrize("arrow_threads", [1, None])  # workers run pyarrow on one thread (its message differs)
+def test_converter_disagreement_widens_the_column_and_restarts(tmp_path, monkeypatch, arrow_threads):
     """If pass 1 says int but pyarrow's converter rejects a value, pass 2 restarts with text."""
+    import pyarrow as pa
+
     monkeypatch.setattr(datasets.csvfile, "_infer_chunk", lambda column, state: datasets._INT)
-    info, dest = ingest_bytes(tmp_path, "n,word\n1,one\n2,two\n")
+    before = pa.cpu_count()
+    pa.set_cpu_count(arrow_threads or before)
+    try:
+        info, dest = ingest_bytes(tmp_path, "n,word\n1,one\n2,two\n")
+    finally:
+        pa.set_cpu_count(before)
     assert {c.name: c.dtype for c in info.columns} == {"n": "int64", "word": "string"}
     assert read_back(dest)["word"].tolist() == ["one", "two"]
 

@@ -167,7 +167,8 @@ def _arrow_csv_error(exc: Exception, src: Path, dialect: _Dialect) -> Exception:
         return _BlockTooSmall()
     if "Empty CSV file" in message:
         return DatasetError("The file is empty: it has no header row.")
-    conversion = re.match(r"In CSV column #(\d+): CSV conversion error", message)
+    # "Row #n: " appears when pyarrow converts on one thread (OMP_NUM_THREADS=1, as in workers)
+    conversion = re.match(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error", message)
     if conversion:
         return _Conversion(int(conversion.group(1)))
     if "CSV parse error" in message:
