@@ -7,8 +7,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks_trees import _n_features_in
 from .errors import _as_int, _tampered, _type_name
 from .load_helpers import _binary_tree_types
+
+
+def _node_bounds_rows(tree) -> int | None:
+    """How many bound rows the tree's native code reads per node: a KD tree
+    keeps lower and upper bounds (node_bounds[0] and [1]), a ball tree one
+    centroid (node_bounds[0]).  The module that defines the class decides
+    which distance-bound functions its methods use."""
+    import sklearn.neighbors._ball_tree as ball
+    import sklearn.neighbors._kd_tree as kd
+
+    if isinstance(tree, (kd.BinaryTree64, kd.BinaryTree32)):
+        return 2
+    if isinstance(tree, (ball.BinaryTree64, ball.BinaryTree32)):
+        return 1
+    return None
+
 
 def _check_binary_tree(tree) -> None:
     name = _type_name(tree)
@@ -27,7 +44,7 @@ def _check_binary_tree(tree) -> None:
         raise _tampered(name, "inconsistent tree size")
     if node_data.shape != (n_nodes,) or node_bounds.ndim != 3:
         raise _tampered(name, "node arrays have the wrong length")
-    if node_bounds.shape[1] != n_nodes or node_bounds.shape[2] != n_features:
+    if node_bounds.shape != (_node_bounds_rows(tree), n_nodes, n_features):
         raise _tampered(name, "node bounds have the wrong shape")
     if idx_array.shape != (n_samples,) or not np.array_equal(
         np.sort(idx_array), np.arange(n_samples)
@@ -109,9 +126,18 @@ def _check_libsvm(est) -> None:
     for p in (prob_a, prob_b):
         if p.size not in (0, n_pairs):
             raise _tampered(name, "probability parameters have the wrong length")
-    if kernel == "precomputed":
+    if (isinstance(kernel, str) and kernel == "precomputed") or callable(kernel):
+        # libsvm then reads kernel row entries at the support indices; the
+        # rows have shape_fit_[0] entries (checked at predict), so support_
+        # must index into that.  A callable kernel is run as "precomputed"
+        # and support_vectors_ stays empty.
         shape_fit = d.get("shape_fit_")
-        if n_sv and (support.min() < 0 or shape_fit is None or support.max() >= shape_fit[0]):
+        n_fit = shape_fit[0] if isinstance(shape_fit, tuple) and shape_fit else None
+        if type(n_fit) is not int:
+            raise _tampered(name, "shape_fit_ does not record the number of training samples")
+        if support.dtype.kind not in "iu" or (
+            n_sv and (support.min() < 0 or support.max() >= n_fit)
+        ):
             raise _tampered(name, "support index out of range")
     elif getattr(sv, "shape", (None,))[0] != n_sv:
         raise _tampered(name, "support vectors do not match the support indices")
@@ -123,12 +149,11 @@ def _check_kmeans(est) -> None:
         return
     name = _type_name(est)
     centers = d["cluster_centers_"]
-    n_in = _as_int(d.get("n_features_in_"))
+    n_in = _n_features_in(est, required=True)
     if (
         not isinstance(centers, np.ndarray)
         or centers.ndim != 2
         or centers.dtype.kind != "f"
-        or n_in is None
         or centers.shape[1] != n_in
         or centers.shape[0] < 1
     ):
@@ -144,7 +169,9 @@ def _check_neighbors(est) -> None:
         return
     name = _type_name(est)
     fit_x = d["_fit_X"]
-    n_in = _as_int(d.get("n_features_in_"))
+    # Absent when fitted on a KDTree/BallTree object (the tree then checks
+    # the query width itself).
+    n_in = _n_features_in(est, required=False)
     shape = getattr(fit_x, "shape", None)
     if n_in is not None and shape is not None and (len(shape) != 2 or shape[1] != n_in):
         raise _tampered(name, "training data width does not match n_features_in_")
@@ -154,9 +181,65 @@ def _check_neighbors(est) -> None:
         data = np.asarray(tree.__getstate__()[0])
         if shape is not None and data.shape != tuple(shape):
             raise _tampered(name, "neighbors tree does not match the training data")
+    if "_y" in d:
+        if shape is None or len(shape) != 2:
+            raise _tampered(name, "training data is not a 2-D array")
+        _check_neighbors_targets(est, int(shape[0]))
+
+
+def _check_neighbors_targets(est, n_samples: int) -> None:
+    """The fitted targets are indexed by neighbor (row of the training data);
+    a classifier's encoded labels ``_y`` also index ``classes_``: the
+    class-mode reductions of (radius) neighbors classifiers add each neighbor's
+    weight at ``class_scores[i, _y[neighbor]]`` without bounds checks."""
+    from sklearn.base import is_classifier
+
+    d = est.__dict__
+    name = _type_name(est)
+    y = d["_y"]
+    if not isinstance(y, np.ndarray) or y.ndim not in (1, 2) or y.shape[0] != n_samples:
+        raise _tampered(name, "fitted targets do not match the training data")
+    if not is_classifier(est):
+        return
+    outputs_2d = d.get("outputs_2d_")
+    classes = d.get("classes_")
+    if not isinstance(outputs_2d, (bool, np.bool_)):
+        raise _tampered(name, "outputs_2d_ is not a boolean")
+    if outputs_2d:
+        if y.ndim != 2 or not isinstance(classes, list) or len(classes) != y.shape[1]:
+            raise _tampered(name, "encoded labels do not match classes_")
+        class_lists = classes
+    else:
+        if y.ndim != 1 or not isinstance(classes, np.ndarray) or classes.ndim != 1:
+            raise _tampered(name, "encoded labels do not match classes_")
+        class_lists = [classes]
+    if y.dtype.kind not in "iu":
+        raise _tampered(name, "encoded labels are not integers")
+    labels = y.reshape(n_samples, -1)
+    for k, classes_k in enumerate(class_lists):
+        n_classes = np.asarray(classes_k).shape[0] if np.ndim(classes_k) == 1 else -1
+        column = labels[:, k]
+        if n_classes < 1 or (column.size and (column.min() < 0 or column.max() >= n_classes)):
+            raise _tampered(name, "encoded label out of range of classes_")
+
+
+# Array fields of each admitted bit generator's state (name -> shape); the
+# index-like integers are checked separately below.
+_BIT_GENERATOR_ARRAYS = {
+    "MT19937": {("state", "key"): (624,)},
+    "PCG64": {},
+    "PCG64DXSM": {},
+    "Philox": {("state", "counter"): (4,), ("state", "key"): (2,), ("buffer",): (4,)},
+    "SFC64": {("state", "state"): (4,)},
+}
 
 
 def _check_random_state(obj) -> None:
+    """numpy restores bit generator states without bounds-checking the
+    positions its C code indexes with: MT19937's ``pos`` (into a 624-word
+    key) and Philox's ``buffer_pos`` (into a 4-word buffer; a negative one
+    reads before it on the next draw)."""
+    name = _type_name(obj)
     try:
         if isinstance(obj, np.random.RandomState):
             state = obj.get_state(legacy=False)
@@ -165,14 +248,26 @@ def _check_random_state(obj) -> None:
         else:
             state = obj.state
     except Exception as exc:
-        raise _tampered(_type_name(obj), f"unreadable random state: {exc}") from exc
-    if state.get("bit_generator") == "MT19937":
-        inner = state.get("state", {})
-        pos = _as_int(inner.get("pos"))
-        key = np.asarray(inner.get("key"))
-        # numpy does not bounds-check ``pos`` when the state is restored.
-        if pos is None or not 0 <= pos <= 624 or key.shape != (624,):
-            raise _tampered(_type_name(obj), "MT19937 position out of range")
+        raise _tampered(name, f"unreadable random state: {exc}") from exc
+    kind = state.get("bit_generator") if isinstance(state, dict) else None
+    if kind not in _BIT_GENERATOR_ARRAYS:
+        raise _tampered(name, f"unexpected bit generator {kind!r}")
+    for path, shape in _BIT_GENERATOR_ARRAYS[kind].items():
+        value = state
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, np.ndarray) or value.shape != shape:
+            raise _tampered(name, f"{kind} state {'.'.join(path)} has the wrong shape")
+    if kind == "MT19937":
+        pos = state["state"].get("pos")
+        if type(pos) is not int or not 0 <= pos <= 624:
+            raise _tampered(name, "MT19937 position out of range")
+    if kind == "Philox":
+        pos = state.get("buffer_pos")
+        if type(pos) is not int or not 0 <= pos <= 4:
+            raise _tampered(name, "Philox buffer position out of range")
+    if state.get("has_uint32", 0) not in (0, 1):
+        raise _tampered(name, f"{kind} has_uint32 flag is not 0 or 1")
 
 
 def _check_bspline(spl) -> None:

@@ -11,6 +11,28 @@ import numpy as np
 
 from .errors import _as_int, _tampered, _type_name
 
+
+def _n_features_in(est, *, required: bool) -> int | None:
+    """``n_features_in_`` as scikit-learn compares it with the input width.
+
+    scikit-learn skips the width check when the attribute is absent and
+    compares with ``!=`` otherwise, so anything but a true ``int`` (a float, a
+    bool, a numpy scalar or 0-d array, a string) can make the check pass for
+    an input narrower than what the native code will index.  Fitting always
+    stores ``X.shape[1]``, a Python int.  Returns None when the attribute is
+    absent and not ``required``.
+    """
+    d = getattr(est, "__dict__", {})
+    if "n_features_in_" not in d:
+        if required:
+            raise _tampered(_type_name(est), "n_features_in_ is missing")
+        return None
+    value = d["n_features_in_"]
+    if type(value) is not int or value < 1:
+        raise _tampered(_type_name(est), "n_features_in_ is not a positive integer")
+    return value
+
+
 def _check_tree(tree) -> None:
     name = "sklearn.tree._tree.Tree"
     try:
@@ -42,8 +64,13 @@ def _check_tree(tree) -> None:
 
 
 def _check_tree_owner(est) -> None:
-    n_in = _as_int(est.__dict__.get("n_features_in_"))
-    if n_in is not None and int(est.tree_.n_features) != n_in:
+    """A decision tree validates the input width against its own
+    ``n_features_in_`` (also when a forest, bagging or isolation forest calls
+    it with ``check_input=False``), and the tree then indexes the input with
+    feature indices bounded by ``tree_.n_features`` only.  Fitting always
+    sets both, equal."""
+    n_in = _n_features_in(est, required=True)
+    if int(est.tree_.n_features) != n_in:
         raise _tampered(_type_name(est), "tree_.n_features does not match n_features_in_")
 
 
@@ -64,8 +91,13 @@ def _flatten_estimators(value) -> list:
 def _check_ensemble(est) -> None:
     from sklearn.tree._tree import Tree
 
-    n_in = _as_int(est.__dict__.get("n_features_in_"))
     members = est.__dict__.get("estimators_")
+    member_list = _flatten_estimators(members) if members is not None else []
+    has_trees = any(
+        isinstance(getattr(m, "__dict__", {}).get("tree_"), Tree) for m in member_list
+    )
+    # A fitted ensemble of trees always records its input width.
+    n_in = _n_features_in(est, required=has_trees)
     if n_in is None or members is None:
         return
     feature_sets = est.__dict__.get("estimators_features_")
@@ -79,8 +111,14 @@ def _check_ensemble(est) -> None:
             if isinstance(tree, Tree) and int(tree.n_features) != feats.size:
                 raise _tampered(_type_name(est), "member tree width mismatch")
         return
-    for member in _flatten_estimators(members):
-        tree = getattr(member, "__dict__", {}).get("tree_") if hasattr(member, "__dict__") else None
+    from sklearn.multioutput import _BaseChain
+
+    if isinstance(est, _BaseChain):
+        # A chain's k-th member sees the input plus k earlier predictions;
+        # each member tree checks that width itself (_check_tree_owner).
+        return
+    for member in member_list:
+        tree = getattr(member, "__dict__", {}).get("tree_")
         if isinstance(tree, Tree) and int(tree.n_features) != n_in:
             raise _tampered(_type_name(est), "member tree width does not match n_features_in_")
 
@@ -127,10 +165,8 @@ def _check_hgb(est) -> None:
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 
     d = est.__dict__
-    n_in = _as_int(d.get("n_features_in_"))
+    n_in = _n_features_in(est, required=True)
     name = _type_name(est)
-    if n_in is None:
-        raise _tampered(name, "missing n_features_in_")
     for pred in _flatten_estimators(d.get("_predictors")):
         if not isinstance(pred, TreePredictor):
             raise _tampered(name, "unexpected predictor object")
@@ -192,6 +228,17 @@ def _check_gradient_boosting(est) -> None:
     members = d["estimators_"]
     if not isinstance(members, np.ndarray) or members.ndim != 2 or members.dtype != object:
         raise _tampered(name, "estimators_ is not a 2-D object array")
+    # predict_stages() runs every member tree on the input validated against
+    # estimators_[0, 0] only, without checking the trees' widths.
+    from sklearn.tree._tree import Tree
+
+    n_in = _n_features_in(est, required=True)
+    for member in members.ravel().tolist():
+        tree = getattr(member, "__dict__", {}).get("tree_")
+        if not isinstance(tree, Tree):
+            raise _tampered(name, "a boosting stage holds no decision tree")
+        if int(tree.n_features) != n_in:
+            raise _tampered(name, "member tree width does not match n_features_in_")
     width = members.shape[1]
     if _as_int(d.get("n_trees_per_iteration_")) != width:
         raise _tampered(name, "estimators_ width does not match n_trees_per_iteration_")
