@@ -45,14 +45,49 @@ def _checked_size(args: tuple) -> None:
             )
 
 
+def _raw_memory_refusal(callee: str, arg: Any) -> UnsafeModelError:
+    return UnsafeModelError(
+        [f"{callee}({_type_name(arg)}) (copies raw memory)"],
+        detail="The file builds text or bytes from the memory of another object; "
+        "for a numpy array of Python objects that memory holds addresses inside "
+        "the server process, which the model would then show to whoever views "
+        "it. No model file does this.",
+    )
+
+
+def _checked_bytes_source(name: str, args: tuple) -> None:
+    """bytes()/bytearray() only from what pickles write: a size, text, or
+    bytes.  Any other buffer exporter -- an ndarray above all -- would be
+    copied byte for byte, object pointers included."""
+    if args and not isinstance(args[0], (int, str, bytes, bytearray)):
+        raise _raw_memory_refusal(f"builtins.{name}", args[0])
+
+
 def _safe_bytes(*args):
+    _checked_bytes_source("bytes", args)
     _checked_size(args)
     return bytes(*args)
 
 
 def _safe_bytearray(*args):
+    _checked_bytes_source("bytearray", args)
     _checked_size(args)
     return bytearray(*args)
+
+
+def _check_text_arguments(func: Any, args: tuple) -> None:
+    """``numpy.bytes_(array)``, ``str(array, "latin-1")`` and friends (also
+    through ``cls.__new__``) copy an array's raw memory like ``bytes(array)``
+    does: bytes types never receive an ndarray argument while loading, str
+    types not in their decoding form.  (``copyreg._reconstructor`` cannot
+    reach them: its ``bytes`` base resolves to ``_safe_bytes``, and
+    ``str.__new__(cls, state)`` takes one argument.)"""
+    if not isinstance(func, type):
+        return
+    if issubclass(func, (bytes, bytearray)) or (issubclass(func, str) and len(args) > 1):
+        for arg in args:
+            if isinstance(arg, np.ndarray):
+                raise _raw_memory_refusal(_global_name(func), arg)
 
 
 def _safe_reconstructor(cls, base, state):
@@ -99,18 +134,50 @@ def _checked_placeholder_shape(shape) -> None:
         raise ModelLoadError("The file is corrupt or hostile: oversized array placeholder.")
 
 
-def _safe_reconstruct(subtype, shape, dtype):
+def _zeroed_placeholder(subtype, shape, dtype) -> np.ndarray:
+    """``ndarray.__new__(subtype, shape, dtype)`` with its memory zeroed.
+
+    ``ndarray.__new__`` does not initialise memory (object slots excepted,
+    which numpy fills with None): an array that never receives its state
+    would show whatever the process's heap held there -- library and heap
+    addresses, other users' data.  The unpickler also refuses a file in
+    which such an array never receives its state (see
+    ``_NEEDS_STATE_HELPERS``); zeroing here means that even an array *read*
+    before its state arrives (e.g. ``list(array)``) reveals nothing.
+    """
     from numpy._core.multiarray import _reconstruct
 
+    array = _reconstruct(subtype, shape, dtype)
+    if not array.dtype.hasobject and array.nbytes:
+        # A fresh array is C-contiguous, so these are views of its memory.
+        array.view(np.ndarray).reshape(-1).view(np.uint8)[...] = 0
+    return array
+
+
+def _safe_reconstruct(subtype, shape, dtype):
+    """``numpy._core.multiarray._reconstruct`` (array pickles before
+    protocol 5): a small, zeroed placeholder whose data must follow as
+    BUILD state."""
     _checked_placeholder_shape(shape)
-    return _reconstruct(subtype, shape, dtype)
+    return _zeroed_placeholder(subtype, shape, dtype)
 
 
 def _safe_mareconstruct(subtype, baseclass, baseshape, basetype):
-    from numpy.ma.core import _mareconstruct
+    """``numpy.ma.core._mareconstruct`` with zeroed data and mask, for
+    MaskedArray subclasses only (numpy's own builds any ``subtype``)."""
+    from numpy.ma.core import make_mask_descr
 
+    if not (
+        isinstance(subtype, type)
+        and issubclass(subtype, np.ma.MaskedArray)
+        and isinstance(baseclass, type)
+        and issubclass(baseclass, np.ndarray)
+    ):
+        raise ModelLoadError("The file is corrupt: invalid masked array reconstruction.")
     _checked_placeholder_shape(baseshape)
-    return _mareconstruct(subtype, baseclass, baseshape, basetype)
+    data = _zeroed_placeholder(baseclass, baseshape, basetype)
+    mask = _zeroed_placeholder(np.ndarray, baseshape, make_mask_descr(data.dtype))
+    return subtype.__new__(subtype, data, mask=mask, dtype=data.dtype)
 
 
 def _safe_newobj(cls):
@@ -119,6 +186,14 @@ def _safe_newobj(cls):
     if not isinstance(cls, type) or issubclass(cls, np.ndarray):
         raise ModelLoadError("The file is corrupt: invalid object construction.")
     return cls.__new__(cls)
+
+
+# Helpers whose result is an empty shell that the file must fill in with a
+# BUILD opcode (every pickle numpy or scikit-learn writes does): an array
+# placeholder, a masked array placeholder, a KD/Ball tree or distance metric
+# from ``newObj`` (whose ``__cinit__`` allocates uninitialised arrays).  The
+# unpickler refuses a file in which such an object never receives its state.
+_NEEDS_STATE_HELPERS = frozenset([_safe_reconstruct, _safe_mareconstruct, _safe_newobj])
 
 
 def _numpy_random_pickle():

@@ -2,7 +2,8 @@
 
 ``_check_array_state`` checks ``ndarray.__setstate__`` input before numpy sees
 it; ``_rebuild_dtype`` builds the dtype a state describes with the public
-``np.dtype`` constructor instead of calling ``dtype.__setstate__``.
+``np.dtype`` constructor instead of calling ``dtype.__setstate__``;
+``_unfilled_error`` refuses array placeholders that never received a state.
 """
 
 from __future__ import annotations
@@ -11,7 +12,30 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelLoadError, _as_int
+from .errors import ModelLoadError, UnsafeModelError, _as_int, _type_name
+
+
+def _unfilled_error(objects: list[Any]) -> UnsafeModelError:
+    """The refusal for placeholders (arrays from ``_reconstruct`` /
+    ``_mareconstruct``, KD/Ball trees and metrics from ``newObj``) that
+    never received their BUILD state: their memory is whatever the heap
+    held (zeroed by the loader, but a file that leaves an array empty is
+    not a model file)."""
+    offenders = []
+    for obj in objects[:5]:
+        if isinstance(obj, np.ndarray):
+            offenders.append(f"{_type_name(obj)} of dtype {obj.dtype} rebuilt without its contents")
+        else:
+            offenders.append(f"{_type_name(obj)} rebuilt without its state")
+    return UnsafeModelError(
+        offenders,
+        detail="The file rebuilds an array (or a native scikit-learn object) but never "
+        "fills in its contents, so it would show whatever was left in the server's "
+        "memory to anyone viewing the model (possible attempt to read server "
+        "memory). Files written by pickle or joblib always fill in every array they "
+        "rebuild.",
+    )
+
 
 def _check_array_state(array: np.ndarray, state: Any) -> None:
     """Validate ``ndarray.__setstate__`` input before numpy sees it.

@@ -3,11 +3,15 @@
 :class:`_RestrictedUnpickler` subclasses joblib's ``NumpyUnpickler`` (so
 joblib's inline array format and its compressors keep working); its
 ``find_class`` asks the :mod:`.policy`, it checks what is *called* while
-loading, and it guards the opcodes that call methods on objects.
+loading, and it guards the opcodes that call methods on objects.  Every
+reference it makes an object hold is reported to the nesting tracker (see
+:mod:`.reader`), which refuses deep nesting as it is built, and every array
+placeholder must receive its state before the end of the load.
 :class:`_SafeNumpyArrayWrapper` stands in for joblib's ``NumpyArrayWrapper``
 and reads object arrays with a nested restricted unpickler.
 :func:`_load_pickle` opens (and decompresses) a file and runs the unpickler
-over a byte-counting reader.
+over a byte-counting reader; a refused load's objects are released without
+recursion.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import _compat_pickle
 import contextlib
 import pickle
 import struct
+import traceback
 import types
 from typing import Any
 
@@ -29,10 +34,16 @@ from joblib.numpy_pickle_utils import (
 from .allowlist import _canonical_module
 from .errors import ModelLoadError, UnsafeModelError, _corrupt_message, _type_name
 from .formats import _JOBLIB_LEGACY_MAGIC, _read_head_tail
-from .load_helpers import _LOAD_HELPERS, _global_name, _not_callable_at_load_types
-from .numpy_state import _check_array_state, _rebuild_dtype
+from .load_helpers import (
+    _LOAD_HELPERS,
+    _NEEDS_STATE_HELPERS,
+    _check_text_arguments,
+    _global_name,
+    _not_callable_at_load_types,
+)
+from .numpy_state import _check_array_state, _rebuild_dtype, _unfilled_error
 from .policy import _REFUSED, _Policy, _UnknownGlobal
-from .reader import _LimitedReader
+from .reader import _LimitedReader, _NestingTracker
 
 # ---------------------------------------------------------------------------
 # Restricted unpickler
@@ -90,6 +101,9 @@ class _LoadContext:
         self.load_callable_ids: set[int] = set()
         self.built_ids: set[int] = set()
         self.no_call_types = _not_callable_at_load_types()
+        self.nesting = _NestingTracker()
+        # id -> object built by a _NEEDS_STATE_HELPERS helper, until its BUILD.
+        self.pending: dict[int, Any] = {}
 
     def refuse(self, what: str) -> None:
         self.offenders.append(what)
@@ -99,6 +113,11 @@ class _LoadContext:
 
 _MAX_NESTED_PICKLES = 4
 _CONTAINER_OPS_OFFENDER = "{kind} on a {type} object"
+
+# Results of calls that hold nothing the nesting tracker must follow.
+_LEAF_TYPES = (str, bytes, bytearray, int, float, complex, type(None), np.dtype, np.number)
+_LEAF_TYPES += (np.bool_, type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
+_LEAF_TYPES += (np.ufunc, _RefusedGlobal)
 
 
 class _RestrictedUnpickler(NumpyUnpickler):
@@ -153,15 +172,36 @@ class _RestrictedUnpickler(NumpyUnpickler):
         if id(func) not in self._ctx.load_callable_ids:
             self._violation(f"{_global_name(func)} ({how} while loading)")
 
+    def _track_new(self, result, parts) -> None:
+        """Record what a call's new result may hold (its arguments)."""
+        if (
+            isinstance(result, _LEAF_TYPES)
+            or id(result) in self._ctx.global_ids
+            or result in self._ctx.nesting
+        ):
+            return
+        self._ctx.nesting.add(result, parts)
+
     def load_reduce(self):
-        self._check_call(self.stack[-2])
+        func, args = self.stack[-2], self.stack[-1]
+        self._check_call(func)
+        if isinstance(args, tuple):
+            _check_text_arguments(func, args)
         super().load_reduce()
+        result = self.stack[-1]
+        if isinstance(result, np.dtype):
+            self._ctx.nesting.check_dtype(result)
+        self._track_new(result, (args,))
+        if any(func is helper for helper in _NEEDS_STATE_HELPERS):
+            self._ctx.pending[id(result)] = result
 
     dispatch[pickle.REDUCE[0]] = load_reduce
 
     def _instantiate(self, klass, args):  # INST and OBJ opcodes
         self._check_call(klass)
+        _check_text_arguments(klass, args)
         super()._instantiate(klass, args)
+        self._track_new(self.stack[-1], args)
 
     def _check_new(self, cls, args) -> None:
         if isinstance(cls, _RefusedGlobal):
@@ -172,14 +212,22 @@ class _RestrictedUnpickler(NumpyUnpickler):
             self._violation(f"{_global_name(cls)}.__new__ (called while loading)")
 
     def load_newobj(self):
-        self._check_new(self.stack[-2], self.stack[-1])
+        args = self.stack[-1]
+        self._check_new(self.stack[-2], args)
+        if isinstance(args, tuple):
+            _check_text_arguments(self.stack[-2], args)
         super().load_newobj()
+        self._track_new(self.stack[-1], (args,))
 
     dispatch[pickle.NEWOBJ[0]] = load_newobj
 
     def load_newobj_ex(self):
-        self._check_new(self.stack[-3], self.stack[-2] or self.stack[-1])
+        args, kwargs = self.stack[-2], self.stack[-1]
+        self._check_new(self.stack[-3], args or kwargs)
+        if isinstance(args, tuple) and isinstance(kwargs, dict):
+            _check_text_arguments(self.stack[-3], args + tuple(kwargs.values()))
         super().load_newobj_ex()
+        self._track_new(self.stack[-1], (args, kwargs))
 
     dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
 
@@ -234,6 +282,8 @@ class _RestrictedUnpickler(NumpyUnpickler):
             return
         if isinstance(inst, np.ndarray):
             _check_array_state(inst, state)
+        self._ctx.nesting.add(inst, (state,))
+        self._ctx.pending.pop(id(inst), None)
         self._ctx.built_ids.add(id(inst))
         self._ctx._keepalive.append(inst)
         if isinstance(state, dict):
@@ -253,6 +303,7 @@ class _RestrictedUnpickler(NumpyUnpickler):
         all consistency checks, and substituted on the stack and in the memo.
         """
         fresh = _rebuild_dtype(dtype, state)
+        self._ctx.nesting.check_dtype(fresh)
         self.stack.pop()
         self.stack[-1] = fresh
         for key in self.memo.dtype_keys.pop(id(dtype), ()):
@@ -267,6 +318,7 @@ class _RestrictedUnpickler(NumpyUnpickler):
         target = self.stack[-2]
         if not isinstance(target, list):
             self._violation(_CONTAINER_OPS_OFFENDER.format(kind="APPEND", type=_type_name(target)))
+        self._ctx.nesting.add(target, (self.stack[-1],))
         super().load_append()
 
     dispatch[pickle.APPEND[0]] = load_append
@@ -276,6 +328,7 @@ class _RestrictedUnpickler(NumpyUnpickler):
         target = self.stack[-1]
         if not isinstance(target, list):
             self._violation(_CONTAINER_OPS_OFFENDER.format(kind="APPENDS", type=_type_name(target)))
+        self._ctx.nesting.add(target, items)
         target.extend(items)
 
     dispatch[pickle.APPENDS[0]] = load_appends
@@ -284,6 +337,7 @@ class _RestrictedUnpickler(NumpyUnpickler):
         target = self.stack[-3]
         if not isinstance(target, dict):
             self._violation(_CONTAINER_OPS_OFFENDER.format(kind="SETITEM", type=_type_name(target)))
+        self._ctx.nesting.add(target, self.stack[-2:])
         super().load_setitem()
 
     dispatch[pickle.SETITEM[0]] = load_setitem
@@ -293,6 +347,7 @@ class _RestrictedUnpickler(NumpyUnpickler):
         target = self.stack[-1]
         if not isinstance(target, dict):
             self._violation(_CONTAINER_OPS_OFFENDER.format(kind="SETITEMS", type=_type_name(target)))
+        self._ctx.nesting.add(target, items)
         for i in range(0, len(items), 2):
             target[items[i]] = items[i + 1]
 
@@ -303,9 +358,40 @@ class _RestrictedUnpickler(NumpyUnpickler):
         target = self.stack[-1]
         if not isinstance(target, set):
             self._violation(_CONTAINER_OPS_OFFENDER.format(kind="ADDITEMS", type=_type_name(target)))
+        self._ctx.nesting.add(target, items)
         target.update(items)
 
     dispatch[pickle.ADDITEMS[0]] = load_additems
+
+    # -- containers built by opcodes (recorded for the nesting tracker) --------
+
+    def _track_top(self) -> None:
+        top = self.stack[-1]
+        items = [x for kv in top.items() for x in kv] if isinstance(top, dict) else top
+        if top or not isinstance(top, (tuple, frozenset)):  # not the () singleton
+            self._ctx.nesting.add(top, items)
+
+    def _tracking(load):  # noqa: N805 -- decorator used in the class body
+        def tracked(self):
+            load(self)
+            self._track_top()
+
+        return tracked
+
+    for _op, _load in (
+        (pickle.TUPLE, NumpyUnpickler.load_tuple),
+        (pickle.TUPLE1, NumpyUnpickler.load_tuple1),
+        (pickle.TUPLE2, NumpyUnpickler.load_tuple2),
+        (pickle.TUPLE3, NumpyUnpickler.load_tuple3),
+        (pickle.LIST, NumpyUnpickler.load_list),
+        (pickle.EMPTY_LIST, NumpyUnpickler.load_empty_list),
+        (pickle.DICT, NumpyUnpickler.load_dict),
+        (pickle.EMPTY_DICT, NumpyUnpickler.load_empty_dictionary),
+        (pickle.EMPTY_SET, NumpyUnpickler.load_empty_set),
+        (pickle.FROZENSET, NumpyUnpickler.load_frozenset),
+    ):
+        dispatch[_op[0]] = _tracking(_load)
+    del _op, _load, _tracking
 
     def load_bytearray8(self):
         # pickle's own implementation allocates bytearray(<declared length>)
@@ -433,22 +519,13 @@ def _load_pickle(path: str, policy: _Policy, max_bytes: int) -> tuple[Any, str |
                 raise ModelLoadError("Legacy joblib format is not supported.")
             reader = _LimitedReader(fobj, max_bytes)
             ctx = _LoadContext(policy, reader)
+            unpickler = _RestrictedUnpickler(ctx)
             try:
-                obj = _RestrictedUnpickler(ctx).load()
-            except UnsafeModelError:
+                obj = _run_unpickler(unpickler, ctx)
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # never hide the load's error
+                    _discard_load(ctx, unpickler, exc)
                 raise
-            except _Abort:
-                obj = None
-            except ModelLoadError:
-                if ctx.offenders:
-                    raise UnsafeModelError(ctx.offenders) from None
-                raise
-            except Exception as exc:
-                if ctx.offenders:
-                    raise UnsafeModelError(ctx.offenders) from None
-                raise ModelLoadError(_corrupt_message(exc)) from exc
-            if ctx.offenders:
-                raise UnsafeModelError(ctx.offenders)
             version = ctx.versions.get(id(obj))
             if version is None and ctx.versions:
                 version = next(iter(ctx.versions.values()))
@@ -456,3 +533,58 @@ def _load_pickle(path: str, policy: _Policy, max_bytes: int) -> tuple[Any, str |
         finally:
             with contextlib.suppress(Exception):
                 cm.__exit__(None, None, None)
+
+
+def _run_unpickler(unpickler: _RestrictedUnpickler, ctx: _LoadContext) -> Any:
+    """Run the unpickler; return its result or raise the load's error."""
+    try:
+        obj = unpickler.load()
+    except UnsafeModelError:
+        raise
+    except _Abort:
+        obj = None
+    except ModelLoadError:
+        if ctx.offenders:
+            raise UnsafeModelError(ctx.offenders) from None
+        raise
+    except Exception as exc:
+        if ctx.offenders:
+            raise UnsafeModelError(ctx.offenders) from None
+        raise ModelLoadError(_corrupt_message(exc)) from exc
+    if ctx.offenders:
+        raise UnsafeModelError(ctx.offenders)
+    # End-of-load rules: every placeholder received its state, and no object
+    # is nested too deeply (measured again over the real references).
+    if ctx.pending:
+        raise _unfilled_error(list(ctx.pending.values()))
+    ctx.nesting.check_final()
+    return obj
+
+
+def _discard_load(ctx: _LoadContext, unpickler: _RestrictedUnpickler, exc: BaseException) -> None:
+    """Free what a failed load built without recursive deallocation (a
+    refused file may hold a chain whose recursive freeing would overflow the
+    C stack): drop every other reference -- traceback frames' locals (nested
+    unpicklers of joblib object arrays included), the unpickler's stacks and
+    memo, the context's lists -- then let the nesting tracker release them."""
+    pending = [exc]
+    seen: set[int] = set()
+    while pending:
+        e = pending.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)
+        pending += [e.__cause__, e.__context__]
+    for name in ("stack", "metastack"):
+        stack = getattr(unpickler, name, None)
+        if isinstance(stack, list):
+            for item in stack:
+                if isinstance(item, list):
+                    item.clear()
+            stack.clear()
+    unpickler.memo.clear()
+    unpickler.memo.dtype_keys.clear()
+    ctx._keepalive.clear()
+    ctx.pending.clear()
+    ctx.nesting.release()
