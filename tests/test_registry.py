@@ -275,3 +275,24 @@ def test_cli_registers_a_model(app, runner, users, iris_model, tmp_path):
     result = runner.invoke(cli, ["register-model", str(bad), "--name", "cli-model"])
     assert result.exit_code != 0 and "system" in result.output
     assert not (tmp_path / "cli-pwned").exists()
+
+
+def test_a_model_asking_for_many_processes_is_held_to_one_and_told_so(client, auth):
+    """n_jobs=-1 (or 24) is set to 1 at upload: the version says so beside its facts, as a note
+    rather than a warning, and predicting starts no extra process."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_iris(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=3, n_jobs=-1, random_state=0).fit(X, y)
+    headers = auth.bearer("scientist")
+    made = upload(client, headers, dump(forest), name="forest")
+    assert made.status_code == 201, made.get_json()
+    version = client.get("/api/v1/models/forest/versions/1", headers=headers).get_json()
+    assert version["warnings"] == []
+    assert version["adjustments"] == ["Changed at upload: n_jobs=-1 was set to 1 in RandomForestClassifier (the "
+                                      "server runs each model in one process and one thread)."]
+    auth.login("scientist")
+    page = client.get("/models/forest/versions/1").get_data(as_text=True)
+    assert '<div class="flash flash-info"><p>Changed at upload: n_jobs=-1 was set to 1' in page
+    answer = client.post("/api/v1/models/forest/predict", headers=headers, json={"instances": X[:2].tolist()})
+    assert answer.status_code == 200 and answer.get_json()["predictions"] == forest.predict(X[:2]).tolist()

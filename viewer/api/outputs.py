@@ -181,6 +181,7 @@ class Version(BaseModel):
     created_at: Time
     saved_with: SavedWith
     warnings: list[str]
+    adjustments: list[str]  # settings the upload changed (n_jobs, memory), each with its reason
     kind: Literal["classifier", "regressor", "clusterer", "other"]
     estimator_class: str
     steps: list[Any] = optional()

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..core.cache import LRUCache
 from ..core.introspect import describe_model
-from ..core.safe_load import ModelLoadError, UnsafeModelError, load_model
+from ..core.safe_load import ADJUSTED, ModelLoadError, UnsafeModelError, load_model
 from ..infra.artifacts import TooLarge, new_key, stage
 from ..infra.extensions import db
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN, ModelAlias, ModelVersion, RegisteredModel, User
@@ -351,7 +351,8 @@ def version_dict(version: ModelVersion) -> dict[str, Any]:
         "uploaded_by": version.uploaded_by.username if version.uploaded_by else None,
         "created_at": iso_time(version.created_at),
         "saved_with": {"sklearn": version.saved_sklearn_version},
-        "warnings": version.load_warnings,
+        "warnings": [w for w in version.load_warnings if not w.startswith(ADJUSTED)],
+        "adjustments": [w for w in version.load_warnings if w.startswith(ADJUSTED)],
         **version.info,
     }
 

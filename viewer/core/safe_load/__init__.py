@@ -28,7 +28,7 @@ After loading, both formats go through the same structural checks of the
 native data structures that scikit-learn's Cython code indexes without
 bounds checks (decision trees and forests, (hist) gradient boosting, KD/Ball
 trees and neighbors, k-means, libsvm models, sparse matrices, splines,
-MT19937 states) and of stored callables/keyword arguments.  A tampered index
+random states: MT19937 and Philox positions) and of stored callables/keyword arguments.  A tampered index
 there cannot run code at load time but could crash the process or read
 memory it should not at predict time.
 
@@ -40,25 +40,32 @@ Layout of this package (each module can be read in one sitting):
 * ``allowlist``     -- the admitted globals and the reasoning behind them;
 * ``policy``        -- the admission rules (``_Policy``), is_admitted_global;
 * ``load_helpers``  -- what may be *called* while loading, checked wrappers;
-* ``reader``        -- the byte budget on the decompressed stream;
+* ``reader``        -- the byte budget on the decompressed stream, the
+                       nesting-depth budget, and releasing a refused load
+                       without recursion;
 * ``numpy_state``   -- validation of array/dtype states given to BUILD;
 * ``unpickler``     -- the restricted unpickler, joblib's array wrapper,
                        reading a joblib/pickle file;
 * ``skops``         -- auditing and loading skops files;
 * ``checks``, ``checks_trees``, ``checks_native``
-                    -- the structural checks after loading;
+                    -- the structural checks after loading, and the
+                       settings forced at load (n_jobs=1, memory=None);
+* ``checks_callables`` -- what a model may store to be called later (an
+                       explicit list, with the keyword arguments each takes);
 * ``loader``        -- load_model, which ties these together.
 
 This package only imports the standard library, numpy, scipy, scikit-learn,
 joblib and skops.
 """
 
+from .checks import ADJUSTED
 from .errors import LoadedModel, ModelFormat, ModelLoadError, UnsafeModelError
 from .formats import detect_format
 from .loader import DEFAULT_MAX_DECOMPRESSED_BYTES, load_model
 from .policy import is_admitted_global
 
 __all__ = [
+    "ADJUSTED",
     "DEFAULT_MAX_DECOMPRESSED_BYTES",
     "LoadedModel",
     "ModelLoadError",

@@ -49,9 +49,14 @@ import numpy as np
 #     admitted function is listed explicitly below or derived from an explicit
 #     registry (scikit-learn's own scorer table).
 #   * The viewer later calls stored callables (FunctionTransformer.func,
-#     kernels, metrics) with its own data, so the same rule applies to them;
-#     they may not receive the model's own arrays as numpy ``out=``/``where=``
-#     (checked after loading).
+#     kernels, metrics) with its own data and keyword arguments from the
+#     file, so numpy/scipy functions come only from _STORED_CALLABLES: an
+#     explicit list of element-wise functions and reductions, each with the
+#     keyword arguments it may get and the reason it is safe (no I/O, no
+#     output larger than its input).  Classes kept as values are limited the
+#     same way (_STORED_BUILTIN_CLASSES and below).  They may not receive the
+#     model's own arrays as numpy ``out=``/``where=`` either (all checked
+#     after loading).
 #   * Classes may be admitted by a structural rule when the rule is sound:
 #     scikit-learn estimators (subclasses of ``sklearn.base.BaseEstimator``
 #     *defined* in a non-test ``sklearn.*`` module) follow the convention that
@@ -68,9 +73,9 @@ import numpy as np
 #     a reference; test/experimental/dataset modules of sklearn are not
 #     imported either.
 #
-# Referencing is not calling.  Admitted functions (ufuncs, numpy reductions,
-# score functions, check_array) are only *referenced* by fitted models, as
-# parameters.  While loading, a pickle may call only constructors and the
+# Referencing is not calling.  Admitted functions (the listed ufuncs and
+# reductions, score functions, check_array) are only *referenced* by fitted
+# models, as parameters.  While loading, a pickle may call only constructors and the
 # reconstruction helpers in _LOAD_HELPERS (REDUCE/INST/OBJ/NEWOBJ are checked
 # against that set), because some admitted callables run native code that
 # trusts its arguments, and the file chooses the arguments.  Some admitted
@@ -149,26 +154,9 @@ _EXPLICIT_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("numpy.ma.core", "MaskedArray"),  # GridSearchCV.cv_results_
         ("numpy.ma.core", "_mareconstruct"),
         ("numpy.ma", "MaskedArray"),
-        # Pure reductions used as parameters (FeatureAgglomeration's
-        # pooling_func=np.mean, FunctionTransformer(func=np.sum), ...).
-        ("numpy", "mean"),
-        ("numpy", "median"),
-        ("numpy", "average"),
-        ("numpy", "sum"),
-        ("numpy", "prod"),
-        ("numpy", "std"),
-        ("numpy", "var"),
-        ("numpy", "min"),
-        ("numpy", "max"),
-        ("numpy", "amin"),
-        ("numpy", "amax"),
-        ("numpy", "nanmean"),
-        ("numpy", "nanmedian"),
-        ("numpy", "nansum"),
-        ("numpy", "nanstd"),
-        ("numpy", "nanvar"),
-        ("numpy", "nanmin"),
-        ("numpy", "nanmax"),
+        # numpy/scipy *functions* (ufuncs, reductions, np.clip, ...) are not
+        # listed here: they are admitted only from _STORED_CALLABLES below,
+        # which also says with which keyword arguments they may be stored.
         # numpy random state: the ctors only instantiate bit generators (by
         # name from a fixed table); wrapped so that the class/ctor arguments
         # can only be numpy's own.  MT19937 positions are checked after
@@ -187,9 +175,9 @@ _EXPLICIT_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("numpy.random._generator", "Generator"),
         # -- scipy pieces that fitted estimators hold: SplineTransformer keeps
         # BSpline objects (plain containers of knots/coefficients), which in
-        # scipy >= 1.15 reference the array-API ``asarray`` helper.
+        # scipy >= 1.15 reference the array-API ``asarray`` helper (listed in
+        # _STORED_CALLABLES).
         ("scipy.interpolate._bsplines", "BSpline"),
-        ("scipy._lib.array_api_compat.numpy._aliases", "asarray"),
         # -- joblib's inline-array placeholder.  Resolved to
         # _SafeNumpyArrayWrapper, which validates shape/dtype and reads object
         # arrays with this restricted unpickler (not joblib's).  The legacy
@@ -239,6 +227,210 @@ _EXPLICIT_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("sklearn.feature_selection._mutual_info", "mutual_info_regression"),
     ]
 )
+
+# ---------------------------------------------------------------------------
+# Stored callables: the numpy/scipy functions a model may keep as a value
+# ---------------------------------------------------------------------------
+#
+# A fitted model keeps functions as parameters (FunctionTransformer(func=...,
+# kw_args=...), TransformedTargetRegressor(func=..., inverse_func=...),
+# FeatureAgglomeration(pooling_func=...), functools.partial) and scikit-learn
+# calls them with the viewer's data *plus keyword arguments taken from the
+# file*.  So a numpy/scipy function is admitted only if calling it on an array
+# cannot do I/O and cannot produce more than it is given: every entry below
+# is element-wise (the output has the shape of the input) or a reduction (the
+# output is smaller), and says which keyword arguments a file may pass it and
+# what kind of value each must be (scalars only: an array or a nested list in
+# ``where=``, ``a_min=``... broadcasts the output to any size).  Keyword
+# arguments that choose output buffers, masks, shapes or sizes (out, where,
+# shape, size, reps, ...) are never accepted.  Everything else in numpy and
+# scipy (np.tile, np.repeat, np.full, np.ones, np.broadcast_to, np.random.*,
+# binary ufuncs, and all I/O: np.load, np.save, np.fromfile, np.memmap,
+# np.loadtxt, np.genfromtxt, pandas readers, ...) is refused, even as a
+# reference.  The post-load checks (checks.py) enforce the keyword rules and
+# where these functions may be stored.
+#
+# Keyword value kinds: "dtype" -- a numeric (bool/int/float/complex) dtype,
+# never object; "axis" -- None, a small int or a tuple of them; "bool";
+# "int" -- a small integer; "number" -- a real scalar; "number_or_none".
+
+_UFUNC_KWARGS = {"dtype": "dtype"}
+_REDUCTION_KWARGS = {"axis": "axis", "keepdims": "bool", "dtype": "dtype"}
+
+
+def _ufunc(reason: str) -> tuple[dict[str, str], str]:
+    return (_UFUNC_KWARGS, reason)
+
+
+def _reduction(reason: str, **extra: str) -> tuple[dict[str, str], str]:
+    return ({**_REDUCTION_KWARGS, **extra}, reason)
+
+
+#: (module, name) -> (accepted keyword arguments and their value kind, reason)
+_STORED_CALLABLES: dict[tuple[str, str], tuple[dict[str, str], str]] = {
+    # -- numpy one-input ufuncs: element-wise maths, output shaped like input.
+    ("numpy", "absolute"): _ufunc("element-wise |x| (np.abs is the same ufunc)"),
+    ("numpy", "fabs"): _ufunc("element-wise |x| for floats"),
+    ("numpy", "negative"): _ufunc("element-wise -x"),
+    ("numpy", "positive"): _ufunc("element-wise +x (a copy)"),
+    ("numpy", "sign"): _ufunc("element-wise sign"),
+    ("numpy", "sqrt"): _ufunc("element-wise square root"),
+    ("numpy", "cbrt"): _ufunc("element-wise cube root"),
+    ("numpy", "square"): _ufunc("element-wise x**2"),
+    ("numpy", "reciprocal"): _ufunc("element-wise 1/x"),
+    ("numpy", "exp"): _ufunc("element-wise e**x (inverse of np.log)"),
+    ("numpy", "exp2"): _ufunc("element-wise 2**x"),
+    ("numpy", "expm1"): _ufunc("element-wise e**x - 1 (inverse of np.log1p)"),
+    ("numpy", "log"): _ufunc("element-wise natural logarithm"),
+    ("numpy", "log2"): _ufunc("element-wise base-2 logarithm"),
+    ("numpy", "log10"): _ufunc("element-wise base-10 logarithm"),
+    ("numpy", "log1p"): _ufunc("element-wise log(1 + x), the usual skew transform"),
+    ("numpy", "sin"): _ufunc("element-wise sine"),
+    ("numpy", "cos"): _ufunc("element-wise cosine"),
+    ("numpy", "tan"): _ufunc("element-wise tangent"),
+    ("numpy", "arcsin"): _ufunc("element-wise inverse sine"),
+    ("numpy", "arccos"): _ufunc("element-wise inverse cosine"),
+    ("numpy", "arctan"): _ufunc("element-wise inverse tangent"),
+    ("numpy", "sinh"): _ufunc("element-wise hyperbolic sine"),
+    ("numpy", "cosh"): _ufunc("element-wise hyperbolic cosine"),
+    ("numpy", "tanh"): _ufunc("element-wise hyperbolic tangent"),
+    ("numpy", "arcsinh"): _ufunc("element-wise inverse hyperbolic sine"),
+    ("numpy", "arccosh"): _ufunc("element-wise inverse hyperbolic cosine"),
+    ("numpy", "arctanh"): _ufunc("element-wise inverse hyperbolic tangent"),
+    ("numpy", "deg2rad"): _ufunc("element-wise degrees to radians"),
+    ("numpy", "rad2deg"): _ufunc("element-wise radians to degrees"),
+    ("numpy", "radians"): _ufunc("element-wise degrees to radians"),
+    ("numpy", "degrees"): _ufunc("element-wise radians to degrees"),
+    ("numpy", "floor"): _ufunc("element-wise floor"),
+    ("numpy", "ceil"): _ufunc("element-wise ceiling"),
+    ("numpy", "trunc"): _ufunc("element-wise truncation toward zero"),
+    ("numpy", "rint"): _ufunc("element-wise rounding to the nearest integer"),
+    ("numpy", "isnan"): _ufunc("element-wise NaN test"),
+    ("numpy", "isinf"): _ufunc("element-wise infinity test"),
+    ("numpy", "isfinite"): _ufunc("element-wise finiteness test"),
+    ("numpy", "signbit"): _ufunc("element-wise sign-bit test"),
+    ("numpy", "logical_not"): _ufunc("element-wise boolean not"),
+    # -- numpy element-wise functions with scalar parameters.
+    ("numpy", "round"): ({"decimals": "int"}, "element-wise rounding to a number of decimals"),
+    ("numpy", "clip"): (
+        {"a_min": "number_or_none", "a_max": "number_or_none", "min": "number_or_none", "max": "number_or_none"},
+        "element-wise clipping to scalar bounds (array bounds would broadcast the output)",
+    ),
+    ("numpy", "nan_to_num"): (
+        {"copy": "bool", "nan": "number", "posinf": "number_or_none", "neginf": "number_or_none"},
+        "element-wise replacement of NaN/inf by scalars",
+    ),
+    # -- numpy reductions: the output is smaller than the input
+    # (FeatureAgglomeration's default pooling_func is np.mean).
+    ("numpy", "mean"): _reduction("mean along an axis"),
+    ("numpy", "median"): _reduction("median along an axis (sorts a copy of its input)"),
+    ("numpy", "average"): _reduction("unweighted mean along an axis (weights are refused)"),
+    ("numpy", "sum"): _reduction("sum along an axis", initial="number"),
+    ("numpy", "prod"): _reduction("product along an axis", initial="number"),
+    ("numpy", "std"): _reduction("standard deviation along an axis", ddof="number"),
+    ("numpy", "var"): _reduction("variance along an axis", ddof="number"),
+    ("numpy", "min"): _reduction("minimum along an axis", initial="number"),
+    ("numpy", "max"): _reduction("maximum along an axis", initial="number"),
+    ("numpy", "amin"): _reduction("minimum along an axis", initial="number"),
+    ("numpy", "amax"): _reduction("maximum along an axis", initial="number"),
+    ("numpy", "nanmean"): _reduction("mean ignoring NaN"),
+    ("numpy", "nanmedian"): _reduction("median ignoring NaN"),
+    ("numpy", "nansum"): _reduction("sum ignoring NaN", initial="number"),
+    ("numpy", "nanstd"): _reduction("standard deviation ignoring NaN", ddof="number"),
+    ("numpy", "nanvar"): _reduction("variance ignoring NaN", ddof="number"),
+    ("numpy", "nanmin"): _reduction("minimum ignoring NaN", initial="number"),
+    ("numpy", "nanmax"): _reduction("maximum ignoring NaN", initial="number"),
+    # -- scipy.special one-input ufuncs (pickled under whichever
+    # scipy.special submodule defines them; admitted by identity).
+    ("scipy.special", "expit"): _ufunc("element-wise logistic sigmoid"),
+    ("scipy.special", "logit"): _ufunc("element-wise log(p / (1 - p)), inverse of expit"),
+    ("scipy.special", "log_expit"): _ufunc("element-wise log of the logistic sigmoid"),
+    ("scipy.special", "erf"): _ufunc("element-wise error function"),
+    ("scipy.special", "erfc"): _ufunc("element-wise complementary error function"),
+    ("scipy.special", "erfinv"): _ufunc("element-wise inverse error function"),
+    ("scipy.special", "erfcinv"): _ufunc("element-wise inverse complementary error function"),
+    ("scipy.special", "ndtr"): _ufunc("element-wise standard normal CDF"),
+    ("scipy.special", "ndtri"): _ufunc("element-wise inverse standard normal CDF"),
+    ("scipy.special", "log_ndtr"): _ufunc("element-wise log of the standard normal CDF"),
+    ("scipy.special", "gammaln"): _ufunc("element-wise log-gamma"),
+    ("scipy.special", "digamma"): _ufunc("element-wise digamma (psi is the same ufunc)"),
+    ("scipy.special", "entr"): _ufunc("element-wise -x log x"),
+    ("scipy.special", "cbrt"): _ufunc("element-wise cube root"),
+    ("scipy.special", "exp2"): _ufunc("element-wise 2**x"),
+    ("scipy.special", "exp10"): _ufunc("element-wise 10**x"),
+    ("scipy.special", "expm1"): _ufunc("element-wise e**x - 1"),
+    ("scipy.special", "log1p"): _ufunc("element-wise log(1 + x)"),
+    # -- BSpline (SplineTransformer) keeps its array namespace's asarray.
+    ("scipy._lib.array_api_compat.numpy._aliases", "asarray"): (
+        {"dtype": "dtype", "copy": "bool"},
+        "converts its input to an array of the same size (stored by scipy's BSpline)",
+    ),
+}
+
+# Where scikit-learn calls a stored numpy/scipy function with a single array
+# (so positional arguments cannot be the model's own arrays, and keyword
+# arguments are the ones checked above): (module, class) -> attributes.  A
+# listed function stored anywhere else that is not plain data (a list, a
+# dict, an array) -- e.g. as SVC.kernel or KNeighbors.metric, which are
+# called with two arrays and extra keyword arguments -- is refused.
+_ONE_ARRAY_CALL_SLOTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sklearn.preprocessing._function_transformer", "FunctionTransformer"): ("func", "inverse_func"),
+    ("sklearn.compose._target", "TransformedTargetRegressor"): ("func", "inverse_func"),
+    ("sklearn.cluster._agglomerative", "FeatureAgglomeration"): ("pooling_func",),
+    ("scipy.interpolate._bsplines", "BSpline"): ("_asarray",),
+    ("functools", "partial"): ("func",),
+}
+
+# Classes a model may keep as a value.  A stored class is callable like a
+# function (FunctionTransformer(func=SomeClass, kw_args=...)), so only classes
+# whose constructor, called on an array, converts it without I/O or growth:
+#   * numpy scalar types (np.float64, ...) -- the usual ``dtype=`` values;
+#   * the builtin scalar types below -- ``dtype=float`` / ``dtype=object``;
+#   * scipy.sparse matrix/array classes -- convert dense data to sparse
+#     (keyword arguments: dtype and copy; ``shape`` is refused).
+# Not admitted as values: numpy.random classes (SeedSequence(pool_size=n) runs
+# for O(n**2)), ndarray/matrix/MaskedArray/dtype, scikit-learn internals
+# (Tree(n_outputs=...) trusts its arguments), containers, and everything
+# else.
+_STORED_BUILTIN_CLASSES: frozenset[type] = frozenset({int, float, bool, complex, str, object})
+_SPARSE_CLASS_KWARGS = {"dtype": "dtype", "copy": "bool"}
+
+# Keyword arguments whose only purpose is to choose an output buffer, a mask,
+# a shape or a size; named specifically in refusals.
+_SIZE_KWARGS = frozenset(
+    {"out", "where", "shape", "size", "reps", "repeats", "num", "n", "pool_size", "buffer", "count"}
+)
+
+_STORED_CALLABLE_OBJECTS: dict[int, tuple[object, str, tuple[dict[str, str], str]]] | None = None
+
+
+def _stored_callable_objects() -> dict[int, tuple[object, str, tuple[dict[str, str], str]]]:
+    """id(function) -> (function, "module.name", (kwargs, reason)) for every
+    entry of _STORED_CALLABLES that exists in the installed versions (the
+    objects are kept referenced, so their ids stay valid)."""
+    global _STORED_CALLABLE_OBJECTS
+    if _STORED_CALLABLE_OBJECTS is None:
+        import importlib
+
+        found: dict[int, tuple[object, str, tuple[dict[str, str], str]]] = {}
+        for (module, name), entry in _STORED_CALLABLES.items():
+            try:
+                mod = importlib.import_module(module)
+            except ImportError:  # pragma: no cover - optional scipy internals
+                continue
+            obj = vars(mod).get(name)
+            if obj is not None and callable(obj) and id(obj) not in found:
+                found[id(obj)] = (obj, f"{module}.{name}", entry)
+        _STORED_CALLABLE_OBJECTS = found
+    return _STORED_CALLABLE_OBJECTS
+
+
+def _stored_callable_entry(obj: object):
+    """(name, (kwargs, reason)) if ``obj`` is on _STORED_CALLABLES, else None."""
+    found = _stored_callable_objects().get(id(obj))
+    if found is None or found[0] is not obj:
+        return None
+    return found[1], found[2]
 
 # Base classes whose sklearn-defined subclasses are admitted (the classes must
 # still be defined in a non-test sklearn module).  All are parameter/array

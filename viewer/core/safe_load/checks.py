@@ -1,6 +1,8 @@
 """Post-load structural validation: the walk over a loaded model and the
 dispatch to the checks that apply, plus the checks of stored callables and
-keyword arguments.  The checks of native structures live in
+keyword arguments, and the normalisation of resource settings (``n_jobs``,
+``memory``, thread counts) applied after them.  The checks of native
+structures live in
 :mod:`.checks_trees` (decision trees, forests, (hist) gradient boosting) and
 :mod:`.checks_native` (KD/Ball trees and neighbors, k-means, libsvm, sparse
 matrices, splines, random states).
@@ -31,13 +33,19 @@ from .checks_trees import (
     _check_tree_owner,
     _check_tree_predictor,
 )
-from .errors import ModelLoadError, UnsafeModelError, _tampered, _type_name
-from .load_helpers import (
-    _binary_tree_types,
-    _global_name,
-    _load_helper_functions,
-    _not_callable_at_load_types,
+from .allowlist import _stored_callable_entry
+from .checks_callables import (
+    _CALLABLE_TYPES,
+    _check_call_slots,
+    _check_function_transformer,
+    _check_kwargs,
+    _check_partial,
+    _check_stored_callable,
+    _is_stored_callable_value,
+    _short_repr,
 )
+from .errors import ModelLoadError, UnsafeModelError, _as_int, _tampered, _type_name
+from .load_helpers import _binary_tree_types, _not_callable_at_load_types
 
 # ---------------------------------------------------------------------------
 # Post-load structural validation
@@ -52,14 +60,27 @@ from .load_helpers import (
 _MAX_WALK = 20_000_000
 
 
-def _iter_graph(root: Any):
+def _iter_graph(root: Any, edges: list | None = None):
     """Yield every object reachable through containers, ``__dict__`` and the
     pickled state of extension types (e.g. a BallTree's distance metric and a
-    PyFuncDistance's function and keyword arguments)."""
+    PyFuncDistance's function and keyword arguments).
+
+    With ``edges``, also record ``(holder, attribute, value)`` for every
+    function, class or partial found as a value: ``attribute`` is the
+    ``__dict__`` key, ``"func"`` for a partial, ``"<native state>"`` for the
+    state of an extension type, and None inside plain containers."""
     seen: set[int] = set()
     stack = [root]
     visited = 0
     scalar_types = (str, bytes, int, float, complex, bool, type(None), np.generic)
+
+    def push(holder, key, children) -> None:
+        if edges is not None:
+            for child in children:
+                if not isinstance(child, scalar_types) and _is_stored_callable_value(child):
+                    edges.append((holder, key, child))
+        stack.extend(children)
+
     while stack:
         obj = stack.pop()
         if isinstance(obj, scalar_types):
@@ -72,24 +93,36 @@ def _iter_graph(root: Any):
         if visited > _MAX_WALK:
             raise ModelLoadError("The model is too large to validate.")
         yield obj
-        if isinstance(obj, type):
+        if isinstance(obj, _CALLABLE_TYPES) or (
+            "cython_function_or_method" in type(obj).__name__
+            or _stored_callable_entry(obj) is not None
+        ):
+            # Process-wide objects defined by code, not by the file (pickle
+            # never BUILDs them): numpy's dispatchers keep their Python
+            # implementation in __dict__ (``__wrapped__``), which is numpy's
+            # business, not the model's.
             continue
         if isinstance(obj, dict):
-            stack.extend(obj.keys())
-            stack.extend(obj.values())
+            push(obj, None, list(obj.keys()))
+            push(obj, None, list(obj.values()))
             continue
         if isinstance(obj, (list, tuple, set, frozenset)):
-            stack.extend(obj)
+            push(obj, None, list(obj))
             continue
         if isinstance(obj, np.ndarray):
             if obj.dtype.hasobject:
-                stack.extend(obj.ravel().tolist())
+                push(obj, None, obj.ravel().tolist())
             continue
         if isinstance(obj, functools.partial):
-            stack.extend([obj.func, obj.args, obj.keywords or {}])
+            push(obj, "func", [obj.func])
+            stack.extend([obj.args, obj.keywords or {}])
         d = getattr(obj, "__dict__", None)
         if isinstance(d, dict):
-            stack.extend(d.values())
+            if edges is None:
+                stack.extend(d.values())
+            else:
+                for key, value in list(d.items()):
+                    push(obj, key, [value])
         if _is_native_sklearn_object(obj):
             # Cython classes keep references in C fields; their reduce state
             # (not the constructor part) lists them.
@@ -98,7 +131,11 @@ def _iter_graph(root: Any):
             except Exception:
                 reduced = None
             if isinstance(reduced, tuple) and len(reduced) >= 3:
-                stack.append(reduced[2])
+                state = reduced[2]
+                if isinstance(state, (tuple, list)):
+                    push(obj, "<native state>", list(state))
+                else:
+                    push(obj, "<native state>", [state])
 
 
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
@@ -113,10 +150,15 @@ def _is_native_sklearn_object(obj: Any) -> bool:
     return any(not (t.__flags__ & _HEAPTYPE) for t in cls.__mro__[:-1])
 
 
-def _validate_structure(root: Any) -> None:
-    """Run the structural checks on every object reachable from ``root``."""
-    checks = _StructureChecks()
-    for obj in _iter_graph(root):
+def _validate_structure(root: Any, policy: Any = None) -> None:
+    """Run the structural checks on every object reachable from ``root``.
+
+    ``policy`` (a ``_Policy``) tells which modules the operator trusts: their
+    classes and functions may be stored anywhere."""
+    trusted = policy._is_trusted if policy is not None else (lambda module: False)
+    checks = _StructureChecks(trusted)
+    edges: list = []
+    for obj in _iter_graph(root, edges):
         try:
             checks.check(obj)
         except ModelLoadError:
@@ -125,13 +167,15 @@ def _validate_structure(root: Any) -> None:
             raise _tampered(
                 _type_name(obj), f"unreadable internal structure: {type(exc).__name__}"
             ) from exc
+    _check_call_slots(edges, trusted)
 
 
 class _StructureChecks:
     """Dispatch from object type to the structural check(s) that apply."""
 
-    def __init__(self):
+    def __init__(self, trusted: Callable[[str], bool] = lambda module: False):
         import scipy.sparse as sp
+        from sklearn.preprocessing import FunctionTransformer
         from scipy.interpolate import BSpline
         from sklearn.cluster._kmeans import _BaseKMeans
         from sklearn.ensemble._gb import BaseGradientBoosting
@@ -158,14 +202,14 @@ class _StructureChecks:
             (_BaseKMeans, _check_kmeans),
             (NeighborsBase, _check_neighbors),
             (_VectorizerMixin, _check_vectorizer),
+            (FunctionTransformer, _check_function_transformer),
         ]
         self.no_call = _not_callable_at_load_types()
+        self.trusted = trusted
 
     def check(self, obj: Any) -> None:
-        if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)) or (
-            "cython_function_or_method" in type(obj).__name__
-        ):
-            _check_stored_callable(obj, self.no_call)
+        if isinstance(obj, _CALLABLE_TYPES) or "cython_function_or_method" in type(obj).__name__:
+            _check_stored_callable(obj, self.no_call, self.trusted)
         if self.issparse(obj):
             _check_sparse(obj)
             return
@@ -196,62 +240,73 @@ def _check_vectorizer(vectorizer) -> None:
         )
 
 
-def _check_stored_callable(obj, no_call: tuple[type, ...]) -> None:
-    """Classes and functions stored *as values* (FunctionTransformer.func,
-    kernels, metrics, ...) are later called with the viewer's data plus
-    keyword arguments taken from the model.  The constructors that are not
-    callable while loading (``ndarray(buffer=...)``, KD/Ball trees, distance
-    metrics, splines) and the pickle reconstruction helpers must therefore
-    not be stored either.  (Sparse matrix classes may: called on the
-    viewer's dense data they only copy it.)"""
-    import scipy.sparse as sp
+# ---------------------------------------------------------------------------
+# Resource settings, normalised after the checks
+# ---------------------------------------------------------------------------
+#
+# A model's parameters choose how many worker processes/threads scikit-learn
+# starts at predict time (n_jobs=24 in a ColumnTransformer or a forest starts
+# two dozen processes per prediction) and whether it writes a cache to disk
+# (Pipeline/FeatureAgglomeration ``memory``: a path or a joblib.Memory).  The
+# viewer decides those, not the file: after the structural checks, every
+# object of the loaded graph that has such an attribute gets n_jobs=1 and
+# memory=None, KMeans' stored OpenMP thread count (_n_threads, used by
+# predict) is capped at the server's, and load_model reports each change.
+# Only instances are changed, never classes, functions or other
+# process-wide objects.
 
-    offending = False
-    if isinstance(obj, type):
-        offending = issubclass(obj, no_call) and not issubclass(obj, (sp.spmatrix, sp.sparray))
-    else:
-        offending = obj in _load_helper_functions() or getattr(obj, "__name__", "") in (
-            "newObj",
-        ) or str(getattr(obj, "__name__", "")).startswith("__pyx_unpickle_")
-    if offending:
-        raise UnsafeModelError(
-            [f"{_global_name(obj)} (stored as a callable)"],
-            detail="The model stores a low-level constructor as a parameter; "
-            "calling it with keyword arguments from the file could corrupt memory.",
-        )
+_NEVER_MUTATED = (types.ModuleType, *_CALLABLE_TYPES)
+ADJUSTED = "Changed at upload:"  # how the notes of these changes begin (the model card lists them apart)
 
 
-_FORBIDDEN_KWARGS = ("out", "where")
+def _limit_resources(root: Any) -> list[str]:
+    """Force ``n_jobs`` to 1, ``memory`` to None and ``_n_threads`` (the
+    OpenMP thread count KMeans stores at fit and uses at predict) to at most
+    this server's on every object of ``root``'s graph that has them; return
+    one sentence per change (grouped by setting and old value)."""
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
+    max_threads = max(1, int(_openmp_effective_n_threads()))
+    changes: dict[tuple[str, str, str], list[str]] = {}
 
-def _holds_array(value) -> bool:
-    if isinstance(value, np.ndarray):
-        return True
-    return isinstance(value, (tuple, list)) and any(isinstance(v, np.ndarray) for v in value)
+    def note(obj: Any, attr: str, old: Any, new: Any) -> None:
+        names = changes.setdefault((attr, _short_repr(old), repr(new)), [])
+        name = type(obj).__name__
+        if name not in names:
+            names.append(name)
 
+    for obj in _iter_graph(root):
+        if isinstance(obj, _NEVER_MUTATED) or "cython_function_or_method" in type(obj).__name__:
+            continue  # shared, process-wide objects
+        if _stored_callable_entry(obj) is not None:
+            continue
+        d = getattr(obj, "__dict__", None)
+        if not isinstance(d, dict):
+            continue
+        if "n_jobs" in d:
+            old = d["n_jobs"]
+            if not (old is None or (_as_int(old) == 1 and not isinstance(old, bool))):
+                d["n_jobs"] = 1
+                note(obj, "n_jobs", old, 1)
+        if "memory" in d and d["memory"] is not None:
+            old = d["memory"]
+            d["memory"] = None
+            note(obj, "memory", old, None)
+        if "_n_threads" in d:
+            old = d["_n_threads"]
+            value = _as_int(old)
+            if value is None or value < 1 or value > max_threads:
+                d["_n_threads"] = max_threads if value is None or value > max_threads else 1
+                note(obj, "_n_threads", old, d["_n_threads"])
 
-def _check_kwargs(d: dict) -> None:
-    """Keyword dicts (FunctionTransformer.kw_args, kernel_params,
-    metric_params, partial keywords, ...) must not route one of the model's
-    own arrays into a numpy ``out=``/``where=`` argument: that would let a
-    transform step overwrite validated index arrays right before native code
-    uses them."""
-    for key in _FORBIDDEN_KWARGS:
-        if key in d and _holds_array(d[key]):
-            raise UnsafeModelError(
-                [f"keyword argument {key!r} bound to an array"],
-                detail="The model binds one of its own arrays as a numpy output "
-                "buffer, which could be used to corrupt its internal state.",
-            )
-
-
-def _check_partial(p: functools.partial) -> None:
-    func = p.func
-    module = getattr(func, "__module__", None) or ""
-    if (isinstance(func, np.ufunc) or module.split(".")[0] in ("numpy", "scipy")) and p.args:
-        # Bound positional arguments of numpy functions can land on ``out``.
-        raise UnsafeModelError(
-            [f"functools.partial({_global_name(func)}, <positional arguments>)"],
-            detail="Binding positional arguments to numpy functions can pass the "
-            "model's own arrays as output buffers.",
-        )
+    reasons = {
+        "n_jobs": "the server runs each model in one process and one thread",
+        "memory": "a model may not write a cache to the server's disk",
+        "_n_threads": "the thread count stored when the model was fitted, capped at this "
+        "server's",
+    }
+    messages = []
+    for (attr, old, new), names in changes.items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        messages.append(f"{ADJUSTED} {attr}={old} was set to {new} in {shown} ({reasons[attr]}).")
+    return messages

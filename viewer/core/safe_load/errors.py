@@ -38,19 +38,37 @@ class UnsafeModelError(ModelLoadError):
         if detail:
             message = f"Refusing to load this model ({names}): {detail}"
         else:
+            numeric = any(o.startswith(("numpy.", "scipy.")) for o in self.offenders)
             message = (
                 "Refusing to load this model: it references code outside the "
                 f"allowlist of safe scikit-learn/numpy/scipy objects: {names}. "
-                "Loading it could execute arbitrary code. If these objects come "
-                "from your own trusted package, an operator can allow their "
-                "module with trusted_modules."
+                "Loading or using it could execute arbitrary code, touch files "
+                "or exhaust the server's memory or CPU. "
+                + (
+                    "numpy/scipy functions are admitted only from an explicit list "
+                    "of element-wise functions and reductions (for example "
+                    "numpy.log1p, numpy.sqrt, numpy.clip, numpy.mean, "
+                    "scipy.special.expit). "
+                    if numeric
+                    else ""
+                )
+                + "If these objects come from your own trusted package, an "
+                "operator can allow their module with trusted_modules."
             )
         super().__init__(message)
 
 
 @dataclasses.dataclass
 class LoadedModel:
-    """Result of :func:`load_model`."""
+    """Result of :func:`load_model`.
+
+    ``warnings`` holds the warnings raised while loading
+    (``"InconsistentVersionWarning: ..."``) and one ``"Changed at upload: ..."``
+    sentence per setting the loader changed, e.g. ``"Changed at upload:
+    n_jobs=24 was set to 1 in ColumnTransformer, RandomForestClassifier (the
+    server runs each model in one process and one thread)."`` --
+    stored with the model version and shown to the user who uploaded it.
+    """
 
     estimator: Any
     format: ModelFormat

@@ -1,6 +1,8 @@
 """``load_model``: detect the format, load with the restricted loader of that
-format, check that the result is an estimator, validate its structure, and
-report the saved scikit-learn version and the warnings raised while loading.
+format, check that the result is an estimator, validate its structure,
+normalise its resource settings (n_jobs, memory, thread counts), and report
+the saved scikit-learn version, the warnings raised while loading and the
+settings it changed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import types
 import warnings
 from typing import Any
 
-from .checks import _validate_structure
+from .checks import _limit_resources, _validate_structure
 from .errors import LoadedModel, ModelLoadError, _corrupt_message, _type_name
 from .formats import detect_format
 from .policy import _Policy
@@ -69,6 +71,11 @@ def load_model(
         Invalid arguments (e.g. a standard-library module in
         ``trusted_modules``).
 
+    The returned ``warnings`` also list, as ``"Changed at upload: ..."`` lines,
+    the settings changed at load: every ``n_jobs`` in the model is set to 1,
+    every ``memory`` (a cache directory) to None, and thread counts stored
+    by fitting (``_n_threads``) are capped at this server's.
+
     Not thread-safe with respect to warnings: loading records warnings with
     ``warnings.catch_warnings``, which swaps process-global state.
     """
@@ -90,7 +97,12 @@ def load_model(
                     "The file does not contain a scikit-learn model (found "
                     f"{_type_name(obj)}, which has no fit/predict/transform methods)."
                 )
-            _validate_structure(obj)
+            _validate_structure(obj, policy)
+            # After the checks (a refused model is never touched; the checks
+            # stay free of side effects) and before anyone can call the
+            # model: the server, not the file, decides how many processes
+            # and threads a prediction uses and whether it writes to disk.
+            resource_changes = _limit_resources(obj)
         except ModelLoadError:
             raise
         except Exception as exc:  # anything unexpected is a load failure
@@ -108,6 +120,7 @@ def load_model(
                 version = original
     if version == "pre-0.18":
         version = None
+    messages.extend(resource_changes)
     return LoadedModel(
         estimator=obj,
         format=fmt,

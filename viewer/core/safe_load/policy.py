@@ -10,13 +10,12 @@ import sys
 import types
 from typing import Any, Iterable
 
-import numpy as np
-
 from .allowlist import (
     _EXPLICIT_GLOBALS,
     _IDENT_RE,
     _IMPORTABLE_PREFIXES,
     _SKLEARN_BASES,
+    _STORED_CALLABLES,
     _TEST_PARTS,
     _UNTRUSTABLE_PACKAGES,
     _canonical_module,
@@ -24,6 +23,7 @@ from .allowlist import (
     _numpy_scalar_types,
     _scorer_functions,
     _sklearn_module_denied,
+    _stored_callable_entry,
 )
 from .errors import ModelLoadError
 from .load_helpers import _WRAPPED_GLOBALS
@@ -133,6 +133,11 @@ class _Policy:
             if obj is _MISSING:
                 raise _UnknownGlobal(f"{module}.{name}")
             return obj
+        if key in _STORED_CALLABLES:
+            obj = self._lookup(module, name)
+            if obj is _MISSING:
+                raise _UnknownGlobal(f"{module}.{name}")
+            return obj if _stored_callable_entry(obj) is not None else _REFUSED
 
         top = module.split(".", 1)[0]
         if self._is_trusted(module):
@@ -186,9 +191,11 @@ class _Policy:
         if top == "numpy":
             if module == "numpy":
                 obj = self._lookup(module, name)
-                # ufuncs (np.log1p, np.exp, ...) are pure element-wise math
-                # and numpy pickles them by name.
-                if isinstance(obj, np.ufunc):
+                # Functions (np.log1p, np.mean, np.clip, ...) only from the
+                # explicit list of element-wise functions and reductions
+                # (_STORED_CALLABLES, with the keyword arguments each may
+                # get); numpy pickles ufuncs by name.
+                if _stored_callable_entry(obj) is not None:
                     return obj
                 # Scalar types (np.float64 as a dtype parameter).  np.void is
                 # left out: np.void(n) zero-fills n bytes.
@@ -199,7 +206,9 @@ class _Policy:
         if top == "scipy":
             if _module_matches(module, "scipy.special"):
                 obj = self._lookup(module, name)
-                if isinstance(obj, np.ufunc):  # expit, logit, ...
+                # expit, logit, ... from the explicit list, under whichever
+                # scipy.special submodule pickle found them.
+                if _stored_callable_entry(obj) is not None:
                     return obj
                 return _REFUSED
             if _module_matches(module, "scipy.sparse"):
