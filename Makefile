@@ -68,9 +68,10 @@ test-services: install
 # Slow fault and load tests on both backends: SIGKILL / SIGTERM a worker mid-job, two workers on
 # one job, poison chunks, cancel across a worker restart, late duplicate messages, Redis restarted
 # and PostgreSQL stopped mid-job (services), the web process killed mid-upload, 60 s of load at 32
-# connections while uploads and jobs run. .ci/run calls this after `make test`.
+# connections while uploads and jobs run; the hostile-model corpus's proofs that each case crashes
+# or freezes a process without our loader (once: no backend). .ci/run calls this after `make test`.
 chaos: install
-	VIEWER_TEST_BACKEND=embedded $(PY) -m pytest -m chaos tests/test_faults.py tests/test_load.py
+	VIEWER_TEST_BACKEND=embedded $(PY) -m pytest -m chaos tests/test_faults.py tests/test_load.py tests/core/test_hostile_native.py tests/core/test_hostile_load.py tests/core/test_hostile_params.py
 	VIEWER_TEST_BACKEND=services $(PY) -m pytest -m chaos tests/test_faults.py tests/test_load.py
 
 # The README's pictures: the browser tests take screenshots, tests/browser/readme.py keeps small copies.
