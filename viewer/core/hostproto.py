@@ -1,7 +1,8 @@
 """The wire format between the app and a model host process: data only, never a pickle.
 
 A frame is a fixed 24-byte header, then at most ``MAX_JSON`` bytes of JSON (control messages and
-errors: a model's classes, a refusal's sentence), then one raw C-order array. The header is
+errors: a model's classes, a refusal's sentence), then one raw C-order array or, from the app
+to a host only, one Arrow IPC stream (a table whose columns have several types). The header is
 ``struct "<4sBBHIIII"``: magic ``VHP1``, op, dtype code, status, rows, columns, JSON length,
 payload length. The reader checks every field against what the request allows before it reads
 further, so a host that sends anything else (a crash's garbage, a compromised host's bytes) is a
@@ -42,6 +43,7 @@ class Status(IntEnum):
 
 
 DTYPES = {0: None, 1: np.dtype("<f8"), 2: np.dtype("<f4"), 3: np.dtype("<i8")}
+ARROW = 4  # dtype code of an Arrow IPC stream: rows and columns are the table's
 _CODES = {(dtype.kind, dtype.itemsize): code for code, dtype in DTYPES.items() if dtype is not None}
 
 
@@ -55,14 +57,20 @@ class Frame:
     status: Status
     meta: dict[str, Any]
     array: np.ndarray | None
+    arrow: bytes | None = None  # an Arrow IPC stream (app to host only)
 
 
 def encode(op: Op, array: np.ndarray | None = None, meta: dict[str, Any] | None = None,
-           status: Status = Status.OK) -> list[bytes | memoryview]:
-    """The buffers of one frame (for ``socket.sendmsg``: the array is not copied)."""
+           status: Status = Status.OK, *, arrow: tuple[bytes | memoryview, int, int] | None = None,
+           max_json: int = MAX_JSON) -> list[bytes | memoryview]:
+    """The buffers of one frame (for ``socket.sendmsg``: the array is not copied). ``arrow``:
+    (IPC stream, rows, columns), sent instead of an array."""
     body = json.dumps(meta, allow_nan=False, separators=(",", ":")).encode() if meta else b""
-    if len(body) > MAX_JSON:
-        raise ProtocolError(f"The message's JSON part is {len(body)} bytes; at most {MAX_JSON}.")
+    if len(body) > max_json:
+        raise ProtocolError(f"The message's JSON part is {len(body)} bytes; at most {max_json}.")
+    if arrow is not None:
+        stream, rows, cols = arrow
+        return [HEADER.pack(MAGIC, op, ARROW, status, rows, cols, len(body), len(stream)), body, stream]
     if array is None:
         return [HEADER.pack(MAGIC, op, 0, status, 0, 0, len(body), 0), body]
     if array.ndim != 2:
@@ -79,16 +87,23 @@ def encode(op: Op, array: np.ndarray | None = None, meta: dict[str, Any] | None 
 
 
 def read(recv_exactly: Callable[[int], bytes], *, ops: tuple[Op, ...], rows: int | None = None,
-         max_payload: int = MAX_PAYLOAD) -> Frame:
+         max_payload: int = MAX_PAYLOAD, max_json: int = MAX_JSON, arrow: bool = False) -> Frame:
     """Read one frame with ``recv_exactly(n)`` (which raises on a short read), accepting only
-    ``ops`` and, when ``rows`` is given, an array of exactly that many rows."""
+    ``ops`` and, when ``rows`` is given, an array of exactly that many rows. Only a host reading
+    the app's requests passes ``arrow=True`` (the app never parses Arrow from a host)."""
     magic, op, code, status, n_rows, n_cols, json_len, payload_len = HEADER.unpack(recv_exactly(HEADER.size))
     if magic != MAGIC:
         raise ProtocolError("The host sent something that is not a message (bad magic).")
     if op not in {int(o) for o in ops}:
         raise ProtocolError(f"The host sent operation {op}; expected one of {[int(o) for o in ops]}.")
-    if status not in (Status.OK, Status.FAILED) or code not in DTYPES or json_len > MAX_JSON:
+    if status not in (Status.OK, Status.FAILED) or json_len > max_json \
+            or not (code in DTYPES or (arrow and code == ARROW)):
         raise ProtocolError("The host sent a malformed header.")
+    if code == ARROW:
+        if payload_len > max_payload:
+            raise ProtocolError("The message's table is larger than allowed.")
+        meta = _meta(recv_exactly(json_len)) if json_len else {}
+        return Frame(Op(op), Status(status), meta, None, recv_exactly(payload_len))
     dtype = DTYPES[code]
     expected = 0 if dtype is None else n_rows * n_cols * dtype.itemsize
     if payload_len != expected or payload_len > max_payload or n_cols > MAX_COLUMNS:

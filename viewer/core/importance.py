@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from .datasets import PARQUET_READ_BUFFER, DatasetError, to_frame
 from .payload import PayloadError
-from .predictor import Predictor, _scrub
+from .predictor import InputSchema, _scrub
 from .scoring import features
 
 __all__ = ["Cancelled", "DEFAULT_MAX_ROWS", "DEFAULT_REPEATS", "MIN_ROWS", "SCORINGS", "Sample",
@@ -97,7 +97,7 @@ def check_scoring(scoring: str, kind: str | None, classes: list[Any] | None, has
                            "or accuracy).", "BAD_SCORING")
 
 
-def feature_names(predictor: Predictor, columns: list[str], target: str) -> list[str]:
+def feature_names(predictor: InputSchema, columns: list[str], target: str) -> list[str]:
     """The names of the model's input columns, in the order ``features`` gives them."""
     if predictor.feature_names is not None:
         return [str(n) for n in predictor.feature_names]
@@ -249,12 +249,37 @@ class _Progress:
         return score
 
 
+def _as_estimator(predictor: InputSchema):
+    """An estimator for scikit-learn's scorers whose predictions are the predictor's: the
+    model runs where the predictor runs it (a model host in the app), never here."""
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+    classifier = predictor.info.get("kind") == "classifier"
+
+    class Served(ClassifierMixin if classifier else RegressorMixin, BaseEstimator):
+        def fit(self, X, y=None):  # noqa: ARG002  (never called: the model is fitted)
+            return self
+
+        def predict(self, X):
+            return predictor.predict(X)
+
+    def predict_proba(self, X):  # named: scikit-learn's scorers look methods up by name
+        return predictor.predict_proba(X)
+
+    if predictor.has_proba:
+        Served.predict_proba = predict_proba
+    served = Served()
+    if predictor.classes is not None:
+        served.classes_ = np.asarray(predictor.classes)
+    return served
+
+
 def _finite(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
 
 
-def importance_of(predictor: Predictor, frame: pd.DataFrame, target: str, *, n_repeats: int = DEFAULT_REPEATS,
+def importance_of(predictor: InputSchema, frame: pd.DataFrame, target: str, *, n_repeats: int = DEFAULT_REPEATS,
                   seed: int = 0, scoring: str | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -280,14 +305,13 @@ def importance_of(predictor: Predictor, frame: pd.DataFrame, target: str, *, n_r
     y = _target(frame[target], kind, classes, scoring)
     names = feature_names(predictor, list(frame.columns), target)
     predictor.predict(X)  # input the model cannot take fails here, with the predict path's messages
-    estimator = predictor._model_for(X)
     counting = _Progress(_scorer(scoring, classes), len(names), n_repeats, progress, cancelled)
     try:
-        bunch = sk_permutation_importance(estimator, X, y, scoring=counting, n_repeats=n_repeats, n_jobs=1,
-                                          random_state=seed)
+        bunch = sk_permutation_importance(_as_estimator(predictor), X, y, scoring=counting, n_repeats=n_repeats,
+                                          n_jobs=1, random_state=seed)
+    except PayloadError:
+        raise
     except (ValueError, TypeError) as exc:
-        if "NaN" in str(exc) or "infinity" in str(exc):
-            raise predictor._nan_error(X) from None
         raise PayloadError("The model could not be scored on this data: " + _scrub(str(exc)),
                            "INVALID_INPUT") from None
     order = np.argsort(-bunch.importances_mean, kind="stable")
@@ -307,7 +331,7 @@ def importance_of(predictor: Predictor, frame: pd.DataFrame, target: str, *, n_r
     }
 
 
-def permutation_importance(predictor: Predictor, path: str | os.PathLike[str], target: str, *,
+def permutation_importance(predictor: InputSchema, path: str | os.PathLike[str], target: str, *,
                            n_repeats: int = DEFAULT_REPEATS, max_rows: int = DEFAULT_MAX_ROWS, seed: int = 0,
                            scoring: str | None = None,
                            progress: Callable[[int, int], None] | None = None,

@@ -225,7 +225,7 @@ def _callable_name(func: Any) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _final_estimator(est: Any) -> Any:
+def final_estimator(est: Any) -> Any:
     """Look through Pipelines (and skip 'passthrough' last steps)."""
     from sklearn.pipeline import Pipeline
 
@@ -243,7 +243,7 @@ def _kind(est: Any) -> Kind:
     from sklearn import base
 
     is_clusterer = getattr(base, "is_clusterer", None)
-    for candidate in (est, _final_estimator(est)):
+    for candidate in (est, final_estimator(est)):
         try:
             if base.is_classifier(candidate):
                 return "classifier"

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from .introspect import final_estimator
 from .payload import MAX_LISTED, PayloadError, Table, _names, _rows
 
 
@@ -61,20 +62,23 @@ def _uses_column_names(estimator: Any) -> bool:
     return False
 
 
-class Predictor:
-    """A model version ready to serve: its schema, its fast path, its output helpers."""
+class InputSchema:
+    """What a model version takes and gives, from its stored description: the checks and
+    conversions of its input and the helpers for its outputs. No model code runs here, so the
+    app validates requests itself and a model host only ever receives input it can take.
 
-    def __init__(self, estimator: Any, info: dict[str, Any]):
-        self.estimator = estimator
+    ``needs_frame``: the model takes a DataFrame (categorical columns, or a step that selects
+    columns by name), which only the loaded model can say (``Predictor`` works it out; a model
+    host reports it)."""
+
+    def __init__(self, info: dict[str, Any], *, needs_frame: bool, has_proba: bool | None = None):
         self.info = info
         self.feature_names: list[str] | None = info.get("feature_names")
         self.n_features: int | None = info.get("n_features") or (len(self.feature_names) if self.feature_names else None)
         self.feature_set = set(self.feature_names or ())
         schema = info.get("input_schema") or []
         self.categorical = {f["name"] for f in schema if f.get("kind") == "categorical"}
-        self.needs_frame = bool(self.categorical) or _uses_column_names(estimator)
-        self.fast = None if self.needs_frame else _strip_feature_names(estimator)
-        self.linear = _LinearPath.build(self.fast) if self.fast is not None else None
+        self.needs_frame = bool(self.categorical) or needs_frame
         classes = info.get("classes")
         self.classes: list[Any] | None = list(classes) if classes is not None else None
         # Per request, the classes as JSON values: labels_at takes class_labels; classes_json is
@@ -85,7 +89,7 @@ class Predictor:
             self.class_labels = np.empty(len(self.classes), dtype=object)
             self.class_labels[:] = [_clean(c) for c in self.classes]
             self.classes_json = to_jsonable(self.classes)
-        self.has_proba = bool(info.get("has_predict_proba"))
+        self.has_proba = bool(info.get("has_predict_proba")) if has_proba is None else has_proba
 
     # The model's input, validated. Raises PayloadError naming the columns/rows at fault.
     def prepare(self, table: Table) -> np.ndarray | pd.DataFrame:
@@ -191,6 +195,19 @@ class Predictor:
             raise PayloadError(f"Non-numeric values where the model takes numbers: columns {_names(bad)} "
                                f"(rows {_rows(sorted(bad_rows))}).", "INVALID_TYPE")
         return pd.DataFrame(data, columns=order)
+
+
+
+class Predictor(InputSchema):
+    """A loaded model version ready to serve: its schema, its fast paths, its predict methods.
+    In the app this runs inside a model host (``viewer.infra.host``); notebooks use it directly."""
+
+    def __init__(self, estimator: Any, info: dict[str, Any]):
+        super().__init__(info, needs_frame=_uses_column_names(estimator))
+        self.estimator = estimator
+        self.final_kind = type(final_estimator(estimator)).__name__
+        self.fast = None if self.needs_frame else _strip_feature_names(estimator)
+        self.linear = _LinearPath.build(self.fast) if self.fast is not None else None
 
     # --- predicting ------------------------------------------------------------------------------
 

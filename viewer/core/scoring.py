@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from .datasets import n_row_groups, read_row_group, to_frame
 from .payload import PayloadError
-from .predictor import Predictor
+from .predictor import InputSchema
 
 TARGET_COLUMN = "target"
 ROW_COLUMN = "row"
@@ -39,13 +39,7 @@ def proba_column(label: Any) -> str:
     return f"proba_{label}"
 
 
-def final_estimator(estimator: Any) -> Any:
-    while hasattr(estimator, "steps"):
-        estimator = estimator.steps[-1][1]
-    return estimator
-
-
-def features(predictor: Predictor, frame: pd.DataFrame, target: str | None) -> np.ndarray | pd.DataFrame:
+def features(predictor: InputSchema, frame: pd.DataFrame, target: str | None) -> np.ndarray | pd.DataFrame:
     """The model's input columns from a dataset chunk, checked against its schema."""
     names = predictor.feature_names
     if names is not None:
@@ -74,13 +68,13 @@ def features(predictor: Predictor, frame: pd.DataFrame, target: str | None) -> n
     return np.ascontiguousarray(selected.to_numpy(dtype=np.float64))
 
 
-def score_frame(predictor: Predictor, frame: pd.DataFrame, start_row: int, target: str | None) -> pa.Table:
+def score_frame(predictor: InputSchema, frame: pd.DataFrame, start_row: int, target: str | None) -> pa.Table:
     X = features(predictor, frame, target)
     columns: dict[str, Any] = {ROW_COLUMN: np.arange(start_row, start_row + len(frame), dtype=np.int64)}
     if predictor.has_proba:
         proba = predictor.predict_proba(X)
         classes = np.asarray(predictor.classes if predictor.classes is not None else range(proba.shape[1]))
-        if type(final_estimator(predictor.estimator)).__name__ in ARGMAX_CLASSIFIERS:
+        if predictor.final_kind in ARGMAX_CLASSIFIERS:
             prediction = classes.take(np.argmax(proba, axis=1))
         else:
             prediction = predictor.predict(X)
@@ -128,7 +122,7 @@ def write_part(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def score_chunk(predictor: Predictor, dataset_path: str | os.PathLike[str], index: int,
+def score_chunk(predictor: InputSchema, dataset_path: str | os.PathLike[str], index: int,
                 part: str | os.PathLike[str], target: str | None = None) -> int:
     """Score row group ``index`` into the output part at ``part``; returns the number of rows."""
     start, table = read_row_group(dataset_path, index)
@@ -137,7 +131,7 @@ def score_chunk(predictor: Predictor, dataset_path: str | os.PathLike[str], inde
     return table.num_rows
 
 
-def score_dataset(predictor: Predictor, dataset_path: str | os.PathLike[str], output_dir: str | os.PathLike[str],
+def score_dataset(predictor: InputSchema, dataset_path: str | os.PathLike[str], output_dir: str | os.PathLike[str],
                   target: str | None = None, progress: Callable[[int, int], None] | None = None,
                   cancelled: Callable[[], bool] | None = None) -> int:
     """Score every row group in one process (a notebook's way); returns rows scored."""
