@@ -22,3 +22,31 @@ class PoisonModel(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return self.classes_.take(self.predict_proba(X).argmax(axis=1))
+
+
+class HostileModel(PoisonModel):
+    """What a model can do to the process that runs it, by the first value of the first row:
+    666 crashes it (a segfault), 777 freezes it (a loop holding the interpreter lock), 888 asks
+    for 64 GiB, 555 tries the network, 444 tries to start a process. Any other row predicts."""
+
+    def predict_proba(self, X):
+        X = np.asarray(X, dtype=float)
+        trigger = X[0, 0] if X.size else 0
+        if trigger == 666:
+            import ctypes
+
+            ctypes.string_at(0)  # reads address 0: SIGSEGV
+        elif trigger == 777:
+            while True:
+                pass
+        elif trigger == 888:
+            np.ones(8 * 2**30)
+        elif trigger == 555:
+            import socket
+
+            socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+        elif trigger == 444:
+            import subprocess
+
+            subprocess.run(["true"], check=True)
+        return super().predict_proba(X)

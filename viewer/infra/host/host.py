@@ -1,0 +1,206 @@
+"""The loop a model host runs, inside its guards: load one model through the restricted loader,
+then answer predictions until the app closes the socket.
+
+Everything it sends is a ``core.hostproto`` frame: numbers as raw arrays, the rest as JSON. A
+classifier's predicted labels travel as indices into its classes (the app holds the labels), so
+nothing the app reads from a host is ever more than numbers and a small JSON object.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import traceback
+from typing import Any, NoReturn
+
+import numpy as np
+import pandas as pd
+
+from ...core import hostproto
+from ...core.hostproto import Op, ProtocolError, Status
+from ...core.payload import PayloadError
+
+MAX_REQUEST_JSON = 256 * 2**20  # the app is trusted: a model's schema or a chunk's text columns
+
+
+class Channel:
+    """Frames over a connected stream socket (either end)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def recv_exactly(self, n: int) -> bytearray:
+        buffer = bytearray(n)
+        view, got = memoryview(buffer), 0
+        while got < n:
+            k = self.sock.recv_into(view[got:], n - got)
+            if k == 0:
+                raise EOFError("the other end closed the connection")
+            got += k
+        return buffer
+
+    def send(self, buffers: list[Any]) -> None:
+        views = [memoryview(b).cast("B") for b in buffers if len(b)]
+        while views:
+            sent = self.sock.sendmsg(views)
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if sent:
+                views[0] = views[0][sent:]
+
+
+def run(sock: socket.socket, model_fd: int, scratch: str, guards: dict[str, str]) -> NoReturn:
+    """Serve one model until the app hangs up, then exit (never return into the fork server)."""
+    code = 0
+    try:
+        _serve(Channel(sock), model_fd, scratch, guards)
+    except (EOFError, ConnectionError):
+        pass
+    except BaseException:  # noqa: BLE001  (a bug here: say so on stderr, exit non-zero)
+        traceback.print_exc()
+        code = 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    os._exit(code)
+
+
+def _serve(channel: Channel, model_fd: int, scratch: str, guards: dict[str, str]) -> None:
+    channel.send(hostproto.encode(Op.PING, meta={"guards": guards, "pid": os.getpid()}))
+    request = hostproto.read(channel.recv_exactly, ops=(Op.LOAD,), max_json=MAX_REQUEST_JSON)
+    try:
+        model, reply = _load(request.meta, model_fd, scratch)
+    except Exception as exc:  # noqa: BLE001  (refused or unreadable: the app says why)
+        channel.send(hostproto.encode(Op.LOAD, meta=_failure(exc), status=Status.FAILED,
+                                      max_json=hostproto.MAX_JSON))
+        return
+    channel.send(hostproto.encode(Op.LOAD, meta=reply, max_json=MAX_REQUEST_JSON))
+    while True:
+        request = hostproto.read(channel.recv_exactly, ops=(Op.PREDICT, Op.PING), arrow=True,
+                                 max_json=MAX_REQUEST_JSON)
+        if request.op is Op.PING:
+            channel.send(hostproto.encode(Op.PING))
+            continue
+        try:
+            array, meta = _predict(model, request)
+        except Exception as exc:  # noqa: BLE001  (the model refused this input; the host lives on)
+            channel.send(hostproto.encode(Op.PREDICT, meta=_failure(exc), status=Status.FAILED))
+            continue
+        channel.send(hostproto.encode(Op.PREDICT, array, meta))
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+def _load(meta: dict[str, Any], model_fd: int, scratch: str):
+    from ...core.introspect import describe_model
+    from ...core.predictor import Predictor
+    from ...core.safe_load import load_model
+
+    path = os.path.join(scratch, "model")
+    with os.fdopen(model_fd, "rb") as source, open(path, "wb") as copy:
+        shutil.copyfileobj(source, copy, 1 << 20)
+    try:
+        loaded = load_model(path, trusted_modules=tuple(meta.get("trusted_modules") or ()),
+                            max_decompressed_bytes=int(meta["max_decompressed_bytes"]))
+    finally:
+        os.unlink(path)
+    info = meta.get("info")
+    reply: dict[str, Any] = {}
+    if info is None:  # an upload: the app learns the model's description from here
+        info = describe_model(loaded.estimator).to_dict()
+        reply.update(info=info, format=loaded.format, saved_sklearn_version=loaded.saved_sklearn_version,
+                     warnings=list(loaded.warnings))
+    predictor = Predictor(loaded.estimator, info)
+    reply.update(needs_frame=predictor.needs_frame, final_kind=predictor.final_kind, has_proba=predictor.has_proba)
+    return predictor, json.loads(json.dumps(reply, default=str))
+
+
+# --- predicting ----------------------------------------------------------------------------------
+
+def frame_from(request: hostproto.Frame) -> pd.DataFrame:
+    """The DataFrame the app sent: typed columns in the Arrow stream, object columns (whatever
+    mixture of text, numbers and missing values the input held) as JSON lists."""
+    import pyarrow as pa
+
+    spec = request.meta["frame"]
+    with pa.ipc.open_stream(io.BytesIO(request.arrow)) as reader:
+        typed = reader.read_all().to_pandas(use_threads=False)  # a host cannot start threads
+    columns: dict[str, Any] = {}
+    for name in spec["columns"]:
+        if name in spec["objects"]:
+            values = spec["objects"][name]
+            series = pd.Series(values["values"], dtype=object)
+            for i, text in values["floats"].items():
+                series.iloc[int(i)] = float(text)
+            columns[name] = series
+        else:
+            columns[name] = typed[name]
+    n_rows = spec["rows"]
+    frame = pd.DataFrame(columns, columns=spec["columns"], index=pd.RangeIndex(n_rows))
+    return frame
+
+
+def _predict(predictor, request: hostproto.Frame) -> tuple[np.ndarray, dict[str, Any]]:
+    X = request.array if request.arrow is None else frame_from(request)
+    method = request.meta.get("method")
+    if method == "predict":
+        result = np.asarray(predictor.predict(X))
+    elif method == "predict_proba":
+        result = np.asarray(predictor.predict_proba(X))
+    else:
+        raise ProtocolError(f"Unknown method {method!r}.")
+    if result.ndim not in (1, 2) or result.shape[0] != len(X):
+        raise PayloadError(f"The model answered an array of shape {result.shape} for {len(X)} rows.",
+                           "MODEL_ERROR", 500)
+    meta: dict[str, Any] = {"ndim": result.ndim}
+    if method == "predict" and predictor.classes is not None and result.ndim == 1:
+        indices = _class_indices(result, predictor.classes)
+        if indices is not None:
+            meta["labels"] = True
+            return indices.reshape(-1, 1), meta
+    column = result.reshape(len(result), -1)
+    kind = result.dtype.kind
+    if kind == "f" and result.dtype.itemsize in (4, 8):
+        return column, meta
+    if kind in "biu":
+        meta["dtype"] = result.dtype.name
+        return column.astype(np.int64), meta
+    raise PayloadError("The model's predictions are neither numbers nor its classes, which cannot be served.",
+                       "MODEL_ERROR", 500)
+
+
+def _class_indices(result: np.ndarray, classes: list[Any]) -> np.ndarray | None:
+    """Each prediction's position in the model's classes, or None when one is not a class."""
+    position = {}
+    for i, label in enumerate(classes):
+        position.setdefault(label, i)
+    try:
+        if result.dtype.kind in "iub" and all(isinstance(c, (int, bool)) for c in classes):
+            lookup = np.asarray(classes, dtype=np.int64)
+            order = np.argsort(lookup, kind="stable")
+            found = np.searchsorted(lookup, result, sorter=order)
+            found = np.minimum(found, len(lookup) - 1)
+            indices = order[found]
+            return indices.astype(np.int64) if np.array_equal(lookup[indices], result) else None
+        return np.fromiter((position[v] for v in result.tolist()), dtype=np.int64, count=len(result))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    """What the app is told when the host refuses: the sentence and, for bad input, its code."""
+    from ...core.predictor import _scrub
+    from ...core.safe_load import ModelLoadError, UnsafeModelError
+
+    if isinstance(exc, PayloadError):
+        return {"kind": "input", "message": exc.message, "code": exc.error_code, "status": exc.status}
+    if isinstance(exc, UnsafeModelError):
+        return {"kind": "unsafe", "message": str(exc), "offenders": list(exc.offenders)[:100]}
+    if isinstance(exc, ModelLoadError):
+        return {"kind": "unreadable", "message": str(exc)}
+    if isinstance(exc, MemoryError):
+        return {"kind": "memory", "message": "The model ran out of the memory a model host may use."}
+    return {"kind": "model", "message": f"The model failed: {type(exc).__name__}: {_scrub(str(exc))}"}
