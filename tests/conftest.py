@@ -186,7 +186,10 @@ def auth(app, client, users):
 
 @pytest.fixture(scope="session")
 def worker(migrated: Backend, tmp_path_factory):
-    proc = WorkerProcess(migrated.env(), tmp_path_factory.mktemp("logs") / "worker.log")
+    # It trusts tests.poison (the hostile and poisoned models' module), as the apps of the tests
+    # that upload those models do: any job of the session may land on this worker.
+    proc = WorkerProcess({**migrated.env(), "VIEWER_TRUSTED_MODULES": "tests.poison"},
+                         tmp_path_factory.mktemp("logs") / "worker.log")
     try:
         proc.wait_ready()
         yield proc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 
 from ..http.auth import identity, requester, role_required
-from ..services import registry
+from ..services import hosts, registry
 from ..services.errors import ServiceError
 from .inputs import AliasTarget, ModelQuery, ModelUpdate, ModelUpload, MoveRequest
 from .outputs import Model, ModelList, ModelOrVersion, ModelSummary, Version
@@ -87,6 +87,18 @@ def delete_version(name: str, version: int):
     """Delete a version (and the model with its last version)"""
     registry.delete_version(registry.resolve(registry.Ref(name, version=version)))
     return "", 204
+
+
+@bp.post("/models/<name>/versions/<int:version>/release")
+@role_required("admin")
+@checks("Models", {200: Version}, (401, 403, 404))
+def release_version(name: str, version: int):
+    """Release a quarantined version
+
+    It serves again (with every version of the same file) and its host failures are forgotten."""
+    found = registry.resolve(registry.Ref(name, version=version))
+    hosts.release(found)
+    return jsonify(registry.version_dict(found))
 
 
 @bp.put("/models/<name>/aliases/<alias>")

@@ -166,6 +166,11 @@ class SavedWith(BaseModel):
     sklearn: str | None = None
 
 
+class Quarantine(BaseModel):
+    since: Time
+    reason: str
+
+
 class Version(BaseModel):
     """One registered version: its file, who uploaded it, and what the model is."""
 
@@ -182,6 +187,8 @@ class Version(BaseModel):
     saved_with: SavedWith
     warnings: list[str]
     adjustments: list[str]  # settings the upload changed (n_jobs, memory), each with its reason
+    quarantine: Quarantine | None = Field(description="Set when the model's host failed too often: "
+                                          "predictions answer 409 until a project admin releases it.")
     kind: Literal["classifier", "regressor", "clusterer", "other"]
     estimator_class: str
     steps: list[Any] = optional()

@@ -77,7 +77,7 @@ def ready():
 def model_metadata(name: str, version: str | None = None):
     """Model metadata (the latest version, or the version named)"""
     served = serving.resolve(_ref(name, version))
-    predictor = served.predictor
+    predictor = serving.serving(served)
     if predictor.feature_names:
         inputs = [{"name": f["name"], "datatype": "BYTES" if f.get("kind") == "categorical" else "FP64", "shape": [-1]}
                   for f in predictor.info.get("input_schema") or []] or \
@@ -99,7 +99,7 @@ def model_metadata(name: str, version: str | None = None):
 def model_ready(name: str, version: str | None = None):
     """Model readiness (the latest version, or the version named)"""
     served = serving.resolve(_ref(name, version))
-    return jsonify(name=served.name, ready=True)
+    return jsonify(name=served.name, ready=served.quarantined is None)
 
 
 @bp.post("/models/<name>/infer")

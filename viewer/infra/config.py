@@ -41,6 +41,19 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
     "LOGIN_RATE_LIMIT": ("10 per minute;100 per day", str, "Failed logins allowed per client address "
                          "(the limits library's syntax, e.g. '10 per minute;100 per day'); beyond it the login form answers 429."),
     "LOGIN_USER_RATE_LIMIT": ("30 per hour", str, "Failed logins allowed per username, from any address."),
+    "MODEL_HOSTS": (True, "bool", "Run model code in sandboxed host processes (no network, no new "
+                    "processes, no files outside a scratch folder, a memory limit and a deadline). "
+                    "Off: models run inside the web and worker processes."),
+    "HOSTS": (8, int, "Model hosts kept alive per app process (least recently used stop first)."),
+    "HOST_MEMORY_MB": (2048, int, "Memory a model host may allocate beyond what it starts with, in MiB."),
+    "HOST_TIMEOUT_SECONDS": (30.0, float, "Deadline of one prediction request in a model host; past it "
+                             "the host is stopped and the request answers 504."),
+    "JOB_HOST_TIMEOUT_SECONDS": (900.0, float, "Deadline of one scoring chunk in a model host; past it the "
+                                 "chunk counts as a failed attempt."),
+    "QUARANTINE_FAILURES": (3, int, "Host failures (crash, deadline, malformed answer) after which a model "
+                            "version is quarantined: predictions answer 409 until a project admin releases it. "
+                            "0: never."),
+    "QUARANTINE_MINUTES": (10.0, float, "The window in which QUARANTINE_FAILURES are counted."),
     "INLINE_INGEST_MB": (32, int, "Datasets up to this size are ingested inside the upload "
                          "request; larger ones by a worker (the upload answers 202 at once)."),
 }

@@ -234,6 +234,9 @@ class ModelVersion(db.Model):
     load_warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
     uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when its model host failed too often (services.hosts); predictions then answer 409.
+    quarantined_at: Mapped[datetime | None] = mapped_column(default=None)
+    quarantine_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
     model: Mapped[RegisteredModel] = relationship(back_populates="versions")
     uploaded_by: Mapped[User | None] = relationship()
@@ -243,6 +246,18 @@ class ModelVersion(db.Model):
     @property
     def ref(self) -> str:
         return f"{self.model.name}/{self.version}"
+
+
+class HostFailure(db.Model):
+    """A model host that crashed, missed its deadline or answered nonsense (by model file)."""
+    __tablename__ = "host_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int]  # no foreign key: the record outlives nothing it would need
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    model_ref: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # crashed, timeout, malformed
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ModelAlias(db.Model):

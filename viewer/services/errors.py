@@ -16,7 +16,9 @@ STATUS = {
     "gone": 410,           # it existed, its file is gone
     "too_large": 413,
     "unprocessable": 422,  # the upload is well-formed but refused (unsafe model, bad CSV)
-    "unavailable": 503,    # a service we depend on (the queue) is down: try again
+    "bad_gateway": 502,    # a process we depend on (a model host) answered nonsense
+    "unavailable": 503,    # a service we depend on (the queue, a model host) is down: try again
+    "timeout": 504,        # a process we depend on (a model host) did not answer in time
 }
 
 

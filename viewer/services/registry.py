@@ -23,7 +23,7 @@ from ..infra.artifacts import TooLarge, new_key, stage
 from ..infra.extensions import db
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN, ModelAlias, ModelVersion, RegisteredModel, User
 from ..infra.scope import only_mine
-from . import jobs, projects
+from . import hosts, jobs, projects
 from .artifacts import scratch_dir, store
 from .errors import ServiceError
 from .jobs import iso_time
@@ -46,6 +46,14 @@ def trusted_modules() -> tuple[str, ...]:
 
 
 # --- addressing: "name", "name@alias", "name/3" -------------------------------------------------
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a host's loader reports about an uploaded file (the estimator stays in the host)."""
+    format: str
+    saved_sklearn_version: str | None
+    warnings: tuple[str, ...]
+
 
 @dataclass(frozen=True)
 class Ref:
@@ -171,19 +179,29 @@ def register(source: BinaryIO, *, name: str, filename: str = "", description: st
     except TooLarge as exc:
         raise ServiceError("too_large", "model_too_large",
                             f"The model file is {exc}. Set VIEWER_MAX_MODEL_MB to allow larger models.") from None
+    host = None  # the upload's model host, once it has loaded the file
     try:
         if staged.size == 0:
             raise ServiceError("unprocessable", "model_unreadable", "The file is empty.")
-        try:
-            loaded = load_model(staged.path, trusted_modules=trusted_modules(), max_decompressed_bytes=4 * limit)
-        except UnsafeModelError as exc:
-            raise ServiceError("unprocessable", "model_unsafe", str(exc), offenders=list(exc.offenders)) from None
-        except ModelLoadError as exc:
-            raise ServiceError("unprocessable", "model_unreadable", str(exc)) from None
-        info = describe_model(loaded.estimator).to_dict()
+        if hosts.enabled():  # the file is read, checked and described in a sandboxed host
+            host = hosts.inspect(str(staged.path), f"{name} (uploaded)")
+            loaded = Loaded(host.reply["format"], host.reply.get("saved_sklearn_version"),
+                            tuple(host.reply.get("warnings") or ()))
+            info = host.reply["info"]
+        else:
+            try:
+                loaded = load_model(staged.path, trusted_modules=trusted_modules(), max_decompressed_bytes=4 * limit)
+            except UnsafeModelError as exc:
+                raise ServiceError("unprocessable", "model_unsafe", str(exc), offenders=list(exc.offenders)) from None
+            except ModelLoadError as exc:
+                raise ServiceError("unprocessable", "model_unreadable", str(exc)) from None
+            info = describe_model(loaded.estimator).to_dict()
 
         model = db.session.scalar(_named(name))
         if model is not None and model.latest is not None and model.latest.sha256 == staged.sha256:
+            if host is not None:
+                hosts.adopt(model.latest, host)
+                host = None
             return model.latest, False
         key = db.session.scalar(select(ModelVersion.artifact_key).where(ModelVersion.sha256 == staged.sha256)
                                 .limit(1))
@@ -201,10 +219,16 @@ def register(source: BinaryIO, *, name: str, filename: str = "", description: st
         if not written and not store().exists(key):
             # The version whose object we share was deleted, with its object, meanwhile.
             store().put_file(key, staged.path)
-        _cache.get(staged.sha256, lambda: loaded.estimator)  # warm: the first predict is fast
+        if host is not None:  # warm: the first predict is fast
+            hosts.adopt(version, host)
+            host = None
+        else:
+            _cache.get(staged.sha256, lambda: loaded.estimator)
         return version, True
     finally:
         staged.path.unlink(missing_ok=True)  # gone already when moved into the store
+        if host is not None:
+            host.close()  # refused after loading (a name taken meanwhile, a failed write)
 
 
 def _record(name, description, user, staged, key, loaded, info, filename) -> ModelVersion:
@@ -328,6 +352,7 @@ def delete_version(version: ModelVersion) -> None:
     if not still_used:
         store().delete(key)
         _cache.discard(sha)
+        hosts.discard(sha)
 
 
 def runtime_versions() -> dict[str, str]:
@@ -353,6 +378,8 @@ def version_dict(version: ModelVersion) -> dict[str, Any]:
         "saved_with": {"sklearn": version.saved_sklearn_version},
         "warnings": [w for w in version.load_warnings if not w.startswith(ADJUSTED)],
         "adjustments": [w for w in version.load_warnings if w.startswith(ADJUSTED)],
+        "quarantine": ({"since": iso_time(version.quarantined_at), "reason": version.quarantine_reason}
+                       if version.quarantined_at else None),
         **version.info,
     }
 

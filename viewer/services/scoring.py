@@ -18,7 +18,8 @@ from ..core.payload import PayloadError
 from ..infra.artifacts import new_key
 from ..infra.extensions import db
 from ..infra.records import Dataset, Job
-from . import datasets, jobs, kinds, serving
+from ..infra.host.pool import HostError
+from . import datasets, hosts, jobs, kinds, serving
 from .artifacts import store
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ def run_chunk(job_id: str, index: int, owner: str) -> None:
             if version is None:
                 jobs.fail(job_id, "The model version was deleted.")
                 return
+            if version.quarantined_at is not None:
+                jobs.fail(job_id, f"{version.ref} is quarantined: {version.quarantine_reason}")
+                return
+            version_key = (version.model.project_id, version.sha256)
             predictor = serving.predictor_for(version)
             dataset = db.session.get(Dataset, job.dataset_id)
             with datasets.get_file(dataset) as source, store().writer(key) as part:
@@ -48,8 +53,12 @@ def run_chunk(job_id: str, index: int, owner: str) -> None:
         jobs.fail(job_id, f"Chunk {index}: {exc.message}")
         return
     except Exception as exc:  # noqa: BLE001  (recorded, retried, and after N tries the job fails)
+        reason = f"{type(exc).__name__}: {str(exc)[:500]}"
+        if isinstance(exc, HostError):  # its model host crashed or froze on this chunk: a failed attempt
+            hosts.record_failure(*version_key, exc)
+            reason = exc.message
         log.exception("chunk %s/%s failed", job_id, index)
-        if jobs.fail_chunk(chunk, owner, f"{type(exc).__name__}: {str(exc)[:500]}"):
+        if jobs.fail_chunk(chunk, owner, reason):
             try:
                 kinds.enqueue_chunk(KIND, job_id, index, countdown=min(2 ** chunk.attempts, 30))
             except kinds.BrokerUnavailable:

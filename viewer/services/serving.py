@@ -3,7 +3,8 @@
 On the request path there is no file read and at most one small query per few seconds:
 - a reference (``name``, ``name@alias``, ``name/3``) is resolved through a short-lived cache
   (``REF_CACHE_SECONDS``; moving an alias takes effect within that time in other processes);
-- the ``Predictor`` (loaded estimator + schema + fast path) is cached per process by sha256.
+- the predictor (the input schema, and a model host that runs the model: ``services.hosts``) is
+  cached per process by sha256.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from threadpoolctl import threadpool_limits
 
 from ..core.cache import LRUCache
 from ..core.payload import PayloadError, Table
-from ..core.predictor import Predictor, labels_at, to_jsonable
+from ..core.predictor import InputSchema, Predictor, labels_at, to_jsonable
+from ..infra.host.pool import HostedPredictor
 from ..infra.scope import current
-from . import registry
+from . import hosts, registry
+from .errors import ServiceError
 
 REF_CACHE_SECONDS = 3.0
 MAX_PREDICT_ROWS = 100_000
@@ -32,17 +35,23 @@ class Served:
     version: int
     sha256: str
     anonymous: bool
-    predictor: Predictor
+    predictor: InputSchema  # a HostedPredictor, or a Predictor with MODEL_HOSTS off
+    quarantined: str | None = None  # why, when its host failed too often (services.hosts)
+    project_id: int | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.name}/{self.version}"
 
+    @property
+    def version_key(self) -> tuple[int, str] | None:
+        return (self.project_id, self.sha256) if self.project_id is not None else None
+
 
 # (project id, ref) -> (checked, generation, ...): the same name means another model in another project
 _refs: dict[tuple[int | None, str], tuple[float, int, str, str, int, bool]] = {}
 _refs_lock = threading.Lock()
-_predictors: LRUCache[Predictor] = LRUCache(maxsize=16)
+_predictors: LRUCache[InputSchema] = LRUCache(maxsize=16)
 
 
 def forget(name: str | None = None) -> None:
@@ -59,23 +68,42 @@ def resolve(ref: str) -> Served:
     if hit is None or now - hit[0] > REF_CACHE_SECONDS or hit[1] != registry.generation:
         version = registry.resolve(ref)
         hit = (now, registry.generation, version.sha256, version.model.name, version.version,
-               version.model.anonymous_predict)
+               version.model.anonymous_predict, version.quarantine_reason if version.quarantined_at else None,
+               version.model.project_id)
         with _refs_lock:
             _refs[key] = hit
-        if version.sha256 not in _predictors:
-            _predictors.get(version.sha256, lambda: _build(version))
-    _, _generation, sha, name, number, anonymous = hit
-    predictor = _predictors.get(sha, lambda: _build(registry.resolve(f"{name}/{number}")))
-    return Served(name, number, sha, anonymous, predictor)
+        if hit[6] is None and (hit[7], hit[2]) not in _predictors:
+            _predictors.get((hit[7], hit[2]), lambda: _build(version))
+    _, _generation, sha, name, number, anonymous, quarantined, project_id = hit
+    if quarantined is not None:  # no host is started for it
+        return Served(name, number, sha, anonymous, None, quarantined, project_id)
+    predictor = _predictors.get((project_id, sha), lambda: _build(registry.resolve(f"{name}/{number}")))
+    return Served(name, number, sha, anonymous, predictor, None, project_id)
 
 
-def predictor_for(version) -> Predictor:
+def serving(served: Served) -> InputSchema:
+    """The served version's predictor; a quarantined version answers 409 with the reason."""
+    if served.quarantined is not None:
+        raise ServiceError("conflict", "model_quarantined",
+                           f"{served.ref} is quarantined: {served.quarantined} A project admin can release it on "
+                           "the model's page once the cause is fixed.", model=served.ref)
+    return served.predictor
+
+
+def predictor_for(version) -> InputSchema:
     """The predictor of an exact model version (by content hash): what jobs use, since a name
-    and number can point at new content after a model is deleted and uploaded again."""
-    return _predictors.get(version.sha256, lambda: _build(version))
+    and number can point at new content after a model is deleted and uploaded again. A job's
+    chunk may take longer than a request: its deadline is ``JOB_HOST_TIMEOUT_SECONDS``."""
+    predictor = _predictors.get((version.model.project_id, version.sha256), lambda: _build(version))
+    if isinstance(predictor, HostedPredictor):
+        return predictor.with_timeout(float(current_app.config.get("JOB_HOST_TIMEOUT_SECONDS", 900)))
+    return predictor
 
 
-def _build(version) -> Predictor:
+def _build(version) -> InputSchema:
+    """A hosted predictor, or with MODEL_HOSTS off the model loaded into this process."""
+    if hosts.enabled():
+        return hosts.predictor(version)
     estimator = registry.load(version)
     # Threads: one BLAS/OpenMP thread per serving process (several processes share the cores).
     # threadpoolctl limits the libraries loaded so far, which by now includes scikit-learn's.
@@ -108,10 +136,10 @@ def wants_proba(params: dict[str, Any], query_output: str | None) -> bool:
 def run(served: Served, table: Table, *, proba: bool) -> dict[str, Any]:
     """The one predict path: validate, predict, JSON-safe result."""
     check_size(table)
-    predictor = served.predictor
+    predictor = serving(served)
     X = predictor.prepare(table)
     if proba:
-        probabilities = predictor.predict_proba(X)
+        probabilities = hosts.guarded(lambda: predictor.predict_proba(X), served.ref, served.version_key)
         indices = probabilities.argmax(axis=1)
         if predictor.classes:
             labels, classes = labels_at(predictor.class_labels, indices), predictor.classes_json
@@ -119,13 +147,13 @@ def run(served: Served, table: Table, *, proba: bool) -> dict[str, Any]:
             classes = list(range(probabilities.shape[1]))
             labels, classes = labels_at(classes, indices), to_jsonable(classes)
         return {"predictions": labels, "classes": classes, "probabilities": to_jsonable(probabilities)}
-    return {"predictions": to_jsonable(predictor.predict(X))}
+    return {"predictions": to_jsonable(hosts.guarded(lambda: predictor.predict(X), served.ref, served.version_key))}
 
 
 def infer_outputs(served: Served, table: Table, wanted: list[str] | None) -> list[tuple[str, Any]]:
     """KServe V2: the named outputs (``predict``, ``predict_proba``; all it offers when none are
     named) as (name, array) pairs."""
-    predictor = served.predictor
+    predictor = serving(served)
     available = ["predict"] + (["predict_proba"] if predictor.has_proba else [])
     wanted = wanted or available
     unknown = [w for w in wanted if w not in available]
@@ -133,7 +161,8 @@ def infer_outputs(served: Served, table: Table, wanted: list[str] | None) -> lis
         raise PayloadError(f"Unknown output {unknown[0][:64]!r}; this model offers {', '.join(available)}.")
     check_size(table)
     X = predictor.prepare(table)
-    return [(name, predictor.predict(X) if name == "predict" else predictor.predict_proba(X)) for name in wanted]
+    return [(name, hosts.guarded(lambda: predictor.predict(X) if name == "predict" else predictor.predict_proba(X),
+                                 served.ref, served.version_key)) for name in wanted]
 
 
 def versions_of(name: str) -> list[int]:

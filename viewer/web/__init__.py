@@ -31,10 +31,18 @@ def _project_menu() -> dict:
                                         if name != scope.project]}}
 
 
+def _sandbox_notice() -> dict:
+    """A banner on every page when model code runs with fewer guards than it should."""
+    from ..services import hosts
+
+    return {"sandbox_notice": hosts.sandbox_notice() if current_user.is_authenticated else None}
+
+
 def init_app(app: Flask) -> None:
     from . import account, admin, assets, compare, datasets, jobs, main, members, models, prediction, session
 
     app.context_processor(_project_menu)
+    app.context_processor(_sandbox_notice)
     app.jinja_env.globals["in_project"] = in_project
 
     app.register_blueprint(session.bp)

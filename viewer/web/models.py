@@ -10,7 +10,7 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from ..http.auth import requester, role_required
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN
-from ..services import jobs, projects, registry
+from ..services import hosts, jobs, projects, registry
 from ..services.errors import ServiceError
 from . import importance
 from .forms import ConfirmForm, move_form, offset_arg
@@ -36,7 +36,8 @@ def index():
     query, sort = request.args.get("q", ""), request.args.get("sort", "name")
     found = registry.page_of_models(query, sort, offset=offset_arg())
     more = url_for("models.index", q=query, sort=sort, offset=found.next_offset) if found.next_offset else None
-    return render_template("models/list.html", models=found.items, q=query, sort=sort, more=more)
+    return render_template("models/list.html", models=found.items, q=query, sort=sort, more=more,
+                           quarantined=hosts.quarantined(), confirm=ConfirmForm())
 
 
 @bp.route("/upload", methods=["GET", "POST"])
@@ -114,6 +115,17 @@ def delete(name: str, version: int):
         return redirect(url_for("models.version", name=name, version=version))
     flash(f"Deleted {name}/{version}.", "info")
     return redirect(url_for("models.model", name=name) if registry.exists(name) else url_for("models.index"))
+
+
+@bp.post("/<name>/versions/<int:version>/release")
+@role_required("admin")
+def release(name: str, version: int):
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    found = registry.resolve(registry.Ref(name, version=version))
+    hosts.release(found)
+    flash(f"Released {found.ref}: it serves predictions again.", "info")
+    return redirect(url_for("models.version", name=name, version=version))
 
 
 @bp.post("/<name>/aliases")

@@ -10,6 +10,7 @@ from flask import Blueprint, render_template, request, session
 from ..core.payload import PayloadError, Table, parse_csv
 from ..plots.probabilities import probability_bars
 from ..services import registry, serving
+from ..services.errors import ServiceError
 from ..services.registry import Ref
 from .assets import bokeh_urls
 from .forms import ConfirmForm
@@ -49,6 +50,9 @@ def page(name: str, version: int):
     result = rows_result = plot = None
     mode = request.form.get("mode", "fields")
     status = 200
+    has_proba = served.predictor is not None and served.predictor.has_proba
+    if served.quarantined is not None and request.method == "GET":
+        error = f"{served.ref} is quarantined: {served.quarantined}"
     if form.validate_on_submit():
         try:
             if mode == "csv":
@@ -56,7 +60,7 @@ def page(name: str, version: int):
                 table = parse_csv(text.encode())
                 if table.n_rows > MAX_PAGE_ROWS:
                     raise PayloadError(f"Paste at most {MAX_PAGE_ROWS} rows here; use a scoring job for more.")
-                rows_result = serving.run(served, table, proba=served.predictor.has_proba)
+                rows_result = serving.run(served, table, proba=has_proba)
                 rows_result["n"] = table.n_rows
             else:
                 if schema:
@@ -73,10 +77,12 @@ def page(name: str, version: int):
                         row = []
                     table = Table(columns=None, rows=[row])
                 if not errors:
-                    result = serving.run(served, table, proba=served.predictor.has_proba)
+                    result = serving.run(served, table, proba=has_proba)
         except PayloadError as exc:
             error = exc.message
-        if errors or error:
+        except ServiceError as exc:  # a quarantined model, a model host that failed
+            error, status = exc.message, exc.status
+        if (errors or error) and status == 200:
             status = 400
     if result:
         key = f"whatif:{record.sha256[:16]}"

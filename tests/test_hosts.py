@@ -1,0 +1,156 @@
+"""Model hosts through the app: a model that crashes, freezes, hogs memory or reaches for the
+network answers 503 / 504 / 422 naming itself, the server keeps answering everyone else, three
+failures in the window quarantine it (409 until an admin releases it), and a scoring chunk that
+crashes its host is a failed attempt."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from tests.poison import HostileModel
+from tests.support import wait_for_job
+
+FEATURES = ["a", "b", "c"]
+
+
+@pytest.fixture
+def app_config() -> dict:
+    return {"TRUSTED_MODULES": "tests.poison", "HOST_TIMEOUT_SECONDS": 2.0, "QUARANTINE_FAILURES": 3}
+
+
+def fitted(model, seed: int):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(60, len(FEATURES)))
+    return model.fit(X, np.where(X[:, 0] > 0, "yes", "no"))
+
+
+def register(client, headers, model, name: str) -> dict:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    response = client.post("/api/v1/models", headers=headers,
+                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name},
+                           content_type="multipart/form-data")
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def predict(client, headers, name: str, first: float):
+    return client.post(f"/api/v1/models/{name}/predict", headers=headers,
+                       json={"instances": [[first, 0.5, -0.5], [0.1, 0.2, 0.3]]})
+
+
+def still_serving(client, headers) -> None:
+    assert client.get("/ping").status_code == 200
+    answer = predict(client, headers, "benign", 0.3)
+    assert answer.status_code == 200 and len(answer.get_json()["predictions"]) == 2
+
+
+@pytest.fixture
+def models(client, auth):
+    headers = auth.bearer("scientist")
+    register(client, headers, fitted(LogisticRegression(), 0), "benign")
+    register(client, headers, fitted(HostileModel(), 1), "hostile")
+    return headers
+
+
+def host_pid(app, name: str) -> int:
+    from viewer.services import hosts
+
+    with app.app_context():
+        return next(h.pid for h in hosts.pool().hosts().values() if h.label.startswith(name))
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "State:\tZ" not in status.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_a_model_that_crashes_its_host_answers_503_and_the_next_request_gets_a_new_host(app, client, models):
+    assert predict(client, models, "hostile", 0.2).status_code == 200
+    first = host_pid(app, "hostile")
+    answer = predict(client, models, "hostile", 666)
+    assert answer.status_code == 503
+    body = answer.get_json()
+    assert body["error_code"] == "model_host_crashed" and "hostile/1" in body["message"], body
+    still_serving(client, models)
+    deadline = time.monotonic() + 5
+    while alive(first) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(first)
+    assert predict(client, models, "hostile", 0.2).status_code == 200
+    assert host_pid(app, "hostile") != first
+
+
+def test_a_frozen_model_answers_504_at_its_deadline_and_its_host_is_stopped(app, client, models):
+    assert predict(client, models, "hostile", 0.2).status_code == 200
+    pid = host_pid(app, "hostile")
+    started = time.monotonic()
+    answer = predict(client, models, "hostile", 777)
+    assert answer.status_code == 504 and time.monotonic() - started < 10
+    assert answer.get_json()["error_code"] == "model_host_timeout"
+    assert "hostile/1 took longer than 2 s" in answer.get_json()["message"]
+    still_serving(client, models)
+    assert not alive(pid) or (time.sleep(1) or not alive(pid))
+
+
+@pytest.mark.parametrize("trigger, words", [(888, "memory"), (555, "Operation not permitted"),
+                                           (444, "Operation not permitted|Resource temporarily unavailable")])
+def test_a_model_reaching_for_memory_the_network_or_processes_is_refused_with_a_sentence(client, models,
+                                                                                        trigger, words):
+    import re
+
+    answer = predict(client, models, "hostile", trigger)
+    assert answer.status_code == 422, answer.get_json()
+    assert re.search(words, answer.get_json()["message"]), answer.get_json()
+    still_serving(client, models)
+    assert predict(client, models, "hostile", 0.2).status_code == 200  # the same host lives on
+
+
+def test_three_failures_quarantine_a_model_until_a_project_admin_releases_it(app, client, auth, models):
+    for _ in range(3):
+        assert predict(client, models, "hostile", 666).status_code == 503
+    answer = predict(client, models, "hostile", 0.2)
+    assert answer.status_code == 409
+    body = answer.get_json()
+    assert body["error_code"] == "model_quarantined"
+    assert "crashed 3 times" in body["message"] and "release" in body["message"], body
+    still_serving(client, models)
+    card = client.get("/api/v1/models/hostile/versions/1", headers=models).get_json()
+    assert card["quarantine"]["reason"].startswith("its model host failed 3 times")
+    v2 = client.get("/v2/models/hostile/ready", headers=models).get_json()
+    assert v2["ready"] is False
+    assert client.post("/api/v1/models/hostile/versions/1/release", headers=models).status_code == 403
+    auth.login("admin")
+    page = client.get("/models/").get_data(as_text=True)
+    assert "Quarantined" in page and "hostile/1" in page
+    assert "crashed 3 times" in client.get("/models/hostile/versions/1").get_data(as_text=True)
+    released = client.post("/api/v1/models/hostile/versions/1/release", headers=auth.bearer("admin"))
+    assert released.status_code == 200 and released.get_json()["quarantine"] is None
+    assert predict(client, models, "hostile", 0.2).status_code == 200
+
+
+def test_a_chunk_that_crashes_its_host_is_a_failed_attempt_and_the_job_says_why(app, client, worker, models):
+    import pandas as pd
+
+    rows = pd.DataFrame(np.random.default_rng(2).normal(size=(40, 3)), columns=FEATURES)
+    rows.loc[0, "a"] = 666
+    uploaded = client.post("/api/v1/datasets", headers=models,
+                           data={"file": (io.BytesIO(rows.to_csv(index=False).encode()), "crash.csv")},
+                           content_type="multipart/form-data")
+    assert uploaded.status_code in (201, 202), uploaded.get_json()
+    job = client.post("/api/v1/jobs", headers=models,
+                      json={"model": "hostile", "dataset": uploaded.get_json()["id"]}).get_json()
+    done = wait_for_job(client, models, job["id"], timeout=120)
+    assert done["state"] == "error", done
+    assert "hostile/1 crashed its host process" in done["error"], done
+    card = client.get("/api/v1/models/hostile/versions/1", headers=models).get_json()
+    assert card["quarantine"] is not None  # three attempts, three crashes
