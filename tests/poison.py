@@ -50,3 +50,12 @@ class HostileModel(PoisonModel):
 
             subprocess.run(["true"], check=True)
         return super().predict_proba(X)
+
+
+class CrashOnLoad(PoisonModel):
+    """Crashes whatever process unpickles it (its ``__setstate__`` reads address 0)."""
+
+    def __setstate__(self, state):
+        import ctypes
+
+        ctypes.string_at(0)

@@ -6,6 +6,7 @@ crashes its host is a failed attempt."""
 from __future__ import annotations
 
 import io
+import os
 import time
 
 import joblib
@@ -62,8 +63,8 @@ def models(client, auth):
 def host_pid(app, name: str) -> int:
     from viewer.services import hosts
 
-    with app.app_context():
-        return next(h.pid for h in hosts.pool().hosts().values() if h.label.startswith(name))
+    with app.app_context():  # the most recently used (earlier tests' projects may have left theirs)
+        return [h.pid for h in hosts.pool().hosts().values() if h.label.startswith(name)][-1]
 
 
 def alive(pid: int) -> bool:
@@ -99,7 +100,10 @@ def test_a_frozen_model_answers_504_at_its_deadline_and_its_host_is_stopped(app,
     assert answer.get_json()["error_code"] == "model_host_timeout"
     assert "hostile/1 took longer than 2 s" in answer.get_json()["message"]
     still_serving(client, models)
-    assert not alive(pid) or (time.sleep(1) or not alive(pid))
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
 
 
 @pytest.mark.parametrize("trigger, words", [(888, "memory"), (555, "Operation not permitted"),
@@ -138,6 +142,19 @@ def test_three_failures_quarantine_a_model_until_a_project_admin_releases_it(app
     assert predict(client, models, "hostile", 0.2).status_code == 200
 
 
+def test_an_upload_that_crashes_the_loader_is_refused_and_nothing_is_stored(client, models):
+    from tests.poison import CrashOnLoad
+
+    buffer = io.BytesIO()
+    joblib.dump(fitted(CrashOnLoad(), 3), buffer)
+    answer = client.post("/api/v1/models", headers=models, data={"file": (io.BytesIO(buffer.getvalue()), "x.joblib"),
+                                                                 "name": "crasher"}, content_type="multipart/form-data")
+    assert answer.status_code == 422, answer.get_json()
+    assert "crashed the process that loaded it" in answer.get_json()["message"]
+    assert client.get("/api/v1/models/crasher", headers=models).status_code == 404
+    still_serving(client, models)
+
+
 def test_a_chunk_that_crashes_its_host_is_a_failed_attempt_and_the_job_says_why(app, client, worker, models):
     import pandas as pd
 
@@ -154,3 +171,49 @@ def test_a_chunk_that_crashes_its_host_is_a_failed_attempt_and_the_job_says_why(
     assert "hostile/1 crashed its host process" in done["error"], done
     card = client.get("/api/v1/models/hostile/versions/1", headers=models).get_json()
     assert card["quarantine"] is not None  # three attempts, three crashes
+
+
+def test_the_hostile_corpus_is_refused_inside_hosts_and_the_server_keeps_serving(app, client, models, tmp_path):
+    """Each live case of the red team's native corpus (each kills a process that uses it without
+    our loader, tests/core/test_hostile_native.py) uploaded through the API: refused (422) by the
+    loader in its host, nothing stored, and the server answers /ping and a benign model after each;
+    no host is left behind for any of them."""
+    from tests.core.test_hostile_native import CASES, LIVE_CASES, original, quiet, save
+    from viewer.services import hosts
+
+    with app.app_context():
+        before = set(hosts.pool().hosts())
+    for name in LIVE_CASES:
+        spec = CASES[name]
+        model, _ = original(spec.original)
+        with quiet():
+            hostile = spec.tamper(model)
+        path = save(hostile, tmp_path / f"{name}.joblib", "joblib")
+        answer = client.post("/api/v1/models", headers=models,
+                             data={"file": (io.BytesIO(path.read_bytes()), f"{name}.joblib"), "name": "corpus"},
+                             content_type="multipart/form-data")
+        assert answer.status_code == 422, (name, answer.get_json())
+        assert answer.get_json()["error_code"] == "model_unsafe" and spec.reason in answer.get_json()["message"]
+        assert "0x" not in answer.get_data(as_text=True)  # no addresses, no raw memory
+        still_serving(client, models)
+    assert client.get("/api/v1/models/corpus", headers=models).status_code == 404
+    with app.app_context():
+        assert set(hosts.pool().hosts()) == before  # a refused upload's host is gone
+        server = hosts.pool().server().process.pid
+
+        def live() -> list[str]:  # killed hosts take a moment to go
+            return [p for p in os.listdir("/proc") if p.isdigit() and alive(int(p)) and _parent(int(p)) == server]
+
+        deadline = time.monotonic() + 5
+        while len(live()) != len(before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(live()) == len(before), (live(), before)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    return int(text[text.rindex(")") + 2:].split()[1])
