@@ -29,6 +29,7 @@ import textwrap
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import joblib
 import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
@@ -508,6 +509,43 @@ def test_wide_neighbors_with_empty_node_bounds_are_refused(tmp_path):
             load_model(path)
         assert info.value.offenders == [offender]
         assert "inconsistent" in str(info.value) and BOUNDS in str(info.value)
+
+
+class _ForgedTree:
+    """Pickles as a Tree with ``state`` would (its ``__reduce__``), without building one here:
+    scikit-learn's ``Tree.__setstate__`` itself crashes on some states."""
+
+    def __init__(self, tree, **state_changes):
+        cls, args, state = tree.__reduce__()
+        self.reduced = (cls, args, {**state, **state_changes})
+
+    def __reduce__(self):
+        return self.reduced
+
+
+def tree_with_0d_nodes():
+    """Found by the host fuzzer: a 0-d ``nodes`` array crashes Tree.__setstate__ while the
+    pickle is read, before any check after loading could see it."""
+    model, _ = original("tree")
+    model.tree_ = _ForgedTree(model.tree_, nodes=np.array(model.tree_.__getstate__()["nodes"][0]))
+    return model
+
+
+@pytest.mark.chaos  # the proof that the case is live without our loader: a subprocess
+def test_a_tree_state_with_0d_nodes_kills_a_plain_joblib_load(tmp_path):
+    path = tmp_path / "forged.joblib"
+    joblib.dump(tree_with_0d_nodes(), path)
+    done = subprocess.run([sys.executable, "-c", "import joblib, sys; joblib.load(sys.argv[1])", str(path)],
+                          capture_output=True, timeout=120, preexec_fn=_no_core_dump)
+    assert done.returncode < 0, done.stderr[-2000:]
+
+
+def test_a_tree_state_with_0d_nodes_is_refused_before_scikit_learn_reads_it(tmp_path):
+    path = tmp_path / "forged.joblib"
+    joblib.dump(tree_with_0d_nodes(), path)
+    with pytest.raises(UnsafeModelError) as info:
+        load_model(path)
+    assert info.value.offenders == ["sklearn.tree._tree.Tree"] and "nodes array has the wrong shape" in str(info.value)
 
 
 # ---------------------------------------------------------------------------

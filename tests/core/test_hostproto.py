@@ -23,7 +23,7 @@ def reader(data: bytes):
         chunk = stream.read(n)
         if len(chunk) != n:
             raise EOFError(f"wanted {n} bytes, got {len(chunk)}")
-        return chunk
+        return bytearray(chunk)  # as the hosts' channel reads: into a writable buffer
 
     return recv_exactly
 
@@ -126,10 +126,13 @@ def test_a_pickle_sent_as_a_frame_is_refused():
         hostproto.read(reader(pickle.dumps(np.zeros((1, 2))) + b"\0" * 64), ops=(Op.PREDICT,))
 
 
-def test_the_header_is_24_bytes_and_json_is_compact():
+def test_the_header_is_24_bytes_json_is_compact_and_the_array_starts_aligned():
     assert HEADER.size == 24
     parts = hostproto.encode(Op.LOAD, meta={"a": [1, 2]})
-    assert parts[1] == json.dumps({"a": [1, 2]}, separators=(",", ":")).encode()
+    compact = json.dumps({"a": [1, 2]}, separators=(",", ":")).encode()
+    assert parts[1].rstrip(b" ") == compact and len(parts[1]) % 8 == 0 and len(parts[1]) - len(compact) < 8
     assert struct.unpack("<4sBBHIIII", parts[0])[6] == len(parts[1])
+    frame = hostproto.read(reader(wire(Op.PREDICT, np.ones((2, 3)), {"odd": "x"})), ops=(Op.PREDICT,))
+    assert frame.array.flags.aligned and frame.array.flags.writeable and frame.meta == {"odd": "x"}
     with pytest.raises(ValueError):
         hostproto.encode(Op.LOAD, meta={"x": float("nan")})  # never NaN in the JSON part

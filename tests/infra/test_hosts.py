@@ -19,6 +19,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 
 from tests.poison import HostileModel
 from viewer.core.hostproto import Op
@@ -85,6 +86,26 @@ def test_a_hosted_classifier_answers_exactly_as_scikit_learn(pool, tmp_path, dat
         np.testing.assert_array_equal(served.predict(X[:50]), model.predict(X[:50]))
         np.testing.assert_array_equal(served.predict_proba(X[:50]), model.predict_proba(X[:50]))
         assert served.final_kind == type(model).__name__ and served.has_proba
+
+
+def test_a_linear_classifier_is_computed_in_the_app_from_its_hosts_numbers(pool, tmp_path, data):
+    """Its coefficients are numbers the host sends; the app's arithmetic is used only because it
+    gives the host's (scikit-learn's) answers exactly, and input it was not built for still goes
+    to the host."""
+    X, y = data
+    model = LogisticRegression().fit(X, y)
+    served = hosted(pool, tmp_path, model)
+    assert served.linear is not None
+    np.testing.assert_array_equal(served.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(served.predict(X), model.predict(X))
+    served.host().kill()  # the host is gone: linear answers need none
+    np.testing.assert_array_equal(served.predict_proba(X[:3]), model.predict_proba(X[:3]))
+    bad = X[:2].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(PayloadError, match="Missing or infinite"):  # from a new host
+        served.predict(bad)
+    scaled = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    assert hosted(pool, tmp_path, scaled).linear is None  # its scaler is model code: the host runs it
 
 
 def test_integer_labels_regressors_and_multi_output_keep_their_values_and_types(pool, tmp_path, data):
@@ -203,8 +224,8 @@ def test_the_least_recently_used_host_stops_first_and_pinned_ones_stay(tmp_path,
     small = HostPool(size=2, memory_mb=512, file_mb=256)
     try:
         small.pinned.add("m0")
-        served = [hosted(small, tmp_path, LogisticRegression(C=c).fit(X, y), key=f"m{i}")
-                  for i, c in enumerate((0.1, 1.0, 10.0))]
+        served = [hosted(small, tmp_path, DecisionTreeClassifier(max_depth=depth).fit(X, y), key=f"m{i}")
+                  for i, depth in enumerate((2, 3, 4))]
         pids = [s.host().pid for s in served[:1]] + [small.hosts()[k].pid for k in ("m2",)]
         assert set(small.hosts()) == {"m0", "m2"}
         assert alive(pids[0]) and alive(pids[1])

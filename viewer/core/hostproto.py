@@ -66,6 +66,8 @@ def encode(op: Op, array: np.ndarray | None = None, meta: dict[str, Any] | None 
     """The buffers of one frame (for ``socket.sendmsg``: the array is not copied). ``arrow``:
     (IPC stream, rows, columns), sent instead of an array."""
     body = json.dumps(meta, allow_nan=False, separators=(",", ":")).encode() if meta else b""
+    if len(body) % 8:  # JSON ignores trailing spaces; the array after it starts 8-byte aligned
+        body += b" " * (8 - len(body) % 8)
     if len(body) > max_json:
         raise ProtocolError(f"The message's JSON part is {len(body)} bytes; at most {max_json}.")
     if arrow is not None:
@@ -102,8 +104,9 @@ def read(recv_exactly: Callable[[int], bytes], *, ops: tuple[Op, ...], rows: int
     if code == ARROW:
         if payload_len > max_payload:
             raise ProtocolError("The message's table is larger than allowed.")
-        meta = _meta(recv_exactly(json_len)) if json_len else {}
-        return Frame(Op(op), Status(status), meta, None, recv_exactly(payload_len))
+        body = recv_exactly(json_len + payload_len)  # one read for both parts: fewer system calls
+        meta = _meta(bytes(memoryview(body)[:json_len])) if json_len else {}
+        return Frame(Op(op), Status(status), meta, None, memoryview(body)[json_len:])
     dtype = DTYPES[code]
     expected = 0 if dtype is None else n_rows * n_cols * dtype.itemsize
     if payload_len != expected or payload_len > max_payload or n_cols > MAX_COLUMNS:
@@ -112,10 +115,13 @@ def read(recv_exactly: Callable[[int], bytes], *, ops: tuple[Op, ...], rows: int
         raise ProtocolError("The host sent a shape without an array.")
     if rows is not None and dtype is not None and n_rows != rows:
         raise ProtocolError(f"The host answered {n_rows} rows for {rows}.")
-    meta = _meta(recv_exactly(json_len)) if json_len else {}
+    if not json_len + payload_len:
+        return Frame(Op(op), Status(status), {}, None)
+    body = recv_exactly(json_len + payload_len)
+    meta = _meta(bytes(memoryview(body)[:json_len])) if json_len else {}
     array = None
     if dtype is not None:
-        array = np.frombuffer(recv_exactly(payload_len), dtype=dtype).reshape(n_rows, n_cols)
+        array = np.frombuffer(body, dtype=dtype, count=n_rows * n_cols, offset=json_len).reshape(n_rows, n_cols)
     return Frame(Op(op), Status(status), meta, array)
 
 

@@ -90,6 +90,32 @@ class InputSchema:
             self.class_labels[:] = [_clean(c) for c in self.classes]
             self.classes_json = to_jsonable(self.classes)
         self.has_proba = bool(info.get("has_predict_proba")) if has_proba is None else has_proba
+        self.linear: _LinearPath | None = None  # a linear classifier's arithmetic, checked equal
+
+    def predict(self, X: Any) -> np.ndarray:
+        if self.linear is not None and type(X) is np.ndarray:
+            result = self.linear.predict(X)
+            if result is not None:
+                return result
+        return self._call("predict", X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        if not self.has_proba:
+            raise PayloadError("This model does not give probabilities (no predict_proba).", "UNSUPPORTED_OUTPUT")
+        if self.linear is not None and self.linear.proba is not None and type(X) is np.ndarray:
+            result = self.linear.predict_proba(X)
+            if result is not None:
+                return result
+        result = self._call("predict_proba", X)
+        width = len(self.classes) if self.classes is not None else None
+        if result.ndim != 2 or result.shape[1] < 1 or (width is not None and result.shape[1] != width):
+            raise PayloadError(f"The model answered probabilities of shape {result.shape} for {width or 'its'} "
+                               "classes, so they cannot be matched to its classes.", "MODEL_ERROR", 422)
+        return result
+
+    def _call(self, method: str, X: Any) -> np.ndarray:
+        """Run ``method`` of the model on ``X`` (in this process, or in the model's host)."""
+        raise NotImplementedError
 
     # The model's input, validated. Raises PayloadError naming the columns/rows at fault.
     def prepare(self, table: Table) -> np.ndarray | pd.DataFrame:
@@ -214,22 +240,6 @@ class Predictor(InputSchema):
     def _model_for(self, X: Any) -> Any:
         return self.fast if isinstance(X, np.ndarray) and self.fast is not None else self.estimator
 
-    def predict(self, X: Any) -> np.ndarray:
-        if self.linear is not None and type(X) is np.ndarray:
-            result = self.linear.predict(X)
-            if result is not None:
-                return result
-        return self._call("predict", X)
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        if not self.has_proba:
-            raise PayloadError("This model does not give probabilities (no predict_proba).", "UNSUPPORTED_OUTPUT")
-        if self.linear is not None and self.linear.proba is not None and type(X) is np.ndarray:
-            result = self.linear.predict_proba(X)
-            if result is not None:
-                return result
-        return self._call("predict_proba", X)
-
     def _call(self, method: str, X: Any) -> np.ndarray:
         try:
             return getattr(self._model_for(X), method)(X)
@@ -246,6 +256,13 @@ class Predictor(InputSchema):
         columns = [str(self.feature_names[c]) if isinstance(c, int) and self.feature_names else str(c)
                    for c in numeric.columns[mask.any(axis=0).to_numpy()]]
         rows = np.flatnonzero(mask.any(axis=1).to_numpy())
+        if not columns:  # finite, but beyond float32: tree models compute in float32
+            large = numeric.abs() > np.finfo(np.float32).max
+            columns = [str(self.feature_names[c]) if isinstance(c, int) and self.feature_names else str(c)
+                       for c in numeric.columns[large.any(axis=0).to_numpy()]]
+            rows = np.flatnonzero(large.any(axis=1).to_numpy())
+            return PayloadError(f"Values too large for this model, which computes in 32-bit floats (at most "
+                                f"about 3.4e38): columns {_names(columns)} (rows {_rows(rows)}).", "INVALID_INPUT")
         return PayloadError(f"Missing or infinite values, which this model cannot take: columns {_names(columns)} "
                             f"(rows {_rows(rows)}).", "MISSING_VALUES")
 
@@ -341,11 +358,16 @@ class _LinearPath:
         path = cls(before, final, proba)
         return path if path._reproduces(estimator, int(n_features)) else None
 
-    def _reproduces(self, estimator: Any, n_features: int) -> bool:
+    @classmethod
+    def probe(cls, n_features: int) -> np.ndarray:
+        """The rows a path must answer exactly as the model does before it is used."""
         rng = np.random.default_rng(0)
-        n = self.PROBE_ROWS
-        probe = np.vstack([np.zeros((1, n_features)), rng.random((n // 2, n_features)),
-                           rng.standard_normal((n - n // 2 - 1, n_features)) * 3.0])
+        n = cls.PROBE_ROWS
+        return np.vstack([np.zeros((1, n_features)), rng.random((n // 2, n_features)),
+                          rng.standard_normal((n - n // 2 - 1, n_features)) * 3.0])
+
+    def _reproduces(self, estimator: Any, n_features: int) -> bool:
+        probe = self.probe(n_features)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

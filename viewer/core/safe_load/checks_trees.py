@@ -33,6 +33,23 @@ def _n_features_in(est, *, required: bool) -> int | None:
     return value
 
 
+# Tree.__setstate__ reads its arrays' shapes before checking how many dimensions they have:
+# a 0-d "nodes" array crashes the process while the pickle is read (found by the host fuzzer).
+_TREE_STATE_DIMENSIONS = {"nodes": 1, "values": 3}
+
+
+def check_tree_state(state) -> None:
+    """Refuse a Tree's pickled state whose arrays Tree.__setstate__ would read out of bounds;
+    called before the state reaches it (the rest is checked after loading, ``_check_tree``)."""
+    name = "sklearn.tree._tree.Tree"
+    if not isinstance(state, dict):
+        raise _tampered(name, "its state is not a dict")
+    for key, ndim in _TREE_STATE_DIMENSIONS.items():
+        array = state.get(key)
+        if not isinstance(array, np.ndarray) or array.ndim != ndim:
+            raise _tampered(name, f"{key} array has the wrong shape")
+
+
 def _check_tree(tree) -> None:
     name = "sklearn.tree._tree.Tree"
     try:

@@ -32,6 +32,7 @@ from joblib.numpy_pickle_utils import (
 )
 
 from .allowlist import _canonical_module
+from .checks_trees import check_tree_state
 from .errors import ModelLoadError, UnsafeModelError, _corrupt_message, _type_name
 from .formats import _JOBLIB_LEGACY_MAGIC, _read_head_tail
 from .load_helpers import (
@@ -282,6 +283,8 @@ class _RestrictedUnpickler(NumpyUnpickler):
             return
         if isinstance(inst, np.ndarray):
             _check_array_state(inst, state)
+        if type(inst).__name__ == "Tree" and type(inst).__module__ == "sklearn.tree._tree":
+            check_tree_state(state)
         self._ctx.nesting.add(inst, (state,))
         self._ctx.pending.pop(id(inst), None)
         self._ctx.built_ids.add(id(inst))

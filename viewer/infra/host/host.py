@@ -8,11 +8,12 @@ nothing the app reads from a host is ever more than numbers and a small JSON obj
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import socket
+import struct
+import time
 import traceback
 from typing import Any, NoReturn
 
@@ -27,25 +28,49 @@ MAX_REQUEST_JSON = 256 * 2**20  # the app is trusted: a model's schema or a chun
 
 
 class Channel:
-    """Frames over a connected stream socket (either end)."""
+    """Frames over a connected, blocking stream socket (either end).
+
+    The app's end gives every call a deadline: ``set_deadline`` sets the kernel's SO_RCVTIMEO and
+    SO_SNDTIMEO (a blocked call returns EAGAIN) and ``recv_exactly`` checks the total, so a host
+    that trickles bytes cannot stretch it. Measured: the kernel's timeouts save the poll() that a
+    Python-level socket timeout makes before every read."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self.deadline: float | None = None
+        self._timeout: float | None = None
+
+    def set_deadline(self, timeout: float) -> None:
+        if timeout != self._timeout:
+            seconds = max(timeout, 0.001)
+            timeval = struct.pack("@ll", int(seconds), int((seconds % 1) * 1e6))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            self._timeout = timeout
+        self.deadline = time.monotonic() + timeout
 
     def recv_exactly(self, n: int) -> bytearray:
         buffer = bytearray(n)
         view, got = memoryview(buffer), 0
         while got < n:
-            k = self.sock.recv_into(view[got:], n - got)
+            try:
+                k = self.sock.recv_into(view[got:], n - got)
+            except BlockingIOError:  # SO_RCVTIMEO ran out
+                raise TimeoutError("no answer in time") from None
             if k == 0:
                 raise EOFError("the other end closed the connection")
             got += k
+            if got < n and self.deadline is not None and time.monotonic() > self.deadline:
+                raise TimeoutError("no complete answer in time")
         return buffer
 
     def send(self, buffers: list[Any]) -> None:
         views = [memoryview(b).cast("B") for b in buffers if len(b)]
         while views:
-            sent = self.sock.sendmsg(views)
+            try:
+                sent = self.sock.sendmsg(views)
+            except BlockingIOError:  # SO_SNDTIMEO ran out: the other end does not read
+                raise TimeoutError("the other end does not read") from None
             while views and sent >= len(views[0]):
                 sent -= len(views[0])
                 views.pop(0)
@@ -77,7 +102,8 @@ def _serve(channel: Channel, model_fd: int, scratch: str, guards: dict[str, str]
         channel.send(hostproto.encode(Op.LOAD, meta=_failure(exc), status=Status.FAILED,
                                       max_json=hostproto.MAX_JSON))
         return
-    channel.send(hostproto.encode(Op.LOAD, meta=reply, max_json=MAX_REQUEST_JSON))
+    coefficients = reply.pop("_coefficients", None)
+    channel.send(hostproto.encode(Op.LOAD, coefficients, meta=reply, max_json=MAX_REQUEST_JSON))
     while True:
         request = hostproto.read(channel.recv_exactly, ops=(Op.PREDICT, Op.PING), arrow=True,
                                  max_json=MAX_REQUEST_JSON)
@@ -115,7 +141,14 @@ def _load(meta: dict[str, Any], model_fd: int, scratch: str):
                      warnings=list(loaded.warnings))
     predictor = Predictor(loaded.estimator, info)
     reply.update(needs_frame=predictor.needs_frame, final_kind=predictor.final_kind, has_proba=predictor.has_proba)
-    return predictor, json.loads(json.dumps(reply, default=str))
+    reply = json.loads(json.dumps(reply, default=str))
+    linear = predictor.linear
+    if linear is not None and linear.before is None and np.isfinite(linear.intercept).all():
+        # A linear classifier is numbers: the app may compute it itself (after checking that it
+        # gives this host's answers), which saves a round trip per request.
+        reply["linear"] = {"intercept": linear.intercept.tolist(), "proba": linear.proba}
+        reply["_coefficients"] = np.ascontiguousarray(linear.coef_t, dtype=np.float64)
+    return predictor, reply
 
 
 # --- predicting ----------------------------------------------------------------------------------
@@ -126,7 +159,7 @@ def frame_from(request: hostproto.Frame) -> pd.DataFrame:
     import pyarrow as pa
 
     spec = request.meta["frame"]
-    with pa.ipc.open_stream(io.BytesIO(request.arrow)) as reader:
+    with pa.ipc.open_stream(pa.py_buffer(request.arrow)) as reader:
         typed = reader.read_all().to_pandas(use_threads=False)  # a host cannot start threads
     columns: dict[str, Any] = {}
     for name in spec["columns"]:

@@ -20,6 +20,7 @@ import signal
 import socket
 import threading
 from collections import OrderedDict
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -27,7 +28,7 @@ import numpy as np
 from ...core import hostproto
 from ...core.hostproto import Op, ProtocolError, Status
 from ...core.payload import PayloadError
-from ...core.predictor import InputSchema
+from ...core.predictor import InputSchema, _LinearPath
 from .host import MAX_REQUEST_JSON, Channel
 from .server import ForkServer, ServerGone
 
@@ -84,9 +85,8 @@ class Host:
         self.lock = threading.Lock()
         self.guards: dict[str, str] = {}
         self.reply: dict[str, Any] = {}
+        self.coefficients: np.ndarray | None = None  # a linear classifier's, when the host offers them
         self.dead = False
-        self.calls = 0
-        self._timeout: float | None = None
 
     def exchange(self, buffers: list[Any], *, ops: tuple[Op, ...], timeout: float, rows: int | None = None,
                  max_json: int = hostproto.MAX_JSON, label: str | None = None) -> hostproto.Frame:
@@ -95,10 +95,8 @@ class Host:
         label = label or self.label
         if self.dead:
             raise HostCrashed(label, f"The model host of {label} stopped.")
-        if timeout != self._timeout:
-            self.sock.settimeout(timeout)
-            self._timeout = timeout
         try:
+            self.channel.set_deadline(timeout)
             if buffers:
                 self.channel.send(buffers)
             return hostproto.read(self.channel.recv_exactly, ops=ops, rows=rows, max_json=max_json)
@@ -188,6 +186,7 @@ class HostPool:
             host.close()
             raise LoadRefused(reply.meta)
         host.reply = reply.meta
+        host.coefficients = reply.array
         return host
 
     def get(self, key: str, starter: Callable[[], Host]) -> Host:
@@ -260,6 +259,34 @@ class HostedPredictor(InputSchema):
         self.starter = starter
         self.timeout = timeout
         self.class_array = np.asarray(self.classes) if self.classes is not None else None
+        host = pool.hosts().get(key)
+        if host is not None and host.coefficients is not None:
+            self.linear = self._checked_linear(reply.get("linear") or {}, host.coefficients)
+
+    def _checked_linear(self, exported: dict[str, Any], coefficients: np.ndarray) -> _LinearPath | None:
+        """A linear classifier's arithmetic done here, from the numbers its host sent, used only if
+        it gives exactly the host's answers on a probe batch (the check ``_LinearPath`` makes in
+        the host against scikit-learn). It is the app's own code on plain arrays: no model object
+        exists here. Any input it was not built for (NaN, another width) still goes to the host."""
+        try:
+            final = SimpleNamespace(coef_=coefficients.T, intercept_=np.asarray(exported["intercept"], dtype=np.float64),
+                                    classes_=self.class_array)
+            if self.class_array is None or final.intercept_.ndim != 1 or \
+                    final.intercept_.shape[0] != coefficients.shape[1]:
+                return None
+            linear = _LinearPath(None, final, exported.get("proba") if exported.get("proba") in ("softmax", "ovr")
+                                 else None)
+            probe = _LinearPath.probe(coefficients.shape[0])
+            ours = linear.predict(probe)
+            if ours is None or not np.array_equal(ours, self._call("predict", probe)):
+                return None
+            if linear.proba is not None:
+                ours = linear.predict_proba(probe)
+                if ours is None or not np.array_equal(ours, self._call("predict_proba", probe)):
+                    return None
+            return linear
+        except (HostError, PayloadError, ValueError, TypeError, KeyError):
+            return None
 
     def with_timeout(self, timeout: float) -> "HostedPredictor":
         import copy
@@ -270,14 +297,6 @@ class HostedPredictor(InputSchema):
 
     def host(self) -> Host:
         return self.pool.get(self.key, self.starter)
-
-    def predict(self, X: Any) -> np.ndarray:
-        return self._call("predict", X)
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        if not self.has_proba:
-            raise PayloadError("This model does not give probabilities (no predict_proba).", "UNSUPPORTED_OUTPUT")
-        return self._call("predict_proba", X)
 
     def _call(self, method: str, X: Any) -> np.ndarray:
         buffers = _request(method, X)
@@ -308,7 +327,9 @@ class HostedPredictor(InputSchema):
                 raise HostMalformed(self.label, f"The model host of {self.label} answered class numbers that "
                                                 "are not the model's; it was stopped.")
             return self.class_array.take(indices)
-        if method == "predict_proba" and (ndim != 2 or array.dtype.kind != "f"):
+        width = len(self.class_array) if self.class_array is not None else None
+        if method == "predict_proba" and (ndim != 2 or array.dtype.kind != "f" or array.shape[1] < 1
+                                          or (width is not None and array.shape[1] != width)):
             host.kill()
             raise HostMalformed(self.label, f"The model host of {self.label} answered probabilities that are not "
                                             "a table of numbers; it was stopped.")
