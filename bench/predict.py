@@ -5,11 +5,13 @@
     .venv/bin/python bench/predict.py --client python           # without wrk
 
 One trained model (LogisticRegression, 20 features, make_classification, fitted on a DataFrame
-with named columns) behind four targets:
+with named columns) behind five targets:
 
   ours      gunicorn -w 2, OMP_NUM_THREADS=1, Bearer token, POST /api/v1/models/<name>/predict
             (after the warm-up requests the token and model are cached; every request goes
-            through Flask's own machinery)
+            through Flask's own machinery); the model runs in a sandboxed model host
+  hosts-off the same with VIEWER_MODEL_HOSTS=false: the model runs in the web process (the
+            same-run switch that prices the hosts)
   mlflow    mlflow models serve -m <dir> --env-manager local, POST /invocations
             (mlflow lives only in bench/.mlflow-venv, created on the first run and reused)
   bare      bench/bare_app.py: json.loads + numpy row + predict_proba, gunicorn -w 2, no auth
@@ -83,6 +85,9 @@ GOALS = {  # the targets every issue keeps (issue 12 set them; earlier ones kept
     "server CPU/request ours/bare": 1.1,
     "p50 ours - in-process (ms)": 1.0,
     "10k rows mlflow/ours": 2.0,
+    # issue 15: model hosts on (ours) against the same server with VIEWER_MODEL_HOSTS=false
+    "p50 ours - hosts off (ms)": 0.15,
+    "server CPU/request ours - hosts off (ms)": 0.1,
 }
 
 
@@ -234,9 +239,9 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def setup_ours(tmp: Path, model_path: Path) -> tuple[dict[str, str], str]:
+def setup_ours(tmp: Path, model_path: Path, name: str = "ours") -> tuple[dict[str, str], str]:
     """A fresh data dir with the model registered; returns the VIEWER_* env and a Bearer token."""
-    data = tmp / "viewer-data"
+    data = tmp / f"viewer-data-{name}"
     data.mkdir()
     env = base_env()
     env.update(VIEWER_DATA_DIR=str(data), VIEWER_DATABASE_URL=f"sqlite:///{data / 'viewer.sqlite3'}",
@@ -248,14 +253,17 @@ def setup_ours(tmp: Path, model_path: Path) -> tuple[dict[str, str], str]:
     return env, token
 
 
-def start_ours(tmp: Path, model_path: Path, workers: int) -> Target:
-    env, token = setup_ours(tmp, model_path)
+def start_ours(tmp: Path, model_path: Path, workers: int, *, hosts: bool = True) -> Target:
+    """Our server; ``hosts``: models in sandboxed model hosts (the default) or in the web process."""
+    name = "ours" if hosts else "hosts-off"
+    env, token = setup_ours(tmp, model_path, name)
+    env["VIEWER_MODEL_HOSTS"] = "true" if hosts else "false"
     port = free_port()
-    log_path = tmp / "ours.log"
+    log_path = tmp / f"{name}.log"
     proc = spawn([str(GUNICORN), "-w", str(workers), "-b", f"127.0.0.1:{port}", "viewer:create_app()"],
                  env=env, cwd=ROOT, log_path=log_path)
     wait_ready(proc, port, "/ping", log_path)
-    return Target("ours", port, f"/api/v1/models/{MODEL_NAME}/predict",
+    return Target(name, port, f"/api/v1/models/{MODEL_NAME}/predict",
                   {"Authorization": f"Bearer {token}"}, proc)
 
 
@@ -510,6 +518,10 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
     checks.append(("p50 ours - in-process (ms)", per_round(ours["p50"], inproc["p50"], float.__sub__), "<="))
     if "mlflow" in rows:
         checks.append(("10k rows mlflow/ours", per_round(rows["mlflow"]["big"], ours["big"], float.__truediv__), ">="))
+    off = rows["hosts-off"]
+    checks.append(("p50 ours - hosts off (ms)", per_round(ours["p50"], off["p50"], float.__sub__), "<="))
+    checks.append(("server CPU/request ours - hosts off (ms)", per_round(ours["cpu8"], off["cpu8"], float.__sub__),
+                   "<="))
     all_pass = True
     print("Goals (median over rounds of the per-round figure; min-max over rounds):")
     for label, values, op in checks:
@@ -517,7 +529,7 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
         ok = value >= goal if op == ">=" else value <= goal
         all_pass &= ok
         unit = " ms" if "(ms)" in label else "x"
-        print(f"  {'PASS' if ok else 'FAIL'}  {label:<32} {value:8.3f}{unit}{spread(values):<18} (goal {op} {goal:g}{unit})")
+        print(f"  {'PASS' if ok else 'FAIL'}  {label:<40} {value:8.3f}{unit}{spread(values):<18} (goal {op} {goal:g}{unit})")
     print("Context (no goal):")
     context = [("p50 bare - in-process (ms)", per_round(rows["bare"]["p50"], inproc["p50"], float.__sub__), " ms")]
     cpu_rounds = len(ours.get("cpu8", []))
@@ -525,8 +537,10 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
         context.append(("server CPU/request mlflow/ours", per_round(rows["mlflow"]["cpu8"], ours["cpu8"], float.__truediv__), "x"))
     if cpu_rounds:
         context.append(("throughput ours/bare", per_round(ours["rps8"], rows["bare"]["rps8"], float.__truediv__), "x"))
+        context.append(("throughput ours/hosts off", per_round(ours["rps8"], off["rps8"], float.__truediv__), "x"))
+        context.append(("10k rows ours/hosts off", per_round(ours["big"], off["big"], float.__truediv__), "x"))
     for label, values, unit in context:
-        print(f"        {label:<32} {med(values):8.3f}{unit}{spread(values)}")
+        print(f"        {label:<40} {med(values):8.3f}{unit}{spread(values)}")
     print()
     print("ALL PASS" if all_pass else "NOT ALL PASS")
     return all_pass
@@ -566,7 +580,7 @@ def main() -> int:
         expected = model.predict_proba(row_frame)
 
         log("starting our server, the bare app" + ("" if args.skip_mlflow else " and MLflow's scoring server"))
-        targets = [start_ours(tmp, model_path, args.workers)]
+        targets = [start_ours(tmp, model_path, args.workers), start_ours(tmp, model_path, args.workers, hosts=False)]
         if not args.skip_mlflow:
             targets.append(start_mlflow(tmp, model_path, frame.iloc[:5], args.mlflow_workers))
         targets.append(start_bare(tmp, model_path, args.workers))
