@@ -22,7 +22,8 @@ FEATURES = ["a", "b", "c"]
 
 @pytest.fixture
 def app_config() -> dict:
-    return {"TRUSTED_MODULES": "tests.poison", "HOST_TIMEOUT_SECONDS": 2.0, "QUARANTINE_FAILURES": 3}
+    return {"TRUSTED_MODULES": "tests.poison", "HOST_TIMEOUT_SECONDS": 2.0, "QUARANTINE_FAILURES": 3,
+            "PINNED_MODELS": "benign"}
 
 
 def fitted(model, seed: int):
@@ -89,6 +90,17 @@ def test_a_model_that_crashes_its_host_answers_503_and_the_next_request_gets_a_n
     assert not alive(first)
     assert predict(client, models, "hostile", 0.2).status_code == 200
     assert host_pid(app, "hostile") != first
+
+
+def test_a_pinned_models_host_is_never_the_one_stopped_to_make_room(app, client, models):
+    from viewer.services import hosts
+
+    assert predict(client, models, "benign", 0.1).status_code == 200
+    assert predict(client, models, "hostile", 0.1).status_code == 200
+    with app.app_context():
+        the_pool = hosts.pool()
+        pinned = [k for k, h in the_pool.hosts().items() if h.label == "benign/1" and k in the_pool.pinned]
+        assert pinned and not [k for k, h in the_pool.hosts().items() if h.label == "hostile/1" and k in the_pool.pinned]
 
 
 def test_a_frozen_model_answers_504_at_its_deadline_and_its_host_is_stopped(app, client, models):

@@ -205,3 +205,31 @@ def test_the_project_switcher_moves_between_projects(open_ui, site):
     assert move.get_by_role("option").all_inner_texts() == ["team-b"]
     move.scroll_into_view_if_needed()
     ui.screenshot("move-model.png")
+
+
+def test_a_quarantined_model_says_why_and_an_admin_releases_it(open_ui, site):
+    """Three host failures quarantine a version: the models page lists it, its card says why and
+    offers an admin the release; released, it serves again."""
+    from sqlalchemy import select
+
+    from viewer.infra.extensions import db
+    from viewer.infra.host.pool import HostCrashed
+    from viewer.infra.records import ModelVersion, RegisteredModel
+    from viewer.services import hosts
+
+    name = site.model(JOBS["binary"])
+    with site.app.app_context():
+        found = db.session.scalar(select(ModelVersion).join(ModelVersion.model).where(RegisteredModel.name == name))
+        for _ in range(3):  # what three crashes of its host record
+            hosts.record_failure(found.model.project_id, found.sha256,
+                                 HostCrashed(found.ref, f"The model {found.ref} crashed its host process."))
+    ui = open_ui("admin")
+    ui.goto("/models/")
+    assert "Quarantined" in ui.text() and f"{name}/1" in ui.text()
+    ui.screenshot("quarantined-models.png")
+    ui.goto(f"/models/{name}/versions/1")
+    assert "crashed 3 times" in ui.text()
+    ui.screenshot("quarantined-card.png")
+    ui.page.get_by_role("button", name="Release it").click()
+    ui.page.wait_for_load_state()
+    assert f"Released {name}/1" in ui.text() and "Quarantined since" not in ui.text()

@@ -102,11 +102,11 @@ class InputSchema:
     def predict_proba(self, X: Any) -> np.ndarray:
         if not self.has_proba:
             raise PayloadError("This model does not give probabilities (no predict_proba).", "UNSUPPORTED_OUTPUT")
+        result = None
         if self.linear is not None and self.linear.proba is not None and type(X) is np.ndarray:
             result = self.linear.predict_proba(X)
-            if result is not None:
-                return result
-        result = self._call("predict_proba", X)
+        if result is None:
+            result = self._call("predict_proba", X)
         width = len(self.classes) if self.classes is not None else None
         if result.ndim != 2 or result.shape[1] < 1 or (width is not None and result.shape[1] != width):
             raise PayloadError(f"The model answered probabilities of shape {result.shape} for {width or 'its'} "

@@ -45,6 +45,8 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
                     "processes, no files outside a scratch folder, a memory limit and a deadline). "
                     "Off: models run inside the web and worker processes."),
     "HOSTS": (8, int, "Model hosts kept alive per app process (least recently used stop first)."),
+    "PINNED_MODELS": ("", str, "Comma-separated model names whose hosts are never stopped to make room "
+                      "(hot models; each counts toward HOSTS)."),
     "HOST_MEMORY_MB": (2048, int, "Memory a model host may allocate beyond what it starts with, in MiB."),
     "HOST_TIMEOUT_SECONDS": (30.0, float, "Deadline of one prediction request in a model host; past it "
                              "the host is stopped and the request answers 504."),

@@ -69,6 +69,11 @@ def _trusted() -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _pinned() -> set[str]:
+    raw = current_app.config.get("PINNED_MODELS") or ""
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
 def _load_request(info: dict[str, Any] | None) -> dict[str, Any]:
     return {"trusted_modules": list(_trusted()), "info": info,
             "max_decompressed_bytes": 4 * int(current_app.config["MAX_MODEL_MB"]) * 2**20}
@@ -104,6 +109,8 @@ def predictor(version, *, timeout: float | None = None) -> HostedPredictor:
             raise ServiceError("conflict", "model_not_loadable",
                                f"{label} can no longer be loaded: {exc}") from None
 
+    if version.model.name in _pinned():
+        the_pool.pinned.add(key)
     host = guarded(lambda: the_pool.get(key, starter), label)
     return HostedPredictor(the_pool, key, label, info, host.reply, starter, timeout)
 

@@ -79,7 +79,14 @@ class Channel:
 
 
 def run(sock: socket.socket, model_fd: int, scratch: str, guards: dict[str, str]) -> NoReturn:
-    """Serve one model until the app hangs up, then exit (never return into the fork server)."""
+    """Serve one model until the app hangs up, then exit (never return into the fork server).
+
+    Warnings a model raises while predicting are dropped here: on the app's stderr they would
+    repeat once per host, and a request has no place for them. Those raised while loading are
+    recorded by the loader (``catch_warnings(record=True)``) and shown on the model card."""
+    import warnings
+
+    warnings.simplefilter("ignore")
     code = 0
     try:
         _serve(Channel(sock), model_fd, scratch, guards)
@@ -143,7 +150,8 @@ def _load(meta: dict[str, Any], model_fd: int, scratch: str):
     reply.update(needs_frame=predictor.needs_frame, final_kind=predictor.final_kind, has_proba=predictor.has_proba)
     reply = json.loads(json.dumps(reply, default=str))
     linear = predictor.linear
-    if linear is not None and linear.before is None and np.isfinite(linear.intercept).all():
+    if linear is not None and linear.before is None and np.isfinite(linear.intercept).all() \
+            and np.isfinite(linear.coef_t).all():
         # A linear classifier is numbers: the app may compute it itself (after checking that it
         # gives this host's answers), which saves a round trip per request.
         reply["linear"] = {"intercept": linear.intercept.tolist(), "proba": linear.proba}

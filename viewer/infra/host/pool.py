@@ -268,6 +268,8 @@ class HostedPredictor(InputSchema):
         it gives exactly the host's answers on a probe batch (the check ``_LinearPath`` makes in
         the host against scikit-learn). It is the app's own code on plain arrays: no model object
         exists here. Any input it was not built for (NaN, another width) still goes to the host."""
+        if not np.isfinite(coefficients).all():
+            return None
         try:
             final = SimpleNamespace(coef_=coefficients.T, intercept_=np.asarray(exported["intercept"], dtype=np.float64),
                                     classes_=self.class_array)
@@ -277,11 +279,13 @@ class HostedPredictor(InputSchema):
             linear = _LinearPath(None, final, exported.get("proba") if exported.get("proba") in ("softmax", "ovr")
                                  else None)
             probe = _LinearPath.probe(coefficients.shape[0])
-            ours = linear.predict(probe)
+            with np.errstate(all="ignore"):  # huge coefficients overflow: the comparison decides
+                ours = linear.predict(probe)
             if ours is None or not np.array_equal(ours, self._call("predict", probe)):
                 return None
             if linear.proba is not None:
-                ours = linear.predict_proba(probe)
+                with np.errstate(all="ignore"):
+                    ours = linear.predict_proba(probe)
                 if ours is None or not np.array_equal(ours, self._call("predict_proba", probe)):
                     return None
             return linear
