@@ -145,6 +145,7 @@ def main() -> int:
         for model in cycle:
             server.predict(token, model, rows[model])
         cold = [server.predict(token, cycle[i % 3], rows[cycle[i % 3]]) for i in range(args.cold)]
+        server.predict(token, cycle[0], rows[cycle[0]])  # its host was stopped by the cycle: start it
         warm = [server.predict(token, cycle[0], rows[cycle[0]]) for _ in range(args.cold)]
         server.stop()
 
