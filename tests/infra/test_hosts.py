@@ -269,3 +269,20 @@ def test_a_malformed_answer_kills_the_host_and_is_never_parsed(tmp_path):
     with pytest.raises(HostMalformed, match="liar/1"):
         host.exchange([], ops=(Op.PREDICT,), timeout=10)
     assert liar.wait(timeout=10) == -9
+
+
+def test_hosts_work_when_the_apps_temporary_folder_is_private(tmp_path, data, monkeypatch):
+    """A TMPDIR of mode 0700 (as tools make them) is out of reach of uid 65534: scratch folders
+    go to a shared temporary folder instead."""
+    private = tmp_path / "private-tmp"
+    private.mkdir(mode=0o700)
+    monkeypatch.setenv("TMPDIR", str(private))
+    X, y = data
+    own = HostPool(size=1, memory_mb=512, file_mb=256)
+    try:
+        model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+        served = hosted(own, tmp_path, model)
+        np.testing.assert_array_equal(served.predict(X[:5]), model.predict(X[:5]))
+        assert not served.host().scratch.startswith(str(private))
+    finally:
+        own.close()

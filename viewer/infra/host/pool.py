@@ -177,6 +177,9 @@ class HostPool:
             ready = host.exchange([], ops=(Op.PING,), timeout=READY_SECONDS)
             host.guards = {str(k): str(v)[:300] for k, v in dict(ready.meta.get("guards") or {}).items()}
             self.last_guards = host.guards
+            if host.guards.get("scratch", "").startswith("missing"):  # it could not even copy the model
+                raise HostUnavailable(label, f"The model host of {label} has no scratch folder: "
+                                             f"{host.guards['scratch'][len('missing: '):]}.")
             reply = host.exchange(hostproto.encode(Op.LOAD, meta=load, max_json=MAX_REQUEST_JSON),
                                   ops=(Op.LOAD,), timeout=max(timeout, READY_SECONDS), max_json=MAX_LOAD_REPLY)
         except BaseException:

@@ -33,7 +33,7 @@ from typing import Any
 # and libraries are, the language, and one thread for every math library.
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                       "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
-KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "SYSTEMROOT")
+KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "SYSTEMROOT", "TMPDIR")
 START_SECONDS = 120.0
 
 
@@ -87,8 +87,7 @@ class ForkServer:
         """A new host for the model file ``model_fd``. ``imports``: the operator's trusted modules,
         which the server imports (once) before it forks, since a host cannot read them."""
         ours, theirs = socket.socketpair()
-        request = {"memory_mb": memory_mb, "file_mb": file_mb, "scratch_base": tempfile.gettempdir(),
-                   "imports": list(imports)}
+        request = {"memory_mb": memory_mb, "file_mb": file_mb, "imports": list(imports)}
         try:
             with self._lock:
                 self.control.settimeout(timeout)
@@ -164,6 +163,29 @@ def _preimport(extra: list[str]) -> None:
     del sklearn
 
 
+def _reachable(path: str) -> bool:
+    """Every folder from / to ``path`` lets others through (a host runs as uid 65534)."""
+    path = os.path.abspath(path)
+    while True:
+        try:
+            if not os.stat(path).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        if path == "/":
+            return True
+        path = os.path.dirname(path)
+
+
+def _scratch_base() -> str:
+    """Where hosts' scratch folders go: the temporary folder unless uid 65534 could not reach a
+    folder in it (a TMPDIR of mode 0700, as many tools make), then the usual shared ones."""
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+        if _reachable(candidate):
+            return candidate
+    return tempfile.gettempdir()  # the host then reports its scratch guard missing
+
+
 def _threads() -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -192,7 +214,7 @@ def _spawn(control: socket.socket, request: dict[str, Any], fds: list[int], read
     from . import guards, host
 
     host_fd, model_fd = fds
-    scratch = tempfile.mkdtemp(prefix="viewer-host-", dir=request["scratch_base"])
+    scratch = tempfile.mkdtemp(prefix="viewer-host-", dir=_scratch_base())
     pid = os.fork()
     if pid == 0:  # the host
         try:
