@@ -153,6 +153,25 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def alive(pid: int) -> bool:
+    """The process runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "State:\tZ" not in status.read()
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pid: int, seconds: float = 5.0) -> bool:
+    """Whether the process is gone within ``seconds`` (a killed one takes a moment)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]

@@ -6,7 +6,6 @@ crashes its host is a failed attempt."""
 from __future__ import annotations
 
 import io
-import os
 import time
 
 import joblib
@@ -15,7 +14,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from tests.poison import HostileModel
-from tests.support import wait_for_job
+from tests.support import alive, children, wait_for_job, wait_gone
 
 FEATURES = ["a", "b", "c"]
 
@@ -68,14 +67,6 @@ def host_pid(app, name: str) -> int:
         return [h.pid for h in hosts.pool().hosts().values() if h.label.startswith(name)][-1]
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return "State:\tZ" not in status.read()
-    except FileNotFoundError:
-        return False
-
-
 def test_a_model_that_crashes_its_host_answers_503_and_the_next_request_gets_a_new_host(app, client, models):
     assert predict(client, models, "hostile", 0.2).status_code == 200
     first = host_pid(app, "hostile")
@@ -84,10 +75,7 @@ def test_a_model_that_crashes_its_host_answers_503_and_the_next_request_gets_a_n
     body = answer.get_json()
     assert body["error_code"] == "model_host_crashed" and "hostile/1" in body["message"], body
     still_serving(client, models)
-    deadline = time.monotonic() + 5
-    while alive(first) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(first)
+    assert wait_gone(first)
     assert predict(client, models, "hostile", 0.2).status_code == 200
     assert host_pid(app, "hostile") != first
 
@@ -112,10 +100,7 @@ def test_a_frozen_model_answers_504_at_its_deadline_and_its_host_is_stopped(app,
     assert answer.get_json()["error_code"] == "model_host_timeout"
     assert "hostile/1 took longer than 2 s" in answer.get_json()["message"]
     still_serving(client, models)
-    deadline = time.monotonic() + 5
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(pid)
+    assert wait_gone(pid)
 
 
 @pytest.mark.parametrize("trigger, words", [(888, "memory"), (555, "Operation not permitted"),
@@ -213,19 +198,11 @@ def test_the_hostile_corpus_is_refused_inside_hosts_and_the_server_keeps_serving
         assert set(hosts.pool().hosts()) == before  # a refused upload's host is gone
         server = hosts.pool().server().process.pid
 
-        def live() -> list[str]:  # killed hosts take a moment to go
-            return [p for p in os.listdir("/proc") if p.isdigit() and alive(int(p)) and _parent(int(p)) == server]
+        def live() -> list[int]:  # killed hosts take a moment to go
+            return [pid for pid in children(server) if alive(pid)]
 
         deadline = time.monotonic() + 5
         while len(live()) != len(before) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(live()) == len(before), (live(), before)
 
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            text = stat.read()
-    except OSError:
-        return None
-    return int(text[text.rindex(")") + 2:].split()[1])

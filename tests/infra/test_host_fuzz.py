@@ -39,7 +39,7 @@ from sklearn import (cluster, compose, decomposition, ensemble, impute, linear_m
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.tree._tree import Tree
 
-from tests.infra.test_hosts import alive
+from tests.support import alive
 from viewer.core.payload import PayloadError, Table
 from viewer.core.predictor import labels_at, to_jsonable
 from viewer.infra.host.pool import (HostCrashed, HostedPredictor, HostMalformed, HostPool, HostTimeout,

@@ -22,6 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from tests.poison import HostileModel
+from tests.support import alive, wait_gone
 from viewer.core.hostproto import Op
 from viewer.core.introspect import describe_model
 from viewer.core.payload import PayloadError
@@ -52,23 +53,6 @@ def hosted(pool, tmp_path, estimator, *, timeout: float = 20.0, key: str | None 
 
     host = pool.get(key, starter)
     return HostedPredictor(pool, key, key, info, host.reply, starter, timeout)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return "State:\tZ" not in status.read()
-    except FileNotFoundError:
-        return False
-
-
-def wait_gone(pid: int, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture(scope="module")
