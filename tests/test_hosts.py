@@ -5,6 +5,7 @@ crashes its host is a failed attempt."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 
@@ -22,7 +23,7 @@ FEATURES = ["a", "b", "c"]
 @pytest.fixture
 def app_config() -> dict:
     return {"TRUSTED_MODULES": "tests.poison", "HOST_TIMEOUT_SECONDS": 2.0, "QUARANTINE_FAILURES": 3,
-            "PINNED_MODELS": "benign"}
+            "PINNED_MODELS": "kept"}
 
 
 def fitted(model, seed: int):
@@ -83,12 +84,13 @@ def test_a_model_that_crashes_its_host_answers_503_and_the_next_request_gets_a_n
 def test_a_pinned_models_host_is_never_the_one_stopped_to_make_room(app, client, models):
     from viewer.services import hosts
 
-    assert predict(client, models, "benign", 0.1).status_code == 200
+    register(client, models, fitted(LogisticRegression(C=0.5), 4), "kept")  # VIEWER_PINNED_MODELS=kept
+    assert predict(client, models, "kept", 0.1).status_code == 200
     assert predict(client, models, "hostile", 0.1).status_code == 200
     with app.app_context():
         the_pool = hosts.pool()
-        pinned = [k for k, h in the_pool.hosts().items() if h.label == "benign/1" and k in the_pool.pinned]
-        assert pinned and not [k for k, h in the_pool.hosts().items() if h.label == "hostile/1" and k in the_pool.pinned]
+        assert [k for k, h in the_pool.hosts().items() if h.label == "kept/1" and k in the_pool.pinned]
+        assert not [k for k, h in the_pool.hosts().items() if h.label == "hostile/1" and k in the_pool.pinned]
 
 
 def test_a_frozen_model_answers_504_at_its_deadline_and_its_host_is_stopped(app, client, models):
@@ -178,14 +180,14 @@ def test_the_hostile_corpus_is_refused_inside_hosts_and_the_server_keeps_serving
     from tests.core.test_hostile_native import CASES, LIVE_CASES, original, quiet, save
     from viewer.services import hosts
 
-    with app.app_context():
-        before = set(hosts.pool().hosts())
+    digests = set()
     for name in LIVE_CASES:
         spec = CASES[name]
         model, _ = original(spec.original)
         with quiet():
             hostile = spec.tamper(model)
         path = save(hostile, tmp_path / f"{name}.joblib", "joblib")
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
         answer = client.post("/api/v1/models", headers=models,
                              data={"file": (io.BytesIO(path.read_bytes()), f"{name}.joblib"), "name": "corpus"},
                              content_type="multipart/form-data")
@@ -195,14 +197,14 @@ def test_the_hostile_corpus_is_refused_inside_hosts_and_the_server_keeps_serving
         still_serving(client, models)
     assert client.get("/api/v1/models/corpus", headers=models).status_code == 404
     with app.app_context():
-        assert set(hosts.pool().hosts()) == before  # a refused upload's host is gone
+        kept = hosts.pool().hosts()
+        assert not [key for key in kept if key.split("/")[-1] in digests]  # a refused upload's host is gone
         server = hosts.pool().server().process.pid
 
         def live() -> list[int]:  # killed hosts take a moment to go
             return [pid for pid in children(server) if alive(pid)]
 
         deadline = time.monotonic() + 5
-        while len(live()) != len(before) and time.monotonic() < deadline:
+        while len(live()) != len(kept) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(live()) == len(before), (live(), before)
-
+        assert sorted(live()) == sorted(h.pid for h in kept.values())  # and no other host process lives
