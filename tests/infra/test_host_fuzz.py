@@ -8,7 +8,7 @@ with ``info=None`` (the host loads and describes it), then a ``HostedPredictor``
 batch through the app's input checks (``InputSchema.prepare``) and handles the answer as
 ``services.serving.run`` does (``to_jsonable``; ``argmax`` and ``labels_at`` for probabilities).
 
-Expected: a refusal, bad input, a crashed, frozen or malformed host. A bug, which fails the test:
+Expected: a refusal, bad input, a model that raises, a crashed, frozen or malformed host. A bug, which fails the test:
 any other exception in this process (the parent side reading a host's answers), a result with the
 wrong number of rows, a pool that stops serving a benign model after a crash, a host process
 alive after ``pool.close()``. Host crashes that the loader could have refused are listed.
@@ -43,7 +43,7 @@ from tests.support import alive
 from viewer.core.payload import PayloadError, Table
 from viewer.core.predictor import labels_at, to_jsonable
 from viewer.infra.host.pool import (HostCrashed, HostedPredictor, HostMalformed, HostPool, HostTimeout,
-                                    HostUnavailable, LoadRefused)
+                                    HostUnavailable, LoadRefused, ModelFailed)
 from viewer.infra.host.server import ForkServer
 
 
@@ -397,6 +397,9 @@ class Fuzz:
                 result = getattr(predictor, method)(predictor.prepare(table))
             except PayloadError:
                 self.outcomes["input refused"] += 1
+                continue
+            except ModelFailed:
+                self.outcomes["model failed"] += 1
                 continue
             except CONTAINED as exc:
                 return self.crashed("predict", exc, kinds, where)

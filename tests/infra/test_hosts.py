@@ -27,7 +27,7 @@ from viewer.core.hostproto import Op
 from viewer.core.introspect import describe_model
 from viewer.core.payload import PayloadError
 from viewer.infra.host.pool import (Host, HostCrashed, HostedPredictor, HostMalformed, HostPool, HostTimeout,
-                                    LoadRefused)
+                                    LoadRefused, ModelFailed)
 from viewer.infra.host.server import Spawned
 
 TRUSTED = ("tests.poison",)
@@ -181,7 +181,7 @@ def test_a_model_that_asks_for_too_much_memory_is_refused_and_the_host_lives(poo
     pid = served.host().pid
     hog = X[:1].copy()
     hog[0, 0] = 888
-    with pytest.raises(PayloadError, match="memory"):
+    with pytest.raises(ModelFailed, match="memory"):
         served.predict(hog)
     assert served.predict(X[:3]).shape == (3,)
 
@@ -193,7 +193,7 @@ def test_a_model_cannot_reach_the_network_or_start_processes(pool, tmp_path, dat
     served = hostile(pool, tmp_path, data, key="sandboxed")
     attempt = X[:1].copy()
     attempt[0, 0] = trigger
-    with pytest.raises(PayloadError, match=expected):
+    with pytest.raises(ModelFailed, match=expected):
         served.predict(attempt)
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..infra.extensions import db
 from ..infra.host import guards
-from ..infra.host.pool import HostError, HostedPredictor, HostPool, LoadRefused
+from ..infra.host.pool import HostError, HostedPredictor, HostPool, LoadRefused, ModelFailed
 from ..infra.records import HostFailure, ModelVersion, RegisteredModel, utcnow
 from ..infra.scope import only_mine
 from . import registry
@@ -125,6 +125,8 @@ def guarded(call, label: str | None = None, version_key: tuple[int, str] | None 
     digest) and becomes the ServiceError the adapters answer with."""
     try:
         return call()
+    except ModelFailed as exc:
+        raise ServiceError("unprocessable", "model_error", exc.message, model=exc.label or label) from None
     except HostError as exc:
         if version_key is not None:
             record_failure(*version_key, exc)

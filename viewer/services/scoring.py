@@ -18,7 +18,7 @@ from ..core.payload import PayloadError
 from ..infra.artifacts import new_key
 from ..infra.extensions import db
 from ..infra.records import Dataset, Job
-from ..infra.host.pool import HostError
+from ..infra.host.pool import HostError, ModelFailed
 from . import datasets, hosts, jobs, kinds, serving
 from .artifacts import store
 
@@ -56,6 +56,8 @@ def run_chunk(job_id: str, index: int, owner: str) -> None:
         reason = f"{type(exc).__name__}: {str(exc)[:500]}"
         if isinstance(exc, HostError):  # its model host crashed or froze on this chunk: a failed attempt
             hosts.record_failure(*version_key, exc)
+            reason = exc.message
+        elif isinstance(exc, ModelFailed):  # the model raised: retried like any failed chunk
             reason = exc.message
         log.exception("chunk %s/%s failed", job_id, index)
         if jobs.fail_chunk(chunk, owner, reason):

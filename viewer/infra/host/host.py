@@ -27,6 +27,10 @@ from ...core.payload import PayloadError
 MAX_REQUEST_JSON = 256 * 2**20  # the app is trusted: a model's schema or a chunk's text columns
 
 
+class BadAnswer(Exception):
+    """The model answered something that cannot be served (its sentence goes to the app)."""
+
+
 class Channel:
     """Frames over a connected, blocking stream socket (either end).
 
@@ -194,8 +198,7 @@ def _predict(predictor, request: hostproto.Frame) -> tuple[np.ndarray, dict[str,
     else:
         raise ProtocolError(f"Unknown method {method!r}.")
     if result.ndim not in (1, 2) or result.shape[0] != len(X):
-        raise PayloadError(f"The model answered an array of shape {result.shape} for {len(X)} rows.",
-                           "MODEL_ERROR", 500)
+        raise BadAnswer(f"The model answered an array of shape {result.shape} for {len(X)} rows.")
     meta: dict[str, Any] = {"ndim": result.ndim}
     if method == "predict" and predictor.classes is not None and result.ndim == 1:
         indices = _class_indices(result, predictor.classes)
@@ -209,8 +212,7 @@ def _predict(predictor, request: hostproto.Frame) -> tuple[np.ndarray, dict[str,
     if kind in "biu":
         meta["dtype"] = result.dtype.name
         return column.astype(np.int64), meta
-    raise PayloadError("The model's predictions are neither numbers nor its classes, which cannot be served.",
-                       "MODEL_ERROR", 500)
+    raise BadAnswer("The model's predictions are neither numbers nor its classes, which cannot be served.")
 
 
 def _class_indices(result: np.ndarray, classes: list[Any]) -> np.ndarray | None:
@@ -242,6 +244,8 @@ def _failure(exc: BaseException) -> dict[str, Any]:
         return {"kind": "unsafe", "message": str(exc), "offenders": list(exc.offenders)[:100]}
     if isinstance(exc, ModelLoadError):
         return {"kind": "unreadable", "message": str(exc)}
+    if isinstance(exc, BadAnswer):
+        return {"kind": "model", "message": str(exc)}
     if isinstance(exc, MemoryError):
         return {"kind": "memory", "message": "The model ran out of the memory a model host may use."}
     return {"kind": "model", "message": f"The model failed: {type(exc).__name__}: {_scrub(str(exc))}"}

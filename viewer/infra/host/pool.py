@@ -64,6 +64,15 @@ class HostUnavailable(HostError):
     kind = "unavailable"
 
 
+class ModelFailed(Exception):
+    """The model raised while predicting (its own exception, or out of memory); its host lives on."""
+
+    def __init__(self, label: str, message: str):
+        super().__init__(message)
+        self.label = label
+        self.message = message
+
+
 class LoadRefused(Exception):
     """The restricted loader refused the file inside the host: ``meta`` has kind and message."""
 
@@ -356,16 +365,18 @@ class HostedPredictor(InputSchema):
         return array
 
 
-def _refusal(meta: dict[str, Any], label: str) -> PayloadError:
-    """The host's refusal as the error the predict path raises (its sentence, kept short)."""
+def _refusal(meta: dict[str, Any], label: str) -> Exception:
+    """The host's refusal as the error the predict path raises (its sentence, kept short): bad
+    input is a PayloadError, as in-process; the model failing (an exception of its own, memory) a
+    ModelFailed, which a job retries like any failed chunk."""
     message = str(meta.get("message") or "The model could not take this input.")[:2000]
     if meta.get("kind") == "input":
         status = meta.get("status")
         return PayloadError(message, str(meta.get("code") or "INVALID_INPUT")[:64],
                             status if isinstance(status, int) and 400 <= status < 600 else 400)
     if meta.get("kind") == "memory":
-        return PayloadError(f"{message} (model {label})", "MODEL_OUT_OF_MEMORY", 422)
-    return PayloadError(message, "MODEL_ERROR", 422)
+        return ModelFailed(label, f"{message} (model {label})")
+    return ModelFailed(label, message)
 
 
 def _request(method: str, X: Any) -> list[Any]:
