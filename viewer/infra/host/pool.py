@@ -301,7 +301,7 @@ class HostedPredictor(InputSchema):
                 if ours is None or not np.array_equal(ours, self._call("predict_proba", probe)):
                     return None
             return linear
-        except (HostError, PayloadError, ValueError, TypeError, KeyError):
+        except (HostError, ModelFailed, PayloadError, ValueError, TypeError, KeyError):  # then the host answers
             return None
 
     def with_timeout(self, timeout: float) -> "HostedPredictor":
