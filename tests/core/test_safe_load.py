@@ -509,8 +509,6 @@ REFUSED_GLOBALS = [
     ("sklearn.utils._mocking", "CheckingClassifier"),  # test helper estimator
     ("sklearn.experimental.enable_iterative_imputer", "IterativeImputer"),
     ("sklearn.externals.array_api_compat", "numpy"),
-    # runs Cython loops that trust its array arguments' shapes
-    ("sklearn.cluster._kmeans", "_kmeans_single_lloyd"),
 ]
 
 
@@ -613,7 +611,25 @@ def test_trusted_modules_is_operator_only(tmp_path):
     assert_refused(evil, canary, [f"{THIS_MODULE}.os_system_reexport"], trusted_modules=(THIS_MODULE,))
 
 
-@pytest.mark.parametrize("prefix", ["os", "builtins", "sklearn", "numpy.random", "joblib", "subprocess", "viewer"])
+def test_refused_custom_step_says_how_to_trust_its_module(tmp_path):
+    """The refusal of a custom class names the real setting, says where the module must be
+    importable, and points to the README section that explains it (which exists)."""
+    with quiet():
+        model = make_pipeline(TrustedTransformer(), Ridge()).fit(X_REG, Y_REG)
+    err = assert_refused(save(model, tmp_path / "custom.joblib"), tmp_path / "canary",
+                         [f"{THIS_MODULE}.TrustedTransformer"])
+    message = str(err)
+    assert "VIEWER_TRUSTED_MODULES" in message
+    assert "trusted_modules" not in message.replace("VIEWER_TRUSTED_MODULES", "").replace(
+        "#custom-steps-viewer_trusted_modules", "")  # the setting, never the loader's argument
+    assert "importable by the web app and by the workers" in message
+    assert "README.md#custom-steps-viewer_trusted_modules" in message
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "\n## Custom steps (VIEWER_TRUSTED_MODULES)\n" in readme
+
+
+@pytest.mark.parametrize("prefix", ["os", "builtins", "sklearn", "numpy.random", "joblib", "subprocess", "viewer",
+                                    "lightgbm", "xgboost", "imblearn"])
 def test_trusted_modules_cannot_name_core_packages(tmp_path, fitted_pipeline, prefix):
     path = save(fitted_pipeline, tmp_path / "m.joblib")
     with pytest.raises(ValueError):
@@ -825,11 +841,56 @@ def test_distance_metric_keywords_are_checked(tmp_path):
     assert "keyword argument 'out' bound to an array" in info.value.offenders
 
 
-def test_bisecting_kmeans_is_refused(tmp_path):
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+def test_bisecting_kmeans_loads_and_its_kmeans_loop_stays_where_fit_keeps_it(tmp_path, algorithm):
+    """BisectingKMeans keeps the k-means loop it fits with (a function running Cython loops that
+    trust their arguments' shapes); only fit calls it. Anywhere else the model is refused."""
     with quiet():
-        model = BisectingKMeans(n_clusters=3, random_state=0).fit(X_CLS)
+        model = BisectingKMeans(n_clusters=3, random_state=0, algorithm=algorithm).fit(X_CLS)
     path = save(model, tmp_path / "bkm.joblib")
-    assert_refused(path, tmp_path / "canary", ["sklearn.cluster._kmeans._kmeans_single_lloyd"])
+    assert_same_predictions(model, load_model(path).estimator, X_CLS)
+    loop = f"sklearn.cluster._kmeans._kmeans_single_{algorithm}"
+    stolen = make_pipeline(FunctionTransformer(model._kmeans_single), Ridge())  # (fitting would call it)
+    err = assert_refused(save(stolen, tmp_path / "ft.joblib"), tmp_path / "canary",
+                         [f"{loop} (stored as FunctionTransformer.func)"])
+    assert "BisectingKMeans._kmeans_single" in str(err)
+    wrapped = make_pipeline(FunctionTransformer(functools.partial(model._kmeans_single, max_iter=3)), Ridge())
+    assert_refused(save(wrapped, tmp_path / "partial.joblib"), tmp_path / "canary",
+                   [f"{loop} (stored as partial.func)"])
+    elsewhere = BisectingKMeans(n_clusters=3, random_state=0).fit(X_CLS)
+    elsewhere._kmeans_single, elsewhere.helper = None, model._kmeans_single  # same class, other slot
+    assert_refused(save(elsewhere, tmp_path / "slot.joblib"), tmp_path / "canary",
+                   [f"{loop} (stored as BisectingKMeans.helper)"])
+    path = tmp_path / "call.pkl"
+    path.write_bytes(b"\x80\x04" + stack_global("sklearn.cluster._kmeans", f"_kmeans_single_{algorithm}") + b")R.")
+    assert_refused(path, tmp_path / "canary", [f"{loop} (called while loading)"])
+
+
+def test_column_selector_is_never_called_after_load(tmp_path):
+    """make_column_selector runs a regex over column names when called; scikit-learn calls it only
+    while fitting a ColumnTransformer. Stored where a prediction would call it (a
+    FunctionTransformer's func, a partial), or with a pattern that is not text, it is refused."""
+    from sklearn.compose import make_column_selector
+
+    df, y = make_frame()
+    redos = make_column_selector(pattern="^(a+)+$")
+    with quiet():
+        model = make_pipeline(
+            ColumnTransformer([("num", StandardScaler(), make_column_selector(dtype_include="number"))]),
+            FunctionTransformer(redos), LogisticRegression())
+        model.steps[1][1].fit(df)
+    model.steps[0][1].fit(df[["age", "income"]])
+    err = assert_refused(save(model, tmp_path / "ft.joblib"), tmp_path / "canary",
+                         ["make_column_selector (stored as FunctionTransformer.func)"])
+    assert "ColumnTransformer's column specification" in str(err)
+    with quiet():
+        ok = make_pipeline(ColumnTransformer([("num", SimpleImputer(), make_column_selector(pattern="^(a+)+$|score"))]),
+                           Ridge()).fit(df, df["age"])
+    loaded = load_model(save(ok, tmp_path / "ok.joblib")).estimator
+    slow_names = df.rename(columns={"age": "a" * 40 + "!"})  # catastrophic for that pattern, if it ran
+    np.testing.assert_array_equal(loaded.predict(slow_names), ok.predict(slow_names))
+    ok.steps[0][1].transformers[0][2].pattern = ["^a"]
+    assert_refused(save(ok, tmp_path / "bad.joblib"), tmp_path / "canary", ["sklearn.compose._column_transformer.make_column_selector"])
 
 
 @pytest.mark.parametrize(

@@ -52,10 +52,15 @@ Layout of this package (each module can be read in one sitting):
                        settings forced at load (n_jobs=1, memory=None);
 * ``checks_callables`` -- what a model may store to be called later (an
                        explicit list, with the keyword arguments each takes);
-* ``loader``        -- load_model, which ties these together.
+* ``boost``         -- LightGBM, XGBoost and imbalanced-learn models (the
+                       optional ``boost`` extra): what is admitted, their
+                       boosters' checks, one thread;
+* ``loader``        -- load_model, which ties these together, and refuses
+                       models that cannot score new rows (no predict/transform).
 
 This package only imports the standard library, numpy, scipy, scikit-learn,
-joblib and skops.
+joblib and skops (and LightGBM, XGBoost or imbalanced-learn when a model file
+names them and they are installed).
 """
 
 from .checks import ADJUSTED

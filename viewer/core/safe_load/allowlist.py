@@ -212,12 +212,23 @@ _EXPLICIT_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("sklearn.metrics._dist_metrics", "newObj"),
         ("sklearn.neighbors._kd_tree", "newObj"),
         ("sklearn.neighbors._ball_tree", "newObj"),
+        # make_column_selector: stores a regex pattern and dtypes.  Calling it
+        # runs ``re`` on column names (a crafted pattern could backtrack
+        # catastrophically), but scikit-learn calls it only in
+        # ColumnTransformer.fit (transform uses the indices resolved at fit)
+        # and the viewer never fits.  It may only sit in lists, tuples and
+        # dicts (ColumnTransformer.transformers), never as an attribute (a
+        # FunctionTransformer func) or a partial's function, and its pattern
+        # and dtypes must be plain values (_FIT_ONLY_OBJECTS, checks.py).
+        ("sklearn.compose._column_transformer", "make_column_selector"),
         # Pure numeric functions stored as parameters by estimators:
         ("sklearn.utils.validation", "check_array"),  # HGB categorical prep
-        # NOT admitted: sklearn.cluster._kmeans._kmeans_single_lloyd/_elkan
-        # (stored by BisectingKMeans).  They run Cython loops that trust the
-        # shapes of their array arguments, so a file (or a FunctionTransformer
-        # wrapping them) could make them write out of bounds.
+        # BisectingKMeans' k-means loop (``_kmeans_single``) runs Cython that
+        # trusts its arguments' shapes: admitted only in that attribute, which
+        # only fit calls; anywhere else the model is refused
+        # (_FIT_ONLY_CALLABLES, checked after loading).
+        ("sklearn.cluster._kmeans", "_kmeans_single_lloyd"),
+        ("sklearn.cluster._kmeans", "_kmeans_single_elkan"),
         ("sklearn.feature_selection._univariate_selection", "f_classif"),
         ("sklearn.feature_selection._univariate_selection", "f_regression"),
         ("sklearn.feature_selection._univariate_selection", "r_regression"),
@@ -453,6 +464,24 @@ _SKLEARN_BASES: tuple[tuple[str, str], ...] = (
     ("sklearn.neural_network._stochastic_optimizers", "BaseOptimizer"),
     ("sklearn.metrics._scorer", "_BaseScorer"),
     ("sklearn.metrics._scorer", "_MultimetricScorer"),
+    # GridSearchCV(scoring=None).scorer_: keeps the estimator; if called,
+    # calls ``score`` on its first argument (input data has none).
+    ("sklearn.metrics._scorer", "_PassthroughScorer"),
+    # CV splitters (GridSearchCV.cv, _checked_cv_orig, Stacking.cv): records
+    # of n_splits/shuffle/random_state used only by fit, rebuilt from state
+    # and never called while loading (see _not_callable_at_load_types).
+    ("sklearn.model_selection._split", "BaseCrossValidator"),
+    ("sklearn.model_selection._split", "BaseShuffleSplit"),
+    ("sklearn.model_selection._split", "_RepeatedSplits"),
+)
+
+# What only *fit* uses, admitted only where scikit-learn keeps it:
+#: (module, function) -> the (module, class, attribute) that may hold it
+_BKM = ("sklearn.cluster._bisect_k_means", "BisectingKMeans", "_kmeans_single")
+_FIT_ONLY_CALLABLES = {("sklearn.cluster._kmeans", f"_kmeans_single_{a}"): _BKM for a in ("lloyd", "elkan")}
+#: (module, class) of callable objects that may only sit in lists, tuples and dicts
+_FIT_ONLY_OBJECTS: tuple[tuple[str, str], ...] = (
+    ("sklearn.compose._column_transformer", "make_column_selector"),
 )
 
 # sklearn module path components that are never imported or admitted from:
@@ -513,6 +542,7 @@ _UNTRUSTABLE_PACKAGES = frozenset(
         "jinja2",
         "redis",
         "psycopg",
+        *("lightgbm", "xgboost", "imblearn", "sklearn_compat"),  # admitted class by class (boost.py)
     }
 )
 

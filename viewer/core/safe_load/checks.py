@@ -33,7 +33,8 @@ from .checks_trees import (
     _check_tree_owner,
     _check_tree_predictor,
 )
-from .allowlist import _stored_callable_entry
+from . import boost
+from .allowlist import _FIT_ONLY_CALLABLES, _FIT_ONLY_OBJECTS, _stored_callable_entry
 from .checks_callables import (
     _CALLABLE_TYPES,
     _check_call_slots,
@@ -168,6 +169,7 @@ def _validate_structure(root: Any, policy: Any = None) -> None:
                 _type_name(obj), f"unreadable internal structure: {type(exc).__name__}"
             ) from exc
     _check_call_slots(edges, trusted)
+    _check_fit_only_places(edges)
 
 
 class _StructureChecks:
@@ -206,10 +208,18 @@ class _StructureChecks:
         ]
         self.no_call = _not_callable_at_load_types()
         self.trusted = trusted
+        from sklearn.compose import make_column_selector
+
+        self.column_selector = make_column_selector
 
     def check(self, obj: Any) -> None:
         if isinstance(obj, _CALLABLE_TYPES) or "cython_function_or_method" in type(obj).__name__:
             _check_stored_callable(obj, self.no_call, self.trusted)
+        if boost.package_of(getattr(type(obj), "__module__", "") or "") in boost.NATIVE:
+            boost.check(obj)
+        if isinstance(obj, self.column_selector):
+            _check_column_selector(obj)
+            return
         if self.issparse(obj):
             _check_sparse(obj)
             return
@@ -228,6 +238,73 @@ class _StructureChecks:
         for kind, check in self.estimator_checks:
             if isinstance(obj, kind):
                 check(obj)
+
+
+def _check_column_selector(selector) -> None:
+    """make_column_selector keeps a regex pattern and dtype names for ColumnTransformer.fit; they
+    must be plain values (the viewer never calls it: see its entry in allowlist.py)."""
+    d = vars(selector)
+    pattern = d.get("pattern")
+    plain = (str, type)
+    dtypes_ok = all(
+        value is None or isinstance(value, (*plain, np.dtype))
+        or (isinstance(value, (list, tuple)) and len(value) <= 100 and all(isinstance(v, (*plain, np.dtype)) for v in value))
+        for value in (d.get("dtype_include"), d.get("dtype_exclude"))
+    )
+    if not (pattern is None or (isinstance(pattern, str) and len(pattern) <= 10_000)) or not dtypes_ok:
+        raise _tampered(_type_name(selector), "its pattern or dtypes are not plain text or types")
+
+
+def _check_fit_only_places(edges: list) -> None:
+    """Objects and functions that only fit uses stay where scikit-learn keeps them: the k-means
+    loops only as BisectingKMeans._kmeans_single, column selectors only inside lists, tuples and
+    dicts (ColumnTransformer.transformers). Anywhere else a prediction could call them."""
+    places = _fit_only_places()
+    for holder, key, value in edges:
+        where = places.get(id(value)) if not isinstance(value, functools.partial) else None
+        if where is None and isinstance(value, places.get("selector", ())):
+            where = "selector"
+        if where is None:
+            continue
+        if where == "selector":
+            if isinstance(holder, (list, tuple, dict)) and not isinstance(holder, functools.partial):
+                continue
+            what, allowed = "make_column_selector", "a ColumnTransformer's column specification"
+        else:
+            cls, attr = where
+            if type(holder) is cls and key == attr:
+                continue
+            what, allowed = f"{value.__module__}.{value.__qualname__}", f"{cls.__name__}.{attr}"
+        place = f"{type(holder).__name__}.{key}" if isinstance(key, str) else f"a {type(holder).__name__}"
+        raise UnsafeModelError(
+            [f"{what} (stored as {place})"],
+            detail=f"The model stores {what} as {place}. scikit-learn keeps it only as {allowed} and "
+            "uses it only while fitting; stored elsewhere, a prediction would call it with data "
+            "and arguments chosen by the file. Save the model as scikit-learn fitted it.",
+        )
+
+
+_FIT_ONLY_PLACES: dict | None = None
+
+
+def _fit_only_places() -> dict:
+    """id(function) -> (class, attribute) for _FIT_ONLY_CALLABLES, and "selector" -> the
+    classes of _FIT_ONLY_OBJECTS."""
+    global _FIT_ONLY_PLACES
+    if _FIT_ONLY_PLACES is None:
+        import importlib
+
+        places: dict = {}
+        for (module, name), (cls_module, cls_name, attr) in _FIT_ONLY_CALLABLES.items():
+            func = vars(importlib.import_module(module)).get(name)
+            cls = vars(importlib.import_module(cls_module)).get(cls_name)
+            if func is not None and isinstance(cls, type):
+                places[id(func)] = (cls, attr)
+                places.setdefault("_keep", []).append(func)
+        places["selector"] = tuple(
+            vars(importlib.import_module(module))[name] for module, name in _FIT_ONLY_OBJECTS)
+        _FIT_ONLY_PLACES = places
+    return _FIT_ONLY_PLACES
 
 
 def _check_vectorizer(vectorizer) -> None:
@@ -292,6 +369,7 @@ def _limit_resources(root: Any) -> list[str]:
             old = d["memory"]
             d["memory"] = None
             note(obj, "memory", old, None)
+        boost.limit_threads(obj, note)  # LightGBM/XGBoost: n_jobs=None means every core
         if "_n_threads" in d:
             old = d["_n_threads"]
             value = _as_int(old)
@@ -305,6 +383,8 @@ def _limit_resources(root: Any) -> list[str]:
         "_n_threads": "the thread count stored when the model was fitted, capped at this "
         "server's",
     }
+    for attr in ("num_threads", "num_thread", "nthread", "nthreads"):
+        reasons[attr] = reasons["n_jobs"]
     messages = []
     for (attr, old, new), names in changes.items():
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -36,10 +36,14 @@ _CALLABLE_TYPES = (
 
 
 def _is_stored_callable_value(value: Any) -> bool:
+    """Functions, classes and partials, and the callable objects that must stay where fit keeps
+    them (make_column_selector): the graph walk records where each is stored."""
     return (
         isinstance(value, (*_CALLABLE_TYPES, functools.partial))
         or "cython_function_or_method" in type(value).__name__
         or _stored_callable_entry(value) is not None
+        or (type(value).__name__ == "make_column_selector"
+            and type(value).__module__ == "sklearn.compose._column_transformer")
     )
 
 
@@ -85,7 +89,8 @@ def _check_stored_callable(obj, no_call: tuple[type, ...], trusted: Callable[[st
             "constructor can allocate memory or run for as long as those arguments ask. Only "
             "dtype classes (numpy scalar types such as numpy.float64, and int, float, bool, "
             "complex, str, object) and scipy.sparse matrix classes may be stored as values. "
-            "Remove it from the model, or ask the operator to trust the package that defines it.",
+            "Remove it from the model, or ask the operator to trust the package that defines it "
+            "(VIEWER_TRUSTED_MODULES; see README.md#custom-steps-viewer_trusted_modules).",
         )
     if _stored_callable_entry(obj) is not None:
         return
@@ -100,7 +105,8 @@ def _check_stored_callable(obj, no_call: tuple[type, ...], trusted: Callable[[st
             "numpy.exp, numpy.clip, numpy.mean, scipy.special.expit), because other numpy "
             "functions can take sizes, shapes or output buffers from the file and exhaust the "
             "server's memory or CPU. Use a listed function, or put the function in your own "
-            "package and ask the operator to trust it (trusted_modules).",
+            "package and ask the operator to trust it (the VIEWER_TRUSTED_MODULES setting; see "
+            "README.md#custom-steps-viewer_trusted_modules).",
         )
 
 

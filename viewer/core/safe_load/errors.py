@@ -24,6 +24,17 @@ class ModelLoadError(Exception):
     """
 
 
+#: README.md's section on custom steps (the anchor GitHub makes of its title)
+TRUSTED_MODULES_DOCS = "README.md#custom-steps-viewer_trusted_modules"
+TRUSTED_MODULES_HINT = (
+    "If these objects come from your own package (a custom transformer or function), an operator "
+    "can trust that package: add its module to the VIEWER_TRUSTED_MODULES setting (for example "
+    "VIEWER_TRUSTED_MODULES=acme_features) and make sure the module is installed and importable "
+    "by the web app and by the workers, then upload the model again. See "
+    f"{TRUSTED_MODULES_DOCS} (\"Custom steps\")."
+)
+
+
 class UnsafeModelError(ModelLoadError):
     """The file references code that is not allowed to run while loading.
 
@@ -52,8 +63,7 @@ class UnsafeModelError(ModelLoadError):
                     if numeric
                     else ""
                 )
-                + "If these objects come from your own trusted package, an "
-                "operator can allow their module with trusted_modules."
+                + TRUSTED_MODULES_HINT
             )
         super().__init__(message)
 

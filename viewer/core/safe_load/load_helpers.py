@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import boost
 from .errors import ModelLoadError, UnsafeModelError, _as_int, _type_name
 
 _MAX_INT_ALLOCATION = 1 << 20  # bytes(n)/bytearray(n) with larger n refused
@@ -272,6 +273,15 @@ def _not_callable_at_load_types() -> tuple[type, ...]:
         found.append(DistanceMetric)
     except ImportError:  # pragma: no cover
         pass
+    try:
+        # Cross-validation splitters: PredefinedSplit(test_fold) converts an
+        # array, _CVIterableWrapper(cv) iterates whatever it is given.
+        from sklearn.model_selection._split import BaseCrossValidator, BaseShuffleSplit, _RepeatedSplits
+
+        found += [BaseCrossValidator, BaseShuffleSplit, _RepeatedSplits]
+    except ImportError:  # pragma: no cover - sklearn layout change
+        pass
+    found += boost.no_call_types()
     return tuple(found)
 
 

@@ -39,6 +39,26 @@ def _is_estimator(obj: Any) -> bool:
     )
 
 
+def _check_can_serve(obj: Any) -> None:
+    """A model the viewer can use answers new rows: it has ``predict`` or ``transform`` (with
+    ``hasattr`` semantics, so a Pipeline ending in DBSCAN has neither). TSNE, DBSCAN, spectral
+    clustering and the like only describe the rows they were fitted on."""
+    try:
+        serves = hasattr(obj, "predict") or hasattr(obj, "transform")
+    except Exception:  # noqa: BLE001  (a property that fails: it cannot serve either)
+        serves = False
+    if serves:
+        return
+    name = type(obj).__name__
+    others = [m for m in ("fit_predict", "fit_transform", "score_samples", "kneighbors") if hasattr(type(obj), m)]
+    only = f" (it only has {', '.join(others)}, which work on the rows it is fitted on)" if others else ""
+    raise ModelLoadError(
+        f"{name} cannot score new rows: it has no predict or transform method{only}. Upload a model "
+        "that can: a classifier or a regressor, a transformer, or a clusterer with predict "
+        "(KMeans, GaussianMixture, Birch, ...), alone or at the end of a Pipeline."
+    )
+
+
 def load_model(
     path: str | os.PathLike,
     *,
@@ -71,6 +91,9 @@ def load_model(
         Invalid arguments (e.g. a standard-library module in
         ``trusted_modules``).
 
+    A model that cannot answer new rows (no ``predict`` and no ``transform``: TSNE, DBSCAN, ...)
+    is refused with ModelLoadError saying so.
+
     The returned ``warnings`` also list, as ``"Changed at upload: ..."`` lines,
     the settings changed at load: every ``n_jobs`` in the model is set to 1,
     every ``memory`` (a cache directory) to None, and thread counts stored
@@ -98,6 +121,7 @@ def load_model(
                     f"{_type_name(obj)}, which has no fit/predict/transform methods)."
                 )
             _validate_structure(obj, policy)
+            _check_can_serve(obj)
             # After the checks (a refused model is never touched; the checks
             # stay free of side effects) and before anyone can call the
             # model: the server, not the file, decides how many processes

@@ -25,6 +25,7 @@ from .allowlist import (
     _sklearn_module_denied,
     _stored_callable_entry,
 )
+from . import boost
 from .errors import ModelLoadError
 from .load_helpers import _WRAPPED_GLOBALS
 
@@ -63,6 +64,8 @@ class _Policy:
     def _may_import(self, module: str) -> bool:
         if self._is_trusted(module):
             return True
+        if boost.package_of(module) is not None:
+            return boost.may_import(module)
         if not any(_module_matches(module, p) for p in _IMPORTABLE_PREFIXES):
             return False
         if _module_matches(module, "sklearn") and _sklearn_module_denied(module):
@@ -219,6 +222,10 @@ class _Policy:
                     if issubclass(obj, (sp.spmatrix, sp.sparray)):
                         return obj
                 return _REFUSED
+        if boost.package_of(module) is not None:
+            # LightGBM, XGBoost, imbalanced-learn (the optional extra): see boost.py.
+            obj = boost.resolve(module, name, self._defined_at)
+            return _REFUSED if obj is None else obj
         return _REFUSED
 
     def resolve(self, module: str, name: str) -> Any:

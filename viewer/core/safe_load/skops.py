@@ -19,6 +19,7 @@ import numpy as np
 from .allowlist import _canonical_module
 from .errors import ModelLoadError, UnsafeModelError, _corrupt_message
 from .load_helpers import _LOAD_HELPERS, _not_callable_at_load_types
+from . import boost
 from .policy import _REFUSED, _Policy, _UnknownGlobal
 
 # How skops node types use the type named in a node:
@@ -128,6 +129,9 @@ def _skops_trusted(data: bytes, schema: Any, policy: _Policy) -> list[str]:
     for full in untrusted:
         full = str(full)
         module, _, name = full.rpartition(".")
+        if boost.refuse_in_skops(module):
+            offenders.append(f"{full} (save LightGBM and XGBoost models with joblib)")
+            continue
         obj: Any = _REFUSED
         if module and name:
             try:

@@ -31,6 +31,7 @@ from joblib.numpy_pickle_utils import (
     _validate_fileobject_and_memmap,
 )
 
+from . import boost
 from .allowlist import _canonical_module
 from .checks_trees import check_tree_state
 from .errors import ModelLoadError, UnsafeModelError, _corrupt_message, _type_name
@@ -161,7 +162,7 @@ class _RestrictedUnpickler(NumpyUnpickler):
         key = (_canonical_module(module), name)
         if key in _LOAD_HELPERS or name.startswith("__pyx_unpickle_"):
             self._ctx.load_callable_ids.add(id(obj))
-        elif isinstance(obj, type) and not issubclass(obj, self._ctx.no_call_types):
+        elif isinstance(obj, type) and not issubclass(obj, (*self._ctx.no_call_types, *boost.no_call_types())):
             self._ctx.load_callable_ids.add(id(obj))
         return obj
 
@@ -293,7 +294,8 @@ class _RestrictedUnpickler(NumpyUnpickler):
             version = state.get("_sklearn_version")
             if isinstance(version, str):
                 self._ctx.versions[id(inst)] = version
-        NumpyUnpickler.load_build(self)
+        with boost.parsing(inst, state):  # a booster's state checked, its library's refusal worded
+            NumpyUnpickler.load_build(self)
 
     def _build_dtype(self, dtype: np.dtype, state) -> None:
         """BUILD on a numpy dtype, without ``dtype.__setstate__``.

@@ -150,6 +150,20 @@ def _preimport(extra: list[str]) -> None:
         from ...core import introspect, predictor, safe_load  # noqa: F401
         from . import guards, host  # noqa: F401
 
+        # The boost extra's model libraries, when installed (safe_load/boost.py): LightGBM and
+        # XGBoost load their native libraries and OpenMP now, while one thread is the rule; their
+        # models then predict with one thread (the loader sets it).
+        import importlib.util
+
+        for optional in ("lightgbm", "xgboost", "imblearn"):
+            if importlib.util.find_spec(optional) is not None:
+                for name in {"lightgbm": ("lightgbm.basic", "lightgbm.sklearn"),
+                             "xgboost": ("xgboost.core", "xgboost.sklearn"),
+                             "imblearn": ("imblearn.pipeline", "imblearn.over_sampling",
+                                          "imblearn.under_sampling", "imblearn.combine",
+                                          "imblearn.ensemble")}[optional]:
+                    __import__(name)
+
         import encodings
         import pkgutil
 
