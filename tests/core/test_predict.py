@@ -107,8 +107,6 @@ def test_pipeline_with_categories_gets_a_frame(mixed_pipeline):
 
 @pytest.mark.parametrize("payload, needle, code", [
     ({"dataframe_records": [{"sepal_length": 1}]}, "Missing columns: 'sepal_width'", "SCHEMA_MISMATCH"),
-    ({"dataframe_records": [{"sepal_length": 1, "sepal_width": 1, "petal_length": 1, "petal_width": 1, "zz": 2}]},
-     "Unexpected columns: 'zz'", "SCHEMA_MISMATCH"),
     ({"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
                           "data": [[1, 2, 3, 4], [1, "abc", 3, 4]]}}, "column 'sepal_width' (rows 1)", "INVALID_TYPE"),
     ({"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],

@@ -8,6 +8,9 @@ no cookie session, CSRF or rate limiter on the API blueprints).
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from flask import Blueprint, current_app, jsonify, request
 
 from ..infra.config import VERSION as __version__
@@ -37,10 +40,44 @@ def body() -> bytes:
     return request.get_data(cache=False)
 
 
+WARNINGS_HEADER = "X-Viewer-Warnings"
+MAX_WARNINGS_HEADER = 4096  # bytes: proxies refuse headers of some 8 KiB
+
+
+def strict() -> bool:
+    return serving.strict_flag(request.args.get("strict"))
+
+
+def refused(exc: PayloadError):
+    """A strict refusal: the error, and every warning it was made of (column, rows, fix)."""
+    return jsonify(error_code=exc.error_code, message=exc.message, warnings=getattr(exc, "warnings", [])), exc.status
+
+
+def warnings_header(found: list[dict[str, Any]]) -> dict[str, str]:
+    """The warnings as one JSON header (ASCII, at most MAX_WARNINGS_HEADER bytes: the last ones
+    give way to a count of those left out), for routes whose body is another protocol's."""
+    if not found:
+        return {}
+    kept = list(found)
+    while True:
+        shown = kept + ([{"code": "more_warnings", "message": f"{len(found) - len(kept)} more warnings left out."}]
+                        if len(kept) < len(found) else [])
+        text = json.dumps(shown, ensure_ascii=True, separators=(",", ":"))
+        if len(text) <= MAX_WARNINGS_HEADER or not kept:
+            return {WARNINGS_HEADER: text[:MAX_WARNINGS_HEADER]}
+        kept.pop()
+
+
 def _predict(ref: str):
     served = serving.resolve(ref)
     table = parse_mlflow(body(), request.content_type or "")
-    result = serving.run(served, table, proba=serving.wants_proba(table.params, request.args.get("output") or None))
+    try:
+        result = serving.run(served, table, proba=serving.wants_proba(table.params, request.args.get("output") or None),
+                             strict=strict())
+    except PayloadError as exc:
+        if hasattr(exc, "warnings"):
+            return refused(exc)
+        raise
     return jsonify({"model": served.ref, **result})
 
 
@@ -52,7 +89,9 @@ def predict(name: str):
     """Predict with the latest version (or name@alias)
 
     Bodies as MLflow's scoring server takes them, or CSV. A token is optional when an admin opened
-    the model to anonymous predictions. At most 100,000 rows and 64 MiB."""
+    the model to anonymous predictions. At most 100,000 rows and 64 MiB. Columns the model does not
+    take are ignored; they, unknown categories, values the model imputes and the model's own
+    warnings are listed in ``warnings`` (?strict=true: a 400 instead)."""
     return _predict(name)
 
 
@@ -82,12 +121,22 @@ def _served_ref() -> str:
 def invocations():
     """Predict with the served model (VIEWER_SERVE_MODEL)
 
-    404 when this server serves no model. params.predict_method=predict_proba answers probabilities."""
+    404 when this server serves no model. params.predict_method=predict_proba answers probabilities.
+    The body is MLflow's; warnings about the input (ignored columns, unknown categories, imputed
+    values, the model's own warnings) come in the X-Viewer-Warnings header as a JSON list.
+    ?strict=true refuses such input with a 400 instead."""
     served = serving.resolve(_served_ref())
     table = parse_mlflow(body(), request.content_type or "")
-    result = serving.run(served, table, proba=serving.wants_proba(table.params, None))
-    # MLflow's shape: {"predictions": [...]}; with predict_method=predict_proba, one list per row.
-    return jsonify({"predictions": result.get("probabilities", result["predictions"])})
+    try:
+        result = serving.run(served, table, proba=serving.wants_proba(table.params, None), strict=strict())
+    except PayloadError as exc:
+        if hasattr(exc, "warnings"):
+            return refused(exc)
+        raise
+    # MLflow's shape: {"predictions": [...]}; with predict_method=predict_proba, one list per row. The
+    # schema policy's warnings travel in the X-Viewer-Warnings header.
+    return jsonify({"predictions": result.get("probabilities", result["predictions"])}), 200, \
+        warnings_header(result["warnings"])
 
 
 @mlflow_bp.get("/ping")

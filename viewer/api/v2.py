@@ -13,7 +13,7 @@ from ..services import health, serving
 from ..services.registry import Ref
 from .inputs import V2Headers, V2InferenceRequest
 from .outputs import V2InferenceResponse, V2Live, V2ModelMetadata, V2ModelReady, V2Ready, V2ServerMetadata
-from .predict import body
+from .predict import body, refused, strict
 from .spec import checks
 
 TAG = "Open Inference Protocol"
@@ -110,11 +110,21 @@ def model_ready(name: str, version: str | None = None):
 def infer(name: str, version: str | None = None):
     """Inference (the latest version, or the version named)
 
-    JSON tensors, or the binary tensor data extension that tritonclient uses."""
+    JSON tensors, or the binary tensor data extension that tritonclient uses. Warnings about the input
+    (ignored inputs, unknown categories, imputed values, the model's own) are listed in
+    ``parameters.warnings``; ?strict=true refuses such input with a 400 instead."""
     served = serving.resolve(_ref(name, version))
     table, wanted, request_id = v2.decode_request(body(), request.headers.get("Inference-Header-Content-Length"))
-    outputs = [v2.output(name_, values) for name_, values in serving.infer_outputs(served, table, wanted)]
+    try:
+        answers, found = serving.infer_outputs(served, table, wanted, strict=strict())
+    except PayloadError as exc:
+        if hasattr(exc, "warnings"):
+            return refused(exc)
+        raise
+    outputs = [v2.output(name_, values) for name_, values in answers]
     answer = {"model_name": served.name, "model_version": str(served.version), "outputs": outputs}
+    if found:  # the schema policy's warnings (README "Schema policy")
+        answer["parameters"] = {"warnings": found}
     if request_id is not None:
         answer["id"] = request_id
     return Response(v2.encode(answer), mimetype="application/json")

@@ -47,14 +47,24 @@ class FeatureSpec:
     kind: Literal["numeric", "categorical"]
     categories: list[Any] | None = None
     default: Any = None
+    # How the model takes a value outside ``categories``: "error" (its encoder refuses it) or
+    # "ignore" (encoded as all zeros / a reserved code); None when not known.
+    unknown: Literal["error", "ignore"] | None = None
+    # "impute": a missing value is filled in by an imputer step; None: not known to be.
+    missing: Literal["impute"] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "kind": self.kind,
             "categories": json_safe(self.categories) if self.categories is not None else None,
             "default": json_safe(self.default),
         }
+        if self.unknown is not None:
+            out["unknown"] = self.unknown
+        if self.missing is not None:
+            out["missing"] = self.missing
+        return out
 
 
 @dataclasses.dataclass
@@ -69,6 +79,7 @@ class ModelInfo:
     has_predict_proba: bool
     has_decision_function: bool
     input_schema: list[FeatureSpec]
+    parameters: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +93,7 @@ class ModelInfo:
             "has_predict_proba": bool(self.has_predict_proba),
             "has_decision_function": bool(self.has_decision_function),
             "input_schema": [f.to_dict() for f in self.input_schema],
+            "parameters": self.parameters,
         }
 
 
@@ -367,6 +379,56 @@ def _hyperparameters(est: Any) -> dict[str, Any]:
     return {str(k): json_safe(v) for k, v in params.items()}
 
 
+_MAX_PARAMETERS = 2000
+
+
+def _parameters(est: Any) -> list[dict[str, Any]]:
+    """Every hyperparameter of ``est`` and of its nested steps, by scikit-learn's double-underscore
+    name (``clf__C``, ``prep__num__imputer__strategy``), in ``get_params(deep=True)`` order: per
+    entry its ``step`` (the name's prefix, "" for the root) and that step's ``class``, the ``value``,
+    the class's ``default`` and whether the value ``changed`` from it (None when the default is
+    unknown). Steps themselves and lists of steps are left out: ``steps`` describes them."""
+    import inspect
+
+    try:
+        params = est.get_params(deep=True)
+    except Exception:
+        return []
+    owners: dict[str, Any] = {"": est}
+    signatures: dict[int, Any] = {}
+    out: list[dict[str, Any]] = []
+    for key, value in params.items():
+        if len(out) >= _MAX_PARAMETERS:
+            break
+        key = str(key)
+        if _is_estimator(value):
+            owners[key] = value
+            continue
+        if isinstance(value, (list, tuple)) and any(
+                _is_estimator(v) or (isinstance(v, tuple) and any(_is_estimator(w) for w in v))
+                for v in value[:_MAX_ITEMS]):
+            continue  # Pipeline.steps, ColumnTransformer.transformers, VotingClassifier.estimators
+        step, _, name = key.rpartition("__")
+        owner = owners.get(step)
+        if owner is None:
+            continue
+        if id(owner) not in signatures:
+            try:
+                signatures[id(owner)] = inspect.signature(type(owner).__init__).parameters
+            except (TypeError, ValueError):
+                signatures[id(owner)] = {}
+        declared = signatures[id(owner)].get(name)
+        if declared is None and signatures[id(owner)]:
+            continue  # a step set to "passthrough" or "drop", not a parameter of the class
+        default = declared.default if declared is not None else inspect.Parameter.empty
+        shown = json_safe(value)
+        known = default is not inspect.Parameter.empty
+        shown_default = json_safe(default) if known else None
+        out.append({"name": key, "step": step, "class": qualified_name(type(owner)), "value": shown,
+                    "default": shown_default, "changed": shown != shown_default if known else None})
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Input schema
 # ---------------------------------------------------------------------------
@@ -380,24 +442,60 @@ def _first_finite(values: Any) -> Any:
     return None
 
 
+def _imputers() -> tuple[type, ...]:
+    from sklearn import impute
+
+    found = [impute.SimpleImputer, impute.KNNImputer]
+    try:  # experimental: importable once a model that uses it was loaded
+        iterative = getattr(impute, "IterativeImputer", None)
+    except ImportError:
+        iterative = None
+    if iterative is not None:
+        found.append(iterative)
+    return tuple(found)
+
+
+def _steps_of(trans: Any) -> list[Any]:
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(trans, Pipeline):
+        return [s for _, s in trans.steps if s is not None and s != "passthrough"]
+    return [trans]
+
+
+def _imputes(trans: Any) -> bool:
+    """True when the first step of ``trans`` fills in missing values (an imputer)."""
+    steps = _steps_of(trans)
+    return bool(steps) and isinstance(steps[0], _imputers())
+
+
+def _unknown_policy(encoder: Any) -> str | None:
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    policy = getattr(encoder, "handle_unknown", None)
+    if isinstance(encoder, OneHotEncoder):
+        return "error" if policy == "error" else "ignore"
+    if isinstance(encoder, OrdinalEncoder):
+        return "error" if policy == "error" else "ignore"
+    return None
+
+
 def _encoder_info(trans: Any):
-    """(categories_, defaults) of the encoder a CT entry applies, or None.
+    """(categories_, imputer, encoder) of the encoder a CT entry applies, or None.
 
     Looks through a Pipeline (e.g. SimpleImputer -> OneHotEncoder) as long as
     the steps before the encoder keep one output column per input column.
     """
     from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
-    steps = trans.steps if isinstance(trans, Pipeline) else [(None, trans)]
     imputer = None
-    for _, step in steps:
+    for step in _steps_of(trans):
         if isinstance(step, (OneHotEncoder, OrdinalEncoder)):
             cats = getattr(step, "categories_", None)
             if cats is None:
                 return None
-            return cats, imputer
+            return cats, imputer, step
         if isinstance(step, SimpleImputer) and not getattr(step, "add_indicator", False):
             imputer = step
             continue
@@ -408,11 +506,9 @@ def _encoder_info(trans: Any):
 def _numeric_defaults(trans: Any) -> Any:
     """Per-column typical values from a scaler/imputer, as an array or None."""
     from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    steps = trans.steps if isinstance(trans, Pipeline) else [(None, trans)]
-    for _, step in steps:
+    for step in _steps_of(trans):
         if isinstance(step, SimpleImputer) and getattr(step, "statistics_", None) is not None:
             return np.asarray(step.statistics_)
         if isinstance(step, StandardScaler) and getattr(step, "mean_", None) is not None:
@@ -425,81 +521,135 @@ def _categories_list(cats: Any) -> list[Any]:
     return [json_safe(v) for v in values]
 
 
-def _input_schema(est: Any) -> list[FeatureSpec]:
-    from sklearn.compose import ColumnTransformer
+def _chain(est: Any) -> list[Any]:
+    """The steps input goes through, in order: nested Pipelines flattened, passthrough dropped."""
     from sklearn.pipeline import Pipeline
 
+    out: list[Any] = []
+
+    def walk(node: Any, depth: int) -> None:
+        if depth >= _MAX_STEP_DEPTH:
+            return
+        if isinstance(node, Pipeline):
+            for _, step in node.steps:
+                if step is not None and step != "passthrough":
+                    walk(step, depth + 1)
+        else:
+            out.append(node)
+
+    walk(est, 0)
+    return out
+
+
+def _column_selector(step: Any) -> Any:
+    """The ColumnTransformer a step applies to its input: itself, or HistGradientBoosting's
+    internal one for its categorical features; None otherwise."""
+    from sklearn.compose import ColumnTransformer
+
+    if isinstance(step, ColumnTransformer):
+        return step
+    pre = getattr(step, "_preprocessor", None)
+    return pre if isinstance(pre, ColumnTransformer) else None
+
+
+def input_names(est: Any) -> list[str] | None:
+    """The model's input column names: its own ``feature_names_in_``, else those of the first
+    step that knows them (a custom first step fitted without names does not hide the
+    ColumnTransformer behind it)."""
     names = _feature_names(est)
+    if names is not None:
+        return names
+    for step in _chain(est):
+        names = _feature_names(step)
+        if names is not None:
+            return names
+    return None
+
+
+def _apply_selector(ct: Any, specs: dict[str, FeatureSpec]) -> None:
+    """Kinds, categories, defaults and missing-value handling from a fitted ColumnTransformer."""
+    entries = getattr(ct, "transformers_", None) or []
+    for name, trans, cols in entries:
+        if isinstance(trans, str):
+            continue
+        col_names = [c for c in _column_names(ct, name, cols) if c in specs]
+        imputes = _imputes(trans)
+        info = _encoder_info(trans)
+        if info is not None:
+            cats, imputer, encoder = info
+            if len(cats) != len(col_names):
+                continue
+            stats = getattr(imputer, "statistics_", None) if imputer is not None else None
+            for i, col in enumerate(col_names):
+                categories = _categories_list(cats[i])
+                default = None
+                if stats is not None and i < len(stats):
+                    default = json_safe(stats[i])
+                if default is None:
+                    default = _first_finite(categories)
+                specs[col] = FeatureSpec(
+                    name=col, kind="categorical", categories=categories, default=default,
+                    unknown=_unknown_policy(encoder) if len(cats[i]) <= _MAX_CATEGORIES else None,
+                    missing="impute" if imputes else None,
+                )
+            continue
+        defaults = _numeric_defaults(trans)
+        for i, col in enumerate(col_names):
+            if imputes:
+                specs[col].missing = "impute"
+            if defaults is not None and len(defaults) == len(col_names) and specs[col].kind == "numeric":
+                specs[col].default = json_safe(defaults[i])
+
+
+def _input_schema(est: Any) -> list[FeatureSpec]:
+    names = input_names(est)
     n = _n_features(est)
     if names is None:
+        if n is None:
+            for step in _chain(est):
+                n = _n_features(step)
+                if n is not None:
+                    break
         if n is None:
             return []
         names = [f"x{i}" for i in range(n)]
     specs = {name: FeatureSpec(name=name, kind="numeric") for name in names}
 
-    # The transformer that sees the raw input: the root itself, or the first
-    # non-passthrough step of a (nested) Pipeline; for HistGradientBoosting
-    # with categorical features, its internal ColumnTransformer.
-    head = est
-    for _ in range(_MAX_STEP_DEPTH):
-        if isinstance(head, Pipeline):
-            steps = [s for _, s in head.steps if s is not None and s != "passthrough"]
-            if not steps:
-                break
-            head = steps[0]
-        else:
-            break
-    if not isinstance(head, ColumnTransformer):
-        pre = getattr(head, "_preprocessor", None)
-        if isinstance(pre, ColumnTransformer):
-            head = pre
-
-    if isinstance(head, ColumnTransformer):
-        entries = getattr(head, "transformers_", None) or []
-        for name, trans, cols in entries:
-            if isinstance(trans, str):
-                continue
-            col_names = [c for c in _column_names(head, name, cols) if c in specs]
-            info = _encoder_info(trans)
-            if info is not None:
-                cats, imputer = info
-                if len(cats) != len(col_names):
-                    continue
-                stats = getattr(imputer, "statistics_", None) if imputer is not None else None
-                for i, col in enumerate(col_names):
-                    categories = _categories_list(cats[i])
-                    default = None
-                    if stats is not None and i < len(stats):
-                        default = json_safe(stats[i])
-                    if default is None:
-                        default = _first_finite(categories)
-                    specs[col] = FeatureSpec(
-                        name=col, kind="categorical", categories=categories, default=default
-                    )
-                continue
-            defaults = _numeric_defaults(trans)
-            if defaults is not None and len(defaults) == len(col_names):
-                for i, col in enumerate(col_names):
-                    if specs[col].kind == "numeric":
-                        specs[col].default = json_safe(defaults[i])
+    # The step that sees the raw input is the first of the chain; when it is a custom step the
+    # columns' kinds come from the first ColumnTransformer behind it (the columns it selects by
+    # name are the input's, passed through).
+    chain = _chain(est) or [est]
+    head = chain[0]
+    selector = _column_selector(head)
+    if selector is None:
+        selector = next((s for s in map(_column_selector, chain[1:]) if s is not None), None)
+        if selector is not None and _is_library_step(head):
+            selector = None  # a library transformer in front changes the columns: not the input's
+    if selector is not None:
+        _apply_selector(selector, specs)
+        return [specs[name] for name in names]
+    info = _encoder_info(head)
+    if info is not None and len(info[0]) == len(names):
+        cats, _, encoder = info
+        for i, col in enumerate(names):
+            categories = _categories_list(cats[i])
+            specs[col] = FeatureSpec(name=col, kind="categorical", categories=categories,
+                                     default=_first_finite(categories),
+                                     unknown=_unknown_policy(encoder) if len(cats[i]) <= _MAX_CATEGORIES else None)
     else:
-        info = _encoder_info(head)
-        if info is not None and len(info[0]) == len(names):
-            cats, _ = info
-            for i, col in enumerate(names):
-                categories = _categories_list(cats[i])
-                specs[col] = FeatureSpec(
-                    name=col,
-                    kind="categorical",
-                    categories=categories,
-                    default=_first_finite(categories),
-                )
-        else:
-            defaults = _numeric_defaults(head)
+        defaults = _numeric_defaults(head)
+        imputes = isinstance(head, _imputers())
+        for i, col in enumerate(names):
             if defaults is not None and len(defaults) == len(names):
-                for i, col in enumerate(names):
-                    specs[col].default = json_safe(defaults[i])
+                specs[col].default = json_safe(defaults[i])
+            if imputes:
+                specs[col].missing = "impute"
     return [specs[name] for name in names]
+
+
+def _is_library_step(step: Any) -> bool:
+    module = (getattr(type(step), "__module__", "") or "").split(".")[0]
+    return module in ("sklearn", "imblearn", "lightgbm", "xgboost")
 
 
 # ---------------------------------------------------------------------------
@@ -519,15 +669,20 @@ def describe_model(estimator: Any) -> ModelInfo:
 
 
 def _describe(estimator: Any) -> ModelInfo:
+    schema = _input_schema(estimator)
+    n_features = _n_features(estimator)
+    if n_features is None and schema:
+        n_features = len(schema)
     return ModelInfo(
         kind=_kind(estimator),
         estimator_class=qualified_name(type(estimator)),
         steps=_describe_steps(estimator),
         classes=_classes(estimator),
-        feature_names=_feature_names(estimator),
-        n_features=_n_features(estimator),
+        feature_names=input_names(estimator),
+        n_features=n_features,
         hyperparameters=_hyperparameters(estimator),
+        parameters=_parameters(estimator),
         has_predict_proba=_safe_hasattr(estimator, "predict_proba"),
         has_decision_function=_safe_hasattr(estimator, "decision_function"),
-        input_schema=_input_schema(estimator),
+        input_schema=schema,
     )

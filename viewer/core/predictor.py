@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from contextvars import ContextVar
 from typing import Any, Sequence
 
 import numpy as np
@@ -55,10 +56,32 @@ def _uses_column_names(estimator: Any) -> bool:
 
     if isinstance(estimator, ColumnTransformer):
         return True
+    if _is_custom(estimator) and getattr(estimator, "feature_names_in_", None) is not None:
+        return True  # a user's own step fitted on a DataFrame may read its columns by name
     if isinstance(estimator, Pipeline):
         return any(_uses_column_names(step) for _name, step in estimator.steps if step not in (None, "passthrough"))
     if isinstance(estimator, FeatureUnion):
         return any(_uses_column_names(t) for _name, t in estimator.transformer_list)
+    return False
+
+
+def _is_custom(step: Any) -> bool:
+    """A step of a user's own class (a trusted module), not one of scikit-learn's."""
+    module = (getattr(type(step), "__module__", "") or "").split(".")[0]
+    return module not in ("sklearn", "numpy", "scipy", "imblearn", "lightgbm", "xgboost")
+
+
+def _needs_frame(estimator: Any) -> bool:
+    """The model takes a DataFrame: some step selects columns by name, or a custom first step
+    that may (every step is a custom one when the pipeline's names come from a later step)."""
+    from sklearn.pipeline import Pipeline
+
+    if _uses_column_names(estimator):
+        return True
+    if isinstance(estimator, Pipeline):
+        steps = [s for _n, s in estimator.steps if s not in (None, "passthrough")]
+        return bool(steps) and _is_custom(steps[0]) and \
+            any(getattr(s, "feature_names_in_", None) is not None for s in steps)
     return False
 
 
@@ -79,6 +102,16 @@ class InputSchema:
         schema = info.get("input_schema") or []
         self.categorical = {f["name"] for f in schema if f.get("kind") == "categorical"}
         self.needs_frame = bool(self.categorical) or needs_frame
+        # The schema policy's checks (the warnings below word them): categories known per column and
+        # how the model takes others, and the columns whose missing values it imputes.
+        self.known: dict[str, tuple[frozenset, str, list[Any]]] = {}
+        for f in schema:
+            if f.get("kind") == "categorical" and f.get("unknown") in ("error", "ignore") and f.get("categories"):
+                categories = f["categories"]
+                self.known[f["name"]] = (_category_set(categories), f["unknown"], categories)
+        self.imputed = {f["name"] for f in schema if f.get("missing") == "impute"}
+        self.numeric = {f["name"] for f in schema if f.get("kind") == "numeric"}
+        self.watch = bool(self.known or self.imputed)
         classes = info.get("classes")
         self.classes: list[Any] | None = list(classes) if classes is not None else None
         # Per request, the classes as JSON values: labels_at takes class_labels; classes_json is
@@ -117,8 +150,10 @@ class InputSchema:
         """Run ``method`` of the model on ``X`` (in this process, or in the model's host)."""
         raise NotImplementedError
 
-    # The model's input, validated. Raises PayloadError naming the columns/rows at fault.
-    def prepare(self, table: Table) -> np.ndarray | pd.DataFrame:
+    # The model's input, validated. Raises PayloadError naming the columns/rows at fault; what
+    # the model takes but a user should know of (extra columns, unknown categories, imputed
+    # values) is appended to ``report`` as warnings (``schema_policy``).
+    def prepare(self, table: Table, report: list[dict[str, Any]] | None = None) -> np.ndarray | pd.DataFrame:
         if table.n_rows == 0:
             raise PayloadError("The input has no rows.")
         names = self.feature_names
@@ -135,28 +170,80 @@ class InputSchema:
             given_set, name_set = set(given), self.feature_set
             missing = [c for c in names if c not in given_set]
             extra = [c for c in given if c not in name_set]
-            if missing or extra:
+            if missing:
                 raise PayloadError(
-                    ("Missing columns: " + _names(missing) + ". " if missing else "")
-                    + ("Unexpected columns: " + _names(extra) + ". " if extra else "")
-                    + f"The model takes {len(names)} columns: {_names(names)}.", "SCHEMA_MISMATCH")
+                    "Missing columns: " + _names(missing) + ". "
+                    + f"The model takes {len(names)} columns: {_names(names)}. Add the missing ones (an empty "
+                    "value where unknown).", "SCHEMA_MISMATCH")
             if len(set(given)) != len(given):
                 raise PayloadError("Duplicate column names in the input.", "SCHEMA_MISMATCH")
+            if extra and report is not None:  # the schema policy: ignored and reported, as in batch
+                report.append(extra_columns_warning(extra, names))
         elif self.n_features is not None and len(table.columns) != self.n_features:
             raise PayloadError(f"The model takes {self.n_features} columns; the input has {len(table.columns)}.",
                                "SCHEMA_MISMATCH")
         order = list(names) if names is not None else table.columns
         if not self.needs_frame:
-            if table.array is not None:  # columns are unique here, and the same set as order
+            if table.array is not None:  # columns are unique here, and hold every name in order
                 if order == table.columns:
-                    return table.array
-                position = {c: i for i, c in enumerate(table.columns)}
-                return table.array[:, [position[c] for c in order]]
-            if table.rows is not None and order == table.columns:
-                return self._numeric_array(table.rows, order)
-            columns = self._columns(table)
-            return self._numeric_array(list(zip(*(columns[c] for c in order))), order)
-        return self._frame(table, order)
+                    X = table.array
+                else:
+                    position = {c: i for i, c in enumerate(table.columns)}
+                    X = table.array[:, [position[c] for c in order]]
+            elif table.rows is not None and order == table.columns:
+                X = self._numeric_array(table.rows, order)
+            else:
+                columns = self._columns(table)
+                X = self._numeric_array(list(zip(*(columns[c] for c in order))), order)
+            if self.watch and report is not None:  # the common case (no imputer) stops at the flag
+                self._report_missing_array(X, order, report)
+            return X
+        return self._frame(table, order, report)
+
+    def _report_missing_array(self, X: np.ndarray, order: list[str], report: list[dict[str, Any]]) -> None:
+        missing = np.isnan(X)
+        if not missing.any():
+            return
+        for c, name in enumerate(order):
+            if name in self.imputed:
+                rows = np.flatnonzero(missing[:, c])
+                if len(rows):
+                    report.append(imputed_warning(name, rows))
+        empty = np.flatnonzero(missing.all(axis=1))
+        if len(empty):
+            report.append(empty_rows_warning(empty, len(X)))
+
+    def check_frame(self, frame: pd.DataFrame, report: list[dict[str, Any]] | None, offset: int = 0) -> None:
+        """The schema policy's checks on a dataset chunk (the model's columns, as stored), row
+        numbers counted from ``offset``: text in a column the model takes as numbers and
+        categories its encoder refuses raise PayloadError; the rest goes to ``report``."""
+        n_missing: np.ndarray | None = None
+        for name in frame.columns:
+            column = frame[name]
+            missing = column.isna().to_numpy()
+            if name in self.categorical:
+                known = self.known.get(name)
+                if known is not None:
+                    unknown = _unknown_rows(column.to_numpy(dtype=object), known[0], missing)
+                    if len(unknown):
+                        if known[1] == "error":
+                            raise PayloadError(unknown_category_message(name, unknown, known[2], refused=True,
+                                                                        offset=offset), "UNKNOWN_CATEGORY")
+                        if report is not None:
+                            report.append(unknown_category_warning(name, unknown, known[2], offset))
+            elif name in self.numeric and not (pd.api.types.is_numeric_dtype(column)
+                                               or pd.api.types.is_bool_dtype(column)):
+                error = text_column_error(name, column, offset)
+                if error is not None:
+                    raise error
+            if missing.any():
+                n_missing = missing.astype(np.int64) if n_missing is None else n_missing + missing
+                if name in self.imputed and report is not None:
+                    report.append(imputed_warning(name, np.flatnonzero(missing), offset))
+        if report is not None and n_missing is not None and len(frame.columns):
+            empty = np.flatnonzero(n_missing == len(frame.columns))
+            if len(empty):
+                report.append(empty_rows_warning(empty, len(frame), offset))
 
     def _columns(self, table: Table) -> dict[str, Sequence[Any]]:
         if table.by_column is not None:
@@ -200,28 +287,298 @@ class InputSchema:
         raise PayloadError(f"Non-numeric values where the model takes numbers: {described} "
                            f"(rows {_rows(first_rows)}).", "INVALID_TYPE")
 
-    def _frame(self, table: Table, order: list[str]) -> pd.DataFrame:
+    def _frame(self, table: Table, order: list[str], report: list[dict[str, Any]] | None = None) -> pd.DataFrame:
         columns = self._columns(table)
         data: dict[str, Any] = {}
         bad: list[str] = []
         bad_rows: set[int] = set()
+        n_missing: np.ndarray | None = None  # per row, how many inputs are missing
+        found: list[dict[str, Any]] = []
         for name in order:
             values = columns[name]
             if name in self.categorical:
-                data[name] = pd.Series(values, dtype=object)
-                continue
-            series = pd.Series(values, dtype=object)
-            numeric = pd.to_numeric(series, errors="coerce")
-            wrong = numeric.isna() & series.notna()
-            if wrong.any():
-                bad.append(name)
-                bad_rows.update(np.flatnonzero(wrong.to_numpy()).tolist())
-            data[name] = numeric.astype(np.float64)
+                series = data[name] = pd.Series(values, dtype=object)
+                missing = series.isna().to_numpy()
+                known = self.known.get(name)
+                if known is not None:
+                    unknown = _unknown_rows(values, known[0], missing)
+                    if len(unknown):
+                        if known[1] == "error":  # the model's encoder would refuse them, without the column
+                            raise PayloadError(unknown_category_message(name, unknown, known[2], refused=True),
+                                               "UNKNOWN_CATEGORY")
+                        found.append(unknown_category_warning(name, unknown, known[2]))
+            else:
+                series = pd.Series(values, dtype=object)
+                numeric = pd.to_numeric(series, errors="coerce")
+                missing = series.isna().to_numpy()
+                wrong = numeric.isna().to_numpy() & ~missing
+                if wrong.any():
+                    bad.append(name)
+                    bad_rows.update(np.flatnonzero(wrong).tolist())
+                data[name] = numeric.astype(np.float64)
+            if missing.any():
+                n_missing = missing.astype(np.int64) if n_missing is None else n_missing + missing
+                if name in self.imputed:
+                    found.append(imputed_warning(name, np.flatnonzero(missing)))
         if bad:
             raise PayloadError(f"Non-numeric values where the model takes numbers: columns {_names(bad)} "
-                               f"(rows {_rows(sorted(bad_rows))}).", "INVALID_TYPE")
+                               f"(rows {_rows(sorted(bad_rows))}). Send numbers (a decimal point, no thousands "
+                               "separators) or leave the value empty.", "INVALID_TYPE")
+        if report is not None:
+            report.extend(found)
+            if n_missing is not None and order:
+                empty = np.flatnonzero(n_missing == len(order))
+                if len(empty):
+                    report.append(empty_rows_warning(empty, table.n_rows))
         return pd.DataFrame(data, columns=order)
 
+
+
+
+# --- the schema policy: what the model takes but a user should know of --------------------------
+#
+# One answer online and in batch (README "Schema policy"): columns the model does not take are
+# ignored and reported; values outside a column's known categories, missing values the model
+# imputes and rows with every input missing are reported per column with row counts; warnings
+# the model itself raises while predicting are reported too. ``strict`` turns any of them into
+# a refusal. A warning is a small JSON object: ``code``, ``column`` (when one), ``rows`` (how
+# many), ``first_rows`` (the first few row numbers) and ``message`` (the problem and the fix).
+
+MAX_WARNINGS = 20  # per answer; model warnings are deduplicated and bounded in the host too
+
+
+def _category_set(categories: list[Any]) -> frozenset:
+    known = set()
+    for c in categories:
+        if c is None:
+            continue
+        try:
+            known.add(c)
+        except TypeError:
+            continue
+    return frozenset(known)
+
+
+def _unknown_rows(values: Any, known: frozenset, missing: np.ndarray) -> np.ndarray:
+    """Rows whose (present) value is not one of ``known``: one hash lookup per value."""
+    try:
+        inside = pd.Series(values, dtype=object).isin(known).to_numpy()
+    except TypeError:  # an unhashable value (a list in JSON): look one by one
+        inside = np.array([_hashable_in(v, known) for v in values], dtype=bool)
+    return np.flatnonzero(~inside & ~missing)
+
+
+def _hashable_in(value: Any, known: frozenset) -> bool:
+    try:
+        return value in known
+    except TypeError:
+        return False
+
+
+def row_span(rows: Any, offset: int = 0) -> str:
+    """Row numbers as a user reads them: "row 3", "rows 0, 4 and 7 more"."""
+    rows = [int(r) + offset for r in rows]
+    shown = ", ".join(f"{r:,}" for r in rows[:MAX_LISTED])
+    more = f" and {len(rows) - MAX_LISTED:,} more" if len(rows) > MAX_LISTED else ""
+    return ("row " if len(rows) == 1 else "rows ") + shown + more
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _verb(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
+
+
+def _warning(code: str, message: str, column: str | None = None, rows: Any = None,
+             offset: int = 0) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": code}
+    if column is not None:
+        out["column"] = str(column)[:200]
+    if rows is not None:
+        out["rows"] = int(len(rows))
+        out["first_rows"] = [int(r) + offset for r in list(rows)[:MAX_LISTED]]
+    out["message"] = message
+    return out
+
+
+def extra_columns_warning(extra: Sequence[str], names: Sequence[str]) -> dict[str, Any]:
+    return {"code": "extra_columns", "columns": [str(c)[:200] for c in list(extra)[:MAX_WARNINGS]],
+            "message": f"Ignored {_count(len(extra), 'column')} the model does not take: {_names(extra)}. The model "
+                       f"reads only its {len(names)} inputs ({_names(names)}); drop the others to silence this."}
+
+
+def unknown_category_message(column: str, rows: Any, categories: list[Any], *, refused: bool,
+                             offset: int = 0) -> str:
+    seen = _names(categories)
+    if refused:
+        return (f"Column {str(column)[:64]!r}: {row_span(rows, offset)} {_verb(len(rows), 'holds', 'hold')} a category "
+                f"the model did not see in "
+                f"training, and its encoder refuses unknown categories. Use one of {seen}, or retrain the model "
+                "with the new category (or with handle_unknown='ignore').")
+    return (f"Column {str(column)[:64]!r}: {_count(len(rows), 'row')} ({row_span(rows, offset)}) "
+            f"{_verb(len(rows), 'holds', 'hold')} a category the model did not see in training; it reads "
+            f"{_verb(len(rows), 'it', 'them')} as no known category. Known: {seen}. Check the "
+            "spelling, or retrain with the new category.")
+
+
+def unknown_category_warning(column: str, rows: Any, categories: list[Any], offset: int = 0) -> dict[str, Any]:
+    return _warning("unknown_category", unknown_category_message(column, rows, categories, refused=False,
+                                                                 offset=offset), column, rows, offset)
+
+
+def imputed_warning(column: str, rows: Any, offset: int = 0) -> dict[str, Any]:
+    return _warning("missing_imputed",
+                    f"Column {str(column)[:64]!r}: {_count(len(rows), 'row')} ({row_span(rows, offset)}) "
+                    f"{_verb(len(rows), 'has', 'have')} no value; the model fills it in with its imputer's value from training. Send the real value "
+                    "where it is known.", column, rows, offset)
+
+
+def empty_rows_warning(rows: Any, n_rows: int, offset: int = 0) -> dict[str, Any]:
+    return _warning("empty_rows",
+                    f"{_count(len(rows), 'row')} of {n_rows:,} ({row_span(rows, offset)}) "
+                    f"{_verb(len(rows), 'has', 'have')} every input missing: "
+                    f"{_verb(len(rows), 'its prediction is', 'their predictions are')} the model's defaults, not an answer about a real case. Check that the "
+                    "input's columns are named as the model's.", None, rows, offset)
+
+
+def strict_refusal(found: list[dict[str, Any]]) -> PayloadError:
+    """What ``strict`` makes of warnings: a 400 naming the first problem (column, rows, fix)."""
+    first = found[0]["message"]
+    more = f" ({_count(len(found) - 1, 'more problem')} listed in 'warnings'.)" if len(found) > 1 else ""
+    error = PayloadError(f"Refused (strict=true): {first}{more} Fix the input, or send it without strict=true to "
+                         "predict and get these as warnings.", "SCHEMA_WARNING")
+    error.warnings = found  # type: ignore[attr-defined]
+    return error
+
+
+# Warnings a model raises while it predicts (pandas and scikit-learn deprecations, a user's own):
+# collected per request into the list ``collecting`` opens, from this process (``Predictor``) or
+# from the model's host (``infra.host``), deduplicated and bounded.
+_collected: ContextVar[list[dict[str, Any]] | None] = ContextVar("viewer_model_warnings", default=None)
+
+
+class collecting:
+    """``with collecting() as raised:`` the model warnings noted inside, in ``raised`` (a class,
+    not a generator: it is on every request's path)."""
+
+    __slots__ = ("bucket", "token")
+
+    def __enter__(self) -> list[dict[str, Any]]:
+        self.bucket: list[dict[str, Any]] = []
+        self.token = _collected.set(self.bucket)
+        return self.bucket
+
+    def __exit__(self, *_exc: Any) -> None:
+        _collected.reset(self.token)
+
+
+def summarize_caught(caught: Sequence[warnings.WarningMessage]) -> list[dict[str, Any]]:
+    """Caught warnings as (category, message, count), deduplicated and bounded."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in caught:
+        category = getattr(item.category, "__name__", "Warning")[:100]
+        message = _first_line(str(item.message))
+        key = (category, message)
+        if key in out:
+            out[key]["count"] += 1
+        elif len(out) < MAX_MODEL_WARNINGS:
+            out[key] = {"category": category, "message": message, "count": 1}
+    return list(out.values())
+
+
+MAX_MODEL_WARNINGS = 5
+
+
+def _first_line(text: str) -> str:
+    text = text.strip()
+    line = text.splitlines()[0] if text else ""
+    return line[:300] + ("…" if len(line) > 300 else "")
+
+
+def note_model_warnings(items: Any) -> None:
+    """Add a model's warnings (this process's, or as a host sent them: checked here) to the
+    request's list, when one is open."""
+    bucket = _collected.get()
+    if bucket is None or not isinstance(items, list):
+        return
+    for item in items[:MAX_MODEL_WARNINGS]:
+        if not isinstance(item, dict):
+            continue
+        category, message, count = item.get("category"), item.get("message"), item.get("count", 1)
+        if not isinstance(category, str) or not isinstance(message, str) or not isinstance(count, int):
+            continue
+        category, message = category[:100], _first_line(message)
+        same = next((w for w in bucket if w["category"] == category and w["detail"] == message), None)
+        if same is not None:
+            same["count"] += max(count, 0)
+            continue
+        if len(bucket) >= MAX_MODEL_WARNINGS:
+            continue
+        bucket.append({"category": category, "detail": message, "count": max(count, 1)})
+
+
+def model_warnings(bucket: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The collected model warnings as schema-policy warnings."""
+    return [{"code": "model_warning", "category": w["category"], "count": w["count"],
+             "message": f"The model raised a {w['category']} while predicting (reported, not an error; its "
+                        f"author can update the code): {w['detail']}"} for w in bucket]
+
+
+_DECIMAL_COMMA = r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?\s*$"
+
+
+def text_column_error(name: str, column: pd.Series, offset: int = 0) -> PayloadError | None:
+    """A PayloadError naming a column of text where the model takes numbers (its rows and the
+    fix: a decimal comma gets re-upload advice), or None when every value is a number."""
+    missing = column.isna().to_numpy()
+    numeric = pd.to_numeric(column, errors="coerce")
+    wrong = np.flatnonzero(numeric.isna().to_numpy() & ~missing)
+    if not len(wrong):
+        return None
+    sample = column.iloc[wrong[:200]].astype(str)
+    comma = bool(len(sample)) and sample.str.contains(",", regex=False).any() and \
+        sample.str.match(_DECIMAL_COMMA).mean() > 0.9
+    where = f"Column {str(name)[:64]!r} holds text where the model takes numbers ({_count(len(wrong), 'row')}: " \
+            f"{row_span(wrong, offset)})."
+    if comma:
+        return PayloadError(f"{where} Its values look like numbers written with a decimal comma (1.234,5): upload "
+                            "the file again with decimal=\",\" (and thousands=\".\") so they are read as numbers.",
+                            "INVALID_TYPE")
+    return PayloadError(f"{where} Convert the column to numbers (a decimal point, no units), or leave a value "
+                        "empty where it is unknown.", "INVALID_TYPE")
+
+
+def _text_in_numbers(X: Any, message: str) -> PayloadError | None:
+    """scikit-learn's refusals of text in numeric steps ("Cannot use median strategy with
+    non-numeric data:", "could not convert string to float") name no column: find it in ``X``."""
+    if not isinstance(X, pd.DataFrame) or not ("non-numeric" in message or "convert string to float" in message):
+        return None
+    for name in X.columns:
+        column = X[name]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            continue
+        error = text_column_error(name, column)
+        if error is not None and _numberish(column):
+            return error
+    return None
+
+
+def _numberish(column: pd.Series) -> bool:
+    """A text column most of whose values hold a digit (numbers as text, not a category)."""
+    values = column.dropna().astype(str).iloc[:200]
+    return bool(len(values)) and values.str.contains(r"\d").mean() > 0.5
+
+
+def _caught_call(function: Any, X: Any) -> Any:
+    """``function(X)``, with the warnings it raises noted for the request (never raised)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # once per place: a warning in a loop is recorded once
+        result = function(X)
+    if caught:
+        note_model_warnings(summarize_caught(caught))
+    return result
 
 
 class Predictor(InputSchema):
@@ -229,7 +586,7 @@ class Predictor(InputSchema):
     In the app this runs inside a model host (``viewer.infra.host``); notebooks use it directly."""
 
     def __init__(self, estimator: Any, info: dict[str, Any]):
-        super().__init__(info, needs_frame=_uses_column_names(estimator))
+        super().__init__(info, needs_frame=_needs_frame(estimator))
         self.estimator = estimator
         self.final_kind = type(final_estimator(estimator)).__name__
         self.fast = None if self.needs_frame else _strip_feature_names(estimator)
@@ -242,10 +599,13 @@ class Predictor(InputSchema):
 
     def _call(self, method: str, X: Any) -> np.ndarray:
         try:
-            return getattr(self._model_for(X), method)(X)
+            return _caught_call(getattr(self._model_for(X), method), X)
         except ValueError as exc:
             if "NaN" in str(exc) or "infinity" in str(exc):
                 raise self._nan_error(X) from None
+            text_error = _text_in_numbers(X, str(exc))
+            if text_error is not None:
+                raise text_error from None
             raise PayloadError("The model could not take this input: "
                                + _scrub(str(exc)), "INVALID_INPUT") from None
 

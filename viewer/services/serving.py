@@ -19,7 +19,8 @@ from threadpoolctl import threadpool_limits
 
 from ..core.cache import LRUCache
 from ..core.payload import PayloadError, Table
-from ..core.predictor import InputSchema, Predictor, labels_at, to_jsonable
+from ..core.predictor import (InputSchema, Predictor, collecting, labels_at, model_warnings, strict_refusal,
+                              to_jsonable)
 from ..infra.host.pool import HostedPredictor
 from ..infra.scope import current
 from . import hosts, registry
@@ -133,26 +134,36 @@ def wants_proba(params: dict[str, Any], query_output: str | None) -> bool:
     return bool(given) and given[0] in ("predict_proba", "proba")
 
 
-def run(served: Served, table: Table, *, proba: bool) -> dict[str, Any]:
-    """The one predict path: validate, predict, JSON-safe result."""
+def run(served: Served, table: Table, *, proba: bool, strict: bool = False) -> dict[str, Any]:
+    """The one predict path: validate, predict, JSON-safe result with the schema policy's
+    ``warnings`` (``strict``: a warning about the input refuses it instead, a 400)."""
     check_size(table)
     predictor = serving(served)
-    X = predictor.prepare(table)
-    if proba:
-        probabilities = hosts.guarded(lambda: predictor.predict_proba(X), served.ref, served.version_key)
-        indices = probabilities.argmax(axis=1)
-        if predictor.classes:
-            labels, classes = labels_at(predictor.class_labels, indices), predictor.classes_json
+    found: list[dict[str, Any]] = []
+    X = predictor.prepare(table, found)
+    if strict and found:
+        raise strict_refusal(found)
+    with collecting() as raised:
+        if proba:
+            probabilities = hosts.guarded(lambda: predictor.predict_proba(X), served.ref, served.version_key)
+            indices = probabilities.argmax(axis=1)
+            if predictor.classes:
+                labels, classes = labels_at(predictor.class_labels, indices), predictor.classes_json
+            else:
+                classes = list(range(probabilities.shape[1]))
+                labels, classes = labels_at(classes, indices), to_jsonable(classes)
+            result = {"predictions": labels, "classes": classes, "probabilities": to_jsonable(probabilities)}
         else:
-            classes = list(range(probabilities.shape[1]))
-            labels, classes = labels_at(classes, indices), to_jsonable(classes)
-        return {"predictions": labels, "classes": classes, "probabilities": to_jsonable(probabilities)}
-    return {"predictions": to_jsonable(hosts.guarded(lambda: predictor.predict(X), served.ref, served.version_key))}
+            result = {"predictions": to_jsonable(hosts.guarded(lambda: predictor.predict(X), served.ref,
+                                                               served.version_key))}
+    result["warnings"] = found + model_warnings(raised) if raised else found
+    return result
 
 
-def infer_outputs(served: Served, table: Table, wanted: list[str] | None) -> list[tuple[str, Any]]:
+def infer_outputs(served: Served, table: Table, wanted: list[str] | None,
+                  strict: bool = False) -> tuple[list[tuple[str, Any]], list[dict[str, Any]]]:
     """KServe V2: the named outputs (``predict``, ``predict_proba``; all it offers when none are
-    named) as (name, array) pairs."""
+    named) as (name, array) pairs, and the schema policy's warnings."""
     predictor = serving(served)
     available = ["predict"] + (["predict_proba"] if predictor.has_proba else [])
     wanted = wanted or available
@@ -160,9 +171,28 @@ def infer_outputs(served: Served, table: Table, wanted: list[str] | None) -> lis
     if unknown:
         raise PayloadError(f"Unknown output {unknown[0][:64]!r}; this model offers {', '.join(available)}.")
     check_size(table)
-    X = predictor.prepare(table)
-    return [(name, hosts.guarded(lambda: predictor.predict(X) if name == "predict" else predictor.predict_proba(X),
-                                 served.ref, served.version_key)) for name in wanted]
+    found: list[dict[str, Any]] = []
+    X = predictor.prepare(table, found)
+    if strict and found:
+        raise strict_refusal(found)
+    with collecting() as raised:
+        outputs = [(name, hosts.guarded(lambda: predictor.predict(X) if name == "predict"
+                                        else predictor.predict_proba(X), served.ref, served.version_key))
+                   for name in wanted]
+    return outputs, found + model_warnings(raised)
+
+
+def strict_flag(value: str | None) -> bool:
+    """The ``strict`` query parameter: true/false (1/0, yes/no); anything else is a 400."""
+    if value is None:
+        return False
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no", ""):
+        return False
+    raise PayloadError("'strict' must be true or false (strict=true refuses input the model would take with "
+                       "warnings).")
 
 
 def versions_of(name: str) -> list[int]:

@@ -17,8 +17,33 @@ from . import datasets, jobs, registry
 from .errors import ServiceError
 
 
-def fingerprint(sha256: str, dataset_id: str, target: str | None) -> str:
-    return hashlib.sha256(f"score|{sha256}|{dataset_id}|{target or ''}".encode()).hexdigest()
+def fingerprint(sha256: str, dataset_id: str, target: str | None, passthrough: list[str] | None = None) -> str:
+    kept = "|" + ",".join(passthrough) if passthrough else ""  # no passthrough: the fingerprint as before
+    return hashlib.sha256(f"score|{sha256}|{dataset_id}|{target or ''}{kept}".encode()).hexdigest()
+
+
+def passthrough_columns(dataset: Dataset, chosen: list[str] | None) -> list[str]:
+    """The dataset columns a scoring job keeps beside its predictions: ``chosen`` (checked), or
+    by default the dataset's ID columns (those whose names a job's own output columns do not take)."""
+    from ..core.scoring import is_output_name
+
+    columns = dataset.columns
+    if chosen is None:
+        detect = getattr(datasets, "id_columns", None)
+        found = detect(dataset) if detect is not None else []
+        return [c for c in found if c in columns and not is_output_name(c)]
+    kept: list[str] = []
+    for name in chosen:
+        if name not in columns:
+            raise ServiceError("invalid", "unknown_column", f"passthrough names {str(name)[:100]!r}, which is not a "
+                               "column of the dataset; choose among its columns.")
+        if is_output_name(name):
+            raise ServiceError("invalid", "bad_option", f"The column {name[:100]!r} cannot be kept beside the predictions: "
+                               "its name is one the results use (row, prediction, target, proba_...); rename it in "
+                               "the dataset or leave it out of passthrough.")
+        if name not in kept:
+            kept.append(name)
+    return kept
 
 
 def check_fit(model_ref: str, dataset_id: str, target: str | None) -> tuple[ModelVersion, Dataset]:
@@ -37,13 +62,59 @@ def check_fit(model_ref: str, dataset_id: str, target: str | None) -> tuple[Mode
         if missing:
             raise ServiceError("invalid", "schema_mismatch", "The dataset lacks columns the model needs: "
                                 + ", ".join(repr(c) for c in missing[:5])
-                                + (f" and {len(missing) - 5} more" if len(missing) > 5 else "") + ".")
+                                + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                                + ". Upload a dataset that has them (named exactly so), or choose a model trained "
+                                "on this dataset's columns.")
     else:
         width = len(columns) - (1 if target else 0)
         if version.info.get("n_features") not in (None, width):
             raise ServiceError("invalid", "schema_mismatch", f"The model takes {version.info['n_features']} unnamed "
                                 f"columns; the dataset has {width}" + (" besides the target" if target else "") + ".")
     return version, dataset
+
+
+SAMPLE_ROWS = 2000  # rows of the first part that the checks before queueing read
+
+
+def precheck(version: ModelVersion, dataset: Dataset, target: str | None, strict: bool = False,
+             used: list[str] = ()) -> list[dict[str, Any]]:
+    """The predict API's checks, run before a scoring job is queued, on the dataset's columns and
+    a sample of its first rows: input the model cannot take (text in a column of numbers, a
+    category its encoder refuses) is a 400 naming the column, rows and fix; the warnings (extra
+    columns, a target among the inputs, unknown categories and imputed values in the sample) are
+    returned for the job to show. ``strict``: any warning is a 400 instead. ``used``: columns the
+    job keeps beside its predictions (IDs), which are not ignored."""
+    from ..core.datasets import read_row_group, to_frame
+    from ..core.predictor import InputSchema, extra_columns_warning, strict_refusal
+
+    info = version.info
+    names = info.get("feature_names")
+    found: list[dict[str, Any]] = []
+    if names and target and target in names:
+        found.append({"code": "target_in_inputs", "column": target[:200], "message": (
+            f"The target {target[:64]!r} is one of the model's inputs: the model sees the answer (leakage), so its "
+            "metrics here say nothing about new data. Score with the model trained without it, or choose another "
+            "target.")})
+    if names:
+        extra = [c for c in dataset.columns if c not in set(names) and c != target and c not in used]
+        if extra:
+            found.append(extra_columns_warning(extra, names))
+        schema = InputSchema(info, needs_frame=True)
+        try:
+            with datasets.get_file(dataset) as source:
+                _start, table = read_row_group(source, 0, columns=list(names))
+            frame = to_frame(table.slice(0, SAMPLE_ROWS))
+            sampled: list[dict[str, Any]] = []
+            schema.check_frame(frame, sampled)
+        except PayloadError as exc:
+            raise ServiceError("invalid", exc.error_code.lower(), exc.message) from None
+        for warning in sampled:
+            warning["message"] = f"In the first {len(frame):,} rows: {warning['message']}"
+        found += sampled
+    if strict and found:
+        error = strict_refusal(found)
+        raise ServiceError("invalid", error.error_code.lower(), error.message, warnings=found)
+    return found
 
 
 def _same_work(key: str, version: ModelVersion) -> Job | None:
@@ -54,18 +125,26 @@ def _same_work(key: str, version: ModelVersion) -> Job | None:
 
 
 def submit(model_ref: str, dataset_id: str, target: str | None, user: User | None,
-           force: bool = False) -> tuple[Job, bool]:
-    """Returns (job, created). The same model version + dataset + target already pending,
-    running or done returns that job instead, unless ``force``."""
+           force: bool = False, passthrough: list[str] | None = None, strict: bool = False) -> tuple[Job, bool]:
+    """Returns (job, created). The same model version + dataset + target (+ passthrough
+    columns) already pending, running or done returns that job instead, unless ``force``.
+    ``passthrough``: dataset columns kept beside the predictions (None: the ID columns)."""
     version, dataset = check_fit(model_ref, dataset_id, target)
-    key = fingerprint(version.sha256, dataset.id, target)
+    kept = passthrough_columns(dataset, passthrough)
+    found = precheck(version, dataset, target, strict, used=kept)
+    key = fingerprint(version.sha256, dataset.id, target, kept) if not strict else \
+        fingerprint(version.sha256, dataset.id, target, [*kept, "\0strict"])
     if not force:
         existing = _same_work(key, version)
         if existing is not None:
             return existing, False
     params = {"model": version.ref, "model_name": version.model.name, "model_version": version.version,
               "dataset": dataset.name, "target": target or None, "kind": version.info.get("kind"),
-              "classes": version.info.get("classes")}
+              "classes": version.info.get("classes"), "passthrough": kept}
+    if found:  # the schema policy's checks before queueing (job page and API show them)
+        params["warnings"] = found
+    if strict:
+        params["strict"] = True
     n_chunks = int(dataset.info.get("n_row_groups") or 1)
     job = jobs.submit("score", params, user, chunks=n_chunks, model_version_id=version.id,
                       dataset_id=dataset.id, fingerprint=key, progress_total=dataset.n_rows)

@@ -85,9 +85,10 @@ class Channel:
 def run(sock: socket.socket, model_fd: int, scratch: str, guards: dict[str, str]) -> NoReturn:
     """Serve one model until the app hangs up, then exit (never return into the fork server).
 
-    Warnings a model raises while predicting are dropped here: on the app's stderr they would
-    repeat once per host, and a request has no place for them. Those raised while loading are
-    recorded by the loader (``catch_warnings(record=True)``) and shown on the model card."""
+    Warnings a model raises while predicting never reach stderr (they would repeat once per
+    host): each call records them (``Predictor`` catches them, deduplicated and bounded) and its
+    answer carries them, so the request reports them (the schema policy). Those raised while
+    loading are recorded by the loader (``catch_warnings(record=True)``) and shown on the model card."""
     import warnings
 
     warnings.simplefilter("ignore")
@@ -189,17 +190,22 @@ def frame_from(request: hostproto.Frame) -> pd.DataFrame:
 
 
 def _predict(predictor, request: hostproto.Frame) -> tuple[np.ndarray, dict[str, Any]]:
+    from ...core.predictor import collecting
+
     X = request.array if request.arrow is None else frame_from(request)
     method = request.meta.get("method")
-    if method == "predict":
-        result = np.asarray(predictor.predict(X))
-    elif method == "predict_proba":
-        result = np.asarray(predictor.predict_proba(X))
-    else:
-        raise ProtocolError(f"Unknown method {method!r}.")
+    with collecting() as raised:
+        if method == "predict":
+            result = np.asarray(predictor.predict(X))
+        elif method == "predict_proba":
+            result = np.asarray(predictor.predict_proba(X))
+        else:
+            raise ProtocolError(f"Unknown method {method!r}.")
     if result.ndim not in (1, 2) or result.shape[0] != len(X):
         raise BadAnswer(f"The model answered an array of shape {result.shape} for {len(X)} rows.")
     meta: dict[str, Any] = {"ndim": result.ndim}
+    if raised:  # the model's own warnings (deduplicated, at most a few): the app reports them
+        meta["warnings"] = [{"category": w["category"], "message": w["detail"], "count": w["count"]} for w in raised]
     if method == "predict" and predictor.classes is not None and result.ndim == 1:
         indices = _class_indices(result, predictor.classes)
         if indices is not None:

@@ -28,7 +28,7 @@ import numpy as np
 from ...core import hostproto
 from ...core.hostproto import Op, ProtocolError, Status
 from ...core.payload import PayloadError
-from ...core.predictor import InputSchema, _LinearPath
+from ...core.predictor import InputSchema, _LinearPath, note_model_warnings
 from .host import MAX_REQUEST_JSON, Channel
 from .server import ForkServer, ServerGone
 
@@ -330,6 +330,8 @@ class HostedPredictor(InputSchema):
         meta = frame.meta
         if frame.status is Status.FAILED:
             raise _refusal(meta, self.label)
+        if "warnings" in meta:  # the model's own warnings: checked and bounded by note_model_warnings
+            note_model_warnings(meta["warnings"])
         array = frame.array
         if array is None:
             host.kill()
