@@ -384,6 +384,148 @@ def version_dict(version: ModelVersion) -> dict[str, Any]:
     }
 
 
+def parameter_groups(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model card's hyperparameters, one group per step (scikit-learn's double-underscore
+    path: ``prep__num__imputer``), each parameter with its full name (``clf__C``), its value, its
+    class default and whether it differs from it (None when not known).
+
+    From the host's ``parameters`` (every nested step, with defaults); a version described before
+    those were recorded has only its top-level ``hyperparameters``, shown without defaults."""
+    groups: dict[str, dict[str, Any]] = {}
+    detailed = info.get("parameters")
+    if isinstance(detailed, list) and detailed:
+        for item in detailed:
+            step = str(item.get("step") or "")
+            group = groups.setdefault(step, {"step": step, "class": str(item.get("class") or "").rsplit(".", 1)[-1],
+                                             "params": [], "changed": 0})
+            group["params"].append({"name": str(item.get("name")), "value": item.get("value"),
+                                    "default": item.get("default"), "changed": item.get("changed")})
+            group["changed"] += bool(item.get("changed"))
+        return list(groups.values())
+    root_class = str(info.get("estimator_class") or "").rsplit(".", 1)[-1]
+    for name, value in (info.get("hyperparameters") or {}).items():
+        step = name.rpartition("__")[0]
+        group = groups.setdefault(step, {"step": step, "class": "" if step else root_class, "params": [],
+                                         "changed": 0})
+        group["params"].append({"name": name, "value": value, "default": None, "changed": None})
+    return list(groups.values())
+
+
+def input_columns(info: dict[str, Any]) -> list[str] | None:
+    """The named columns a model takes (None when it takes unnamed features)."""
+    if info.get("feature_names"):
+        return [str(name) for name in info["feature_names"]]
+    names = [str(f["name"]) for f in info.get("input_schema") or [] if isinstance(f, dict) and f.get("name")]
+    if names and names != [f"x{i}" for i in range(len(names))]:  # x0, x1...: introspect's stand-ins
+        return names
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """One cell as JSON has it: missing values as null, times as ISO text, numpy scalars unwrapped."""
+    import math
+
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            pass
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if hasattr(value, "isoformat"):
+        try:
+            import pandas as pd
+
+            if pd.isna(value):
+                return None
+        except (TypeError, ValueError):
+            pass
+        return value.isoformat()
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _candidate_datasets(version: ModelVersion, columns: list[str]):
+    """Datasets to take an example row from: those of this version's latest finished scoring
+    jobs, then the newest ready datasets that have every column the model takes."""
+    from . import datasets
+
+    seen: set[str] = set()
+    for job in jobs.of_model_version(version.id, kind="score", state="done", limit=5):
+        if job.dataset is not None and job.dataset.id not in seen:
+            seen.add(job.dataset.id)
+            yield job.dataset
+    for dataset in datasets.ready(limit=50):
+        names = {c.get("name") for c in (dataset.info or {}).get("columns") or [] if isinstance(c, dict)}
+        if dataset.id not in seen and set(columns) <= names:
+            yield dataset
+
+
+def _row_from_dataset(version: ModelVersion, columns: list[str]) -> tuple[dict[str, Any], Any] | None:
+    """The first row (the model's columns only) of a dataset it was scored on or that fits it,
+    with that dataset; None when there is none. Reads one row."""
+    from ..core.datasets import DatasetError
+    from ..core.datasets.reading import iter_chunks, to_frame
+    from . import datasets
+
+    for dataset in _candidate_datasets(version, columns):
+        if dataset.state != "ready" or not dataset.path:
+            continue
+        try:
+            with datasets.get_file(dataset) as path:
+                chunks = iter_chunks(path, columns=columns, batch_rows=1)
+                try:
+                    _start, table = next(chunks)
+                finally:
+                    chunks.close()
+        except (DatasetError, ServiceError, StopIteration, OSError, ValueError):
+            continue
+        frame = to_frame(table)
+        if len(frame):
+            return {column: _plain(frame[column].iloc[0]) for column in columns}, dataset
+    return None
+
+
+def _row_from_schema(info: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """A row of typical values: each column's recorded default, else its first category, else 0."""
+    specs = {f["name"]: f for f in info.get("input_schema") or [] if isinstance(f, dict)}
+    row: dict[str, Any] = {}
+    for column in columns:
+        spec = specs.get(column) or {}
+        value = spec.get("default")
+        if value is None and spec.get("categories"):
+            value = next((c for c in spec["categories"] if c is not None), None)
+        if isinstance(value, float):
+            value = float(f"{value:.6g}")  # a typical value, not the imputer's 17 digits
+        row[column] = value if value is not None else 0
+    return row
+
+
+def example_input(version: ModelVersion) -> dict[str, Any]:
+    """One realistic input for the model card's usage snippet: ``payload`` (an MLflow body the
+    predict API takes), ``row`` (column -> value, or a list for unnamed features), and where the
+    values came from (``source``: "dataset" with ``dataset`` its name, or "schema")."""
+    info = version.info or {}
+    columns = input_columns(info)
+    if columns is None:
+        n = int(info.get("n_features") or 1)
+        values = [0.0] * n
+        for i, spec in enumerate((info.get("input_schema") or [])[:n]):
+            if isinstance(spec, dict) and isinstance(spec.get("default"), (int, float)):
+                values[i] = spec["default"]
+        return {"payload": {"inputs": [values]}, "row": values, "columns": None, "source": "schema",
+                "dataset": None}
+    found = _row_from_dataset(version, columns)
+    if found is not None:
+        row, dataset = found
+        return {"payload": {"dataframe_records": [row]}, "row": row, "columns": columns, "source": "dataset",
+                "dataset": dataset.name}
+    row = _row_from_schema(info, columns)
+    return {"payload": {"dataframe_records": [row]}, "row": row, "columns": columns, "source": "schema",
+            "dataset": None}
+
+
 def model_dict(model: RegisteredModel, *, with_versions: bool = True) -> dict[str, Any]:
     latest = model.latest
     out = {

@@ -8,7 +8,7 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import IntegerField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from ..http.auth import requester, role_required
+from ..http.auth import PROJECT_KEY, requester, role_required
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN
 from ..services import hosts, jobs, projects, registry
 from ..services.errors import ServiceError
@@ -79,8 +79,63 @@ def move(name: str):
     return move_form(lambda project: registry.move(model, project), f"Model {name}", "models.model", name=name)
 
 
+TOKEN_PLACEHOLDER = "paste your API token here"
+
+
+def _shell_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def usage(found, card: dict) -> dict:
+    """The model card's usage snippets (curl, Python with requests, viewer.client), built from the
+    model's own columns and an example row, against this deployment's URL and the version's v1
+    predict route; the token is a placeholder the reader fills in."""
+    import json
+    import pprint
+
+    from . import root
+
+    example = registry.example_input(found)
+    url = url_for("api.predict_version", name=found.model.name, version=found.version, _external=True)
+    body = json.dumps(example["payload"], ensure_ascii=False)
+    curl = "\n".join([f"TOKEN={_shell_quote(TOKEN_PLACEHOLDER)}", "",
+                       f"curl -X POST {_shell_quote(url)} \\", '  -H "Authorization: Bearer $TOKEN" \\',
+                       "  -H 'Content-Type: application/json' \\", f"  -d {_shell_quote(body)}"])
+    payload = pprint.pformat(example["payload"], sort_dicts=False, width=92)
+    python = "\n".join([
+        "import requests", "",
+        f"TOKEN = {TOKEN_PLACEHOLDER!r}", "",
+        "response = requests.post(",
+        f"    {url!r},",
+        '    headers={"Authorization": f"Bearer {TOKEN}"},',
+        "    json=" + payload.replace("\n", "\n         ") + ",",
+        "    timeout=60,",
+        ")",
+        "response.raise_for_status()",
+        'print(response.json()["predictions"])',
+    ])
+    project = request.environ.get(PROJECT_KEY)
+    server = request.host_url.rstrip("/") + root()
+    rows = pprint.pformat([example["row"]], sort_dicts=False, width=88)
+    client_lines = [
+        "import pandas as pd", "",
+        "from viewer.client import Client", "",
+        f"TOKEN = {TOKEN_PLACEHOLDER!r}",
+        f"client = Client({server!r}, token=TOKEN" + (f", project={project!r})" if project else ")"),
+        ("rows = pd.DataFrame(" + rows.replace("\n", "\n                    ") + ")") if example["columns"] is not None
+        else ("rows = " + rows),
+        f"print(client.predict(rows, model={found.ref!r}))",
+    ]
+    if card.get("has_predict_proba"):
+        client_lines.append(f"print(client.predict_proba(rows, model={found.ref!r}))")
+    return {"curl": curl, "python": python, "client": "\n".join(client_lines), "url": url, "example": example,
+            "latest_url": url_for("api.predict", name=found.model.name, _external=True)}
+
+
 def render_version(found, importance_form: importance.ImportanceForm | None = None, status: int = 200):
-    return render_template("models/version.html", v=found, card=registry.version_dict(found),
+    card = registry.version_dict(found)
+    return render_template("models/version.html", v=found, card=card,
+                           parameter_groups=registry.parameter_groups(found.info or {}), usage=usage(found, card),
                            runtime=registry.runtime_versions(), jobs=jobs.of_model_version(found.id),
                            confirm=ConfirmForm(),
                            **importance.page_context(found, importance_form)), status
