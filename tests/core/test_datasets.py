@@ -145,7 +145,7 @@ def test_utf8_bom_is_stripped(tmp_path):
 def test_latin1_file_with_accented_names_and_values(tmp_path):
     text = "prénom;ville;âge\nJosé;Montréal;31\nFrançoise;Orléans;45\n"
     info, dest = ingest_bytes(tmp_path, text.encode("latin-1"))
-    assert info.encoding == "latin-1" and info.delimiter == ";"
+    assert info.encoding == "cp1252" and info.delimiter == ";"
     frame = read_back(dest)
     assert list(frame.columns) == ["prénom", "ville", "âge"]
     assert frame["ville"].tolist() == ["Montréal", "Orléans"] and frame["âge"].tolist() == [31, 45]
@@ -158,13 +158,13 @@ def test_latin1_found_after_the_sample_when_everything_before_is_ascii(tmp_path)
     data = b"n,text\n" + rows.encode() + "60000,crème brûlée\n".encode("latin-1")
     assert len(data) > datasets.SAMPLE_BYTES
     info, dest = ingest_bytes(tmp_path, data)
-    assert info.encoding == "latin-1"
+    assert info.encoding == "cp1252"   # Excel's Western code page: decodes every byte here
     assert read_back(dest)["text"].iloc[-1] == "crème brûlée"
 
 
 def test_utf8_bom_then_latin1_bytes(tmp_path):
     info, dest = ingest_bytes(tmp_path, b"\xef\xbb\xbfnom,ville\nJos\xe9,Orl\xe9ans\n")
-    assert info.encoding == "latin-1"
+    assert info.encoding == "cp1252"
     assert read_back(dest).to_dict("records") == [{"nom": "José", "ville": "Orléans"}]
 
 
@@ -210,7 +210,7 @@ def test_converter_disagreement_widens_the_column_and_restarts(tmp_path, monkeyp
     """If pass 1 says int but pyarrow's converter rejects a value, pass 2 restarts with text."""
     import pyarrow as pa
 
-    monkeypatch.setattr(datasets.csvfile, "_infer_chunk", lambda column, state: datasets._INT)
+    monkeypatch.setattr(datasets.csvfile, "_infer_chunk", lambda column, state, dialect=None: datasets._INT)
     before = pa.cpu_count()
     pa.set_cpu_count(arrow_threads or before)
     try:
@@ -524,7 +524,7 @@ def test_summaries_equal_pandas_for_parquet_with_nan(tmp_path):
     _check_summary(info, frame)
 
 
-def test_distinct_values_beyond_the_cap_are_estimated(tmp_path):
+def test_distinct_counts_are_exact_below_the_bound_and_top_values_approximate(tmp_path):
     n = 40_000
     ids = [f"user-{i}" for i in range(n)]
     ids[::4] = ["frequent"] * len(ids[::4])       # a heavy hitter among 30,001 distinct values
@@ -534,12 +534,57 @@ def test_distinct_values_beyond_the_cap_are_estimated(tmp_path):
     frame.to_csv(src, index=False)
     info = ingest(src, tmp_path / "hc.parquet", row_group_rows=5_000)
     who, num, note = info.column("who"), info.column("num"), info.column("note")
-    assert not who.n_unique_exact and who.n_unique_estimate == pytest.approx(30_001, rel=0.05)
-    assert not num.n_unique_exact and num.n_unique_estimate == pytest.approx(n, rel=0.05)
+    assert who.n_unique_exact and who.n_unique_estimate == 30_001
+    assert num.n_unique_exact and num.n_unique_estimate == n
     assert who.top_values[0] == {"value": "frequent", "count": 10_000}
-    assert not who.top_values_exact
-    assert note.top_values is None and not note.n_unique_exact   # free text: no top values
-    assert 2 <= note.n_unique_estimate <= 10_001
+    assert not who.top_values_exact                  # more than DISTINCT_CAP values counted
+    assert note.top_values is None and note.n_unique_exact and note.n_unique_estimate == 3
+
+
+def test_a_50000_row_id_column_counts_exactly_and_is_an_identifier(tmp_path):
+    n = 50_000
+    frame = pd.DataFrame({"loan_id": np.arange(10_000_000, 10_000_000 + n),
+                          "code": [f"L-{i:06d}" for i in range(n)],
+                          "amount": np.round(np.random.default_rng(0).gamma(2, 500, n), 2),
+                          "region": np.where(np.arange(n) % 3 == 0, "north", "south")})
+    src = tmp_path / "loans.csv"
+    frame.to_csv(src, index=False)
+    info = ingest(src, tmp_path / "loans.parquet", row_group_rows=8_000)
+    loan_id, code = info.column("loan_id"), info.column("code")
+    assert (loan_id.n_unique_estimate, loan_id.n_unique_exact, loan_id.identifier) == (n, True, True)
+    assert (code.n_unique_estimate, code.n_unique_exact, code.identifier) == (n, True, True)
+    assert not info.column("amount").identifier         # floats are measurements, not identifiers
+    assert not info.column("region").identifier
+
+
+def test_distinct_estimates_beyond_the_bound_never_exceed_the_row_count(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.summary, "EXACT_DISTINCT", 1_000)
+    monkeypatch.setattr(datasets.writing, "EXACT_DISTINCT", 1_000)
+    monkeypatch.setattr(datasets.writing, "DISTINCT_CAP", 1_000)
+    n = 30_000
+    src = tmp_path / "ids.parquet"
+    pd.DataFrame({"id": np.arange(n), "half": np.arange(n) // 2}).to_parquet(src)
+    info = ingest(src, tmp_path / "ids2.parquet", row_group_rows=4_000)
+    ident, half = info.column("id"), info.column("half")
+    assert not ident.n_unique_exact and 1_000 < ident.n_unique_estimate <= n
+    assert ident.identifier                  # an estimate within ID_UNIQUE_SHARE_ESTIMATED
+    assert half.n_unique_estimate == pytest.approx(n / 2, rel=0.05) and not half.identifier
+
+
+def test_histograms_cover_every_value(tmp_path):
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.normal(50, 5, 5_000), [-1_000.0, 10_000.0]])  # outliers late
+    when = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(values)), unit="min")
+    src = tmp_path / "h.parquet"
+    pd.DataFrame({"x": values, "when": when, "stars": rng.integers(1, 6, len(values))}).to_parquet(src)
+    info = ingest(src, tmp_path / "h2.parquet", row_group_rows=1_000)
+    hist = info.column("x").histogram
+    assert sum(hist["counts"]) == len(values) and len(hist["counts"]) <= 32
+    assert hist["edges"][0] <= -1_000 and hist["edges"][-1] > 10_000
+    assert sum(info.column("when").histogram["counts"]) == len(values)
+    stars = info.column("stars")                       # few values: one bar per value
+    assert stars.histogram is None and [t["value"] for t in stars.top_values] == [1, 2, 3, 4, 5]
+    assert sum(t["count"] for t in stars.top_values) == len(values)
 
 
 def test_parquet_with_unusual_types(tmp_path):

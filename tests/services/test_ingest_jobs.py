@@ -81,3 +81,21 @@ def test_an_ingest_whose_last_attempt_dies_marks_its_dataset_failed(app, client,
     dataset = client.get(f"/api/v1/datasets/{dataset_id}", headers=headers).get_json()
     assert job["state"] == "error" and "stopped" in job["error"]
     assert dataset["state"] == "error" and dataset["error"] == job["error"]
+
+
+def test_an_ingest_job_reads_with_the_uploads_options_and_keeps_its_digest(app, client, auth):
+    headers = auth.bearer("scientist")
+    dataset_id, job_id = queued_ingest(app, "id|betrag\n1|1.234,5\n2|7,25\n".encode("cp1252"), "eu.csv")
+    with app.app_context():
+        job = db.session.get(Job, job_id)
+        job.params = {**job.params, "options": {"delimiter": "|", "decimal": ",", "thousands": "."}}
+        dataset = datasets.get(dataset_id)
+        dataset.info = {"sha256": "ab" * 32, "read_options": job.params["options"]}
+        db.session.commit()
+        assert jobs.claim(job_id, "worker-1")
+        datasets.ingest_job(job_id, "worker-1")
+    body = client.get(f"/api/v1/datasets/{dataset_id}", headers=headers).get_json()
+    assert body["state"] == "ready", body
+    assert {c["name"]: c["dtype"] for c in body["columns"]} == {"id": "int64", "betrag": "double"}
+    assert body["source"]["delimiter"] == "|" and body["source"]["sha256"] == "ab" * 32
+    assert body["preview"][0]["betrag"] == 1234.5

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, url_for
 
 from ..http.auth import requester, role_required
 from ..services import datasets
+from ..services.errors import ServiceError
 from ..services.jobs import serialize_job
-from .inputs import DatasetUpload, MoveRequest, PageQuery
+from .inputs import DatasetUpload, IdentifierFlag, MoveRequest, PageQuery
 from .outputs import Dataset, DatasetList
 from .spec import checks, valid
 from .v1 import bp, next_link
@@ -27,14 +28,27 @@ def list_datasets():
 
 @bp.post("/datasets")
 @role_required("scientist")
-@checks("Datasets", {201: Dataset, 202: Dataset}, (400, 401, 403, 413, 422, 503), form=DatasetUpload)
+@checks("Datasets", {201: Dataset, 202: Dataset}, (400, 401, 403, 409, 413, 422, 503), form=DatasetUpload)
 def upload_dataset():
-    """Upload a CSV or Parquet file
+    """Upload a CSV, Parquet or Excel .xlsx file
 
     201 with a ready dataset when the file is small enough to ingest at once (a 422 says what is
-    wrong with it); otherwise 202 with the dataset and its ingest job."""
+    wrong with it); otherwise 202 with the dataset and its ingest job. delimiter, decimal,
+    thousands and encoding override what is sniffed from a CSV; sheet picks an .xlsx sheet.
+    The same bytes as a dataset of the project already holds: 409 duplicate_dataset with
+    the existing dataset's id in 'existing', unless allow_duplicate is true."""
     form = valid("form")
-    dataset, job = datasets.upload(form.file.stream, form.name or form.file.filename, requester())
+    options = datasets.read_options(delimiter=form.delimiter, decimal=form.decimal, thousands=form.thousands,
+                                    encoding=form.encoding, sheet=form.sheet)
+    try:
+        dataset, job = datasets.upload(form.file.stream, form.name or form.file.filename, requester(),
+                                       options=options, allow_duplicate=form.allow_duplicate)
+    except ServiceError as exc:
+        if exc.code != "duplicate_dataset":
+            raise
+        return jsonify(error_code=exc.code, message=exc.message, existing=exc.details["existing"],
+                       existing_url=url_for("api.get_dataset", dataset_id=exc.details["existing"],
+                                            _external=True)), 409
     body = datasets.dataset_dict(dataset)
     if job is not None:
         body["job"] = serialize_job(job)
@@ -47,6 +61,19 @@ def upload_dataset():
 def get_dataset(dataset_id: str):
     """A dataset with its columns and first rows"""
     return jsonify(datasets.dataset_dict(datasets.get(dataset_id)))
+
+
+@bp.post("/datasets/<dataset_id>/identifiers")
+@role_required("scientist")
+@checks("Datasets", {200: Dataset}, (400, 401, 403, 404, 409), json=IdentifierFlag)
+def flag_identifier(dataset_id: str):
+    """Mark a column as an identifier, or not
+
+    Overrides the detection (integer or text columns with at least 99.9 % distinct values);
+    the dataset's id_columns are what jobs keep beside their predictions."""
+    body = valid("json")
+    return jsonify(datasets.dataset_dict(datasets.set_identifier(datasets.get(dataset_id), body.column,
+                                                                 body.identifier)))
 
 
 @bp.post("/datasets/<dataset_id>/move")

@@ -2,10 +2,19 @@
 
 An upload is received into a scratch file; ingesting writes the dataset's Parquet file to the
 artifact store under a new key and records the key (``Dataset.path``) with the dataset.
+
+Duplicates: the upload's SHA-256 is kept in ``info["sha256"]``; uploading the same bytes again
+into the same project is refused with a 409 ``duplicate_dataset`` naming the existing dataset
+(``existing``) unless ``allow_duplicate`` is set.
+
+Identifier columns: ingestion detects them (``ColumnInfo.identifier``); a user can flip a column
+(``set_identifier``, kept in ``info["id_overrides"]``); ``id_columns(dataset)`` is the answer the
+rest of the application uses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -15,7 +24,10 @@ from typing import Any, BinaryIO
 from flask import current_app
 from sqlalchemy import inspect, select, update
 
+from sqlalchemy.orm.attributes import flag_modified
+
 from ..core.datasets import DatasetError, ingest
+from ..core.datasets.ingestion import check_read_options
 from ..infra.artifacts import new_key
 from ..infra.extensions import db
 from ..infra.scope import is_mine, only_mine
@@ -34,15 +46,40 @@ def _display_name(filename: str) -> str:
     return (name or "dataset")[:255]
 
 
-def upload(source: BinaryIO, filename: str, user: User | None) -> tuple[Dataset, Job | None]:
+def read_options(**given: str | None) -> dict[str, str]:
+    """The CSV/xlsx reading options of an upload (delimiter, decimal, thousands, encoding, sheet),
+    checked; empty ones are dropped ("" thousands means "none" only when given as "none")."""
+    given = {k: v.strip() for k, v in given.items() if isinstance(v, str) and v.strip()}
+    if given.get("thousands", "").lower() == "none":
+        given["thousands"] = ""
+    try:
+        return check_read_options(**given)
+    except DatasetError as exc:
+        raise ServiceError("invalid", "bad_read_option", exc.message) from None
+
+
+def find_duplicate(sha256: str) -> Dataset | None:
+    """A dataset of the current project holding exactly these bytes (not one that failed)."""
+    query = only_mine(select(Dataset), Dataset.project_id).where(
+        Dataset.info["sha256"].as_string() == sha256, Dataset.state != "error")
+    return db.session.scalars(query.order_by(Dataset.created_at)).first()
+
+
+def upload(source: BinaryIO, filename: str, user: User | None, *, options: dict[str, str] | None = None,
+           allow_duplicate: bool = False) -> tuple[Dataset, Job | None]:
     """Store an upload. Small files are ingested now (the dataset is ready, or a 422 explains
-    what is wrong); larger ones become an ingest job and the dataset reads "ingesting"."""
+    what is wrong); larger ones become an ingest job and the dataset reads "ingesting".
+    ``options`` (from ``read_options``) override what is sniffed; the same bytes as an existing
+    dataset of the project are refused (409 ``duplicate_dataset``) unless ``allow_duplicate``."""
+    options = dict(options or {})
     fd, tmp = tempfile.mkstemp(dir=scratch_dir(), prefix="upload-")
     size = 0
+    digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := source.read(COPY_CHUNK):
                 out.write(chunk)
+                digest.update(chunk)
                 size += len(chunk)
     except BaseException:
         os.unlink(tmp)
@@ -50,14 +87,24 @@ def upload(source: BinaryIO, filename: str, user: User | None) -> tuple[Dataset,
     if size == 0:
         os.unlink(tmp)
         raise ServiceError("unprocessable", "dataset_invalid", "The file is empty.")
+    sha256 = digest.hexdigest()
+    if not allow_duplicate:
+        existing = find_duplicate(sha256)
+        if existing is not None:
+            os.unlink(tmp)
+            raise ServiceError("conflict", "duplicate_dataset",
+                               f"This file is already dataset {existing.name} (the same bytes, uploaded "
+                               f"{existing.created_at:%Y-%m-%d %H:%M} UTC). Open it, or upload again with "
+                               "allow_duplicate to keep a second copy.",
+                               existing=existing.id, name=existing.name)
     # The row becomes visible only together with what makes it whole: after a successful inline
     # ingest, or in the same transaction as its ingest job. A web process killed mid-upload leaves
     # no "ingesting" row behind (only a scratch file, which the sweep removes).
     dataset = Dataset(id=new_id(), project_id=projects.current_id(), name=_display_name(filename), uploaded_by=user,
-                      state="ingesting")
+                      state="ingesting", info={"sha256": sha256, "read_options": options})
     if size <= current_app.config["INLINE_INGEST_MB"] * 2**20:
         try:
-            finish_ingest(dataset, Path(tmp))
+            finish_ingest(dataset, Path(tmp), options=options)
         except DatasetError as exc:  # nothing half-stored: no row, no file
             raise ServiceError("unprocessable", "dataset_invalid", exc.message,
                                 **({"line": exc.line} if exc.line else {})) from None
@@ -66,7 +113,7 @@ def upload(source: BinaryIO, filename: str, user: User | None) -> tuple[Dataset,
         return dataset, None
     db.session.add(dataset)
     try:
-        job = jobs.submit("ingest", {"upload": Path(tmp).name, "filename": dataset.name}, user,
+        job = jobs.submit("ingest", {"upload": Path(tmp).name, "filename": dataset.name, "options": options}, user,
                           dataset_id=dataset.id, progress_total=None)
     except ServiceError:
         # submit removed its job row; the dataset row goes too, and the upload with it.
@@ -86,7 +133,7 @@ def upload_path(job) -> Path:
     return scratch_dir() / recorded.name
 
 
-def finish_ingest(dataset: Dataset, upload: Path, *, commit: bool = True) -> None:
+def finish_ingest(dataset: Dataset, upload: Path, *, commit: bool = True, options: dict | None = None) -> None:
     """Ingest an uploaded file into the dataset's Parquet file and record what it holds (with
     ``commit=False`` the record is left in the session for the caller's guarded commit); on a
     DatasetError the dataset row ends in "error" with the message and no file is left."""
@@ -94,7 +141,7 @@ def finish_ingest(dataset: Dataset, upload: Path, *, commit: bool = True) -> Non
     try:
         with store().writer(key) as target:
             info = ingest(upload, target, filename_hint=dataset.name,
-                          row_group_rows=current_app.config["ROW_GROUP_ROWS"])
+                          row_group_rows=current_app.config["ROW_GROUP_ROWS"], **(options or {}))
     except DatasetError as exc:
         if inspect(dataset).persistent:  # an ingest job's row records why; an inline upload has no row
             dataset.state, dataset.error = "error", exc.message
@@ -102,7 +149,8 @@ def finish_ingest(dataset: Dataset, upload: Path, *, commit: bool = True) -> Non
         raise
     db.session.add(dataset)
     dataset.path, dataset.error = key, None
-    dataset.info = info.to_dict()
+    before = dataset.info or {}
+    dataset.info = {**info.to_dict(), **{k: before[k] for k in ("sha256", "read_options") if k in before}}
     dataset.n_rows, dataset.n_columns, dataset.size_bytes = info.n_rows, info.n_columns, info.bytes_on_disk
     dataset.state = "ready"
     if commit:
@@ -128,7 +176,7 @@ def ingest_job(job_id: str, owner: str) -> None:
         return
     try:
         with jobs.Heartbeat(job_id, owner, renew=jobs.renew_job_lease):
-            finish_ingest(dataset, upload, commit=False)
+            finish_ingest(dataset, upload, commit=False, options=job.params.get("options"))
     except DatasetError as exc:
         jobs.fail(job_id, exc.message)
         return
@@ -204,10 +252,45 @@ def dataset_dict(dataset: Dataset, *, full: bool = True) -> dict[str, Any]:
         "created_at": jobs.iso_time(dataset.created_at),
     }
     if full and dataset.info:
-        out["columns"] = dataset.info.get("columns")
+        ids = set(id_columns(dataset))
+        out["columns"] = [{**c, "identifier": c["name"] in ids} for c in dataset.info.get("columns") or []] \
+            if dataset.info.get("columns") is not None else None
         out["preview"] = dataset.info.get("preview")
-        out["source"] = {k: dataset.info.get(k) for k in ("source_format", "delimiter", "encoding", "source_bytes")}
+        out["source"] = {k: dataset.info.get(k) for k in ("source_format", "delimiter", "encoding", "source_bytes",
+                                                          "decimal", "thousands", "sheet", "sha256")}
+        out["id_columns"] = sorted(ids, key=[c["name"] for c in dataset.info.get("columns") or []].index)
+        out["warnings"] = dataset.info.get("warnings") or []
     return out
+
+
+def id_columns(dataset: Dataset) -> list[str]:
+    """The dataset's identifier columns, in column order: those ingestion detected (integer or
+    text columns with >= 99.9 % distinct values), as flipped by users (``set_identifier``)."""
+    info = dataset.info or {}
+    overrides = info.get("id_overrides") or {}
+    return [c["name"] for c in info.get("columns") or []
+            if overrides.get(c["name"], bool(c.get("identifier")))]
+
+
+def set_identifier(dataset: Dataset, column: str, identifier: bool) -> Dataset:
+    """Mark ``column`` as an identifier (or not), overriding the detection."""
+    if dataset.state != "ready":
+        raise ServiceError("conflict", "dataset_not_ready", f"The dataset is {dataset.state}, not ready.")
+    columns = {c["name"]: c for c in (dataset.info or {}).get("columns") or []}
+    if column not in columns:
+        raise ServiceError("not_found", "column_not_found", f"The dataset has no column {column[:80]!r}; "
+                           "choose one of its columns.")
+    info = dict(dataset.info)
+    overrides = dict(info.get("id_overrides") or {})
+    if bool(columns[column].get("identifier")) == identifier:
+        overrides.pop(column, None)
+    else:
+        overrides[column] = identifier
+    info["id_overrides"] = overrides
+    dataset.info = info
+    flag_modified(dataset, "info")
+    db.session.commit()
+    return dataset
 
 
 def list_datasets(limit: int = PAGE_SIZE, offset: int = 0) -> Page:
@@ -216,4 +299,5 @@ def list_datasets(limit: int = PAGE_SIZE, offset: int = 0) -> Page:
                 limit, offset)
 
 
-__all__ = ["dataset_dict", "delete", "get", "list_datasets", "upload"]
+__all__ = ["dataset_dict", "delete", "find_duplicate", "get", "id_columns", "list_datasets", "read_options",
+           "set_identifier", "upload"]

@@ -1,4 +1,4 @@
-"""What an uploaded file is, before any parsing: CSV or Parquet (by content, not by name),
+"""What an uploaded file is, before any parsing: CSV, Parquet or .xlsx (by content, not by name),
 the CSV's text encoding and its delimiter.
 
 Encoding
@@ -39,7 +39,7 @@ _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "a GIF image"),
     (b"GIF89a", "a GIF image"),
     (b"%PDF-", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive (Excel .xlsx files are ZIP archives: export the sheet as CSV)"),
+    (b"PK\x03\x04", "a ZIP archive (not an Excel .xlsx workbook)"),
     (b"PK\x05\x06", "an empty ZIP archive"),
     (b"PK\x07\x08", "a ZIP archive"),
     (b"\x1f\x8b", "a gzip-compressed file (decompress it first)"),
@@ -62,6 +62,10 @@ def _detect_format(src: Path) -> tuple[str, bytes]:
         head = fh.read(SAMPLE_BYTES)
     if head.startswith(b"PAR1"):
         return "parquet", head
+    if head.startswith(b"PK\x03\x04"):
+        from .xlsx import is_xlsx
+        if is_xlsx(src):
+            return "xlsx", head
     for signature, what in _BINARY_SIGNATURES:
         if head.startswith(signature):
             raise DatasetError(f"This is not a CSV/Parquet file: it looks like {what}.")
@@ -141,7 +145,8 @@ def _encoding_after_invalid_utf8(src: Path) -> str:
 def _sniff_delimiter(sample: bytes, encoding: str, complete: bool, hint: str | None) -> str:
     """Pick the candidate delimiter that splits the header and the first rows into the same
     number (>= 2) of fields; quoting is respected because Python's csv module does the splitting."""
-    text = sample.decode("latin-1" if encoding == "latin-1" else "utf-8-sig", errors="replace")
+    text = sample.decode("utf-8-sig" if encoding in ("utf-8", "utf-8-sig") else encoding,
+                         errors="replace")
     preferred = list(DELIMITERS)
     if hint and hint.lower().endswith((".tsv", ".tab")):
         preferred.insert(0, preferred.pop(preferred.index("\t")))

@@ -13,7 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import DatasetError, _quote
-from .summary import DISTINCT_BUDGET, DISTINCT_CAP, DatasetInfo, _ColumnStats, _json_safe, _kind
+from .summary import (
+    DISTINCT_BUDGET, DISTINCT_CAP, EXACT_DISTINCT, EXACT_DISTINCT_TOTAL, DatasetInfo, _ColumnStats, _json_safe,
+    _kind,
+)
 
 #: Rows per Parquet row group.  A row group is the unit of work of a scoring job (read, convert to
 #: pandas, predict): 100k rows x 50 numeric columns is ~40 MB as float64, which fits comfortably in
@@ -33,6 +36,11 @@ class _Options:
     max_rows: int | None
     block_size: int
     filename_hint: str | None
+    delimiter: str | None = None     # CSV overrides (None: sniffed)
+    decimal: str | None = None
+    thousands: str | None = None     # "" means "no thousands separator"
+    encoding: str | None = None
+    sheet: str | None = None         # xlsx: the sheet to read (None: the first)
 
 
 def _check_names(names: list[str]) -> None:
@@ -72,7 +80,8 @@ class _RowGroupWriter:
         self.n_row_groups = 0
         self.preview: list[dict[str, Any]] = []
         cap = max(100, min(DISTINCT_CAP, DISTINCT_BUDGET // max(1, len(schema))))
-        self.stats = [_ColumnStats(f.name, f.type, cap) for f in schema]
+        exact = max(DISTINCT_CAP, min(EXACT_DISTINCT, EXACT_DISTINCT_TOTAL // max(1, len(schema))))
+        self.stats = [_ColumnStats(f.name, f.type, cap, exact) for f in schema]
         self.writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> _RowGroupWriter:
@@ -129,9 +138,9 @@ class _RowGroupWriter:
                                 for row in rows)
 
     def info(self, *, source_format: str, delimiter: str | None,
-             encoding: str | None) -> DatasetInfo:
+             encoding: str | None, **extra: Any) -> DatasetInfo:
         return DatasetInfo(n_rows=self.n_rows, n_columns=len(self.schema),
                            columns=[s.result() for s in self.stats], preview=self.preview,
                            source_format=source_format, delimiter=delimiter, encoding=encoding,
                            row_group_rows=self.opts.row_group_rows, n_row_groups=self.n_row_groups,
-                           bytes_on_disk=0)
+                           bytes_on_disk=0, **extra)
