@@ -186,9 +186,10 @@ def auth(app, client, users):
 
 @pytest.fixture(scope="session")
 def worker(migrated: Backend, tmp_path_factory):
-    # It trusts tests.poison (the hostile and poisoned models' module), as the apps of the tests
-    # that upload those models do: any job of the session may land on this worker.
-    proc = WorkerProcess({**migrated.env(), "VIEWER_TRUSTED_MODULES": "tests.poison"},
+    # It trusts tests.poison (the hostile and poisoned models' module) and tests.realistic (a user's
+    # custom step), as the apps of the tests that upload those models do: any job of the session
+    # may land on this worker.
+    proc = WorkerProcess({**migrated.env(), "VIEWER_TRUSTED_MODULES": "tests.poison,tests.realistic"},
                          tmp_path_factory.mktemp("logs") / "worker.log")
     try:
         proc.wait_ready()
