@@ -277,7 +277,8 @@ def test_model_warnings_are_reported_not_raised():
     """A warning the model raises while predicting (here a user's own step, as pandas 3.1 warns on
     make_column_selector(dtype_include=object)) comes back as a model_warning, deduplicated."""
     from viewer.core.payload import Table
-    from viewer.core.predictor import Predictor, collecting, model_warnings
+    from viewer.core.predictor import Predictor
+    from viewer.core.schema_policy import collecting, model_warnings
 
     model = loan_model(_Warns)
     model.named_steps["clip"].serving_ = True  # warns from now on, as a new pandas would

@@ -19,8 +19,8 @@ from threadpoolctl import threadpool_limits
 
 from ..core.cache import LRUCache
 from ..core.payload import PayloadError, Table
-from ..core.predictor import (InputSchema, Predictor, collecting, labels_at, model_warnings, strict_refusal,
-                              to_jsonable)
+from ..core.predictor import InputSchema, Predictor, labels_at, to_jsonable
+from ..core.schema_policy import collecting, model_warnings, strict_refusal
 from ..infra.host.pool import HostedPredictor
 from ..infra.scope import current
 from . import hosts, registry

@@ -85,7 +85,8 @@ def precheck(version: ModelVersion, dataset: Dataset, target: str | None, strict
     returned for the job to show. ``strict``: any warning is a 400 instead. ``used``: columns the
     job keeps beside its predictions (IDs), which are not ignored."""
     from ..core.datasets import read_row_group, to_frame
-    from ..core.predictor import InputSchema, extra_columns_warning, strict_refusal
+    from ..core.predictor import InputSchema
+    from ..core.schema_policy import extra_columns_warning, strict_refusal
 
     info = version.info
     names = info.get("feature_names")

@@ -190,7 +190,7 @@ def frame_from(request: hostproto.Frame) -> pd.DataFrame:
 
 
 def _predict(predictor, request: hostproto.Frame) -> tuple[np.ndarray, dict[str, Any]]:
-    from ...core.predictor import collecting
+    from ...core.schema_policy import collecting
 
     X = request.array if request.arrow is None else frame_from(request)
     method = request.meta.get("method")

@@ -28,7 +28,9 @@ import numpy as np
 from ...core import hostproto
 from ...core.hostproto import Op, ProtocolError, Status
 from ...core.payload import PayloadError
-from ...core.predictor import InputSchema, _LinearPath, note_model_warnings
+from ...core.linear_path import _LinearPath
+from ...core.predictor import InputSchema
+from ...core.schema_policy import note_model_warnings
 from .host import MAX_REQUEST_JSON, Channel
 from .server import ForkServer, ServerGone
 
