@@ -58,7 +58,7 @@ def european_csv(frame: pd.DataFrame) -> bytes:
             out[column] = [_european_number(v) for v in out[column]]
         elif pd.api.types.is_datetime64_any_dtype(out[column]):
             out[column] = out[column].dt.strftime("%d.%m.%Y")
-    return out.to_csv(sep=";", index=False).encode("cp1252")
+    return out.to_csv(sep=";", decimal=",", index=False).encode("cp1252")  # other floats: 41,0
 
 
 class ClipOutliers(BaseEstimator, TransformerMixin):

@@ -109,7 +109,7 @@ def test_v1_reports_extra_columns_unknown_categories_imputed_and_empty_rows(clie
     assert EXPECTED <= _codes(found)
     by_code = {w["code"]: w for w in found}
     assert by_code["extra_columns"]["columns"] == ["loan_id"]
-    assert "'region': 1 row (row 0) holds a category the model did not see" in by_code["unknown_category"]["message"]
+    assert "'region': 1 row (row 0) holds a category ('Mars') the model did not see" in by_code["unknown_category"]["message"]
     assert by_code["empty_rows"]["first_rows"] == [1]
 
 
@@ -136,7 +136,7 @@ def test_unknown_category_an_encoder_refuses_names_the_column(client, auth):
     assert response.status_code == 400
     body = response.get_json()
     assert body["error_code"] == "UNKNOWN_CATEGORY"
-    assert body["message"].startswith("Column 'region': row 1 holds a category the model did not see in training")
+    assert body["message"].startswith("Column 'region': row 1 holds a category ('Mars') the model did not see in training")
     assert "Use one of 'east', 'north', 'south', 'west'" in body["message"]
 
 

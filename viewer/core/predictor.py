@@ -228,13 +228,15 @@ class InputSchema:
             if name in self.categorical:
                 known = self.known.get(name)
                 if known is not None:
-                    unknown = _unknown_rows(column.to_numpy(dtype=object), known[0], missing)
+                    values = column.to_numpy(dtype=object)
+                    unknown = _unknown_rows(values, known[0], missing)
                     if len(unknown):
                         if known[1] == "error":
                             raise PayloadError(unknown_category_message(name, unknown, known[2], refused=True,
-                                                                        offset=offset), "UNKNOWN_CATEGORY")
+                                                                        offset=offset, values=values),
+                                               "UNKNOWN_CATEGORY")
                         if report is not None:
-                            report.append(unknown_category_warning(name, unknown, known[2], offset))
+                            report.append(unknown_category_warning(name, unknown, known[2], offset, values))
             elif name in self.numeric and not (pd.api.types.is_numeric_dtype(column)
                                                or pd.api.types.is_bool_dtype(column)):
                 error = text_column_error(name, column, offset)
@@ -308,9 +310,9 @@ class InputSchema:
                     unknown = _unknown_rows(values, known[0], missing)
                     if len(unknown):
                         if known[1] == "error":  # the model's encoder would refuse them, without the column
-                            raise PayloadError(unknown_category_message(name, unknown, known[2], refused=True),
-                                               "UNKNOWN_CATEGORY")
-                        found.append(unknown_category_warning(name, unknown, known[2]))
+                            raise PayloadError(unknown_category_message(name, unknown, known[2], refused=True,
+                                                                        values=values), "UNKNOWN_CATEGORY")
+                        found.append(unknown_category_warning(name, unknown, known[2], values=values))
             else:
                 series = pd.Series(values, dtype=object)
                 numeric = pd.to_numeric(series, errors="coerce")

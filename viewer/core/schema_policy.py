@@ -88,23 +88,40 @@ def extra_columns_warning(extra: Sequence[str], names: Sequence[str]) -> dict[st
                        f"reads only its {len(names)} inputs ({_names(names)}); drop the others to silence this."}
 
 
+def _unseen(values: Any, rows: Any) -> str:
+    """' ('Mars', 'Venus')': the first few distinct unknown values, as the user sent them."""
+    if values is None:
+        return ""
+    distinct: list[Any] = []
+    for r in rows:
+        value = values[int(r)]
+        if value not in distinct:
+            distinct.append(value)
+            if len(distinct) > MAX_LISTED:
+                break
+    shown = ", ".join(repr(str(v)[:40]) for v in distinct[:MAX_LISTED])
+    return f" ({shown}{', ...' if len(distinct) > MAX_LISTED else ''})"
+
+
 def unknown_category_message(column: str, rows: Any, categories: list[Any], *, refused: bool,
-                             offset: int = 0) -> str:
+                             offset: int = 0, values: Any = None) -> str:
     seen = _names(categories)
+    unseen = _unseen(values, rows)
     if refused:
-        return (f"Column {str(column)[:64]!r}: {row_span(rows, offset)} {_verb(len(rows), 'holds', 'hold')} a category "
+        return (f"Column {str(column)[:64]!r}: {row_span(rows, offset)} {_verb(len(rows), 'holds', 'hold')} a category{unseen} "
                 f"the model did not see in "
                 f"training, and its encoder refuses unknown categories. Use one of {seen}, or retrain the model "
                 "with the new category (or with handle_unknown='ignore').")
     return (f"Column {str(column)[:64]!r}: {_count(len(rows), 'row')} ({row_span(rows, offset)}) "
-            f"{_verb(len(rows), 'holds', 'hold')} a category the model did not see in training; it reads "
+            f"{_verb(len(rows), 'holds', 'hold')} a category{unseen} the model did not see in training; it reads "
             f"{_verb(len(rows), 'it', 'them')} as no known category. Known: {seen}. Check the "
             "spelling, or retrain with the new category.")
 
 
-def unknown_category_warning(column: str, rows: Any, categories: list[Any], offset: int = 0) -> dict[str, Any]:
+def unknown_category_warning(column: str, rows: Any, categories: list[Any], offset: int = 0,
+                             values: Any = None) -> dict[str, Any]:
     return _warning("unknown_category", unknown_category_message(column, rows, categories, refused=False,
-                                                                 offset=offset), column, rows, offset)
+                                                                 offset=offset, values=values), column, rows, offset)
 
 
 def imputed_warning(column: str, rows: Any, offset: int = 0) -> dict[str, Any]:
