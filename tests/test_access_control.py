@@ -75,6 +75,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "datasets.delete"): "scientist",
     ("POST", "datasets.move"): "admin",
     ("POST", "datasets.score"): "scientist",
+    ("POST", "datasets.identifier"): "scientist",
     ("GET", "jobs.index"): "viewer",
     ("GET", "jobs.page"): "viewer",
     ("GET", "jobs.status"): "viewer",
@@ -106,6 +107,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "api.upload_dataset"): "scientist",
     ("GET", "api.get_dataset"): "viewer",
     ("DELETE", "api.delete_dataset"): "scientist",
+    ("POST", "api.flag_identifier"): "scientist",
     ("GET", "api.list_jobs"): "viewer",
     ("POST", "api.create_job"): "scientist",
     ("GET", "api.get_job"): "viewer",
@@ -135,6 +137,7 @@ ARGS = {"key": "roc", "fmt": "csv", "token_id": 999_999, "filename": "app.css"} 
 API_PREFIXES = ("/api/", "/v2", "/invocations")
 BODIES = {"api.put_alias": {"version": 1}, "api.move_model": {"project": "red"},  # a move into red stays put
           "api.move_dataset": {"project": "red"}, "api.predict": {"instances": [[1, 2]]},
+          "api.flag_identifier": {"column": "a", "identifier": True},
           "api.predict_version": {"instances": [[1, 2]]}, "v2.infer": {"inputs": [
               {"name": "input-0", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]},
           "mlflow.invocations": {"instances": [[1, 2]]}}
@@ -259,7 +262,8 @@ class Red:
         return alias
 
     def fresh_dataset(self) -> str:
-        made = self.post("/api/v1/datasets", data={"file": (io.BytesIO(CSV), "d.csv")}).get_json()
+        made = self.post("/api/v1/datasets", data={"file": (io.BytesIO(CSV), "d.csv"),
+                                                   "allow_duplicate": "true"}).get_json()
         assert made["state"] == "ready", made
         return made["id"]
 

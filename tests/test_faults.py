@@ -144,7 +144,9 @@ def test_poison_chunk_ends_the_job_in_error_after_n_tries(app, client, auth, wor
     job_id = start_job(client, headers, frame, "poison")
     done = wait(client, headers, job_id, lambda j: j["state"] in ("done", "error", "cancelled"), timeout=90)
     assert done["state"] == "error"
-    assert "Chunk 1 failed 3 times" in done["error"] and "poisoned row" in done["error"]
+    assert done["error"].startswith("The model failed 3 times on the same rows, so the job stopped. Last error: "
+                                    "Rows 1,000–1,999: "), done["error"]
+    assert "poisoned row" in done["error"] and "Chunk" not in done["error"]
     poisoned = chunks(app, job_id)[1]
     assert poisoned.attempts == 3 and poisoned.state == "error"
 

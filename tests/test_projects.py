@@ -155,7 +155,7 @@ def test_services_enforce_the_project(app, teams):
                     call()
                 assert refused.value.kind == "not_found"
             assert registry.page_of_models().items == [] and datasets.list_datasets().items == []
-            assert jobs.search({})[0] == [] and jobs.recent() == [] and jobs.counts_by_state() == {}
+            assert jobs.search({}).items == [] and jobs.recent() == [] and jobs.counts_by_state() == {}
             assert not registry.exists("m")
         red = db.session.scalar(sa.select(Project).where(Project.name == "red"))
         with within(Scope(blue.id, "blue", "admin", roles={blue.id: "admin"})):  # blue's admin: not red's

@@ -165,21 +165,29 @@ class Client:
         with path.open("rb") as fh:
             return self.request("POST", "/api/v1/datasets", files={"file": (name or path.name, fh)})
 
-    def submit_job(self, model: str, dataset: str, target: str | None = None, *, force: bool = False) -> dict[str, Any]:
+    def submit_job(self, model: str, dataset: str, target: str | None = None, *, force: bool = False,
+                   passthrough: list[str] | None = None) -> dict[str, Any]:
         """Score dataset id ``dataset`` with ``model`` (name, name@alias, name/3); with ``target``
-        the job computes metrics. The same model version, dataset and target scored before
-        returns that job, unless ``force``."""
-        return self.request("POST", "/api/v1/jobs", json={"model": model, "dataset": dataset, "target": target,
-                                                          "force": force})
+        the job computes metrics. ``passthrough``: dataset columns kept beside the predictions
+        (None: the dataset's ID columns). The same model version, dataset, target and passthrough
+        scored before returns that job, unless ``force``."""
+        body: dict[str, Any] = {"model": model, "dataset": dataset, "target": target, "force": force}
+        if passthrough is not None:
+            body["passthrough"] = list(passthrough)
+        return self.request("POST", "/api/v1/jobs", json=body)
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         return self.request("DELETE", f"/api/v1/jobs/{job_id}")
 
-    def results(self, job_id: str) -> pd.DataFrame:
-        """A finished scoring job's rows: ``row``, ``prediction``, ``proba_<class>`` per class and
-        ``target`` when the job had one."""
-        response = self.send("GET", f"/api/v1/jobs/{job_id}/results", params={"format": "parquet"})
-        return pd.read_parquet(io.BytesIO(response.content))
+    def results(self, job_id: str, *, inputs: bool = False, index: str | None = None) -> pd.DataFrame:
+        """A finished scoring job's rows: ``row``, the passthrough columns (by default the
+        dataset's ID columns, e.g. ``loan_id``), ``prediction``, ``proba_<class>`` per class and
+        ``target`` when the job had one. ``inputs``: every dataset column with the outputs beside
+        it. ``index``: a column to index the frame by (an ID, to ``join`` your own rows by it)."""
+        params = {"format": "parquet", **({"inputs": "true"} if inputs else {})}
+        response = self.send("GET", f"/api/v1/jobs/{job_id}/results", params=params)
+        frame = pd.read_parquet(io.BytesIO(response.content))
+        return frame.set_index(index) if index else frame
 
     # --- jobs ------------------------------------------------------------------------------------
 

@@ -225,7 +225,7 @@ def test_importance_job_from_the_model_page(ui: UI, site):
     ui.goto("/models/churn-logit/versions/1")
     form = ui.page.locator("#importance form")
     form.locator("select[name=dataset]").select_option(dataset_id)
-    form.locator("input[name=target]").fill("churned")
+    form.locator("select[name=target]").select_option("churned")  # a choice among the columns, not free text
     form.locator("input[name=n_repeats]").fill("3")
     with ui.page.expect_navigation():
         form.get_by_role("button", name="Compute importance").click()

@@ -141,3 +141,33 @@ def test_casts_follow_whole_column_conversion():
 def test_no_parts(tmp_path):
     with pytest.raises(FileNotFoundError):
         scoring.summarize(scoring.parts_in(tmp_path), "classifier", [0, 1], True)
+
+
+def test_passthrough_columns_keep_their_stored_type_in_every_part(tmp_path):
+    """An integer ID with a missing value in one row group stays an integer column in every part
+    (to_frame would make that chunk float), so the parts concatenate into one table."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from sklearn.linear_model import LinearRegression
+
+    from viewer.core.introspect import describe_model
+    from viewer.core.predictor import Predictor
+
+    X = pd.DataFrame({"a": np.arange(8, dtype=float), "b": np.arange(8, dtype=float) ** 2})
+    model = LinearRegression().fit(X, X["a"] * 2)
+    ids = pa.array([101, 102, None, 104, 105, 106, 107, 108], pa.int64())
+    region = pa.array(["n", "s", "n", None, "e", "e", "n", "s"]).dictionary_encode()
+    table = pa.table({"loan_id": ids, "region": region, "a": X["a"], "b": X["b"]})
+    source = tmp_path / "data.parquet"
+    pq.write_table(table, source, row_group_size=4)
+    predictor = Predictor(model, describe_model(model).to_dict())
+    out = tmp_path / "out"
+    assert scoring.score_dataset(predictor, source, out, passthrough=["loan_id", "region"]) == 8
+    parts = scoring.parts_in(out)
+    assert len(parts) == 2
+    joined = scoring.read_outputs(parts)
+    assert joined.column_names == ["row", "loan_id", "region", "prediction"]
+    assert joined.schema.field("loan_id").type == pa.int64() and joined.schema.field("region").type == pa.string()
+    assert joined.column("loan_id").to_pylist() == ids.to_pylist()
+    np.testing.assert_allclose(joined.column("prediction").to_numpy(), model.predict(X))
+    assert scoring.is_output_name("proba_yes") and scoring.is_output_name("row") and not scoring.is_output_name("loan_id")

@@ -330,3 +330,26 @@ def _scaled(n: int) -> dict:
         return obj
 
     return scale(agg)
+
+
+def test_importance_whiskers_fit_inside_the_x_range():
+    from viewer.plots.importance import importance_bars
+
+    result = {"scoring": "roc_auc", "n_repeats": 3, "features": [
+        {"name": "a", "mean": 0.20, "std": 0.15, "values": [0.1, 0.2, 0.3]},
+        {"name": "b", "mean": -0.01, "std": 0.05, "values": [0.0, -0.05, 0.02]}]}
+    fig = importance_bars(result)
+    assert fig.x_range.start <= -0.06 and fig.x_range.end >= 0.35
+
+
+def test_legends_sit_outside_the_plot_area_and_hide_on_click():
+    from bokeh.models import Legend
+
+    from viewer.plots import style
+
+    fig = style.base_figure("", x_label="x", y_label="y")
+    fig.line([0, 1], [0, 1], legend_label="model")
+    style.legend_outside(fig)
+    assert not [r for r in fig.center if isinstance(r, Legend)]
+    (legend,) = fig.below[-1:]
+    assert isinstance(legend, Legend) and legend.click_policy == "hide" and legend.orientation == "horizontal"

@@ -20,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidat
 
 from ..core.v2 import DTYPES
 from ..infra.records import JOB_STATES, MODEL_NAME_PATTERN
-from ..services import comparison, registry, results, submission
+from ..services import comparison, jobs, registry, results, submission
 from ..services.errors import ServiceError
 from ..services.paging import PAGE_SIZE
 
@@ -51,14 +51,22 @@ def _given_once(model: type[BaseModel], values: Any) -> Any:
     return values
 
 
+def _is_whole(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    return field is not None and any(getattr(m, "func", None) is _digits for m in field.metadata)
+
+
 class Query(BaseModel):
-    """A query string: an empty parameter is the same as leaving it out; others are ignored."""
+    """A query string: an empty parameter is the same as leaving it out (an empty number such as
+    ``limit=`` is refused: it is no number); others are ignored."""
 
     @model_validator(mode="before")
     @classmethod
     def _empty_is_absent(cls, values: Any) -> Any:
         values = _given_once(cls, values)
-        return {k: v for k, v in values.items() if v != ""} if isinstance(values, dict) else values
+        if not isinstance(values, dict):
+            return values
+        return {k: v for k, v in values.items() if v != "" or _is_whole(cls, k)}
 
 
 def _digits(value: Any) -> Any:
@@ -81,19 +89,24 @@ class ModelQuery(PageQuery):
     sort: Literal[tuple(registry.SORTS)] = "name"  # type: ignore[valid-type]
 
 
-class JobQuery(Query):
+class JobQuery(PageQuery):
     state: Literal[("", *JOB_STATES)] = Field("", description="Only jobs in this state (empty: any).")  # type: ignore[valid-type]
     kind: Text = Field("", description="Only jobs of this kind (score, importance, compare, ingest, ping).")
     model: Text = Field("", description="Only scoring jobs of this model name.")
     dataset: Text = Field("", description="Only jobs on this dataset id.")
     user: Text = Field("", description="Only jobs submitted by this username.")
-    limit: Whole = Field(PAGE_SIZE, ge=1, le=PAGE_SIZE, description=f"Jobs per page (default and most: {PAGE_SIZE}).")
-    cursor: str = Field("", pattern="^([0-9a-f]{32})?$", description="Where the page starts: the id of the previous "
-                        "page's last job, as its 'next' link has it (empty: the first page).")
-
+    target: Text = Field("", description="Only jobs scored against this target column.")
+    task: Literal["", "classifier", "regressor"] = Field("", description="Only jobs of classifiers or of regressors.")
+    sort: Literal[tuple(jobs.SORTS)] = Field(  # type: ignore[valid-type]
+        "-created", description="Order: created, duration, model, dataset, target, state, or a main metric "
+        "(accuracy, roc_auc, rmse, r2, from the stored results); a leading '-' sorts descending. Jobs without "
+        "the value come last.")
 
 class ResultsQuery(Query):
     format: Literal[tuple(results.MIMETYPES)] = "csv"  # type: ignore[valid-type]
+    inputs: bool = Field(False, description="true: every column of the dataset with the predictions beside it "
+                         "(streamed chunk by chunk); false: row, the passthrough columns (IDs), prediction, "
+                         "probabilities and target.")
 
 
 class CompareQuery(Query):
@@ -105,6 +118,8 @@ class CompareQuery(Query):
 class PredictQuery(Query):
     output: Literal["predict", "proba", "predict_proba"] = optional(
         description="proba adds classes and probabilities (classifiers with predict_proba).")
+    strict: bool = optional(description="true: refuse (400) input the model would take only with warnings: "
+                            "extra columns, unknown categories, missing values it imputes, empty rows.")
 
 
 class V2Headers(BaseModel):
@@ -143,6 +158,12 @@ class ScoreRequest(Body):
     target: str | None = Field(None, description="The column with true values; with it the job computes metrics.")
     force: bool = Field(False, description="Score again even when the same model version, dataset and target "
                         "were scored already.")
+    strict: bool = Field(False, description="score: refuse input the model would take only with warnings (extra "
+                         "columns, unknown categories, imputed values; README \"Schema policy\"): a 400 before "
+                         "queueing when a sample shows them, else the job fails naming the column, rows and fix.")
+    passthrough: list[str] | None = Field(None, description="score: dataset columns kept beside the predictions in "
+                                          "the results (IDs, to join them back to your rows). Left out: the "
+                                          "dataset's ID columns; [] keeps none.", examples=[["loan_id"]])
     kind: Literal["score", "importance"] = Field(
         "score", description="score: predictions (and metrics) for every row. importance: permutation feature "
         "importance on a sample of the rows with a target (target required); the job's result lists each "
@@ -214,8 +235,20 @@ class ModelUpload(Form):
 
 
 class DatasetUpload(Form):
-    file: UploadedFile = Field(description="CSV or Parquet")
+    file: UploadedFile = Field(description="CSV, Parquet or Excel .xlsx")
     name: str = Field("", description="Display name; the file's name by default.")
+    delimiter: str = Field("", description="CSV: comma, semicolon, tab or pipe (sniffed by default).")
+    decimal: str = Field("", description="CSV: '.' or ',' (sniffed by default: '1.234,5' means ',').")
+    thousands: str = Field("", description="CSV: none, '.', ',', ' ' or \"'\" (sniffed by default).")
+    encoding: str = Field("", description="CSV: e.g. utf-8, cp1252, latin-1 (detected by default).")
+    sheet: str = Field("", description="xlsx: the sheet to read (the first by default).")
+    allow_duplicate: bool = Field(False, description="Keep a second copy of a file already uploaded "
+                                  "(otherwise 409 duplicate_dataset with the existing dataset's id).")
+
+
+class IdentifierFlag(BaseModel):
+    column: str = Field(description="A column of the dataset.")
+    identifier: StrictBool = Field(description="true: the column identifies rows (kept beside predictions).")
 
 
 # --- predict bodies: documented here, read by core.payload / core.v2 -----------------------------

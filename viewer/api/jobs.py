@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify, url_for
+from flask import jsonify
 
 from ..http.auth import requester, role_required
 from ..http.responses import download_response
@@ -11,27 +11,24 @@ from ..services.errors import ServiceError
 from .inputs import JobQuery, ResultsQuery, ScoreRequest
 from .outputs import Aggregates, Job, JobList
 from .spec import checks, valid
-from .v1 import bp
+from .v1 import bp, next_link
 
 RESULT_TYPES = {"text/csv": {"schema": {"type": "string"}},
                 "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}
 
 
 @bp.get("/jobs")
-@checks("Jobs", {200: JobList}, (400, 401, 404), query=JobQuery)
+@checks("Jobs", {200: JobList}, (400, 401), query=JobQuery)
 def list_jobs():
-    """Jobs, newest first, a page at a time
+    """The runs table: jobs filtered and sorted, a page at a time
 
-    Filtered in the database; follow 'next' (null on the last page) for older jobs. 404 when the
-    cursor names no job."""
+    Filtered and sorted in the database (newest first unless 'sort' says otherwise; sort by a
+    main metric, accuracy, roc_auc, rmse or r2, or by duration); each job carries its
+    main_metrics and duration_seconds. Follow 'next' (null on the last page)."""
     query = valid("query")
     filters = {name: getattr(query, name) for name in jobs.LIST_FILTERS if getattr(query, name)}
-    found, cursor = jobs.search(filters, query.limit, query.cursor or None)
-    following = None
-    if cursor is not None:
-        limit = {"limit": query.limit} if "limit" in query.model_fields_set else {}
-        following = url_for("api.list_jobs", **filters, **limit, cursor=cursor)
-    return jsonify(jobs=[jobs.serialize_job(j) for j in found], next=following)
+    found = jobs.search(filters, query.limit, query.offset, query.sort)
+    return jsonify(jobs=[jobs.serialize_job(j) for j in found.items], next=next_link(found.next_offset))
 
 
 @bp.post("/jobs")
@@ -51,7 +48,8 @@ def create_job():
                                                     n_repeats=body.n_repeats, max_rows=body.max_rows,
                                                     seed=body.seed, scoring=body.scoring or None)
     else:
-        job, created = submission.submit(body.model, body.dataset, target, requester(), force=body.force)
+        job, created = submission.submit(body.model, body.dataset, target, requester(), force=body.force,
+                                         passthrough=body.passthrough, strict=body.strict)
     return jsonify(jobs.serialize_job(job)), 202 if created else 200
 
 
@@ -92,5 +90,8 @@ def job_aggregates(job_id: str):
 def job_results(job_id: str):
     """Download a scoring job's predictions
 
-    Streamed; 409 until a scoring job is done, 410 when its files are gone."""
-    return download_response(results.download(jobs.get(job_id), valid("query").format))
+    Streamed; the passthrough columns (by default the dataset's ID columns) come after row, to join
+    the predictions back to your rows by ID. inputs=true adds every column of the dataset. 409
+    until a scoring job is done, 410 when its files (or, with inputs, its dataset) are gone."""
+    query = valid("query")
+    return download_response(results.download(jobs.get(job_id), query.format, with_inputs=query.inputs))

@@ -71,6 +71,9 @@ class Job(BaseModel):
     remaining_seconds: float | None = None
     error: str | None
     metrics: dict[str, Any] | None = None
+    main_metrics: dict[str, float] = Field(default_factory=dict, description="A finished scoring job's headline "
+                                           "numbers: accuracy and roc_auc (classifiers), rmse and r2 (regressors).")
+    duration_seconds: float | None = Field(None, description="From start to finish (null until it finished).")
     result: dict[str, Any] | None
     cancel_requested: bool
     attempts: int
@@ -147,6 +150,9 @@ class Dataset(BaseModel):
     columns: list[Any] | None = Field(None, description="Name and type of each column (full view).")
     preview: Any = Field(None, description="The first rows (full view).")
     source: dict[str, Any] = optional(description="How the file was read (full view).")
+    id_columns: list[str] = optional(description="Identifier columns: detected, or flipped by a user (full view).")
+    warnings: list[dict[str, Any]] = optional(description="Problems found when reading, e.g. a column of numbers "
+                                              "stored as text, with examples and the fix (full view).")
     job: Job = optional(description="The ingest job of a large upload (202 only).")
 
 
@@ -235,6 +241,10 @@ class Prediction(BaseModel):
     classes: list[Any] = optional(description="With output=proba.")
     probabilities: list[list[float | None]] = optional(
         description="With output=proba: one row per input row, one column per class.")
+    warnings: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "The schema policy's warnings (README \"Schema policy\"): each has a code (extra_columns, "
+        "unknown_category, missing_imputed, empty_rows, model_warning), the column, rows (how many), "
+        "first_rows and a message naming the problem and the fix."))
 
 
 class MlflowPredictions(BaseModel):
@@ -286,4 +296,6 @@ class V2InferenceResponse(BaseModel):
     model_name: str
     model_version: str
     id: str = optional()
+    parameters: dict[str, Any] = optional(description="warnings: the schema policy's (README \"Schema policy\"), "
+                                          "when there are any.")
     outputs: list[V2Tensor]

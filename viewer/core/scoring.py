@@ -8,6 +8,7 @@ loop with a progress callback and a cancel check, for notebooks and scripts; the
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 from .datasets import n_row_groups, read_row_group, to_frame
 from .payload import PayloadError
 from .predictor import InputSchema
+from .schema_policy import MAX_WARNINGS, collecting, model_warnings, strict_refusal, text_column_error
 
 TARGET_COLUMN = "target"
 ROW_COLUMN = "row"
@@ -39,15 +41,17 @@ def proba_column(label: Any) -> str:
     return f"proba_{label}"
 
 
-def features(predictor: InputSchema, frame: pd.DataFrame, target: str | None) -> np.ndarray | pd.DataFrame:
+def features(predictor: InputSchema, frame: pd.DataFrame, target: str | None,
+             start_row: int = 0) -> np.ndarray | pd.DataFrame:
     """The model's input columns from a dataset chunk, checked against its schema."""
     names = predictor.feature_names
     if names is not None:
         missing = [c for c in names if c not in frame.columns]
         if missing:
             raise PayloadError(f"The dataset lacks columns the model needs: {', '.join(map(repr, missing[:5]))}"
-                               + (f" and {len(missing) - 5} more" if len(missing) > 5 else "") + ".",
-                               "SCHEMA_MISMATCH")
+                               + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                               + ". Upload a dataset that has them (named exactly so), or choose a model trained "
+                               "on this dataset's columns.", "SCHEMA_MISMATCH")
         selected = frame[list(names)]
     else:
         selected = frame.drop(columns=[target]) if target else frame
@@ -60,17 +64,60 @@ def features(predictor: InputSchema, frame: pd.DataFrame, target: str | None) ->
     non_numeric = [c for c in selected.columns if not pd.api.types.is_numeric_dtype(selected[c])
                    and not pd.api.types.is_bool_dtype(selected[c])]
     if non_numeric:
+        for name in non_numeric:  # name the rows, and the fix when the text is decimal-comma numbers
+            error = text_column_error(name, selected[name], start_row)
+            if error is not None:
+                raise error
         raise PayloadError("Non-numeric columns where the model takes numbers: "
-                           + ", ".join(map(repr, non_numeric[:5])) + ".", "INVALID_TYPE")
+                           + ", ".join(map(repr, non_numeric[:5])) + ". Convert them to numbers (or upload the file "
+                           "again with the right decimal separator).", "INVALID_TYPE")
     # Row-major: a chunk's frame holds its columns in one (n_columns, n_rows) block, so to_numpy
     # gives a column-major view, and models that walk rows (trees, boosting) read it with a stride
     # of a whole column; the copy costs ~1 % of a HistGradientBoosting predict and saves ~4 %.
     return np.ascontiguousarray(selected.to_numpy(dtype=np.float64))
 
 
-def score_frame(predictor: InputSchema, frame: pd.DataFrame, start_row: int, target: str | None) -> pa.Table:
-    X = features(predictor, frame, target)
+OUTPUT_COLUMNS = (ROW_COLUMN, PREDICTION_COLUMN, TARGET_COLUMN)
+
+
+def is_output_name(name: str) -> bool:
+    """Whether ``name`` is (or may be) one of the columns a scoring job writes itself."""
+    return name in OUTPUT_COLUMNS or name.startswith("proba_")
+
+
+def passthrough_columns(table: pa.Table, names: Sequence[str]) -> dict[str, pa.ChunkedArray]:
+    """The ``names`` columns of a stored row group with their stored type (dictionary columns
+    decoded), so every part of a job has one schema whatever values each chunk holds."""
+    out = {}
+    for name in names:
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        out[name] = column
+    return out
+
+
+def score_frame(predictor: InputSchema, frame: pd.DataFrame, start_row: int, target: str | None,
+                passthrough: Sequence[str] | dict[str, Any] = (), report: list[dict[str, Any]] | None = None,
+                strict: bool = False) -> pa.Table:
+    """One chunk's output: the row index, the ``passthrough`` columns (names of ``frame``'s
+    columns, or the columns themselves) as they are, to join the predictions back to one's own
+    rows by ID, then the prediction, one probability column per class and the target.
+
+    The schema policy's checks run first (the predict API's): their warnings, with row numbers
+    of the whole dataset, go to ``report``; ``strict`` refuses the chunk on any instead."""
+    names = predictor.feature_names
+    if names is not None and all(c in frame.columns for c in names):
+        found: list[dict[str, Any]] = []
+        predictor.check_frame(frame[list(names)], found, start_row)
+        if strict and found:
+            raise strict_refusal(found)
+        if report is not None:
+            report.extend(found)
+    X = features(predictor, frame, target, start_row)
     columns: dict[str, Any] = {ROW_COLUMN: np.arange(start_row, start_row + len(frame), dtype=np.int64)}
+    kept = (dict(passthrough) if isinstance(passthrough, dict)
+            else {name: pa.Array.from_pandas(frame[name]) for name in passthrough})
     if predictor.has_proba:
         proba = predictor.predict_proba(X)
         classes = np.asarray(predictor.classes if predictor.classes is not None else range(proba.shape[1]))
@@ -85,7 +132,8 @@ def score_frame(predictor: InputSchema, frame: pd.DataFrame, start_row: int, tar
         columns[PREDICTION_COLUMN] = predictor.predict(X)
     if target:
         columns[TARGET_COLUMN] = frame[target].to_numpy()
-    return pa.table({k: _arrow(v) for k, v in columns.items()})
+    arrays = {k: _arrow(v) for k, v in columns.items()}
+    return pa.table({ROW_COLUMN: arrays.pop(ROW_COLUMN), **kept, **arrays})
 
 
 def _arrow(values: Any) -> pa.Array:
@@ -110,7 +158,7 @@ def _dictionary_columns(table: pa.Table) -> list[str]:
     classifier). The row index is unique and probabilities / regression values almost never
     repeat: trying a dictionary on them first made writing a part ~2.5x slower and the file larger."""
     return [name for name, column in zip(table.column_names, table.columns)
-            if name != ROW_COLUMN and not pa.types.is_floating(column.type)]
+            if name in (PREDICTION_COLUMN, TARGET_COLUMN) and not pa.types.is_floating(column.type)]
 
 
 def write_part(table: pa.Table, path: str | os.PathLike[str]) -> Path:
@@ -123,24 +171,84 @@ def write_part(table: pa.Table, path: str | os.PathLike[str]) -> Path:
 
 
 def score_chunk(predictor: InputSchema, dataset_path: str | os.PathLike[str], index: int,
-                part: str | os.PathLike[str], target: str | None = None) -> int:
-    """Score row group ``index`` into the output part at ``part``; returns the number of rows."""
+                part: str | os.PathLike[str], target: str | None = None, passthrough: Sequence[str] = (),
+                strict: bool = False) -> int:
+    """Score row group ``index`` into the output part at ``part``; returns the number of rows.
+    Bad input raises PayloadError whose message starts with the rows ("Rows 100,000–199,999: ");
+    the schema policy's warnings (and the model's own) are kept in the part's metadata
+    (``part_warnings`` reads them back); ``strict`` refuses the rows on any instead."""
     start, table = read_row_group(dataset_path, index)
     frame = to_frame(table)
-    write_part(score_frame(predictor, frame, start, target), part)
+    report: list[dict[str, Any]] = []
+    try:
+        with collecting() as raised:
+            scored = score_frame(predictor, frame, start, target, passthrough_columns(table, passthrough),
+                                 report, strict)
+    except PayloadError as exc:
+        raise PayloadError(f"{rows_label(start, table.num_rows)}: {exc.message}", exc.error_code,
+                           exc.status) from None
+    report += model_warnings(raised)
+    if report:
+        scored = scored.replace_schema_metadata({**(scored.schema.metadata or {}),
+                                                 WARNINGS_KEY: json.dumps(report[:MAX_WARNINGS]).encode()})
+    write_part(scored, part)
     return table.num_rows
+
+
+WARNINGS_KEY = b"viewer.warnings"
+
+
+def chunk_rows(dataset_path: str | os.PathLike[str], index: int) -> str:
+    """Row group ``index``'s rows as ``rows_label`` words them (from the footer, no data read)."""
+    with pq.ParquetFile(dataset_path) as pf:
+        meta = pf.metadata
+        start = sum(meta.row_group(j).num_rows for j in range(index))
+        return rows_label(start, meta.row_group(index).num_rows)
+
+
+def rows_label(start: int, n_rows: int) -> str:
+    """A chunk's rows as a user reads them: "Rows 100,000–199,999" (counted from 0, as results are)."""
+    return f"Row {start:,}" if n_rows == 1 else f"Rows {start:,}–{start + max(n_rows, 1) - 1:,}"
+
+
+def part_warnings(parts: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """The warnings of every part, one per problem (code and column): row counts summed, the
+    first part's message (its rows) with the total added when later parts had the same."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for part in parts:
+        metadata = pq.read_schema(part).metadata or {}
+        raw = metadata.get(WARNINGS_KEY)
+        if not raw:
+            continue
+        for warning in json.loads(raw):
+            key = (warning.get("code"), warning.get("column"), warning.get("category"))
+            if key not in merged:
+                if len(merged) < MAX_WARNINGS:
+                    merged[key] = dict(warning, parts=1)
+                continue
+            seen = merged[key]
+            seen["parts"] += 1
+            for count in ("rows", "count"):
+                if count in warning:
+                    seen[count] = seen.get(count, 0) + warning[count]
+    out = []
+    for warning in merged.values():
+        if warning.pop("parts") > 1 and "rows" in warning:
+            warning["message"] += f" In all, {warning['rows']:,} rows of the dataset."
+        out.append(warning)
+    return out
 
 
 def score_dataset(predictor: InputSchema, dataset_path: str | os.PathLike[str], output_dir: str | os.PathLike[str],
                   target: str | None = None, progress: Callable[[int, int], None] | None = None,
-                  cancelled: Callable[[], bool] | None = None) -> int:
+                  cancelled: Callable[[], bool] | None = None, passthrough: Sequence[str] = ()) -> int:
     """Score every row group in one process (a notebook's way); returns rows scored."""
     total_groups = n_row_groups(dataset_path)
     done = 0
     for index in range(total_groups):
         if cancelled is not None and cancelled():
             break
-        done += score_chunk(predictor, dataset_path, index, part_path(output_dir, index), target)
+        done += score_chunk(predictor, dataset_path, index, part_path(output_dir, index), target, passthrough)
         if progress is not None:
             progress(done, index + 1)
     return done

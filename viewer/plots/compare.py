@@ -56,13 +56,8 @@ def _caption(labels: Sequence[str], parts: Sequence[dict]) -> tuple[str, bool]:
 
 
 def _legend(fig, location: str = "bottom_right") -> None:
-    fig.legend.location = location
-    fig.legend.background_fill_alpha = 0.85
-    fig.legend.border_line_color = None
-    fig.legend.label_text_font_size = "12px"
-    fig.legend.spacing = 0
-    fig.legend.padding = 6
-    fig.legend.click_policy = "hide"
+    """The legend under the plot area (never over the data); click an entry to hide its curve."""
+    style.legend_outside(fig)
 
 
 def _unit_figure(key: str, title: str, x_label: str, y_label: str, **kwargs):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Span, Whisker
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d, Span, Whisker
 
 from .style import ACCENT, GREY, REFERENCE, base_figure
 
@@ -56,6 +56,11 @@ def importance_bars(result: dict[str, Any], top: int = TOP):
                     line_color=None)
     fig.add_layout(Whisker(source=source, base="name", lower="lower", upper="upper", dimension="width",
                            line_color="#3b4252", line_width=1.2))
+    # The automatic range follows the bars only: set it to hold the whiskers too, or they are cut off.
+    low = min([0.0, *source.data["lower"]])
+    high = max([0.0, *source.data["upper"]])
+    pad = 0.05 * ((high - low) or 1.0)
+    fig.x_range = Range1d(low - pad, high + pad)
     fig.add_layout(Span(location=0, dimension="height", line_color=REFERENCE, line_width=1))
     fig.add_tools(HoverTool(renderers=[bars], tooltips=[
         ("feature", "@name"), ("mean decrease", "@mean_text"), ("std", "@std_text"), ("each repeat", "@repeats")]))

@@ -76,3 +76,33 @@ def ramp(n: int = 256, low: str = SEQUENTIAL_LOW, high: str = SEQUENTIAL_HIGH) -
 def text_on(intensity: float) -> str:
     """Readable text colour on a ``ramp`` cell of the given intensity (0..1)."""
     return "#ffffff" if intensity > 0.55 else INK
+
+
+def legend_outside(fig, place: str = "below") -> None:
+    """Move a figure's legend out of the plot area (``place``: below or right), in one row when
+    below, so it never covers data; a click on an entry hides its glyphs. Call after the glyphs
+    with legend labels are added."""
+    if not fig.legend:
+        return
+    legend = fig.legend[0]
+    fig.center = [r for r in fig.center if r is not legend]
+    legend.orientation = "horizontal" if place == "below" else "vertical"
+    legend.location = "top_left"
+    legend.border_line_color = None
+    legend.background_fill_alpha = 0.0
+    legend.label_text_font_size = "12px"
+    legend.spacing = 14 if place == "below" else 2
+    legend.padding = 2
+    legend.margin = 0
+    legend.click_policy = "hide"
+    if place == "below":  # wrap into columns when one row would run past a card's ~440 px plot
+        labels = [str(getattr(item.label, "value", "") or "") for item in legend.items]
+        widest = max((len(t) for t in labels), default=0) * 7 + 44
+        rows = 1
+        if sum(len(t) * 7 + 44 for t in labels) > 440:
+            legend.ncols = max(1, min(len(labels), 440 // max(widest, 1)))
+            legend.spacing = 4
+            rows = -(-len(labels) // legend.ncols)
+        if fig.height:  # the legend's rows take height from the figure: give it back to the plot area
+            fig.height = fig.height + 22 * rows
+    fig.add_layout(legend, place)

@@ -190,12 +190,15 @@ def run(job_id: str, owner: str) -> None:
             if not jobs.set_progress(job_id, done, total):
                 raise compare.Cancelled()
 
+    first = jobs.get(params["jobs"][0])
+    passthrough = list((first.params or {}).get("passthrough") or ())  # its IDs label the disagreeing rows
+
     def compute() -> dict:
         with ExitStack() as files:
             sources = [compare.Source([files.enter_context(store().reader(key)) for key in jobs.output_keys(j)])
                        for j in params["jobs"]]
             return compare.compare_outputs(sources, params["task"], params.get("classes"),
-                                           bool(params.get("target")), progress=progress)
+                                           bool(params.get("target")), progress=progress, passthrough=passthrough)
 
     # outputs gone or not alike (FileNotFoundError, ValueError): a retry would fail alike
     jobs.run_single(job_id, owner, compute, cancelled=compare.Cancelled, expected=(FileNotFoundError, ValueError))

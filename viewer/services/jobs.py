@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import threading
 import uuid
@@ -39,6 +38,7 @@ from ..infra.scope import is_mine, only_mine
 from . import kinds, projects
 from .artifacts import store
 from .errors import ServiceError
+from .paging import Page, page
 
 log = logging.getLogger(__name__)
 
@@ -64,36 +64,58 @@ def get(job_id: str) -> Job:
     return job
 
 
-LIST_FILTERS = ("model", "dataset", "state", "user", "kind")
+LIST_FILTERS = ("model", "dataset", "state", "user", "kind", "target", "task")
 PAGE_SIZE = 500  # what one page of the jobs list (API and page) holds unless a limit is asked
 
-
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def _after(cursor: str):
-    """The keyset condition of the page after ``cursor``, the id of the previous page's last job
-    (jobs are never deleted, so a cursor stays valid): newest first, so older than that job."""
-    if not JOB_ID.fullmatch(cursor):
-        raise ServiceError("invalid", "bad_request", "'cursor' is a job id taken from the previous page's 'next' link.")
-    last = db.session.get(Job, cursor)
-    if last is None:
-        raise ServiceError("not_found", "not_found", f"The cursor names no job ({cursor[:8]}…); "
-                                                     "follow the 'next' link as it is.")
-    return or_(Job.created_at < last.created_at, and_(Job.created_at == last.created_at, Job.id < last.id))
+# The runs table's main metrics: (key, label, the better direction), read from the stored results.
+MAIN_METRICS = {"classifier": (("accuracy", "Accuracy", "higher"), ("roc_auc", "ROC AUC", "higher")),
+                "regressor": (("rmse", "RMSE", "lower"), ("r2", "R²", "higher"))}
+METRIC_SORTS = tuple(key for spec in MAIN_METRICS.values() for key, _, _ in spec)
+TASKS = ("classifier", "regressor")
 
 
-def search(filters: Mapping[str, str], limit: int = PAGE_SIZE, cursor: str | None = None) -> tuple[list[Job], str | None]:
-    """One page of jobs filtered by model name, dataset id, state, user and kind, newest first,
-    all in SQL (the jobs page and ``GET /api/v1/jobs``), and the cursor of the next page (None on
-    the last one)."""
-    statement = only_mine(select(Job), Job.project_id).order_by(Job.created_at.desc(), Job.id.desc())
+def _duration():
+    """Seconds from start to finish, in SQL (None while a job has not finished)."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(Job.finished_at) - func.julianday(Job.started_at)) * 86400.0
+    return func.extract("epoch", Job.finished_at - Job.started_at)
+
+
+def _sort_column(key: str):
+    if key == "created":
+        return Job.created_at
+    if key == "duration":
+        return _duration()
+    if key in ("model", "dataset", "target"):
+        return Job.params[{"model": "model", "dataset": "dataset", "target": "target"}[key]].as_string()
+    if key == "state":
+        return Job.state
+    return Job.result[("metrics", key)].as_float()
+
+
+SORT_KEYS = ("created", "duration", "model", "dataset", "target", "state", *METRIC_SORTS)
+SORTS = tuple(k for key in SORT_KEYS for k in (key, f"-{key}"))  # "-key": descending
+
+
+def search(filters: Mapping[str, str], limit: int = PAGE_SIZE, offset: int = 0,
+           sort: str = "-created") -> Page:
+    """One page of jobs filtered by model name, dataset id, state, user, kind, target column and
+    task (classifier, regressor) and sorted by ``sort`` (``SORTS``: created, duration, model,
+    dataset, target, state or a main metric; "-key" descending; jobs without the value last),
+    all in SQL (the jobs page and ``GET /api/v1/jobs``)."""
+    if sort not in SORTS:
+        raise ServiceError("invalid", "bad_request", f"sort must be one of {', '.join(SORTS)}.")
+    statement = only_mine(select(Job), Job.project_id)
     if filters.get("state"):
         if filters["state"] not in JOB_STATES:
             raise ServiceError("invalid", "bad_request", f"state must be one of {', '.join(JOB_STATES)}.")
         statement = statement.where(Job.state == filters["state"])
+    if filters.get("task"):
+        if filters["task"] not in TASKS:
+            raise ServiceError("invalid", "bad_request", f"task must be one of {', '.join(TASKS)}.")
+        statement = statement.where(Job.params["kind"].as_string() == filters["task"])
     if any("\x00" in value for value in filters.values()):
-        return [], None  # no stored text holds a NUL (and PostgreSQL refuses to compare with one)
+        return Page([], None)  # no stored text holds a NUL (and PostgreSQL refuses to compare with one)
     if filters.get("dataset"):
         statement = statement.where(Job.dataset_id == filters["dataset"])
     if filters.get("user"):
@@ -102,10 +124,29 @@ def search(filters: Mapping[str, str], limit: int = PAGE_SIZE, cursor: str | Non
         statement = statement.where(Job.kind == filters["kind"])
     if filters.get("model"):  # the name at submission: still there when the version was deleted since
         statement = statement.where(Job.params["model_name"].as_string() == filters["model"])
-    if cursor:
-        statement = statement.where(_after(cursor))
-    rows = list(db.session.scalars(statement.limit(limit + 1)))
-    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
+    if filters.get("target"):
+        statement = statement.where(Job.params["target"].as_string() == filters["target"])
+    column = _sort_column(sort.lstrip("-"))
+    ordered = (column.desc() if sort.startswith("-") else column.asc()).nulls_last()
+    statement = statement.order_by(ordered, Job.created_at.desc(), Job.id.desc())
+    return page(statement, limit, offset)
+
+
+def main_metrics(job: Job) -> list[dict[str, Any]]:
+    """The runs table's headline numbers of a finished scoring job: accuracy and ROC AUC for a
+    classifier, RMSE and R² for a regressor (those its stored metrics hold)."""
+    metrics = (job.result or {}).get("metrics") if job.kind == "score" and job.state == "done" else None
+    spec = MAIN_METRICS.get((job.params or {}).get("kind") or "")
+    if not metrics or not spec:
+        return []
+    return [{"key": key, "label": label, "better": better, "value": metrics.get(key)}
+            for key, label, better in spec if isinstance(metrics.get(key), (int, float))]
+
+
+def duration_seconds(job: Job) -> float | None:
+    if job.started_at and job.finished_at:
+        return max((job.finished_at - job.started_at).total_seconds(), 0.0)
+    return None
 
 
 def recent(limit: int = 10) -> list[Job]:
@@ -402,7 +443,8 @@ def fail_chunk(chunk: JobChunk, owner: str, reason: str) -> bool:
     if chunk.attempts >= max_attempts():
         chunk.state, chunk.error, chunk.finished_at = "error", reason, utcnow()
         db.session.commit()
-        fail(chunk.job_id, f"Chunk {chunk.index} failed {chunk.attempts} times; last error: {reason}")
+        fail(chunk.job_id, f"The model failed {chunk.attempts} times on the same rows, so the job stopped. "
+                           f"Last error: {reason}")
         return False
     chunk.state, chunk.error, chunk.lease_owner, chunk.lease_expires_at = "pending", reason, None, None
     chunk.enqueued_at = utcnow()
@@ -461,10 +503,14 @@ def serialize_job(job: Job) -> dict[str, Any]:
         "elapsed_seconds": elapsed,
         "remaining_seconds": remaining,
         "error": job.error,
+        # the schema policy's: checks before queueing (params) and those the chunks collected (result)
+        "warnings": list(params.get("warnings") or []) + list((job.result or {}).get("warnings") or []),
         "metrics": (job.result or {}).get("metrics"),
         "result": {k: v for k, v in (job.result or {}).items() if k not in ("metrics", "aggregates")} or None,
         "cancel_requested": job.cancel_requested,
         "attempts": job.attempts,
+        "main_metrics": {m["key"]: m["value"] for m in main_metrics(job)},
+        "duration_seconds": duration_seconds(job),
         "created_by": job.created_by.username if job.created_by else None,
         "created_at": iso_time(job.created_at),
         "started_at": iso_time(job.started_at),

@@ -14,9 +14,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ..core.datasets import read_row_group
+from ..core.scoring import ROW_COLUMN, TARGET_COLUMN
 from ..infra.records import Job
 from ..plots import results as result_plots
-from . import jobs
+from . import datasets, jobs
 from .artifacts import store
 from .errors import ServiceError
 
@@ -38,12 +40,16 @@ def neutralise_formulas(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-def stream_csv(paths: Iterable[Path]) -> Iterator[bytes]:
+def _tables(items: Iterable[Path | pa.Table]) -> Iterator[pa.Table]:
+    for item in items:
+        yield item if isinstance(item, pa.Table) else pq.read_table(item)
+
+
+def stream_csv(paths: Iterable[Path | pa.Table]) -> Iterator[bytes]:
     header = True
-    for path in paths:
+    for table in _tables(paths):
         buffer = io.BytesIO()
-        pacsv.write_csv(neutralise_formulas(pq.read_table(path)), buffer,
-                        write_options=pacsv.WriteOptions(include_header=header))
+        pacsv.write_csv(neutralise_formulas(table), buffer, write_options=pacsv.WriteOptions(include_header=header))
         header = False
         yield buffer.getvalue()
 
@@ -66,11 +72,10 @@ class _Drain(io.RawIOBase):
         return out
 
 
-def stream_parquet(files: Iterable[Path]) -> Iterator[bytes]:
+def stream_parquet(files: Iterable[Path | pa.Table]) -> Iterator[bytes]:
     sink = _Drain()
     writer = None
-    for path in files:
-        table = pq.read_table(path)
+    for table in _tables(files):
         if writer is None:
             writer = pq.ParquetWriter(sink, table.schema)
         writer.write_table(table)
@@ -101,8 +106,48 @@ def has_results(job: Job) -> bool:
     return bool(keys) and all(store().exists(k) for k in keys)
 
 
-def download(job: Job, fmt: str) -> Download:
-    """A finished scoring job's results, streamed as CSV or Parquet (the API and the pages)."""
+def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
+def output_name(name: str, inputs: set[str]) -> str:
+    """An output column's name beside the dataset's columns: as it is, or ``<name>_output``
+    (``_output_2``, ...) when the dataset has a column of that name."""
+    candidate, n = f"{name}", 1
+    while candidate in inputs:
+        candidate = f"{name}_output" + (f"_{n}" if n > 1 else "")
+        n += 1
+    return candidate
+
+
+def _with_inputs(job: Job, keys: list[str]) -> Iterator[pa.Table]:
+    """Each row group of the job's dataset with its part's outputs beside it (row for row: part i
+    holds row group i), so memory holds one chunk of each. The passthrough columns and the
+    target are the dataset's own, not repeated."""
+    dataset = job.dataset
+    kept = set((job.params or {}).get("passthrough") or ()) | {TARGET_COLUMN}
+    with datasets.get_file(dataset) as source:
+        inputs = set(pq.read_schema(source).names)
+        for index, key in enumerate(keys):
+            start, table = read_row_group(source, index)
+            with store().reader(key) as path:
+                part = pq.read_table(path)
+            rows = part.column(ROW_COLUMN)
+            if part.num_rows != table.num_rows or (part.num_rows and rows[0].as_py() != start):
+                raise ValueError(f"the dataset's rows {start:,}+ no longer match the job's results")
+            names = list(table.column_names)
+            columns = [_decoded(table.column(n)) for n in names]
+            for name in part.column_names:
+                if name not in kept:
+                    names.append(output_name(name, inputs))
+                    columns.append(part.column(name))
+            yield pa.table(columns, names=names)
+
+
+def download(job: Job, fmt: str, with_inputs: bool = False) -> Download:
+    """A finished scoring job's results, streamed as CSV or Parquet (the API and the pages):
+    row, passthrough columns (IDs), prediction, probabilities, target; ``with_inputs``: every
+    column of the dataset with the job's outputs beside it."""
     if job.kind != "score" or job.state != "done":
         raise ServiceError("conflict", "conflict",
                            f"The job is {job.state}; results can be downloaded once a scoring job is done.")
@@ -110,9 +155,21 @@ def download(job: Job, fmt: str) -> Download:
         raise ServiceError("invalid", "bad_request", "format must be csv or parquet.")
     if not has_results(job):
         raise ServiceError("gone", "gone", "The job's output files are gone.")
-    paths = _parts(jobs.output_keys(job))
-    chunks = stream_csv(paths) if fmt == "csv" else stream_parquet(paths)
-    return Download(f"job-{job.id}.{fmt}", MIMETYPES[fmt], chunks)
+    keys = jobs.output_keys(job)
+    if with_inputs:
+        dataset = job.dataset
+        if dataset is None or not dataset.path or not store().exists(dataset.path):
+            raise ServiceError("gone", "gone", "The job's dataset was deleted, so its inputs cannot be joined to the "
+                               "predictions; download the results alone (they keep the passthrough columns).")
+        if int(dataset.info.get("n_row_groups") or 1) != len(keys):
+            raise ServiceError("gone", "gone", "The dataset no longer matches the job's results; download the "
+                               "results alone.")
+        tables: Iterable[Path | pa.Table] = _with_inputs(job, keys)
+        name = f"job-{job.id}-with-inputs.{fmt}"
+    else:
+        tables, name = _parts(keys), f"job-{job.id}.{fmt}"
+    chunks = stream_csv(tables) if fmt == "csv" else stream_parquet(tables)
+    return Download(name, MIMETYPES[fmt], chunks)
 
 
 def aggregates(job: Job) -> dict | None:

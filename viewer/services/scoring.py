@@ -35,6 +35,7 @@ def run_chunk(job_id: str, index: int, owner: str) -> None:
         return
     jobs.start_chunked(job)
     key = new_key(f"{jobs.output_prefix(job_id)}/part-{index:05d}", ".parquet")
+    where = None  # the chunk's rows, as a failure names them
     try:
         with jobs.Heartbeat(chunk.id, owner) as beat:
             version = job.model_version
@@ -48,9 +49,11 @@ def run_chunk(job_id: str, index: int, owner: str) -> None:
             predictor = serving.predictor_for(version)
             dataset = db.session.get(Dataset, job.dataset_id)
             with datasets.get_file(dataset) as source, store().writer(key) as part:
-                rows = scoring.score_chunk(predictor, source, index, part, job.params.get("target"))
+                where = scoring.chunk_rows(source, index)
+                rows = scoring.score_chunk(predictor, source, index, part, job.params.get("target"),
+                                           job.params.get("passthrough") or (), bool(job.params.get("strict")))
     except PayloadError as exc:  # the data does not fit the model: every retry would fail alike
-        jobs.fail(job_id, f"Chunk {index}: {exc.message}")
+        jobs.fail(job_id, exc.message)  # it names the rows ("Rows 100,000–199,999: ..."), the column and the fix
         return
     except Exception as exc:  # noqa: BLE001  (recorded, retried, and after N tries the job fails)
         reason = f"{type(exc).__name__}: {str(exc)[:500]}"
@@ -60,6 +63,8 @@ def run_chunk(job_id: str, index: int, owner: str) -> None:
         elif isinstance(exc, ModelFailed):  # the model raised: retried like any failed chunk
             reason = exc.message
         log.exception("chunk %s/%s failed", job_id, index)
+        if where is not None:
+            reason = f"{where}: {reason}"
         if jobs.fail_chunk(chunk, owner, reason):
             try:
                 kinds.enqueue_chunk(KIND, job_id, index, countdown=min(2 ** chunk.attempts, 30))
@@ -89,6 +94,9 @@ def finalize(job_id: str, owner: str) -> None:
             parts = [files.enter_context(store().reader(key)) for key in jobs.output_keys(job)]
             summary = scoring.summarize(parts, job.params["kind"], job.params.get("classes"),
                                         bool(job.params.get("target")))
+            found = scoring.part_warnings(parts)  # the schema policy's, per column with row counts
+            if found:
+                summary["warnings"] = found
     except Exception as exc:  # noqa: BLE001
         log.exception("finalising %s failed", job_id)
         jobs.fail(job_id, f"Computing metrics failed: {type(exc).__name__}: {str(exc)[:500]}")

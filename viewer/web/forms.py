@@ -77,3 +77,55 @@ def move_form(action: Callable[[str], object], what: str, endpoint: str, **value
         return redirect(url_for(endpoint, **values))
     flash(f"{what} moved to project {project}.", "info")
     return redirect(in_project(project, endpoint, **values))
+
+
+# --- the scoring form's choices: models that fit the dataset first, a target guessed by name ------
+
+COMMON_TARGETS = ("target", "label", "labels", "y", "class", "outcome", "response")
+
+
+def missing_inputs(columns: list[str], info: dict) -> list[str] | None:
+    """The model's named inputs the dataset lacks ([] when it has them all; None when the model
+    does not name its inputs)."""
+    names = info.get("feature_names")
+    if not names:
+        return None
+    have = set(columns)
+    return [str(c) for c in names if c not in have]
+
+
+def order_model_groups(groups: dict[str, list[tuple[str, str]]], infos: dict[str, dict],
+                       columns: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """The model <optgroup>s with those whose inputs the dataset has first, then those that do
+    not name their inputs, then the others, labelled with what they lack ("churn · lacks income")."""
+    ranked = []
+    for name, options in groups.items():
+        missing = missing_inputs(columns, infos.get(name) or {})
+        if missing is None:
+            ranked.append((1, name, name, options))
+        elif not missing:
+            ranked.append((0, name, name, options))
+        else:
+            lacks = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            ranked.append((2, name, f"{name} · lacks {lacks}", options))
+    ranked.sort(key=lambda r: (r[0], r[1]))
+    return {label: options for _, _, label, options in ranked}
+
+
+def guess_target(columns: list[str], inputs: list[str] | None, ids: list[str] = (),
+                 known: list[str] = ()) -> str:
+    """The dataset column most likely to be the target: one the model was scored against before
+    (``known``, newest first), else a common name (target, label, y, ...), else the only column
+    that is neither a model input nor an ID; "" when none stands out."""
+    for name in known:
+        if name in columns and name not in (inputs or ()):
+            return name
+    lowered = {c.lower(): c for c in columns}
+    for name in COMMON_TARGETS:
+        if name in lowered and lowered[name] not in (inputs or ()):
+            return lowered[name]
+    if inputs:
+        rest = [c for c in columns if c not in set(inputs) and c not in set(ids)]
+        if len(rest) == 1:
+            return rest[0]
+    return ""

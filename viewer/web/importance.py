@@ -12,7 +12,7 @@ from typing import Any
 from bokeh.embed import json_item
 from flask import abort, flash, redirect, url_for
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, StringField
+from wtforms import IntegerField, SelectField
 from wtforms.validators import NumberRange, Optional
 
 from ..core import importance as core
@@ -41,18 +41,27 @@ class ImportanceForm(FlaskForm):
     # Choices are filled per request; submission.submit_importance judges the values, so its
     # messages (not WTForms' "Not a valid choice") are what a user sees.
     dataset = SelectField("Dataset", validate_choice=False)
-    target = StringField("Target column")
+    target = SelectField("Target column", validate_choice=False)
     n_repeats = IntegerField("Repeats", default=core.DEFAULT_REPEATS,
                              validators=[Optional(), NumberRange(1, core.MAX_REPEATS)])
     max_rows = IntegerField("Rows to sample", default=core.DEFAULT_MAX_ROWS,
                             validators=[Optional(), NumberRange(core.MIN_ROWS, core.MAX_SAMPLE_ROWS)])
 
 
-def make_form(datasets: list[Dataset] | None = None) -> ImportanceForm:
+def make_form(datasets: list[Dataset] | None = None, version: ModelVersion | None = None) -> ImportanceForm:
+    """The importance form: the ready datasets, and the target as a choice among their columns
+    (one <optgroup> per dataset, the model's inputs left out)."""
     form = ImportanceForm()
     datasets = dataset_service.ready() if datasets is None else datasets
     form.dataset.choices = [("", "— choose a dataset —")] + [
         (d.id, f"{d.name} ({d.n_rows:,} rows)" if d.n_rows is not None else d.name) for d in datasets]
+    inputs = set((version.info or {}).get("feature_names") or ()) if version is not None else set()
+    groups: dict[str, list[tuple[str, str]]] = {"": [("", "— choose the column with the true values —")]}
+    for d in datasets[:MAX_SUGGESTIONS]:
+        columns = [c for c in d.columns if c not in inputs]
+        if columns:
+            groups[f"{d.name} · {d.id[:6]}"] = [(c, c) for c in columns]
+    form.target.choices = groups
     return form
 
 
@@ -77,7 +86,7 @@ def finished_jobs(version: ModelVersion, limit: int = 10) -> list[dict[str, Any]
 def page_context(version: ModelVersion, form: ImportanceForm | None = None) -> dict[str, Any]:
     """What templates/models/version.html needs for its "Feature importance" section."""
     datasets = dataset_service.ready()
-    return {"importance_form": form or make_form(datasets), "importance_jobs": finished_jobs(version),
+    return {"importance_form": form or make_form(datasets, version), "importance_jobs": finished_jobs(version),
             "importance_targets": target_suggestions(version, datasets),
             "importance_default_scoring": _default_scoring(version)}
 
@@ -94,7 +103,7 @@ def _default_scoring(version: ModelVersion) -> str | None:
 def start(version: ModelVersion, render):
     """Handle the form: start (or find) the job and open its page, or show the form again with
     the refusal beside its field. ``render(form, status)`` renders the version page."""
-    form = make_form()
+    form = make_form(version=version)
     if not form.validate_on_submit():
         if "csrf_token" in form.errors:
             abort(400, description="The form was incomplete; reload the page and try again.")

@@ -21,7 +21,7 @@ from ..infra.records import JOB_STATES
 from ..plots import results as result_plots
 from ..services import accounts, datasets, jobs, registry, results
 from .assets import bokeh_urls
-from .forms import ConfirmForm
+from .forms import ConfirmForm, offset_arg
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -99,15 +99,53 @@ def filter_options(filters: dict[str, str]) -> dict[str, list]:
     users = accounts.usernames()
     if filters.get("user") and filters["user"] not in users:
         users.append(filters["user"])
-    return {"models": models, "datasets": found, "users": users, "states": JOB_STATES}
+    return {"models": models, "datasets": found, "users": users, "states": JOB_STATES,
+            "sorts": [(FIRST_ORDER[k], f"{label}, {ORDER_WORDS.get(k, 'A–Z')}") for k, label in SORT_LABELS.items()]}
+
+
+# The runs table's sortable columns: (sort key, header), in display order after Job.
+SORT_LABELS = {"created": "Created (UTC)", "duration": "Duration", "model": "Model", "dataset": "Dataset",
+               "target": "Target", "state": "State", "accuracy": "Accuracy", "roc_auc": "ROC AUC",
+               "rmse": "RMSE", "r2": "R²"}
+
+# The order a column's first click sorts in: newest, longest, best first (RMSE: lowest), text A–Z.
+FIRST_ORDER = {key: (key if key in ("model", "dataset", "target", "state", "rmse") else f"-{key}")
+               for key in SORT_LABELS}
+ORDER_WORDS = {"created": "newest first", "duration": "longest first", "accuracy": "best first",
+               "roc_auc": "best first", "rmse": "best (lowest) first", "r2": "best first"}
+
+
+def run_row(job) -> dict[str, Any]:
+    """What the runs table shows of one job beside the record itself."""
+    metrics = {m["key"]: format_number(m["value"], "ratio" if m["key"] != "rmse" else "number")
+               for m in jobs.main_metrics(job)}
+    return {"job": job, "metrics": metrics, "duration": format_duration(jobs.duration_seconds(job))
+            if job.finished and job.started_at else "—"}
 
 
 @bp.get("/")
 def index():
     args = {k: v for k, v in request.args.items() if k in jobs.LIST_FILTERS and v}
-    found, cursor = jobs.search(args, cursor=request.args.get("cursor") or None)
-    older = url_for("jobs.index", **args, cursor=cursor) if cursor else None
-    return render_template("jobs/list.html", jobs=found, filters=args, options=filter_options(args), older=older)
+    sort = request.args.get("sort") or "-created"
+    if sort not in jobs.SORTS:
+        flash(f"Unknown sort {sort[:40]!r}: the list is newest first.", "error")
+        sort = "-created"
+    found = jobs.search(args, offset=offset_arg(), sort=sort)
+    keep = {**args, **({"sort": sort} if sort != "-created" else {})}
+    older = url_for("jobs.index", **keep, offset=found.next_offset) if found.next_offset else None
+    rows = [run_row(j) for j in found.items]
+    # metric columns: those any job on this page has, and the one sorted by
+    shown = [k for k in jobs.METRIC_SORTS if any(k in r["metrics"] for r in rows) or sort.lstrip("-") == k]
+
+    def sort_link(key: str) -> str:
+        """A header's link: its first-click order, or the reverse when the list is in it already."""
+        first = FIRST_ORDER[key]
+        following = (first.lstrip("-") if first.startswith("-") else f"-{key}") if sort == first else first
+        return url_for("jobs.index", **args, sort=following)
+
+    return render_template("jobs/list.html", rows=rows, jobs=found.items, filters=args, sort=sort,
+                           options=filter_options(args), older=older, metric_columns=shown,
+                           sort_labels=SORT_LABELS, sort_link=sort_link)
 
 
 class _DrawnPlots:
@@ -170,12 +208,24 @@ def plot_context(job) -> dict[str, Any]:
             "bokeh_scripts": bokeh_urls() if any(p["item"] for p in plots) else []}
 
 
+def subject(job) -> str | None:
+    """What a job is about, for its page's title and heading: "churn/2 on loans-jan"."""
+    params = job.params or {}
+    dataset = job.dataset.name if job.dataset else (params.get("dataset") or params.get("filename"))
+    if params.get("model"):
+        return f"{params['model']} on {dataset}" if dataset else str(params["model"])
+    if job.kind == "compare" and params.get("models"):
+        return f"Comparing {len(params['models'])} models" + (f" on {dataset}" if dataset else "")
+    return f"{job.kind.capitalize()} of {dataset}" if dataset and job.kind == "ingest" else None
+
+
 @bp.get("/<job_id>")
 def page(job_id: str):
     job = jobs.get(job_id)
     status = jobs.serialize_job(job)
     metrics = (job.result or {}).get("metrics") if job.state == "done" else None
-    return render_template("jobs/job.html", job=job, status=status, metrics=metrics, metric_rows=metric_rows(metrics),
+    return render_template("jobs/job.html", job=job, subject=subject(job), status=status, metrics=metrics,
+                           metric_rows=metric_rows(metrics),
                            format_duration=format_duration, format_number=format_number, confirm=ConfirmForm(),
                            has_results=results.has_results(job), **plot_context(job))
 
@@ -211,4 +261,5 @@ def cancel(job_id: str):
 
 @bp.get("/<job_id>/results.<fmt>")
 def download(job_id: str, fmt: str):
-    return download_response(results.download(jobs.get(job_id), fmt))
+    """The results (``?inputs=1``: with every column of the dataset)."""
+    return download_response(results.download(jobs.get(job_id), fmt, with_inputs=request.args.get("inputs") == "1"))

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..scoring import PREDICTION_COLUMN, ROW_COLUMN, TARGET_COLUMN, proba_column
@@ -73,12 +74,44 @@ def aligned_chunks(sources: Sequence[Source], columns: Sequence[list[str]]) -> I
         buffers = [b.slice(n) for b in buffers]
 
 
+def _plain(value: Any) -> Any:
+    """A JSON-safe cell: numbers, text, booleans and None as they are, anything else as text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def lookup_rows(source: Source, rows: Sequence[int], columns: Sequence[str]) -> dict[int, dict[str, Any]]:
+    """``columns`` (a job's passthrough columns, its IDs) of the given row indices, read from the
+    job's parts one batch at a time: row index -> {column: value}. Columns a part lacks are
+    left out (a job scored before it kept any)."""
+    wanted = sorted(set(int(r) for r in rows))
+    if not wanted or not columns or not source.parts():
+        return {}
+    present = [c for c in columns if c in set(pq.read_schema(source.parts()[0]).names) and c != ROW_COLUMN]
+    if not present:
+        return {}
+    keys = pa.array(wanted, pa.int64())
+    found: dict[int, dict[str, Any]] = {}
+    for batch in _batches(source.parts(), [ROW_COLUMN, *present]):
+        hits = batch.filter(pc.is_in(batch.column(ROW_COLUMN), value_set=keys))
+        for record in hits.to_pylist():
+            found[int(record.pop(ROW_COLUMN))] = {k: _plain(v) for k, v in record.items()}
+        if len(found) == len(wanted):
+            break
+    return found
+
+
 def compare_outputs(sources: Sequence[Source], task: str, classes: Sequence[Any] | None, has_target: bool,
-                    progress: Callable[[int], None] | None = None, **options: Any) -> dict[str, Any]:
+                    progress: Callable[[int], None] | None = None, passthrough: Sequence[str] = (),
+                    **options: Any) -> dict[str, Any]:
     """Stream the scoring outputs of ``sources`` (same dataset, same task) into a ``Comparison``
     and return its result. ``progress(rows_done)`` is called after each batch; it may raise
-    ``Cancelled`` to stop. FileNotFoundError when a job's parts are gone, ValueError when the
-    outputs do not hold the same rows."""
+    ``Cancelled`` to stop. ``passthrough``: columns of the first job's parts (its IDs) that each
+    disagreeing row carries as ``ids``, to find it in one's own data. FileNotFoundError when a
+    job's parts are gone, ValueError when the outputs do not hold the same rows."""
     if len(sources) < 2:
         raise ValueError("a comparison needs at least two jobs")
     for source in sources:
@@ -111,4 +144,11 @@ def compare_outputs(sources: Sequence[Source], task: str, classes: Sequence[Any]
         done += len(rows)
         if progress is not None:
             progress(done)
-    return comparison.result()
+    result = comparison.result()
+    top = result.get("disagreement", {}).get("top") or []
+    if passthrough and top:
+        ids = lookup_rows(sources[0], [r["row"] for r in top], passthrough)
+        result["disagreement"]["id_columns"] = [c for c in passthrough if any(c in v for v in ids.values())]
+        for r in top:
+            r["ids"] = ids.get(r["row"], {})
+    return result

@@ -68,7 +68,6 @@ def _pr(agg: dict) -> PlotSpec:
             numbers = threshold_numbers(payload, payload["index"])["values"]
             threshold_marker(fig, "pr", _num(numbers["recall"]), _num(numbers["precision"]))
         _legend_bottom_right(fig)
-        fig.legend.location = "bottom_left"
         return fig
 
     return PlotSpec("pr", "Precision-recall curve", style.exactness(part), csv, draw, exact=part["exact"],
@@ -202,9 +201,7 @@ def _gain_lift(agg: dict) -> list[PlotSpec]:
                halo=False, mode="vline")
         fig.xaxis.formatter = NumeralTickFormatter(format="0%")
         fig.y_range.start = 0
-        fig.legend.location = "bottom_left"
-        fig.legend.border_line_color = None
-        fig.legend.background_fill_alpha = 0.85
+        style.legend_outside(fig)
         return fig
 
     caption = style.exactness(part)

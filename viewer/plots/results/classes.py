@@ -161,9 +161,7 @@ def _probability_histograms(agg: dict) -> PlotSpec:
         fig.y_range.start = 0
         fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
         if legend:
-            fig.legend.click_policy = "hide"
-            fig.legend.border_line_color = None
-            fig.legend.background_fill_alpha = 0.85
+            style.legend_outside(fig)
         return fig
 
     return PlotSpec("probability_histograms", "Probability distribution per class", style.exactness(part), csv, draw,

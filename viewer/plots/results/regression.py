@@ -56,9 +56,7 @@ def _scatter_or_grid(key: str, title: str, part: dict, *, diagonal: bool, zero_l
         if diagonal:
             fig.line([lo, hi], [lo, hi], line_dash="dashed", line_color=style.INK, line_alpha=0.55, line_width=1.5,
                      legend_label="predicted = actual")
-            fig.legend.location = "top_left"
-            fig.legend.border_line_color = None
-            fig.legend.background_fill_alpha = 0.85
+            style.legend_outside(fig)
         if zero_line:
             fig.add_layout(Span(location=0, dimension="width", line_color=style.INK, line_alpha=0.55,
                                 line_dash="dashed", line_width=1.5))
