@@ -253,6 +253,95 @@ def test_compare_two_classifiers_end_to_end(app, client, auth, worker, binary_pr
     assert "/jobs/compare?jobs=" in listing
 
 
+def month(seed: int, noise: float, shift: float) -> pd.DataFrame:
+    """Customers of one month: the label depends on a, b, c; ``noise`` blurs it and ``shift`` moves
+    the features (February: noisier and shifted, so a model fitted on January does worse)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(ROWS, 4)) + np.array([shift, -shift / 2, 0.0, shift])
+    logit = 1.6 * X[:, 0] - 1.2 * X[:, 1] + 0.8 * X[:, 2] - 0.5 + rng.normal(scale=noise, size=ROWS)
+    frame = pd.DataFrame(X.round(5), columns=["a", "b", "c", "d"])
+    frame.insert(0, "customer", [f"C{seed}-{i:05d}" for i in range(ROWS)])  # an ID column
+    return frame.assign(label=LABELS[(logit > 0).astype(int)])
+
+
+def upload_named(client, headers, frame: pd.DataFrame, name: str) -> str:
+    response = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(frame.to_csv(index=False).encode()), name), "name": name})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
+def test_one_model_on_january_and_february_end_to_end(app, client, auth, worker):
+    """One model scored on two months drawn from shifted distributions: the compare job bootstraps
+    each month's rows independently; February is worse and the interval excludes 0; each month's
+    metric equals scikit-learn's; no disagreement table (the rows are not the same rows)."""
+    from sklearn.compose import make_column_selector, make_column_transformer
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+
+    jan, feb = month(1, noise=0.3, shift=0.0), month(2, noise=2.0, shift=0.7)
+    train = month(3, noise=0.3, shift=0.0)
+    model = make_pipeline(make_column_transformer(("passthrough", make_column_selector(pattern="^[abcd]$"))),
+                          LogisticRegression()).fit(train[["a", "b", "c", "d"]], train["label"])
+    scientist = auth.bearer("scientist")
+    upload_model(client, scientist, model, "churn")
+    a = score(client, scientist, "churn", upload_named(client, scientist, jan, "jan.csv"), "label")
+    b = score(client, scientist, "churn", upload_named(client, scientist, feb, "feb.csv"), "label")
+    ids = [a["id"], b["id"]]
+    truth = {}
+    for name, frame, job in (("jan", jan, a), ("feb", feb, b)):
+        p = model.predict_proba(frame[["a", "b", "c", "d"]])[:, list(model.classes_).index("yes")]
+        truth[name] = roc_auc_score(frame["label"] == "yes", p)
+        assert job["metrics"]["roc_auc"] == pytest.approx(truth[name], abs=1e-9)
+        assert job["metrics"]["accuracy"] == pytest.approx(accuracy_score(frame["label"], model.predict(frame[["a", "b", "c", "d"]])))
+    assert truth["feb"] < truth["jan"] - 0.03
+
+    viewer = auth.bearer("viewer")
+    looked = compare_api(client, viewer, ids).get_json()
+    assert looked["mode"] == "datasets" and looked["dataset"] == "jan.csv vs feb.csv"
+    assert [j["dataset"] for j in looked["jobs"]] == ["jan.csv", "feb.csv"]
+    assert [j["label"] for j in looked["jobs"]] == ["churn/1 on jan.csv", "churn/1 on feb.csv"]
+    assert looked["comparison"]["state"] == "not_started" and "both jobs" in looked["comparison"]["message"]
+    auth.login("viewer")
+    html = client.get(f"/jobs/compare?jobs={ids[0]}&jobs={ids[1]}").get_data(as_text=True)
+    text = unescape(re.sub(r"<[^>]+>", "", html))
+    assert "Comparing two datasets" in text and "This compares datasets, not models" in text
+    assert "“feb.csv − jan.csv”" in text and 'id="start-form"' in html
+
+    body = wait_comparison(client, viewer, ids)
+    comparison = body["comparison"]
+    assert comparison["state"] == "done", comparison
+    assert comparison["job"]["progress"]["done"] == 2 * ROWS
+    result = comparison["result"]
+    assert result["mode"] == "datasets" and result["main_metric"] == "roc_auc"
+    assert result["metrics"]["roc_auc"]["estimate"] == pytest.approx([truth["jan"], truth["feb"]], abs=1e-9)
+    main = next(d for d in result["differences"] if d["main"])
+    assert (main["job"], main["baseline"]) == (ids[1], ids[0])
+    assert main["difference"] == pytest.approx(truth["feb"] - truth["jan"], abs=1e-9)
+    assert main["low"] < main["difference"] < main["high"] < 0 and main["verdict"] == "worse"
+    assert result["disagreement"] is None and "not the same rows" in result["no_disagreement"]
+    sign = lambda v: f"{v:+.3f}".replace("-", "−")  # noqa: E731
+    assert result["headline"] == (f"churn/1 on jan.csv vs feb.csv: ROC AUC {sign(main['difference'])} "
+                                  f"[{sign(main['low'])}, {sign(main['high'])}]")
+    flipped = next(d for d in compare_api(client, viewer, ids[::-1]).get_json()["comparison"]["result"]["differences"]
+                   if d["main"])
+    assert flipped["low"] == pytest.approx(-main["high"]) and flipped["verdict"] == "better"
+
+    html = client.get(f"/jobs/compare?jobs={ids[0]}&jobs={ids[1]}").get_data(as_text=True)
+    text = unescape(re.sub(r"<[^>]+>", "", html))
+    assert 'id="ci-table"' in html and 'id="top-rows"' not in html and 'id="disagreement"' not in html
+    assert 'id="no-disagreement"' in html and "their rows are not the same rows" in text
+    assert re.search(r"churn/1 on jan\.csv vs feb\.csv: ROC AUC\s+−0\.\d+\s+\[−0\.\d+, −0\.\d+\]", text), text[:3000]
+    assert "worse on feb.csv than on jan.csv" in text
+    job_page = unescape(client.get(f"/jobs/{comparison['job']['id']}").get_data(as_text=True))
+    assert "Comparing churn/1 on jan.csv vs feb.csv" in job_page
+
+    # More than two jobs across datasets: refused, saying what can be compared.
+    c = score(client, scientist, "churn", upload_named(client, scientist, month(4, noise=0.3, shift=0.0), "mar.csv"), "label")
+    refused = compare_api(client, viewer, ids + [c["id"]])
+    assert refused.status_code == 400 and "one model on two datasets" in refused.get_json()["message"]
+
+
 def test_compare_two_regressors(app, client, auth, worker):
     X, y = make_regression(n_samples=1500, n_features=3, noise=10.0, random_state=5)
     frame = pd.DataFrame(X, columns=["a", "b", "c"])
@@ -328,7 +417,7 @@ def records(app):
     (["one"], 400, "at least two"),
     (["one", "one"], 400, "at least two"),
     ([], 400, "at least two"),
-    (["one", "elsewhere"], 400, "different datasets"),
+    (["one", "two", "elsewhere"], 400, "different datasets"),
     (["one", "running"], 400, "is pending"),
     (["one", "regressor"], 400, "different task types"),
     (["one", "multiclass"], 400, "different task types"),

@@ -220,7 +220,7 @@ def test_a_job_that_cannot_be_computed_ends_in_error_with_the_reason(client, aut
     frame, model = problem
     scientist = auth.bearer("scientist")
     register(client, scientist, model)
-    relabelled = frame.assign(label=np.where(frame["label"] == 1, "yes", "no"))  # the model knows 0 and 1
+    relabelled = frame.assign(label=np.where(frame["label"] == 1, "pos", "neg"))  # the model knows 0 and 1 (yes/no would read as booleans, True == 1)
     dataset = upload(client, scientist, relabelled)
     response = client.post("/api/v1/jobs", headers=scientist,
                            json={"kind": "importance", "model": "logit", "dataset": dataset, "target": "label"})

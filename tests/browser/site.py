@@ -43,6 +43,15 @@ def churn_frame(n: int = 1000) -> pd.DataFrame:
     return frame.assign(churned=np.where(y == 1, "churn", "stay"))
 
 
+def churn_feb_frame() -> pd.DataFrame:
+    """February's customers: January's kind, noisier and shifted (the model does worse on them)."""
+    frame = churn_frame()
+    rng = np.random.default_rng(11)
+    features = ["tenure", "usage", "support_calls", "spend", "age"]
+    frame[features] = (frame[features] + 0.4 + rng.normal(scale=0.9, size=(len(frame), len(features)))).round(4)
+    return frame
+
+
 def iris_frame() -> pd.DataFrame:
     from sklearn.datasets import load_iris
 
@@ -75,6 +84,11 @@ def _logit(frame, features, target):
     return LogisticRegression(max_iter=1000).fit(frame[features], frame[target])
 
 
+def _logit_on_churn(frame, features, target):
+    """The churn model fitted on January's churn.csv, whichever dataset it is scored on."""
+    return _logit(churn_frame(), features, target)
+
+
 def _nb(frame, features, target):
     from sklearn.naive_bayes import GaussianNB
 
@@ -101,13 +115,15 @@ class Recipe:
 
 
 DATASETS: dict[str, Callable[[], pd.DataFrame]] = {
-    "churn.csv": churn_frame, "iris.csv": iris_frame, "diabetes.csv": diabetes_frame, XSS_DATASET_NAME: xss_frame,
+    "churn.csv": churn_frame, "churn-feb.csv": churn_feb_frame, "iris.csv": iris_frame, "diabetes.csv": diabetes_frame, XSS_DATASET_NAME: xss_frame,
 }
-TARGETS = {"churn.csv": ["churned"], "iris.csv": ["species"], "diabetes.csv": ["progression"],
+TARGETS = {"churn.csv": ["churned"], "churn-feb.csv": ["churned"], "iris.csv": ["species"], "diabetes.csv": ["progression"],
            XSS_DATASET_NAME: [XSS_MULTI_TARGET, XSS_BINARY_TARGET]}
 
 JOBS: dict[str, Recipe] = {
-    "binary": Recipe("churn.csv", "churn-logit", _logit, "churned", "churned", "Churn, logistic regression"),
+    "binary": Recipe("churn.csv", "churn-logit", _logit_on_churn, "churned", "churned", "Churn, logistic regression"),
+    "binary-feb": Recipe("churn-feb.csv", "churn-logit", _logit_on_churn, "churned", "churned",
+                         "Churn, logistic regression"),
     "binary-nb": Recipe("churn.csv", "churn-nb", _nb, "churned", "churned", "Churn, naive Bayes"),
     "multiclass": Recipe("iris.csv", "iris-logit", _logit, "species", "species"),
     "regression": Recipe("diabetes.csv", "diabetes-ridge", _ridge, "progression", "progression"),

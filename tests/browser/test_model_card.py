@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import joblib
+from playwright.sync_api import expect
 
 from tests.browser.ui import UI
 from tests.realistic import loan_table
@@ -47,7 +48,7 @@ def test_model_card_of_a_column_transformer_pipeline(ui: UI, site):
     usage.get_by_role("link", name="Python", exact=True).click()
     assert usage.locator("#snippet-python").is_visible()
     usage.locator("[data-pane='usage-python'] button.copy").click()
-    assert usage.locator("[data-pane='usage-python'] button.copy").inner_text() == "Copied"
+    expect(usage.locator("[data-pane='usage-python'] button.copy")).to_have_text("Copied")  # written asynchronously
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied.startswith("import requests") and "/api/v1/models/loans-logit/versions/1/predict" in copied
     assert usage.get_by_role("link", name="create a token").get_attribute("href") == "/account/"

@@ -392,3 +392,107 @@ def test_bad_arguments():
     comparison = C.Comparison("regression", 2, **FAST)
     with pytest.raises(ValueError):
         comparison.add([0, 1], [1.0, 2.0], [C.ChunkOutput([1.0, 2.0])])
+
+
+# ------------------------------------------------------------- one model on two datasets
+
+
+def run_datasets(task, jobs, chunk: int | None = None, **kwargs) -> dict:
+    """A DatasetComparison fed each job's (rows, target, prediction, proba) in chunks of ``chunk``."""
+    comparison = C.DatasetComparison(task, **kwargs)
+    for which, (rows, target, pred, proba) in enumerate(jobs):
+        step = chunk or len(rows)
+        for a in range(0, len(rows), step):
+            comparison.add(which, rows[a:a + step], target[a:a + step],
+                           C.ChunkOutput(pred[a:a + step], None if proba is None else proba[a:a + step]))
+    result = comparison.result()
+    json.dumps(result, allow_nan=False)
+    return result
+
+
+def shifted_binary(n: int, seed: int, shift: float):
+    """One dataset of binormal scores: AUC = phi(shift / sqrt(2)) exactly."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    p = 1 / (1 + np.exp(-(rng.normal(size=n) + shift * y) + shift / 2))
+    return np.arange(n), y, (p >= 0.5).astype(int), np.column_stack([1 - p, p])
+
+
+def test_datasets_auc_ci_covers_the_true_difference_about_95_percent_of_the_time():
+    """January: shift 1.5, February: shift 1.0 (the model separates the classes less well); the true
+    AUC difference is known. Over 40 pairs of independent datasets (of different sizes) the
+    independent-bootstrap 95 % interval must cover it about 95 % of the time."""
+    truth = phi(1.0 / math.sqrt(2)) - phi(1.5 / math.sqrt(2))
+    covered = 0
+    for seed in range(40):
+        jan, feb = shifted_binary(2000, 300 + seed, 1.5), shifted_binary(1500, 900 + seed, 1.0)
+        result = run_datasets("binary", [jan, feb], classes=[0, 1], has_proba=[True, True], buckets=1024)
+        assert result["resamples"] == 1000  # 200 undercover here (92 % in a longer simulation)
+        assert result["mode"] == "datasets" and result["disagreement"] is None
+        d = diff(result, "roc_auc")
+        assert d["low"] < d["difference"] < d["high"]
+        covered += d["low"] <= truth <= d["high"]
+    assert covered >= 34, covered  # 38 expected; 33 or fewer has probability < 2 %
+
+
+def test_datasets_accuracy_ci_covers_the_true_difference_about_95_percent_of_the_time():
+    """Right with probability 0.85 in January, 0.80 in February: the true gap is -0.05."""
+    covered = 0
+    for seed in range(60):
+        jobs = []
+        for k, (n, p_right) in enumerate(((2500, 0.85), (2000, 0.80))):
+            rng = np.random.default_rng([seed, k])
+            y = rng.integers(0, 3, n)
+            wrong = (y + 1 + rng.integers(0, 2, n)) % 3
+            jobs.append((np.arange(n), y, np.where(rng.random(n) < p_right, y, wrong), None))
+        result = run_datasets("multiclass", jobs, classes=[0, 1, 2], buckets=1024)
+        d = diff(result, "accuracy")
+        assert d["difference"] == pytest.approx((jobs[1][2] == jobs[1][1]).mean() - (jobs[0][2] == jobs[0][1]).mean())
+        covered += d["low"] <= -0.05 <= d["high"]
+    assert covered >= 53, covered  # 57 expected; 53 or fewer has probability < 2 %
+
+
+def test_datasets_estimates_equal_sklearn_on_each_dataset_whatever_the_chunking():
+    jan, feb = shifted_binary(3000, 1, 1.5), shifted_binary(2000, 2, 0.8)
+    labels = np.array(["stay", "churn"], dtype=object)
+    jobs = [(rows, labels[y], labels[pred], proba) for rows, y, pred, proba in (jan, feb)]
+    one = run_datasets("binary", jobs, classes=["stay", "churn"], has_proba=[True, True], **FAST)
+    chunked = run_datasets("binary", jobs, chunk=333, classes=["stay", "churn"], has_proba=[True, True], **FAST)
+    assert one == chunked
+    for j, (_rows, y, pred, proba) in enumerate((jan, feb)):
+        assert one["metrics"]["roc_auc"]["estimate"][j] == pytest.approx(roc_auc_score(y, proba[:, 1]), abs=1e-12)
+        assert one["metrics"]["accuracy"]["estimate"][j] == pytest.approx(accuracy_score(y, pred))
+        assert one["metrics"]["log_loss"]["estimate"][j] == pytest.approx(log_loss(y, proba))
+    assert one["n_rows_each"] == [3000, 2000] and one["metrics"]["roc_auc"]["exact"]
+    d = diff(one, "roc_auc")
+    assert d["high"] < 0  # February is clearly worse
+    seen = C.present(one, ["jan", "feb"], ["feb", "jan"])  # February as the baseline: signs flip
+    [back] = [x for x in seen["differences"] if x["metric"] == "roc_auc"]
+    assert back["low"] == pytest.approx(-d["high"]) and back["verdict"] == "better" and back["main"]
+    assert seen["n_rows_each"] == [2000, 3000] and seen["disagreement"] is None
+    assert "not the same rows" in seen["no_disagreement"]
+
+
+def test_datasets_regression_and_two_jobs_only(tmp_path):
+    rng = np.random.default_rng(5)
+    jobs = []
+    for k, noise in enumerate((1.0, 2.0)):
+        n = 4000
+        y = rng.normal(size=n) * 3
+        jobs.append((np.arange(n), y, y + rng.normal(scale=noise, size=n), None))
+    result = run_datasets("regression", jobs, **FAST)
+    d = diff(result, "rmse")
+    assert d["low"] > 0 and result["main_metric"] == "rmse"
+    assert result["metrics"]["rmse"]["estimate"][1] == pytest.approx(root_mean_squared_error(jobs[1][1], jobs[1][2]))
+    assert result["metrics"]["mae"]["estimate"][0] == pytest.approx(mean_absolute_error(jobs[0][1], jobs[0][2]))
+    with pytest.raises(ValueError):
+        C.DatasetComparison("regression", has_proba=[False, False, False])
+    # streamed from part files, one job after the other
+    for k, (rows, y, pred, _) in enumerate(jobs):
+        write_parts(tmp_path / str(k), pd.DataFrame({"row": rows, "prediction": pred, "target": y}), 900 + 300 * k)
+    sources = [C.Source(parts_in(tmp_path / "0")), C.Source(parts_in(tmp_path / "1"))]
+    seen = []
+    streamed = C.compare_datasets(sources, "regression", None, True, progress=seen.append, **FAST)
+    assert streamed == result and seen[-1] == 8000 and seen == sorted(seen)
+    with pytest.raises(ValueError):
+        C.compare_datasets(sources[:1], "regression", None, True, **FAST)

@@ -1,4 +1,5 @@
-"""``/api/v1/compare``: finished scoring jobs over one dataset, side by side (see
+"""``/api/v1/compare``: finished scoring jobs side by side, several models on one dataset or one
+model on two datasets (see
 ``services.comparison``). GET looks; POST starts the comparison job (work starts only on POST)."""
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ def _answer(spec, job, status: int = 200):
 @role_required("viewer")
 @checks("Jobs", {200: Comparison}, (400, 401, 404), query=CompareQuery)
 def compare_jobs():
-    """Compare finished scoring jobs over one dataset
+    """Compare finished scoring jobs: models on one dataset, or one model on two datasets
 
     Metrics side by side from each job, and the comparison job's state and result: a 95 % bootstrap
     confidence interval for the difference in each main metric vs the first job, and the rows where
     the models disagree most, once the comparison job has run (state not_started until POST
-    /api/v1/compare starts it: looking starts no work). 400 when the jobs are fewer than two,
-    unfinished, not scoring jobs, on different datasets or targets, or of different tasks."""
+    /api/v1/compare starts it: looking starts no work). Two jobs on different datasets (one model,
+    January vs February) give mode "datasets": the differences are "second − first" with intervals
+    from independent bootstraps of each job's rows, result.headline says it in one sentence, and
+    there is no disagreement (the rows are not the same; result.no_disagreement says so). 400 when
+    the jobs are fewer than two, unfinished, not scoring jobs, more than two across datasets, on
+    different targets, of different tasks or classes."""
     if "retry" in request.args:
         raise ServiceError("invalid", "bad_request", 'Looking starts no work: to compute a comparison again, '
                            'POST /api/v1/compare with {"jobs": [...], "retry": true}.')

@@ -111,7 +111,7 @@ class ResultsQuery(Query):
 
 class CompareQuery(Query):
     jobs: list[Text] = Field([], description=f"Job ids, the baseline first: 2 to {comparison.MAX_JOBS} finished "
-                             "scoring jobs over one dataset (repeat the parameter, or separate the ids with commas).",
+                             "scoring jobs over one dataset, or one model's two jobs on two datasets (repeat the parameter, or separate the ids with commas).",
                              json_schema_extra={"style": "form", "explode": True, "examples": [[JOB_ID, JOB_ID[::-1]]]})
 
 

@@ -95,6 +95,8 @@ class ComparedJob(BaseModel):
     model: str | None
     model_name: str | None = None
     model_version: int | None = None
+    dataset_id: str | None = None
+    dataset: str | None = Field(None, description="The dataset this job scored.")
     url: str
 
 
@@ -125,10 +127,14 @@ class ComparisonJob(BaseModel):
 
 
 class Comparison(BaseModel):
-    """Finished scoring jobs over one dataset side by side; the first job is the baseline."""
+    """Finished scoring jobs side by side; the first job is the baseline. mode "models": several
+    models on one dataset; mode "datasets": one model (or models of one kind) on two datasets, where
+    the rows differ, so the differences' intervals come from independent bootstraps of each job's
+    rows and the result has no disagreement (no_disagreement says why)."""
 
-    dataset_id: str
-    dataset: str
+    mode: Literal["models", "datasets"] = "models"
+    dataset_id: str = Field(description="The (baseline's) dataset.")
+    dataset: str = Field(description='The dataset\'s name; "jan.csv vs feb.csv" in mode datasets.')
     target: str | None
     task: Literal["binary", "multiclass", "regression"]
     classes: list[Any] | None

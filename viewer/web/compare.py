@@ -1,4 +1,5 @@
-"""The compare page: ``/jobs/compare?jobs=<id>&jobs=<id>...``.
+"""The compare page: ``/jobs/compare?jobs=<id>&jobs=<id>...``: several models on one dataset, or
+one model on two datasets (January vs February: ``spec.mode == "datasets"``, no disagreeing rows).
 
 Metrics side by side and the overlaid plots come from the jobs' stored metrics and aggregates and
 render at once; the bootstrap confidence intervals and the disagreeing rows come from a compare
@@ -40,9 +41,9 @@ def format_difference(value: Any, how: str = "number") -> str:
     if value == 0:
         return "0"
     if how == "percent":
-        return f"{value * 100:+.2f} pp"
+        return f"{value * 100:+.2f} pp".replace("-", "−")
     if how == "ratio":
-        return f"{value:+.4f}"
+        return f"{value:+.4f}".replace("-", "−")
     text = format_number(abs(value), how)
     return ("+" if value > 0 else "−") + text
 

@@ -214,6 +214,11 @@ def subject(job) -> str | None:
     dataset = job.dataset.name if job.dataset else (params.get("dataset") or params.get("filename"))
     if params.get("model"):
         return f"{params['model']} on {dataset}" if dataset else str(params["model"])
+    if job.kind == "compare" and params.get("mode") == "datasets" and params.get("datasets"):
+        by_job = dict(zip(params.get("jobs") or [], params["datasets"]))
+        names = [by_job.get(i, "") for i in params.get("order") or params.get("jobs") or []]
+        models = sorted(set(params.get("models") or []))
+        return ("Comparing " + (f"{models[0]} on " if len(models) == 1 else "") + " vs ".join(names))
     if job.kind == "compare" and params.get("models"):
         return f"Comparing {len(params['models'])} models" + (f" on {dataset}" if dataset else "")
     return f"{job.kind.capitalize()} of {dataset}" if dataset and job.kind == "ingest" else None

@@ -55,6 +55,8 @@ Modules
 ``accumulator``   ``Comparison`` (and ``ChunkOutput``, one model's columns for a chunk)
 ``streaming``     ``Source``, ``aligned_chunks``, ``compare_outputs``, ``Cancelled``
 ``presentation``  ``side_by_side`` and ``present``
+``datasets``      one model on two datasets: ``DatasetComparison``, ``compare_datasets`` (independent
+                  bootstraps of each job's rows, no paired rows and so no disagreement table)
 """
 
 from __future__ import annotations
@@ -74,11 +76,12 @@ from .base import (  # noqa: F401  (the settings, as the single module had them)
     main_metric,
 )
 from .bootstrap import _poisson_weights, weighted_auc  # noqa: F401  (the tests use _poisson_weights)
+from .datasets import NOT_PAIRED, DatasetComparison, compare_datasets
 from .presentation import present, side_by_side
 from .streaming import Cancelled, Source, aligned_chunks, compare_outputs
 
 __all__ = [
     "AUC_SAMPLE", "BUCKETS", "CONFIDENCE", "METRICS", "RESAMPLES", "TOP_K", "Cancelled", "ChunkOutput",
-    "Comparison", "Source", "aligned_chunks", "compare_outputs", "main_metric", "present", "side_by_side",
+    "Comparison", "DatasetComparison", "NOT_PAIRED", "Source", "compare_datasets", "aligned_chunks", "compare_outputs", "main_metric", "present", "side_by_side",
     "weighted_auc",
 ]

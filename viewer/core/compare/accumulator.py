@@ -86,13 +86,15 @@ class Comparison:
     (classifiers); ``has_proba[m]`` whether model m's chunks carry probabilities.
     """
 
+    min_models = 2
+
     def __init__(self, task: str, n_models: int, *, classes: Sequence[Any] | None = None,
                  has_proba: Sequence[bool] | None = None, has_target: bool = True, top_k: int = TOP_K,
                  resamples: int = RESAMPLES, auc_sample: int = AUC_SAMPLE, buckets: int = BUCKETS,
                  seed: int = SEED):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}")
-        if n_models < 2:
+        if n_models < self.min_models:
             raise ValueError("a comparison needs at least two models")
         if task != "regression" and (classes is None or len(classes) < 2):
             raise ValueError("classification needs the models' classes (at least two)")
@@ -280,6 +282,33 @@ class Comparison:
             },
             "metrics": {}, "unavailable": {},
         }
+        replicates = self._bootstrap(out, additive_seed, auc_seed)
+        differences = []
+        for name, rep in replicates.items():
+            better = METRICS[name][1]
+            estimate = out["metrics"][name]["estimate"]
+            for i in range(self.m):
+                for j in range(i + 1, self.m):
+                    diff = rep[:, j] - rep[:, i]
+                    diff = diff[np.isfinite(diff)]
+                    if not len(diff):
+                        continue
+                    alpha = (1 - CONFIDENCE) / 2
+                    low, high = np.percentile(diff, [100 * alpha, 100 * (1 - alpha)])
+                    differences.append({"metric": name, "better": better, "a": i, "b": j,
+                                        "difference": float(estimate[j] - estimate[i]),
+                                        "low": float(low), "high": float(high),
+                                        "share_positive": float((diff > 0).mean()),
+                                        "resamples": int(len(diff))})
+        out["differences"] = differences
+        for entry in out["metrics"].values():
+            entry["estimate"] = [float(v) for v in entry["estimate"]]
+        out["disagreement"] = self._disagreement()
+        return _json(out)
+
+    def _bootstrap(self, out: dict, additive_seed: Any, auc_seed: Any) -> dict[str, np.ndarray]:
+        """Each metric's point estimates into ``out["metrics"]`` (or why not into
+        ``out["unavailable"]``) and its (resamples, models) bootstrap replicates, returned."""
         replicates: dict[str, np.ndarray] = {}
         if self.additive:
             # every metric's bucket sums side by side: one (resamples x buckets) @ (buckets x 2m) product
@@ -304,28 +333,7 @@ class Comparison:
                 out["metrics"][name] = {"estimate": estimate, "n": int(total_den.max()), "sample": None}
         if self.sample is not None:
             self._auc(out, replicates, np.random.default_rng(auc_seed))
-        differences = []
-        for name, rep in replicates.items():
-            better = METRICS[name][1]
-            estimate = out["metrics"][name]["estimate"]
-            for i in range(self.m):
-                for j in range(i + 1, self.m):
-                    diff = rep[:, j] - rep[:, i]
-                    diff = diff[np.isfinite(diff)]
-                    if not len(diff):
-                        continue
-                    alpha = (1 - CONFIDENCE) / 2
-                    low, high = np.percentile(diff, [100 * alpha, 100 * (1 - alpha)])
-                    differences.append({"metric": name, "better": better, "a": i, "b": j,
-                                        "difference": float(estimate[j] - estimate[i]),
-                                        "low": float(low), "high": float(high),
-                                        "share_positive": float((diff > 0).mean()),
-                                        "resamples": int(len(diff))})
-        out["differences"] = differences
-        for entry in out["metrics"].values():
-            entry["estimate"] = [float(v) for v in entry["estimate"]]
-        out["disagreement"] = self._disagreement()
-        return _json(out)
+        return replicates
 
     def _auc(self, out: dict, replicates: dict, rng: np.random.Generator) -> None:
         self._merge_sample()

@@ -67,6 +67,13 @@ def present(result: dict[str, Any], stored_order: Sequence[str], order: Sequence
     differences.sort(key=lambda d: (not d["main"], list(METRICS).index(d["metric"]), order.index(d["job"])))
     metrics = {name: {**entry, "estimate": [entry["estimate"][p] for p in perm]}
                for name, entry in result.get("metrics", {}).items()}
+    if result.get("disagreement") is None:  # one model on two datasets: no paired rows
+        metrics = {name: {**entry, **{key: [entry[key][p] for p in perm] for key in ("n", "sample")
+                                      if isinstance(entry.get(key), list)}} for name, entry in metrics.items()}
+        rows_each = result.get("n_rows_each")
+        return _json({**{k: v for k, v in result.items() if k not in ("differences", "metrics")},
+                      "jobs": list(order), "metrics": metrics, "differences": differences,
+                      "n_rows_each": [rows_each[p] for p in perm] if rows_each else None})
     disagreement = dict(result.get("disagreement") or {})
     top = []
     for row in disagreement.get("top", []):
