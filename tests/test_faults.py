@@ -370,7 +370,7 @@ def test_single_task_jobs_survive_a_dead_worker_and_a_lost_message(app, client, 
     ids = []
     for name in ("claimed.csv", "lost.csv"):
         answer = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
-                             data={"file": (io.BytesIO(csv), name)})
+                             data={"file": (io.BytesIO(csv), name), "allow_duplicate": "true"})
         assert answer.status_code == 202, answer.get_json()
         ids.append(answer.get_json()["job"]["id"])
     # no worker runs yet: drop every queued message (what a Redis restart does) ...
