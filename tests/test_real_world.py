@@ -12,7 +12,6 @@ import io
 import re
 import warnings
 
-import joblib
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -26,6 +25,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tests.realistic import FEATURES, TARGET, ClipOutliers, european_csv, loan_table
 from tests.support import FINAL_STATES, poll
+from tests.test_scoring import upload_model
 
 ROWS, CHUNK = 1500, 500
 
@@ -75,14 +75,6 @@ def loans():
     return frame, fitted
 
 
-def _upload_model(client, headers, model, name):
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name})
-    assert response.status_code == 201, response.get_json()
-
-
 def _upload_dataset(client, headers, content: bytes, filename: str) -> dict:
     response = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
                            data={"file": (io.BytesIO(content), filename)})
@@ -121,7 +113,7 @@ def test_messy_loans_end_to_end(client, auth, worker, loans, filename):
 
     auth.login("viewer")
     for name, model in fitted.items():
-        _upload_model(client, scientist, model, name)
+        upload_model(client, scientist, model, name)
         # the API answers what scikit-learn answers, and says what it could not take as given
         rows = [dict(frame.loc[0, FEATURES].to_dict(), region="Mars"),
                 {**frame.loc[1, FEATURES].to_dict(), "amount": None}]
