@@ -138,6 +138,20 @@ def test_casts_follow_whole_column_conversion():
     assert scoring._casts([i8, f8, o]) == [[i8, f8, o], [f8, o], [o]]
 
 
+@pytest.mark.parametrize("values", [
+    pa.array([1, 2]), pa.array([1, None]), pa.array([1, None], pa.uint8()), pa.array([1, 2], pa.int8()),
+    pa.array(["a", None]), pa.array([True, False]), pa.array([True, None]), pa.array([1.0, None]),
+    pa.array([None, None], pa.int64()), pa.array([], pa.int64()), pa.array([None, None])], ids=repr)
+def test_part_dtype_from_the_footer_is_what_reading_gives(tmp_path, values):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "part.parquet"
+    pq.write_table(pa.table({"row": pa.array(range(len(values))), "prediction": values}), path,
+                   use_dictionary=["prediction"])
+    read = pq.read_table(path, columns=["prediction"]).column(0).to_numpy(zero_copy_only=False).dtype
+    assert scoring._numpy_dtype(path, "prediction") == read
+
+
 def test_no_parts(tmp_path):
     with pytest.raises(FileNotFoundError):
         scoring.summarize(scoring.parts_in(tmp_path), "classifier", [0, 1], True)

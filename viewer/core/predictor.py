@@ -221,7 +221,7 @@ class InputSchema:
         """The schema policy's checks on a dataset chunk (the model's columns, as stored), row
         numbers counted from ``offset``: text in a column the model takes as numbers and
         categories its encoder refuses raise PayloadError; the rest goes to ``report``."""
-        n_missing: np.ndarray | None = None
+        masks = []
         for name in frame.columns:
             column = frame[name]
             missing = column.isna().to_numpy()
@@ -242,14 +242,34 @@ class InputSchema:
                 error = text_column_error(name, column, offset)
                 if error is not None:
                     raise error
+            masks.append(missing)
+        self._missing_warnings(list(frame.columns), masks, report, offset)
+
+    def check_array(self, X: np.ndarray, names: Sequence[str], report: list[dict[str, Any]] | None,
+                    offset: int = 0) -> None:
+        """``check_frame`` for a float array of the columns ``names``, as a model that takes
+        numbers gets a chunk: missing values are all there is to check."""
+        if report is None:
+            return
+        missing = np.isnan(X)
+        if missing.any():
+            self._missing_warnings(names, [missing[:, j] for j in range(X.shape[1])], report, offset)
+
+    def _missing_warnings(self, names: Sequence[str], masks: list[np.ndarray], report: list[dict[str, Any]] | None,
+                          offset: int) -> None:
+        """Imputed values (per column the model imputes) and rows with every column empty."""
+        if report is None or not masks:
+            return
+        n_missing: np.ndarray | None = None
+        for name, missing in zip(names, masks):
             if missing.any():
                 n_missing = missing.astype(np.int64) if n_missing is None else n_missing + missing
-                if name in self.imputed and report is not None:
+                if name in self.imputed:
                     report.append(imputed_warning(name, np.flatnonzero(missing), offset))
-        if report is not None and n_missing is not None and len(frame.columns):
-            empty = np.flatnonzero(n_missing == len(frame.columns))
+        if n_missing is not None:
+            empty = np.flatnonzero(n_missing == len(masks))
             if len(empty):
-                report.append(empty_rows_warning(empty, len(frame), offset))
+                report.append(empty_rows_warning(empty, len(masks[0]), offset))
 
     def _columns(self, table: Table) -> dict[str, Sequence[Any]]:
         if table.by_column is not None:

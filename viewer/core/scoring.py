@@ -97,25 +97,49 @@ def passthrough_columns(table: pa.Table, names: Sequence[str]) -> dict[str, pa.C
     return out
 
 
+def numeric_features(predictor: InputSchema, table: pa.Table) -> np.ndarray | None:
+    """The model's input straight from a stored chunk's Arrow columns, one copy as a plain loop
+    makes it, when the model takes a numeric array and every column it needs is stored as
+    numbers (the array ``features`` would make from ``to_frame``'s frame, without the frame's
+    copies; bench/scoring.py). None otherwise: the frame's path then checks and explains."""
+    names = predictor.feature_names
+    if predictor.needs_frame or names is None:
+        return None
+    schema = table.schema
+    for name in names:
+        i = schema.get_field_index(name)
+        if i < 0 or not (pa.types.is_floating(schema.field(i).type) or pa.types.is_integer(schema.field(i).type)):
+            return None
+    X = np.empty((table.num_rows, len(names)), dtype=np.float64)
+    for j, name in enumerate(names):
+        X[:, j] = table.column(name).to_numpy()  # nulls become NaN, as to_frame makes them
+    return X
+
+
 def score_frame(predictor: InputSchema, frame: pd.DataFrame, start_row: int, target: str | None,
                 passthrough: Sequence[str] | dict[str, Any] = (), report: list[dict[str, Any]] | None = None,
-                strict: bool = False) -> pa.Table:
+                strict: bool = False, X: np.ndarray | None = None) -> pa.Table:
     """One chunk's output: the row index, the ``passthrough`` columns (names of ``frame``'s
     columns, or the columns themselves) as they are, to join the predictions back to one's own
     rows by ID, then the prediction, one probability column per class and the target.
 
     The schema policy's checks run first (the predict API's): their warnings, with row numbers
-    of the whole dataset, go to ``report``; ``strict`` refuses the chunk on any instead."""
+    of the whole dataset, go to ``report``; ``strict`` refuses the chunk on any instead.
+    ``X``: the model's input already made (``numeric_features``); ``frame`` then needs to hold
+    only the target and the passthrough columns named."""
     names = predictor.feature_names
-    if names is not None and all(c in frame.columns for c in names):
-        found: list[dict[str, Any]] = []
+    found: list[dict[str, Any]] = []
+    if X is not None:
+        predictor.check_array(X, names, found, start_row)
+    elif names is not None and all(c in frame.columns for c in names):
         predictor.check_frame(frame[list(names)], found, start_row)
-        if strict and found:
-            raise strict_refusal(found)
-        if report is not None:
-            report.extend(found)
-    X = features(predictor, frame, target, start_row)
-    columns: dict[str, Any] = {ROW_COLUMN: np.arange(start_row, start_row + len(frame), dtype=np.int64)}
+    if strict and found:
+        raise strict_refusal(found)
+    if report is not None:
+        report.extend(found)
+    if X is None:
+        X = features(predictor, frame, target, start_row)
+    columns: dict[str, Any] = {ROW_COLUMN: np.arange(start_row, start_row + len(X), dtype=np.int64)}
     kept = (dict(passthrough) if isinstance(passthrough, dict)
             else {name: pa.Array.from_pandas(frame[name]) for name in passthrough})
     if predictor.has_proba:
@@ -178,12 +202,13 @@ def score_chunk(predictor: InputSchema, dataset_path: str | os.PathLike[str], in
     the schema policy's warnings (and the model's own) are kept in the part's metadata
     (``part_warnings`` reads them back); ``strict`` refuses the rows on any instead."""
     start, table = read_row_group(dataset_path, index)
-    frame = to_frame(table)
+    X = numeric_features(predictor, table)
+    frame = to_frame(table if X is None else table.select([target] if target else []))
     report: list[dict[str, Any]] = []
     try:
         with collecting() as raised:
             scored = score_frame(predictor, frame, start, target, passthrough_columns(table, passthrough),
-                                 report, strict)
+                                 report, strict, X)
     except PayloadError as exc:
         raise PayloadError(f"{rows_label(start, table.num_rows)}: {exc.message}", exc.error_code,
                            exc.status) from None
@@ -326,8 +351,22 @@ def _cast(values: np.ndarray, chain: list[np.dtype]) -> np.ndarray:
 
 
 def _label_casts(parts: list[Path], name: str) -> list[list[np.dtype]]:
-    return _casts([pq.read_table(p, columns=[name]).column(0).to_numpy(zero_copy_only=False).dtype
-                   for p in parts])
+    return _casts([_numpy_dtype(p, name) for p in parts])
+
+
+def _numpy_dtype(part: Path, name: str) -> np.dtype:
+    """The dtype ``to_numpy`` gives for a part's column, from its footer (its type and its null
+    counts) instead of reading its values; read when the footer lacks the counts."""
+    meta = pq.read_metadata(part)
+    position = meta.schema.to_arrow_schema().get_field_index(name)
+    kind = meta.schema.to_arrow_schema().field(position).type
+    nulls = 0
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(position).statistics
+        if stats is None or not stats.has_null_count:
+            return pq.read_table(part, columns=[name]).column(0).to_numpy(zero_copy_only=False).dtype
+        nulls += stats.null_count
+    return pa.array([None] if nulls else [], type=kind).to_numpy(zero_copy_only=False).dtype
 
 
 def _read_floats(parts: list[Path], rows: list[int], name: str) -> np.ndarray:
