@@ -245,3 +245,58 @@ def test_a_version_registered_again_gets_its_own_job(client, auth, worker, binar
     upload_model(client, headers, model, "again")
     fresh = client.post("/api/v1/jobs", headers=headers, json={"model": "again", "dataset": dataset["id"]})
     assert fresh.status_code == 202 and fresh.get_json()["id"] != first.get_json()["id"]
+
+
+def test_a_chunk_task_goes_on_with_the_jobs_untried_chunks_and_finalises(app, client, auth, binary_problem):
+    """The task body runs here, on jobs recorded like a submitted one but whose messages were
+    never sent (so no worker of the session takes their chunks). Chunk 0's task takes every chunk
+    nobody has tried, but not one waiting for its retry (its back-off); that chunk's own task
+    then finishes the job and computes the metrics at once. With CHUNK_TASK_SECONDS=0 a task
+    scores its own chunk only."""
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Job, JobChunk, utcnow
+    from viewer.services import scoring
+
+    frame, model = binary_problem
+    headers = auth.bearer("scientist")
+    upload_model(client, headers, model, "hgb")
+    dataset = upload_frame(client, headers, frame)
+    response = client.post("/api/v1/jobs", headers=headers, json={"model": "hgb", "dataset": dataset["id"],
+                                                                  "target": "label"})
+    assert response.status_code == 202, response.get_json()
+    n_chunks = ROWS // CHUNK
+
+    def unsent_copy():
+        submitted = db.session.get(Job, response.get_json()["id"])
+        job = Job(kind=submitted.kind, params=dict(submitted.params), project_id=submitted.project_id,
+                  model_version_id=submitted.model_version_id, dataset_id=submitted.dataset_id,
+                  progress_total=submitted.progress_total)
+        db.session.add(job)
+        db.session.flush()
+        for index in range(n_chunks):
+            db.session.add(JobChunk(job_id=job.id, index=index, enqueued_at=utcnow()))
+        db.session.commit()
+        return job.id
+
+    def states(job_id):
+        db.session.expire_all()
+        rows = db.session.query(JobChunk).filter_by(job_id=job_id).order_by(JobChunk.index).all()
+        return [(c.state, c.lease_owner) for c in rows]
+
+    with app.app_context():
+        job_id = unsent_copy()
+        waiting = db.session.query(JobChunk).filter_by(job_id=job_id, index=3).one()
+        waiting.attempts, waiting.error = 1, "an earlier try failed"  # pending, its retry not due yet
+        db.session.commit()
+        scoring.run_chunk(job_id, 0, "first")
+        assert states(job_id) == [("done", "first")] * 3 + [("pending", None)] + [("done", "first")] * (n_chunks - 4)
+        assert db.session.get(Job, job_id).state == "running"
+        scoring.run_chunk(job_id, 3, "retry")
+        assert states(job_id)[3] == ("done", "retry")
+        job = db.session.get(Job, job_id)
+        assert job.state == "done" and job.progress_done == ROWS and job.result["metrics"]["roc_auc"] > 0.5
+
+        app.config["CHUNK_TASK_SECONDS"] = 0
+        job_id = unsent_copy()
+        scoring.run_chunk(job_id, 1, "single")
+        assert [s for s, _ in states(job_id)] == ["pending", "done"] + ["pending"] * (n_chunks - 2)

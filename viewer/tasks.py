@@ -12,8 +12,9 @@ import socket
 import threading
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
+from .infra import stopping
 from .infra.extensions import db
 from .services import comparison, datasets, health, importance, jobs, kinds, reaper, scoring
 
@@ -93,6 +94,21 @@ def _stop_reaper(**_kwargs) -> None:
     _reaper_stop.set()
 
 
+@worker_init.connect
+def _open_stop_pipe(**_kwargs) -> None:
+    stopping.open_in_main()
+
+
+@worker_shutting_down.connect
+def _warm_shutdown_begins(**_kwargs) -> None:
+    stopping.begin_shutdown()  # tasks that go on taking chunks stop after the one they run
+
+
+@worker_process_init.connect
+def _child_closes_stop_pipe(**_kwargs) -> None:
+    stopping.child_started()
+
+
 @worker_process_init.connect
 def _one_thread_per_process(**_kwargs) -> None:
     """Each worker process does its maths on one thread: N processes share N cores.
@@ -104,3 +120,23 @@ def _one_thread_per_process(**_kwargs) -> None:
 
     threadpool_limits(limits=1)
     log.debug("thread pools: %s", [(p["internal_api"], p["num_threads"]) for p in threadpool_info()])
+
+
+@worker_process_init.connect
+def _keep_freed_memory_for_reuse(**_kwargs) -> None:
+    """glibc hands blocks above its mmap threshold (at most 32 MB) back to the system when they
+    are freed, so every chunk's and every finaliser's arrays of a few MB come back as fresh pages
+    the kernel must zero and map again (bench/scoring.py: summarising 1M rows took 0.29 s in a
+    worker against 0.21 s in a warm process). Blocks below 64 MB now come from the heap and
+    freed memory below 256 MB stays for the next chunk; the peak (target 3) does not move."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:  # not glibc
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    mallopt(M_MMAP_THRESHOLD, 64 << 20)
+    mallopt(M_TRIM_THRESHOLD, 256 << 20)

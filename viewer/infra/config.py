@@ -33,6 +33,8 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
     "VISIBILITY_TIMEOUT": (3600, int, "Redis/SQS visibility timeout in seconds."),
     "LEASE_SECONDS": (60, int, "How long a worker holds a job chunk without a heartbeat before "
                       "another worker may take it over."),
+    "CHUNK_TASK_SECONDS": (30, int, "How long one task of a scoring job goes on taking the job's next untried "
+                           "chunk (0: one chunk per task)."),
     "MAX_ATTEMPTS": (3, int, "Tries per job chunk before the job ends in error."),
     "REAPER_SECONDS": (10, int, "How often each worker looks for chunks whose worker died."),
     "ROW_GROUP_ROWS": (100_000, int, "Rows per stored row group, which is one scoring chunk (one task)."),

@@ -350,6 +350,21 @@ def claim_chunk(job_id: str, index: int, owner: str) -> JobChunk | None:
     return db.session.scalar(select(JobChunk).where(JobChunk.job_id == job_id, JobChunk.index == index))
 
 
+def claim_untried_chunk(job_id: str, owner: str) -> JobChunk | None:
+    """The lowest-numbered chunk of the job that no worker has tried yet, claimed (a chunk taken
+    by another worker in between is skipped); None when there is none left."""
+    for _race in range(8):
+        index = db.session.scalar(select(JobChunk.index).where(JobChunk.job_id == job_id, JobChunk.state == "pending",
+                                                               JobChunk.attempts == 0)
+                                  .order_by(JobChunk.index).limit(1))
+        if index is None:
+            return None
+        chunk = claim_chunk(job_id, index, owner)
+        if chunk is not None:
+            return chunk
+    return None
+
+
 def start_chunked(job: Job) -> None:
     """A chunked job is running from its first claimed chunk on."""
     db.session.execute(update(Job).where(Job.id == job.id, Job.state == "pending")
