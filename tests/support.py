@@ -123,6 +123,20 @@ class WorkerProcess:
 
 
 
+def upload_model(client, headers, model, name: str) -> dict:
+    """Save ``model`` with joblib and register it as ``name`` through the API (201, or the test fails)."""
+    import io
+
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    response = client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
 def poll(fetch, done, timeout: float = 60, interval: float = 0.1):
     """Call ``fetch()`` until ``done(value)`` holds; return that value, or raise TimeoutError with
     the last one."""

@@ -9,7 +9,6 @@ import json
 import re
 from html import unescape
 
-import joblib
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -18,7 +17,7 @@ from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 
-from tests.support import FINAL_STATES, poll, wait_for_job
+from tests.support import FINAL_STATES, poll, upload_model, wait_for_job
 
 ROWS, CHUNK = 2400, 500
 FINAL = FINAL_STATES
@@ -39,14 +38,6 @@ def binary_problem():
     strong = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(frame, target)
     weak = LogisticRegression().fit(frame[["a", "b", "c", "d", "e"]].assign(c=0.0, d=0.0), target)
     return frame.assign(label=target), strong, weak
-
-
-def upload_model(client, headers, model, name):
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name})
-    assert response.status_code == 201, response.get_json()
 
 
 def upload_frame(client, headers, frame: pd.DataFrame) -> str:

@@ -10,7 +10,6 @@ import os
 import signal
 import time
 
-import joblib
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -18,7 +17,7 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.neighbors import KNeighborsClassifier
 
-from tests.support import WorkerProcess, poll
+from tests.support import WorkerProcess, poll, upload_model
 
 pytestmark = pytest.mark.chaos  # slow: `make chaos` runs these (and .ci/run calls it)
 ROWS, CHUNK = 12_000, 1000
@@ -55,14 +54,6 @@ def slow_problem():
     return frame, model
 
 
-def register(client, headers, model, name):
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name})
-    assert response.status_code == 201, response.get_json()
-
-
 def start_job(client, headers, frame, model_name):
     response = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
                            data={"file": (io.BytesIO(frame.to_csv(index=False).encode()), "d.csv")})
@@ -82,7 +73,7 @@ def knn_job(client, auth, workers, slow_problem, *worker_names: str, until=None)
     Returns (headers, workers started, job id)."""
     frame, model = slow_problem
     headers = auth.bearer("scientist")
-    register(client, headers, model, "knn")
+    upload_model(client, headers, model, "knn")
     started = [workers(name) for name in worker_names]
     job_id = start_job(client, headers, frame, "knn")
     wait(client, headers, job_id, until or (lambda j: 0 < j["progress"]["done"] < ROWS))
@@ -122,7 +113,7 @@ def test_sigkilled_worker_mid_job_another_finishes_every_row_once(app, client, a
 def test_two_workers_share_one_job(app, client, auth, workers, slow_problem):
     frame, model = slow_problem
     headers = auth.bearer("scientist")
-    register(client, headers, model, "knn")
+    upload_model(client, headers, model, "knn")
     workers("a")
     workers("b")
     job_id = start_job(client, headers, frame, "knn")
@@ -139,7 +130,7 @@ def test_poison_chunk_ends_the_job_in_error_after_n_tries(app, client, auth, wor
     frame = pd.DataFrame({"a": np.linspace(-3, 3, 3000), "b": 1.0})
     frame.loc[1500, "a"] = 999  # row group 1 of 3
     headers = auth.bearer("scientist")
-    register(client, headers, PoisonModel().fit(frame, [0, 1] * 1500), "poison")
+    upload_model(client, headers, PoisonModel().fit(frame, [0, 1] * 1500), "poison")
     workers("w")
     job_id = start_job(client, headers, frame, "poison")
     done = wait(client, headers, job_id, lambda j: j["state"] in ("done", "error", "cancelled"), timeout=90)
@@ -201,7 +192,7 @@ def test_a_late_copy_never_overwrites_a_done_job(app, client, auth, workers, slo
     message after the visibility timeout, and a task can outlive it) changes nothing."""
     frame, model = slow_problem
     headers = auth.bearer("scientist")
-    register(client, headers, model, "knn")
+    upload_model(client, headers, model, "knn")
     workers("w")
     job_id = start_job(client, headers, frame, "knn")
     done = wait(client, headers, job_id, finished)

@@ -15,7 +15,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from tests.poison import HostileModel
-from tests.support import alive, children, wait_for_job, wait_gone
+from tests.support import alive, children, upload_model, wait_for_job, wait_gone
 
 FEATURES = ["a", "b", "c"]
 
@@ -32,16 +32,6 @@ def fitted(model, seed: int):
     return model.fit(X, np.where(X[:, 0] > 0, "yes", "no"))
 
 
-def register(client, headers, model, name: str) -> dict:
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=headers,
-                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name},
-                           content_type="multipart/form-data")
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
 def predict(client, headers, name: str, first: float):
     return client.post(f"/api/v1/models/{name}/predict", headers=headers,
                        json={"instances": [[first, 0.5, -0.5], [0.1, 0.2, 0.3]]})
@@ -56,8 +46,8 @@ def still_serving(client, headers) -> None:
 @pytest.fixture
 def models(client, auth):
     headers = auth.bearer("scientist")
-    register(client, headers, fitted(LogisticRegression(), 0), "benign")
-    register(client, headers, fitted(HostileModel(), 1), "hostile")
+    upload_model(client, headers, fitted(LogisticRegression(), 0), "benign")
+    upload_model(client, headers, fitted(HostileModel(), 1), "hostile")
     return headers
 
 
@@ -84,7 +74,7 @@ def test_a_model_that_crashes_its_host_answers_503_and_the_next_request_gets_a_n
 def test_a_pinned_models_host_is_never_the_one_stopped_to_make_room(app, client, models):
     from viewer.services import hosts
 
-    register(client, models, fitted(LogisticRegression(C=0.5), 4), "kept")  # VIEWER_PINNED_MODELS=kept
+    upload_model(client, models, fitted(LogisticRegression(C=0.5), 4), "kept")  # VIEWER_PINNED_MODELS=kept
     assert predict(client, models, "kept", 0.1).status_code == 200
     assert predict(client, models, "hostile", 0.1).status_code == 200
     with app.app_context():

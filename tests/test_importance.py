@@ -18,6 +18,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 
 from tests.conftest import AuthActions
+from tests.support import upload_model
 from viewer.client import Client
 
 ROWS = 1200
@@ -39,11 +40,7 @@ def problem():
 
 
 def register(client, headers, model, name="logit"):
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name})
-    assert response.status_code == 201, response.get_json()
+    return upload_model(client, headers, model, name)
 
 
 def upload(client, headers, frame, filename="labelled.csv") -> str:

@@ -9,7 +9,6 @@ import time
 from html import unescape
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -19,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from tests.conftest import AuthActions
+from tests.support import upload_model
 
 ROWS, CHUNK = 2000, 500
 FINAL = ("done", "error", "cancelled")
@@ -38,11 +38,7 @@ def problem():
 
 
 def register_model(client, auth, model, name):
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=auth.bearer("scientist"), content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name})
-    assert response.status_code == 201, response.get_json()
+    return upload_model(client, auth.bearer("scientist"), model, name)
 
 
 def upload_page(client, auth, content: bytes, filename: str = "data.csv", **kwargs):

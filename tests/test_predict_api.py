@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +11,8 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from tests.support import upload_model
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +24,7 @@ def iris():
 
 
 def register(client, headers, model, name="iris"):
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(buffer.getvalue()), "m.joblib"), "name": name})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
+    return upload_model(client, headers, model, name)
 
 
 @pytest.fixture

@@ -1,9 +1,7 @@
 """The prediction page: a form from the schema, what-if, CSV rows, errors beside the field."""
 
-import io
 import re
 
-import joblib
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
@@ -12,13 +10,11 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from tests.support import upload_model
+
 
 def register(client, auth, model, name):
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=auth.bearer("scientist"), content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(buffer.getvalue()), "m.joblib"), "name": name})
-    assert response.status_code == 201
+    return upload_model(client, auth.bearer("scientist"), model, name)
 
 
 @pytest.fixture

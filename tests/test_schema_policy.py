@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 
-import joblib
 import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer, make_column_selector
@@ -22,6 +21,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tests.realistic import FEATURES, TARGET, ClipOutliers, loan_table
+from tests.support import upload_model
 from viewer.core.introspect import describe_model
 
 
@@ -53,12 +53,7 @@ def app_config():  # small row groups: a few thousand rows make several chunks
 
 
 def register(client, headers, model, name="loans"):
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(buffer.getvalue()), "m.joblib"), "name": name})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
+    return upload_model(client, headers, model, name)
 
 
 ROW = {"amount": 12000.0, "income": 40000.0, "age": 35.0, "region": "north", "employment": "salaried"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import joblib
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -14,7 +13,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import Ridge
 from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, r2_score, roc_auc_score
 
-from tests.support import FINAL_STATES, poll
+from tests.support import FINAL_STATES, poll, upload_model
 
 
 ROWS, CHUNK = 4000, 500
@@ -23,14 +22,6 @@ ROWS, CHUNK = 4000, 500
 @pytest.fixture
 def app_config():  # small row groups so a few thousand rows make several chunks
     return {"ROW_GROUP_ROWS": CHUNK}
-
-
-def upload_model(client, headers, model, name):
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name})
-    assert response.status_code == 201, response.get_json()
 
 
 def upload_frame(client, headers, frame: pd.DataFrame, filename="data.csv"):
