@@ -55,15 +55,19 @@ run: install-runtime
 	$(PY) manage.py up --demo
 
 # The whole suite twice: on the embedded default (SQLite + filesystem broker) and on the services
-# this machine runs (PostgreSQL + Redis; RabbitMQ for the broker tests). Framework-free core tests
-# and the browser tests (pages, scripts, CSP, XSS: nothing backend-specific) run once.
+# this machine runs (PostgreSQL + Redis; RabbitMQ for the broker tests). What does not depend on the
+# backend runs once, with the embedded suite: the framework-free core and plots, the model hosts,
+# the import layers, the parsers of request bodies, CSV dialects and hostile input, and the browser
+# tests (pages, scripts, CSP, XSS).
 test: test-embedded test-services
 
 test-embedded: install
 	VIEWER_TEST_BACKEND=embedded $(PY) -m pytest
 
 test-services: install
-	VIEWER_TEST_BACKEND=services $(PY) -m pytest --ignore=tests/core --ignore=tests/browser
+	VIEWER_TEST_BACKEND=services $(PY) -m pytest --ignore=tests/core --ignore=tests/browser --ignore=tests/plots \
+		--ignore=tests/infra --ignore=tests/test_layers.py --ignore=tests/test_predict_shapes.py \
+		--ignore=tests/test_data_dialects.py --ignore=tests/test_hostile_input.py
 
 # Slow fault and load tests on both backends: SIGKILL / SIGTERM a worker mid-job, two workers on
 # one job, poison chunks, cancel across a worker restart, late duplicate messages, Redis restarted
