@@ -121,22 +121,3 @@ def _one_thread_per_process(**_kwargs) -> None:
     threadpool_limits(limits=1)
     log.debug("thread pools: %s", [(p["internal_api"], p["num_threads"]) for p in threadpool_info()])
 
-
-@worker_process_init.connect
-def _keep_freed_memory_for_reuse(**_kwargs) -> None:
-    """glibc hands blocks above its mmap threshold (at most 32 MB) back to the system when they
-    are freed, so every chunk's and every finaliser's arrays of a few MB come back as fresh pages
-    the kernel must zero and map again (bench/scoring.py: summarising 1M rows took 0.29 s in a
-    worker against 0.21 s in a warm process). Blocks below 64 MB now come from the heap and
-    freed memory below 256 MB stays for the next chunk; the peak (target 3) does not move."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None:  # not glibc
-        return
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    mallopt(M_MMAP_THRESHOLD, 64 << 20)
-    mallopt(M_TRIM_THRESHOLD, 256 << 20)

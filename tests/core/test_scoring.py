@@ -146,7 +146,8 @@ def test_part_dtype_from_the_footer_is_what_reading_gives(tmp_path, values):
     import pyarrow.parquet as pq
 
     path = tmp_path / "part.parquet"
-    pq.write_table(pa.table({"row": pa.array(range(len(values))), "prediction": values}), path,
+    nested = pa.array([{"a": i, "b": [i, None]} for i in range(len(values))])  # leaves before the column
+    pq.write_table(pa.table({"row": pa.array(range(len(values))), "kept": nested, "prediction": values}), path,
                    use_dictionary=["prediction"])
     read = pq.read_table(path, columns=["prediction"]).column(0).to_numpy(zero_copy_only=False).dtype
     assert scoring._numpy_dtype(path, "prediction") == read

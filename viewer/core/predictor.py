@@ -242,8 +242,9 @@ class InputSchema:
                 error = text_column_error(name, column, offset)
                 if error is not None:
                     raise error
+            self._imputed(name, missing, report, offset)
             masks.append(missing)
-        self._missing_warnings(list(frame.columns), masks, report, offset)
+        self._empty_rows(masks, report, offset)
 
     def check_array(self, X: np.ndarray, names: Sequence[str], report: list[dict[str, Any]] | None,
                     offset: int = 0) -> None:
@@ -253,23 +254,23 @@ class InputSchema:
             return
         missing = np.isnan(X)
         if missing.any():
-            self._missing_warnings(names, [missing[:, j] for j in range(X.shape[1])], report, offset)
+            masks = [missing[:, j] for j in range(X.shape[1])]
+            for name, mask in zip(names, masks):
+                self._imputed(name, mask, report, offset)
+            self._empty_rows(masks, report, offset)
 
-    def _missing_warnings(self, names: Sequence[str], masks: list[np.ndarray], report: list[dict[str, Any]] | None,
-                          offset: int) -> None:
-        """Imputed values (per column the model imputes) and rows with every column empty."""
-        if report is None or not masks:
-            return
-        n_missing: np.ndarray | None = None
-        for name, missing in zip(names, masks):
-            if missing.any():
-                n_missing = missing.astype(np.int64) if n_missing is None else n_missing + missing
-                if name in self.imputed:
-                    report.append(imputed_warning(name, np.flatnonzero(missing), offset))
-        if n_missing is not None:
-            empty = np.flatnonzero(n_missing == len(masks))
-            if len(empty):
-                report.append(empty_rows_warning(empty, len(masks[0]), offset))
+    def _imputed(self, name: str, missing: np.ndarray, report: list[dict[str, Any]] | None, offset: int) -> None:
+        if report is not None and name in self.imputed and missing.any():
+            report.append(imputed_warning(name, np.flatnonzero(missing), offset))
+
+    @staticmethod
+    def _empty_rows(masks: list[np.ndarray], report: list[dict[str, Any]] | None, offset: int) -> None:
+        """Rows with every one of the model's columns empty."""
+        if report is None or not masks or not all(mask.any() for mask in masks):
+            return  # a column with no missing value leaves no row empty
+        empty = np.flatnonzero(np.logical_and.reduce(masks))
+        if len(empty):
+            report.append(empty_rows_warning(empty, len(masks[0]), offset))
 
     def _columns(self, table: Table) -> dict[str, Sequence[Any]]:
         if table.by_column is not None:

@@ -358,11 +358,13 @@ def _numpy_dtype(part: Path, name: str) -> np.dtype:
     """The dtype ``to_numpy`` gives for a part's column, from its footer (its type and its null
     counts) instead of reading its values; read when the footer lacks the counts."""
     meta = pq.read_metadata(part)
-    position = meta.schema.to_arrow_schema().get_field_index(name)
-    kind = meta.schema.to_arrow_schema().field(position).type
+    kind = meta.schema.to_arrow_schema().field(name).type
+    # Statistics are per Parquet leaf column: find this column's leaf by its path (nested columns
+    # before it have several leaves; a nested column itself has no single count).
+    leaf = next((i for i in range(meta.num_columns) if meta.schema.column(i).path == name), None)
     nulls = 0
     for g in range(meta.num_row_groups):
-        stats = meta.row_group(g).column(position).statistics
+        stats = meta.row_group(g).column(leaf).statistics if leaf is not None else None
         if stats is None or not stats.has_null_count:
             return pq.read_table(part, columns=[name]).column(0).to_numpy(zero_copy_only=False).dtype
         nulls += stats.null_count

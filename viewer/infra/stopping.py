@@ -15,18 +15,22 @@ import select
 
 _read: int | None = None
 _write: int | None = None
+_main_pid: int | None = None
 
 
 def open_in_main() -> None:
     """In the worker's main process, before the pool starts."""
-    global _read, _write
-    _read, _write = os.pipe()
+    global _read, _write, _main_pid
+    if _read is None:
+        _read, _write = os.pipe()
+        _main_pid = os.getpid()
 
 
 def child_started() -> None:
-    """In each pool process: only the main process may hold the write end."""
+    """In each pool process: only the main process may hold the write end. (The solo pool
+    runs its tasks in the main process and signals this there too: it keeps its end.)"""
     global _write
-    if _write is not None:
+    if _write is not None and os.getpid() != _main_pid:
         os.close(_write)
         _write = None
 
