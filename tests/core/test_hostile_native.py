@@ -491,8 +491,16 @@ def wide_neighbors(algorithm: str):
 @pytest.mark.chaos  # the proof that the case is live (a crash, a freeze) without our loader: slow subprocesses
 @pytest.mark.parametrize("algorithm", ["kd_tree", "ball_tree"])
 def test_empty_node_bounds_kill_the_process_when_used_without_the_loader(tmp_path, algorithm):
+    """The read runs past a tiny allocation; whether it reaches unmapped memory depends on where
+    the allocator put things (once in many runs a ball tree's read stayed inside mapped memory),
+    so the case is live when one of three fresh processes is killed."""
     hostile = node_bounds(0)(wide_neighbors(algorithm))
-    assert_killed(use_outside_the_loader(tmp_path, hostile, np.ones((1, WIDE)), "predict"))
+    runs = []
+    for _ in range(3):
+        runs.append(use_outside_the_loader(tmp_path, hostile, np.ones((1, WIDE)), "predict"))
+        if runs[-1].returncode < 0:
+            break
+    assert_killed(runs[-1])
 
 
 WIDE_OFFENDERS = {
