@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from tests.realistic import FEATURES, TARGET, loan_table
-from tests.support import PASSWORD, ROOT, poll, wait_for_job
+from tests.support import PASSWORD, ROOT, poll, upload_model, wait_for_job
 
 NUMERIC, CATEGORICAL = ["amount", "income", "age"], ["region", "employment"]
 PLACEHOLDER = "paste your API token here"
@@ -56,15 +56,6 @@ def loans() -> pd.DataFrame:
     return loan_table(600)
 
 
-def upload(client, headers, model, name: str) -> dict:
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    response = client.post("/api/v1/models", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(buffer.getvalue()), f"{name}.joblib"), "name": name})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
 def snippet(page: str, key: str) -> str:
     match = re.search(rf'<pre id="snippet-{key}"><code>(.*?)</code></pre>', page, re.S)
     assert match, f"no {key} snippet on the page"
@@ -90,7 +81,7 @@ def param_rows(page: str) -> dict[str, str]:
 
 
 def test_card_lists_every_nested_steps_hyperparameters_by_double_underscore_name(client, auth, loans):
-    upload(client, auth.bearer("scientist"), loan_logit(loans), "loans")
+    upload_model(client, auth.bearer("scientist"), loan_logit(loans), "loans")
     auth.login("viewer")
     page = client.get("/models/loans/versions/1").get_data(as_text=True)
     rows = param_rows(page)
@@ -112,7 +103,7 @@ def test_card_lists_every_nested_steps_hyperparameters_by_double_underscore_name
 
 def test_card_of_a_single_estimator_lists_its_own_parameters(client, auth, loans):
     model = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(loans[NUMERIC].fillna(0), loans[TARGET])
-    upload(client, auth.bearer("scientist"), model, "gbm")
+    upload_model(client, auth.bearer("scientist"), model, "gbm")
     auth.login("viewer")
     rows = param_rows(client.get("/models/gbm/versions/1").get_data(as_text=True))
     assert rows["n_estimators"] == "changed" and rows["random_state"] == "changed"
@@ -131,7 +122,7 @@ def test_usage_snippets_run_as_written_against_a_live_server(app, client, auth, 
     the token filled in, answer with predictions from this model's real columns: strings, numbers,
     and (in the row) the values its imputer fills in."""
     model = loan_logit(loans)
-    upload(client, auth.bearer("scientist"), model, "loans")
+    upload_model(client, auth.bearer("scientist"), model, "loans")
     token = auth.token("viewer")
     page = page_over_http(live_server, "/models/loans/versions/1")
     assert 'href="/account/"' in page and "create a token" in page
@@ -193,7 +184,7 @@ def test_usage_example_is_the_first_row_of_the_latest_scored_dataset(client, aut
     answers 200 through the app."""
     scientist = auth.bearer("scientist")
     model = loan_logit(loans)
-    upload(client, scientist, model, "loans")
+    upload_model(client, scientist, model, "loans")
     rows = loans.head(50).copy()
     rows.loc[rows.index[0], "income"] = None  # the first row has a missing number and a string
     march = _upload_dataset(client, scientist, rows, "loans-march.csv")
@@ -224,7 +215,7 @@ def test_usage_snippet_of_a_boosting_pipeline_from_its_schema(client, auth, loan
     """Without a scoring job the row comes from the model's own schema (imputed medians, first
     categories) and predicts."""
     model = loan_boosting(loans)
-    upload(client, auth.bearer("scientist"), model, "loans-gbm")
+    upload_model(client, auth.bearer("scientist"), model, "loans-gbm")
     auth.login("viewer")
     page = client.get("/models/loans-gbm/versions/1").get_data(as_text=True)
     assert "a row of typical values" in page
@@ -262,7 +253,7 @@ def test_curl_snippet_quotes_column_names_with_quotes_and_spaces(client, auth, l
     """Column names as spreadsheets have them survive the shell: the curl command runs as shown."""
     frame = pd.DataFrame({"owner's age": [20.0, 35.0, 50.0, 65.0] * 10, 'amount "gross"': [1.0, 2.0, 3.0, 4.0] * 10})
     labels = ["young", "young", "old", "old"] * 10
-    upload(client, auth.bearer("scientist"), LogisticRegression().fit(frame, labels), "quoted")
+    upload_model(client, auth.bearer("scientist"), LogisticRegression().fit(frame, labels), "quoted")
     page = page_over_http(live_server, "/models/quoted/versions/1")
     curl = snippet(page, "curl")
     assert live_server in curl
@@ -273,7 +264,7 @@ def test_curl_snippet_quotes_column_names_with_quotes_and_spaces(client, auth, l
 def test_a_version_described_before_nested_parameters_shows_its_own(app, client, auth, loans):
     """Versions uploaded before the card recorded every step keep a card: their top-level
     parameters, with no claim about defaults."""
-    upload(client, auth.bearer("scientist"), loan_logit(loans), "older")
+    upload_model(client, auth.bearer("scientist"), loan_logit(loans), "older")
     from viewer.infra.extensions import db
     from viewer.services import registry
 
@@ -292,7 +283,7 @@ def test_usage_snippet_of_a_model_with_unnamed_features(client, auth):
     from sklearn.datasets import load_iris
 
     X, y = load_iris(return_X_y=True)
-    upload(client, auth.bearer("scientist"), LogisticRegression(max_iter=500).fit(X, y), "bare")
+    upload_model(client, auth.bearer("scientist"), LogisticRegression(max_iter=500).fit(X, y), "bare")
     auth.login("viewer")
     page = client.get("/models/bare/versions/1").get_data(as_text=True)
     assert "4 unnamed values" in page
