@@ -128,6 +128,13 @@ def files(ctx):
         "read_numpy": attempt(Path(np.__file__).read_bytes),            # the venv: sys.prefix
         "import_loaded": attempt(lambda: importlib.import_module("json")),
         "import_read_path": attempt(lambda: importlib.import_module("guards_fresh_module")),
+        # a read path inside a folder of mode 0700 (a checkout made by mktemp -d): the host reads
+        # it with the owner's file rights, and nothing else there
+        "import_closed_read_path": attempt(lambda: importlib.import_module("guards_closed_module")),
+        "read_closed_secret": attempt(Path(ctx["closed_secret"]).read_bytes),
+        "write_closed_folder": attempt(lambda: write(f"{ctx['closed']}/planted")),
+        "write_closed_read_path": attempt(lambda: write(f"{ctx['closed_library']}/planted")),
+        "read_parent_environ": attempt(Path(f"/proc/{os.getppid()}/environ").read_bytes),
     }
 
 
@@ -139,7 +146,8 @@ def nobody_without_guards(ctx):
     os.setresgid(guards.UNPRIVILEGED, guards.UNPRIVILEGED, guards.UNPRIVILEGED)
     os.setresuid(guards.UNPRIVILEGED, guards.UNPRIVILEGED, guards.UNPRIVILEGED)
     return {"read_secret": attempt(Path(ctx["secret"]).read_bytes),
-            "write_open_folder": attempt(lambda: write(f"{ctx['open_folder']}/planted"))}
+            "write_open_folder": attempt(lambda: write(f"{ctx['open_folder']}/planted")),
+            "read_closed_read_path": attempt(Path(ctx["closed_library"], "guards_closed_module.py").read_bytes)}
 
 
 @host()
@@ -171,8 +179,9 @@ def user(ctx):
     status = os.pread(ctx["status_fd"], 4096, 0).decode()  # opened before the guards
     fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
     return {"ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid()], "groups": os.getgroups(),
-            "setuid_root": attempt(lambda: os.setuid(0)),
-            **{name: fields[name].strip() for name in ("CapEff", "CapPrm", "NoNewPrivs", "Seccomp")}}
+            "uids": fields["Uid"].split(), "gids": fields["Gid"].split(),  # real, effective, saved, filesystem
+            "setuid_root": attempt(lambda: os.setuid(0)), "setfsuid_root": syscall(122, 0),
+            **{name: fields[name].strip() for name in ("CapEff", "CapPrm", "CapAmb", "NoNewPrivs", "Seccomp")}}
 
 
 def is_dumpable() -> int:
@@ -254,8 +263,8 @@ def run_host(name: str, ctx: dict) -> dict:
             keep = [writer, kept, status]
             out = {}
             if guarded:
-                out["report"] = guards.apply(scratch=scratch, keep_fds=keep, memory_mb=MEMORY_MB,
-                                             file_mb=FILE_MB, read_paths=[ctx["library"]])
+                out["report"] = guards.apply(scratch=scratch, keep_fds=keep, memory_mb=MEMORY_MB, file_mb=FILE_MB,
+                                             read_paths=[ctx["library"], ctx["closed_library"]])
                 out["missing"] = guards.missing(out["report"])
             out["result"] = attack({**ctx, "scratch": scratch, "keep": keep, "kept_fd": kept, "status_fd": status})
         except BaseException as exc:  # the host reports everything, then exits below
@@ -310,7 +319,8 @@ def orphan(ctx: dict) -> dict:
 
 def drive(base: str) -> dict:
     ctx = {"base": base, "kept": f"{base}/kept.txt", "open_folder": f"{base}/open",
-           "secret": f"{base}/private/secret.txt", "library": f"{base}/library"}
+           "secret": f"{base}/private/secret.txt", "library": f"{base}/library", "closed": f"{base}/closed",
+           "closed_library": f"{base}/closed/library", "closed_secret": f"{base}/closed/secret.txt"}
     Path(ctx["kept"]).write_text("opened before the guards")
     os.mkdir(ctx["open_folder"], 0o777)
     os.chmod(ctx["open_folder"], 0o777)  # world-writable, whatever the umask
@@ -319,7 +329,11 @@ def drive(base: str) -> dict:
     os.chmod(ctx["secret"], 0o644)  # readable by anyone as far as file modes go
     os.mkdir(ctx["library"], 0o755)
     Path(ctx["library"], "guards_fresh_module.py").write_text("VALUE = 1\n")
-    sys.path.append(ctx["library"])
+    os.makedirs(ctx["closed_library"], 0o755)
+    os.chmod(ctx["closed"], 0o700)  # what mktemp -d makes; only its owner (root) may enter
+    Path(ctx["closed_library"], "guards_closed_module.py").write_text("VALUE = 2\n")
+    Path(ctx["closed_secret"]).write_text("the app's data")
+    sys.path += [ctx["library"], ctx["closed_library"]]
     results = {name: run_host(name, ctx) for name in HOSTS}
     results["orphan"] = orphan(ctx)
     results["driver_namespace"] = os.stat("/proc/self/ns/net").st_ino
@@ -349,7 +363,10 @@ def test_report_lists_every_guard_and_none_is_missing_on_this_machine(hosts):
     report = hosts["network"]["report"]
     assert tuple(report) == guards.GUARDS and all(report.values())
     assert hosts["network"]["missing"] == [] == guards.missing(report)
-    assert report["files"].startswith("Landlock ABI ") and report["user"] == "uid 65534, no capabilities"
+    assert report["files"].startswith("Landlock ABI ")
+    # a read path lies in a folder of mode 0700 (see drive()): files are opened as its owner
+    assert report["user"].startswith("uid 65534, no capabilities; opens files as uid 0, inside Landlock's paths only")
+    assert "/closed (mode 0700)" in report["user"]
     assert guards.missing({"network": "missing: no root", "user": "uid 65534"}) == ["network"]
 
 
@@ -370,12 +387,16 @@ def test_fds_guard_closes_everything_but_the_kept_ones(hosts):
 def test_files_guard_writes_only_in_scratch_and_reads_only_python(hosts):
     got = result(hosts, "files")
     denied = ("write_tmp", "write_shm", "write_open_folder", "read_passwd", "read_secret", "read_proc",
-              "list_root")
+              "list_root", "read_closed_secret", "write_closed_folder", "write_closed_read_path",
+              "read_parent_environ")
     assert {name: got[name] for name in denied} == dict.fromkeys(denied, "PermissionError EACCES")
-    allowed = ("scratch", "tempfile", "dev_null", "read_numpy", "import_loaded", "import_read_path")
+    allowed = ("scratch", "tempfile", "dev_null", "read_numpy", "import_loaded", "import_read_path",
+               "import_closed_read_path")
     assert {name: got[name] for name in allowed} == dict.fromkeys(allowed, "ok")
-    # without the guards, file modes alone would have let uid 65534 do both
-    assert result(hosts, "nobody_without_guards") == {"read_secret": "ok", "write_open_folder": "ok"}
+    # without the guards, file modes alone would have let uid 65534 read the secret and write the
+    # open folder, and kept it out of the closed folder's module
+    assert result(hosts, "nobody_without_guards") == {"read_secret": "ok", "write_open_folder": "ok",
+                                                      "read_closed_read_path": "PermissionError EACCES"}
 
 
 def test_processes_guard_no_fork_exec_threads_or_signals_to_others(hosts):
@@ -397,8 +418,10 @@ def test_processes_guard_host_dies_with_its_parent(hosts):
 def test_user_guard_nobody_without_capabilities(hosts):
     got = result(hosts, "user")
     assert got["ids"] == [65534] * 4 and got["groups"] == []
-    assert got["setuid_root"] == "PermissionError EPERM"
-    assert (got["CapEff"], got["CapPrm"]) == ("0000000000000000",) * 2
+    # only the filesystem uid stays the closed folder's owner (root), and the host cannot change it
+    assert got["uids"] == ["65534"] * 3 + ["0"] and got["gids"] == ["65534"] * 4
+    assert got["setuid_root"] == "PermissionError EPERM" and got["setfsuid_root"] == "EPERM"
+    assert (got["CapEff"], got["CapPrm"], got["CapAmb"]) == ("0000000000000000",) * 3
     assert got["NoNewPrivs"] == "1" and got["Seccomp"] == "2"
 
 
@@ -434,3 +457,24 @@ def test_a_process_with_threads_is_refused(hosts):
 
 if __name__ == "__main__":
     print(json.dumps(drive(sys.argv[1])))
+
+
+def test_a_host_reads_as_the_owner_of_closed_folders_only_when_they_have_one():
+    """The filesystem uid a host keeps: none when uid 65534 can read every path; the owner when
+    one owner's folders keep it out; none (the report names them) when two owners' do."""
+    base = Path(tempfile.mkdtemp(prefix="host-reader-"))  # under /tmp, unlike pytest's tmp_path
+    try:
+        base.chmod(0o755)
+        open_dir, mine, theirs = base / "open", base / "mine", base / "theirs"
+        for folder in (open_dir, mine, theirs):
+            (folder / "lib").mkdir(parents=True)
+        mine.chmod(0o700)
+        theirs.chmod(0o700)
+        os.chown(theirs, 1000, 1000)
+        assert guards._reader([str(open_dir / "lib")]) == (None, {})
+        assert guards._reader([str(open_dir / "lib"), str(mine / "lib")]) == (0, {str(mine): "mode 0700"})
+        assert guards._reader([str(mine / "lib"), str(theirs / "lib")]) == (
+            None, {str(mine): "mode 0700", str(theirs): "mode 0700"})
+        assert guards.closed_folder(str(base / "absent")) is None  # nothing there to read
+    finally:
+        shutil.rmtree(base)

@@ -4,10 +4,13 @@ model can cause (crash, freeze, memory, a malformed answer), each contained and 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -40,13 +43,13 @@ def pool():
     pool.close()
 
 
-def hosted(pool, tmp_path, estimator, *, timeout: float = 20.0, key: str | None = None):
+def hosted(pool, tmp_path, estimator, *, timeout: float = 20.0, key: str | None = None, trusted=TRUSTED):
     """The model saved, then served by a host of ``pool`` (info described like an upload's)."""
     key = key or f"{type(estimator).__name__}-{id(estimator)}"
     path = tmp_path / f"{key}.joblib"
     joblib.dump(estimator, path)
     info = describe_model(estimator).to_dict()
-    load = {"trusted_modules": list(TRUSTED), "info": info, "max_decompressed_bytes": 2**30}
+    load = {"trusted_modules": list(trusted), "info": info, "max_decompressed_bytes": 2**30}
 
     def starter():
         return pool.start(key, lambda: os.open(path, os.O_RDONLY), load, timeout=timeout)
@@ -270,3 +273,55 @@ def test_hosts_work_when_the_apps_temporary_folder_is_private(tmp_path, data, mo
         assert not served.host().scratch.startswith(str(private))
     finally:
         own.close()
+
+
+LAZY_STEP = """
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class LazyModel(ClassifierMixin, BaseEstimator):
+    \"\"\"Imports its helper only when it predicts, as libraries do, so the fork server has not.\"\"\"
+
+    def __init__(self, helper="helper"):
+        self.helper = helper
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{self.helper}").pick(self.classes_, len(X))
+"""
+
+
+def test_hosts_import_lazily_from_a_folder_only_its_owner_may_enter(tmp_path, data, monkeypatch):
+    """A checkout or virtualenv in a folder of mode 0700 (``mktemp -d``, /root): the host reads
+    what it imports there with the owner's file rights (Landlock still limits where), and a module
+    that is not installed is named, with the fix."""
+    closed = Path(tempfile.mkdtemp(prefix="checkout-"))  # mode 0700, in a folder open to all
+    package = closed / "lazy_steps"
+    package.mkdir()
+    (package / "__init__.py").write_text(LAZY_STEP)
+    (package / "helper.py").write_text("import numpy as np\n\ndef pick(classes, n):\n"
+                                       "    return np.repeat(classes[:1], n)\n")
+    monkeypatch.syspath_prepend(str(closed))
+    import lazy_steps
+
+    X, y = data
+    own = HostPool(size=1, memory_mb=512, file_mb=256, imports=("lazy_steps",))
+    try:
+        served = hosted(own, tmp_path, lazy_steps.LazyModel().fit(X, y), key="lazy", trusted=("lazy_steps",))
+        assert "lazy_steps.helper" not in sys.modules and f"{closed} (mode 0700)" in served.host().guards["user"]
+        assert served.predict(X[:3]).tolist() == ["no"] * 3
+        missing = hosted(own, tmp_path, lazy_steps.LazyModel(helper="absent").fit(X, y), key="absent",
+                         trusted=("lazy_steps",))
+        with pytest.raises(ModelFailed, match=r"needs the module 'lazy_steps\.absent', which its host could "
+                                              r"not import\. .* install the module there"):
+            missing.predict(X[:3])
+    finally:
+        own.close()
+        sys.modules.pop("lazy_steps", None)
+        shutil.rmtree(closed)

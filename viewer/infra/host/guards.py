@@ -11,11 +11,15 @@ The order matters:
 
 1. ``network`` first: a new network namespace needs root (CAP_SYS_ADMIN).
 2. ``fds`` before anything here opens a file, so only what the caller names survives.
-3. ``scratch`` folder: handing it to uid 65534 needs root.
-4. ``memory`` and the other limits: lowered while we still know the process's own size;
+3. ``memory`` and the other limits: lowered while we still know the process's own size;
    RLIMIT_NPROC 0 only binds once the uid is not root.
-5. the Landlock ruleset is built while still root, so every allowed path can be opened.
+4. the Landlock ruleset is built while still root, so every allowed path can be opened.
+5. ``scratch`` folder: handing it to uid 65534 (or the reader, below) needs root.
 6. ``user``: drop to nobody, then ask to die with the parent (a credential change clears that).
+   When uid 65534 cannot enter a folder holding what the host reads (a checkout or a Python under
+   /root or in a ``mktemp -d`` folder, both mode 0700), the host keeps that folder's owner as its
+   filesystem uid only: it reads with the owner's file rights, without capabilities, and only
+   where Landlock lets it (so only with Landlock; without it the host stays plain nobody).
 7. ``dumpable`` off, 8. no_new_privs (Landlock and seccomp need it without CAP_SYS_ADMIN).
 9. Landlock enforced, 10. seccomp last: it denies set*id, unshare and more that steps 1-6 use.
 
@@ -25,9 +29,8 @@ start threads afterwards either, so the fork server must cap OpenBLAS/OpenMP at 
 importing numpy (OpenBLAS raises SIGINT when it cannot start its threads).
 
 Only the standard library is imported: the fork server pays nothing for this module, and the host
-needs no file it has not already loaded. Anything it imports later must be readable by uid 65534
-as well as listed in ``read_paths``: a Python installed under /root (mode 0700) gives a host none
-of the standard library modules the fork server did not import.
+needs no file it has not already loaded. Anything it imports later must be listed in
+``read_paths`` (the Python installation always is).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ UNPRIVILEGED = 65534  # nobody
 GUARDS = ("network", "fds", "scratch", "memory", "files", "user", "dumpable", "processes", "syscalls")
 
 CLONE_NEWNET = 0x40000000
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 1, 4, 22, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 1, 4, 8, 22, 38
+CAP_SETUID, LINUX_CAPABILITY_VERSION_3 = 7, 0x20080522
 SIGKILL = 9
 
 # Landlock (linux/landlock.h): syscalls, then access rights by the ABI version that added them.
@@ -99,11 +103,18 @@ def apply(*, scratch: str, keep_fds: Sequence[int], memory_mb: int, file_mb: int
                            "Landlock, seccomp and the network namespace bind the calling thread only")
     parent = os.getppid()
     scratch = os.path.abspath(scratch)
-    report = {"network": network(), "fds": fds(keep_fds), "scratch": scratch_folder(scratch)}
+    readable = (*read_paths, sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib", "/lib64",
+                "/etc/ld.so.cache")
+    reader, closed = _reader(readable) if os.geteuid() == 0 else (None, {})
+    report = {"network": network(), "fds": fds(keep_fds)}
     report["memory"], nproc = memory(memory_mb, file_mb)
-    ruleset, report["files"] = landlock_ruleset(scratch, read_paths)
-    report["user"] = user()
-    if not report["user"].startswith("missing:") and not os.access(scratch, os.W_OK | os.X_OK):
+    ruleset, report["files"] = landlock_ruleset(scratch, readable)
+    if ruleset is None:
+        reader = None  # reading with the owner's rights is safe only inside Landlock's paths
+    report["scratch"] = scratch_folder(scratch, UNPRIVILEGED if reader is None else reader)
+    report["user"] = user(reader, closed)
+    # access() with effective_ids checks the filesystem uid, the one that opens files
+    if not report["user"].startswith("missing:") and not os.access(scratch, os.W_OK | os.X_OK, effective_ids=True):
         report["scratch"] = f"missing: uid {UNPRIVILEGED} cannot reach {scratch} (a parent folder is closed)"
     # Die with the parent (the fork server) rather than outlive it. Compared with the parent at
     # entry, not with 1: a fork server may itself be PID 1 in a container.
@@ -117,6 +128,9 @@ def apply(*, scratch: str, keep_fds: Sequence[int], memory_mb: int, file_mb: int
     # seccomp insist on it from a process without CAP_SYS_ADMIN.
     no_new_privs = _try(_prctl, PR_SET_NO_NEW_PRIVS, 1)
     report["files"] = landlock_restrict(ruleset, report["files"], no_new_privs)
+    if reader is not None and report["files"].startswith("missing:"):
+        _setfsuid(UNPRIVILEGED)  # no Landlock after all: the owner's rights would reach everything
+        report["user"] = f"uid {UNPRIVILEGED}, no capabilities (cannot read {_listed(closed)})"
     report["processes"], report["syscalls"] = syscalls(nproc, orphan_killed, no_new_privs)
     return {name: report[name] for name in GUARDS}
 
@@ -175,11 +189,12 @@ def fds(keep_fds: Sequence[int]) -> str:
     return f"closed every inherited file but stdout, stderr and {len(keep)} kept; {stdin}"
 
 
-def scratch_folder(scratch: str) -> str:
-    """The host's own folder, owned by nobody, as its working directory, HOME and TMPDIR."""
+def scratch_folder(scratch: str, owner: int = UNPRIVILEGED) -> str:
+    """The host's own folder, owned by nobody (or by the uid it reads files as), as its working
+    directory, HOME and TMPDIR."""
     try:
         if os.geteuid() == 0:
-            os.chown(scratch, UNPRIVILEGED, UNPRIVILEGED)
+            os.chown(scratch, owner, UNPRIVILEGED)
         os.chmod(scratch, 0o700)
         os.chdir(scratch)
     except OSError as exc:
@@ -211,8 +226,9 @@ def memory(memory_mb: int, file_mb: int) -> tuple[str, bool]:
 
 def landlock_ruleset(scratch: str, read_paths: Sequence[str]) -> tuple[int | None, str]:
     """Build (not yet enforce) the Landlock ruleset: every right in the scratch folder, reading and
-    executing in the Python installation and the system libraries, nothing anywhere else (not
-    /etc/passwd, not /proc, not the app's data). Returns the ruleset fd, or None, and a description."""
+    executing in ``read_paths`` (the Python installation, the system libraries), nothing anywhere
+    else (not /etc/passwd, not /proc, not the app's data). Returns the ruleset fd, or None, and a
+    description."""
     try:
         abi = _call("syscall", LANDLOCK_CREATE_RULESET, None, 0, LANDLOCK_CREATE_RULESET_VERSION)
     except OSError as exc:
@@ -229,8 +245,7 @@ def landlock_ruleset(scratch: str, read_paths: Sequence[str]) -> tuple[int | Non
         return None, f"missing: Landlock refused the ruleset ({exc.strerror})"
     readable = FS_READ_FILE | FS_READ_DIR | FS_EXECUTE
     rules = {scratch: fs, os.devnull: FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE, "/dev/urandom": FS_READ_FILE}
-    for path in (*read_paths, sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib", "/lib64",
-                 "/etc/ld.so.cache"):
+    for path in read_paths:
         rules.setdefault(path, readable)
     try:
         for path, rights in rules.items():
@@ -258,19 +273,86 @@ def landlock_ruleset(scratch: str, read_paths: Sequence[str]) -> tuple[int | Non
     return ruleset, described
 
 
-def user() -> str:
+def user(reader: int | None = None, closed: dict[str, str] | None = None) -> str:
     """Become nobody: no capabilities, and a uid that owns no file of the app. Fatal when root
-    cannot do it (a host would then run as root); merely missing when we are not root."""
+    cannot do it (a host would then run as root); merely missing when we are not root.
+
+    ``reader``: the filesystem uid to keep (see :func:`_reader`) for the ``closed`` folders. Only
+    file permission checks use it; signals, process limits and ptrace go by the real uid, so the
+    host is still nobody to every other process, and Landlock decides which files it may open."""
     if os.geteuid() != 0:
         return f"missing: not started as root, so it stays uid {os.geteuid()}"
     os.setgroups([])
     os.setresgid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED)
+    if reader is not None:
+        _prctl(PR_SET_KEEPCAPS, 1)  # keep CAP_SETUID across the drop, for setfsuid below
     os.setresuid(UNPRIVILEGED, UNPRIVILEGED, UNPRIVILEGED)
+    if reader is not None:
+        _capset(1 << CAP_SETUID)
+        _setfsuid(reader)
+        _capset(0)
+        _prctl(PR_SET_KEEPCAPS, 0)
     with open("/proc/self/status") as status:
-        caps = [line.split()[1] for line in status if line.startswith(("CapEff:", "CapPrm:", "CapAmb:"))]
-    if any(int(mask, 16) for mask in caps) or os.getuid() != UNPRIVILEGED:
-        raise RuntimeError(f"still privileged after the drop to uid {UNPRIVILEGED}: {caps}")
-    return f"uid {UNPRIVILEGED}, no capabilities"
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    caps = [fields[name].strip() for name in ("CapEff", "CapPrm", "CapAmb")]
+    ids = [int(i) for i in fields["Uid"].split()]  # real, effective, saved, filesystem
+    if any(int(mask, 16) for mask in caps) or ids != [UNPRIVILEGED] * 3 + [
+            UNPRIVILEGED if reader is None else reader]:
+        raise RuntimeError(f"still privileged after the drop to uid {UNPRIVILEGED}: uids {ids}, capabilities {caps}")
+    if reader is None:
+        return f"uid {UNPRIVILEGED}, no capabilities" + (f" (cannot read {_listed(closed)})" if closed else "")
+    return (f"uid {UNPRIVILEGED}, no capabilities; opens files as uid {reader}, inside Landlock's paths only, "
+            f"since uid {UNPRIVILEGED} cannot enter {_listed(closed)}")
+
+
+def closed_folder(path: str) -> str | None:
+    """The first folder on the way to ``path`` (or ``path`` itself) that keeps others out, so
+    uid 65534 cannot read what is there; None when others may read it."""
+    path = os.path.abspath(path)
+    parts = [path]
+    while parts[-1] != "/":
+        parts.append(os.path.dirname(parts[-1]))
+    for part in reversed(parts):
+        try:
+            mode = os.stat(part).st_mode
+        except OSError:
+            return None  # a path this machine does not have: nothing to read there
+        needed = 0o001 if part != path else 0o005 if stat.S_ISDIR(mode) else 0o004
+        if mode & needed != needed:
+            return part
+    return None
+
+
+def _reader(paths: Sequence[str]) -> tuple[int | None, dict[str, str]]:
+    """Which uid a host should open files as: None (nobody) when uid 65534 can read every one of
+    ``paths``, else the owner of the folders that keep it out when they have one owner, who can
+    enter them. Also returns the closed folders, described for the report."""
+    closed = {}
+    for path in paths:
+        folder = closed_folder(path)
+        if folder is not None and folder not in closed:
+            info = os.stat(folder)
+            closed[folder] = (info.st_uid, info.st_mode)
+    owners = {uid for uid, _mode in closed.values()}
+    described = {folder: f"mode {stat.S_IMODE(mode):04o}" for folder, (_uid, mode) in closed.items()}
+    if len(owners) != 1 or any(mode & 0o500 != 0o500 for _uid, mode in closed.values()):
+        return None, described
+    return owners.pop(), described
+
+
+def _listed(closed: dict[str, str] | None) -> str:
+    return ", ".join(f"{folder} ({how})" for folder, how in (closed or {}).items()) or "nothing"
+
+
+def _capset(permitted: int) -> None:
+    """Set the permitted and effective capabilities to ``permitted`` (the first 32 only)."""
+    header = struct.pack("<Ii", LINUX_CAPABILITY_VERSION_3, 0)
+    data = struct.pack("<6I", permitted, permitted, 0, 0, 0, 0)  # effective, permitted, inheritable x2
+    _call("capset", ctypes.create_string_buffer(header, 8), ctypes.create_string_buffer(data, 24))
+
+
+def _setfsuid(uid: int) -> None:
+    _call("setfsuid", uid)  # returns the previous fsuid, never -1: user() checks the result
 
 
 def landlock_restrict(ruleset: int | None, described: str, no_new_privs: str) -> str:

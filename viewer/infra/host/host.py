@@ -254,4 +254,10 @@ def _failure(exc: BaseException) -> dict[str, Any]:
         return {"kind": "model", "message": str(exc)}
     if isinstance(exc, MemoryError):
         return {"kind": "memory", "message": "The model ran out of the memory a model host may use."}
+    if isinstance(exc, ImportError) and exc.name:
+        return {"kind": "model", "message": (
+            f"The model needs the module {exc.name!r}, which its host could not import. A model host "
+            "reads only the Python environment the app runs in and the packages listed in "
+            "VIEWER_TRUSTED_MODULES: install the module there (for your own code, list its package "
+            "in VIEWER_TRUSTED_MODULES too), then restart the app and its workers.")}
     return {"kind": "model", "message": f"The model failed: {type(exc).__name__}: {_scrub(str(exc))}"}

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from . import guards
+
 # The environment a server (and so every host) gets: nothing from the app's but where programs
 # and libraries are, the language, and one thread for every math library.
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -177,25 +179,11 @@ def _preimport(extra: list[str]) -> None:
     del sklearn
 
 
-def _reachable(path: str) -> bool:
-    """Every folder from / to ``path`` lets others through (a host runs as uid 65534)."""
-    path = os.path.abspath(path)
-    while True:
-        try:
-            if not os.stat(path).st_mode & 0o001:
-                return False
-        except OSError:
-            return False
-        if path == "/":
-            return True
-        path = os.path.dirname(path)
-
-
 def _scratch_base() -> str:
     """Where hosts' scratch folders go: the temporary folder unless uid 65534 could not reach a
     folder in it (a TMPDIR of mode 0700, as many tools make), then the usual shared ones."""
     for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
-        if _reachable(candidate):
+        if os.path.isdir(candidate) and guards.closed_folder(candidate) is None:
             return candidate
     return tempfile.gettempdir()  # the host then reports its scratch guard missing
 
@@ -225,7 +213,7 @@ def _read_paths(trusted: list[str]) -> list[str]:
 
 
 def _spawn(control: socket.socket, request: dict[str, Any], fds: list[int], read_paths: list[str]):
-    from . import guards, host
+    from . import host
 
     host_fd, model_fd = fds
     scratch = tempfile.mkdtemp(prefix="viewer-host-", dir=_scratch_base())
