@@ -186,3 +186,59 @@ def test_passthrough_columns_keep_their_stored_type_in_every_part(tmp_path):
     assert joined.column("loan_id").to_pylist() == ids.to_pylist()
     np.testing.assert_allclose(joined.column("prediction").to_numpy(), model.predict(X))
     assert scoring.is_output_name("proba_yes") and scoring.is_output_name("row") and not scoring.is_output_name("loan_id")
+
+
+def test_read_ahead_gives_a_chunk_for_its_key_only_and_a_failed_load_to_nobody():
+    ahead = scoring.ReadAhead()
+    try:
+        ahead.start(("data", 1), lambda: (100, pa.table({"a": [1.0]}), None))
+        assert ahead.take(("data", 2)) is None          # another chunk: loaded again by the caller
+        assert ahead.take(("data", 1)) is None          # taken (dropped) once
+        ahead.start(("data", 3), lambda: (300, pa.table({"a": [3.0]}), None))
+        start, table, X = ahead.take(("data", 3))
+        assert start == 300 and table.column("a").to_pylist() == [3.0] and X is None
+
+        def broken():
+            raise OSError("the disk went away")
+
+        ahead.start(("data", 4), broken)
+        assert ahead.take(("data", 4)) is None          # the caller loads it itself and meets the error
+    finally:
+        ahead.close()
+
+
+def test_score_dataset_loads_each_next_chunk_while_the_model_works(tmp_path, monkeypatch):
+    """Every chunk after the first is loaded in the read-ahead thread, and the parts are what
+    scoring each chunk on its own gives."""
+    import threading
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from viewer.core.introspect import describe_model
+    from viewer.core.predictor import Predictor
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(900, 4))
+    X[rng.random(X.shape) < 0.05] = np.nan
+    y = np.where(np.nan_to_num(X[:, 0]) > 0, "yes", "no")
+    frame = {f"x{j}": X[:, j] for j in range(4)}
+    source = tmp_path / "data.parquet"
+    pq.write_table(pa.table({**frame, "target": y}), source, row_group_size=200)
+    model = HistGradientBoostingClassifier(max_iter=20).fit(pd.DataFrame(frame), y)
+    predictor = Predictor(model, describe_model(model).to_dict())
+    loaded_in = []
+    real = scoring.load_chunk
+
+    def recording(predictor, path, index):
+        loaded_in.append((index, threading.current_thread().name.startswith("read-ahead")))
+        return real(predictor, path, index)
+
+    monkeypatch.setattr(scoring, "load_chunk", recording)
+    assert scoring.score_dataset(predictor, source, tmp_path / "ahead", "target") == 900
+    assert loaded_in == [(0, False)] + [(i, True) for i in range(1, 5)]
+    for i, part in enumerate(scoring.parts_in(tmp_path / "ahead")):
+        alone = tmp_path / f"alone-{i}.parquet"
+        scoring.score_chunk(predictor, source, i, alone, "target")
+        assert pq.read_table(part).equals(pq.read_table(alone))
