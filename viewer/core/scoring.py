@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -195,69 +194,15 @@ def write_part(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-Loaded = tuple[int, pa.Table, "np.ndarray | None"]  # a chunk's first row, its table, numeric_features
-
-
-def load_chunk(predictor: InputSchema, dataset_path: str | os.PathLike[str], index: int) -> Loaded:
-    start, table = read_row_group(dataset_path, index)
-    return start, table, numeric_features(predictor, table)
-
-
-class ReadAhead:
-    """Loads one chunk in a thread while the caller works on another: a scoring task loads the
-    chunk it will most likely take next while the model host predicts (the task's process only
-    waits then). Holds at most one chunk; ``take`` gives it only for the key it was started with."""
-
-    def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._key: Any = None
-        self._future: Future | None = None
-
-    def start(self, key: Any, load: Callable[[], Loaded]) -> None:
-        self.wait()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
-        self._key, self._future = key, self._pool.submit(load)
-
-    def take(self, key: Any) -> Loaded | None:
-        """The chunk loaded for ``key``, or None (another key, or its load failed: the caller
-        loads it again and meets the error itself)."""
-        future, started = self._future, self._key
-        self._future = self._key = None
-        if future is None or started != key:
-            if future is not None:
-                wait([future])
-            return None
-        try:
-            return future.result()
-        except Exception:  # noqa: BLE001
-            return None
-
-    def wait(self) -> None:
-        """Until the running load is done (before the file it reads goes away); the result stays."""
-        if self._future is not None:
-            wait([self._future])
-
-    def close(self) -> None:
-        self.take(None)
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-
-
 def score_chunk(predictor: InputSchema, dataset_path: str | os.PathLike[str], index: int,
                 part: str | os.PathLike[str], target: str | None = None, passthrough: Sequence[str] = (),
-                strict: bool = False, *, loaded: Loaded | None = None,
-                then: Callable[[], None] | None = None) -> int:
+                strict: bool = False) -> int:
     """Score row group ``index`` into the output part at ``part``; returns the number of rows.
     Bad input raises PayloadError whose message starts with the rows ("Rows 100,000–199,999: ");
     the schema policy's warnings (and the model's own) are kept in the part's metadata
-    (``part_warnings`` reads them back); ``strict`` refuses the rows on any instead.
-    ``loaded``: the chunk as ``load_chunk`` gives it, when already loaded; ``then`` is called once
-    it is loaded and before the model runs (to start a ``ReadAhead`` of the next chunk)."""
-    start, table, X = loaded if loaded is not None else load_chunk(predictor, dataset_path, index)
-    if then is not None:
-        then()
+    (``part_warnings`` reads them back); ``strict`` refuses the rows on any instead."""
+    start, table = read_row_group(dataset_path, index)
+    X = numeric_features(predictor, table)
     frame = to_frame(table if X is None else table.select([target] if target else []))
     report: list[dict[str, Any]] = []
     try:
@@ -322,27 +267,15 @@ def part_warnings(parts: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any
 def score_dataset(predictor: InputSchema, dataset_path: str | os.PathLike[str], output_dir: str | os.PathLike[str],
                   target: str | None = None, progress: Callable[[int, int], None] | None = None,
                   cancelled: Callable[[], bool] | None = None, passthrough: Sequence[str] = ()) -> int:
-    """Score every row group in one process (a notebook's way), each loaded while the model
-    works on the one before; returns rows scored."""
+    """Score every row group in one process (a notebook's way); returns rows scored."""
     total_groups = n_row_groups(dataset_path)
     done = 0
-    ahead = ReadAhead()
-    try:
-        for index in range(total_groups):
-            if cancelled is not None and cancelled():
-                break
-            following = index + 1
-
-            def then() -> None:
-                if following < total_groups:
-                    ahead.start(following, lambda: load_chunk(predictor, dataset_path, following))
-
-            done += score_chunk(predictor, dataset_path, index, part_path(output_dir, index), target, passthrough,
-                                loaded=ahead.take(index), then=then)
-            if progress is not None:
-                progress(done, index + 1)
-    finally:
-        ahead.close()
+    for index in range(total_groups):
+        if cancelled is not None and cancelled():
+            break
+        done += score_chunk(predictor, dataset_path, index, part_path(output_dir, index), target, passthrough)
+        if progress is not None:
+            progress(done, index + 1)
     return done
 
 

@@ -365,18 +365,6 @@ def claim_untried_chunk(job_id: str, owner: str) -> JobChunk | None:
     return None
 
 
-def next_chunk_if_alone(job_id: str, chunk_id: int) -> int | None:
-    """The chunk ``claim_untried_chunk`` would give next, when no other chunk of the job is
-    running (so no other worker is likely to take it first); None otherwise."""
-    others = db.session.scalar(select(func.count()).select_from(JobChunk).where(
-        JobChunk.job_id == job_id, JobChunk.state == "running", JobChunk.id != chunk_id))
-    if others:
-        return None
-    return db.session.scalar(select(JobChunk.index).where(JobChunk.job_id == job_id, JobChunk.state == "pending",
-                                                          JobChunk.attempts == 0)
-                             .order_by(JobChunk.index).limit(1))
-
-
 def start_chunked(job: Job) -> None:
     """A chunked job is running from its first claimed chunk on."""
     db.session.execute(update(Job).where(Job.id == job.id, Job.state == "pending")

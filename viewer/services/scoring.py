@@ -40,21 +40,14 @@ def run_chunk(job_id: str, index: int, owner: str) -> None:
     retried chunk waits for its own delayed message (its back-off), so it is never taken here."""
     chunk = jobs.claim_chunk(job_id, index, owner)
     stop_at = time.monotonic() + float(current_app.config["CHUNK_TASK_SECONDS"])
-    ahead = scoring.ReadAhead()
-    try:
-        while chunk is not None:
-            if not _score_one(job_id, chunk, owner, ahead) or time.monotonic() > stop_at or stopping.stopping():
-                return  # (a warm shutdown finishes the running chunk and takes no more)
-            chunk = jobs.claim_untried_chunk(job_id, owner)
-    finally:
-        ahead.close()
+    while chunk is not None:
+        if not _score_one(job_id, chunk, owner) or time.monotonic() > stop_at or stopping.stopping():
+            return  # (a warm shutdown finishes the running chunk and takes no more)
+        chunk = jobs.claim_untried_chunk(job_id, owner)
 
 
-def _score_one(job_id: str, chunk, owner: str, ahead: scoring.ReadAhead) -> bool:
-    """Score one claimed chunk; True when the job goes on (more chunks may be taken). While the
-    model works on it, ``ahead`` loads the chunk this task will most likely take next, when no
-    other worker runs a chunk of the job (with others, the guess is often theirs, and the load
-    would take a core they use; bench/scoring.py)."""
+def _score_one(job_id: str, chunk, owner: str) -> bool:
+    """Score one claimed chunk; True when the job goes on (more chunks may be taken)."""
     index = chunk.index
     job = db.session.get(Job, job_id)
     if job is None or job.finished or job.cancel_requested:
@@ -76,18 +69,8 @@ def _score_one(job_id: str, chunk, owner: str, ahead: scoring.ReadAhead) -> bool
             dataset = db.session.get(Dataset, job.dataset_id)
             with datasets.get_file(dataset) as source, store().writer(key) as part:
                 where = scoring.chunk_rows(source, index)
-                following = jobs.next_chunk_if_alone(job_id, chunk.id)
-
-                def then() -> None:
-                    if following is not None:
-                        ahead.start((dataset.id, following), lambda: scoring.load_chunk(predictor, source, following))
-
-                try:
-                    rows = scoring.score_chunk(predictor, source, index, part, job.params.get("target"),
-                                               job.params.get("passthrough") or (), bool(job.params.get("strict")),
-                                               loaded=ahead.take((dataset.id, index)), then=then)
-                finally:
-                    ahead.wait()  # the file it reads stays until it is done
+                rows = scoring.score_chunk(predictor, source, index, part, job.params.get("target"),
+                                           job.params.get("passthrough") or (), bool(job.params.get("strict")))
     except PayloadError as exc:  # the data does not fit the model: every retry would fail alike
         jobs.fail(job_id, exc.message)  # it names the rows ("Rows 100,000–199,999: ..."), the column and the fix
         return False
