@@ -180,5 +180,10 @@ def celery_config(settings: Mapping[str, Any]) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
+        # Remote control (celery inspect/control) is unused: jobs are cancelled through the
+        # database. On the filesystem broker its queue is polled like the task queue, every
+        # polling_interval even while the worker is busy: ~5 % of a core per worker
+        # (bench/scoring.py, "main" CPU). Message brokers push, so it stays on there.
+        "worker_enable_remote_control": transport is None,
         "task_default_queue": "viewer",
     }
