@@ -53,6 +53,25 @@ def test_client_sends_missing_values_as_null_and_raises_api_errors(live_server, 
     assert caught.value.status == 404
 
 
+def test_client_sends_date_columns_as_iso_text(live_server, auth, iris):
+    """A frame with dates (a datetime64 column with a missing value, Python dates) predicts like
+    the same rows without them; the dates go as ISO 8601 text, as a CSV holds them."""
+    import datetime
+
+    from viewer.client import _records
+
+    X, model, path = iris
+    client = Client(live_server, auth.token("scientist"))
+    client.upload_model(path, name="iris")
+    rows = X.iloc[[0, 60, 120]].assign(opened=pd.to_datetime(["2024-05-15 00:00", None, "2024-06-01 12:30"]),
+                                        due=[datetime.date(2025, 1, 31)] * 3)
+    np.testing.assert_array_equal(client.predict(rows, model="iris"), model.predict(X.iloc[[0, 60, 120]]))
+    sent = _records(rows)["dataframe_split"]["data"]
+    assert [row[-2:] for row in sent] == [["2024-05-15T00:00:00", "2025-01-31"], [None, "2025-01-31"],
+                                          ["2024-06-01T12:30:00", "2025-01-31"]]
+    assert _records(np.array([["2024-05-15"]], dtype="datetime64[ns]"))["instances"] == [["2024-05-15T00:00:00"]]
+
+
 def test_client_uploads_a_dataset_scores_it_and_reads_the_results(live_server, auth, worker, iris, tmp_path):
     X, model, path = iris
     species = load_iris().target_names[load_iris().target]

@@ -12,6 +12,7 @@ can use it anywhere.
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import math
@@ -40,20 +41,26 @@ def _records(data: Any) -> dict[str, Any]:
     elif isinstance(data, dict):
         frame = pd.DataFrame(data)
     else:
-        array = np.asarray(data, dtype=object)
+        # object: a mixed list keeps its numbers; datetime64 stays (as objects they become ints)
+        dated = isinstance(data, np.ndarray) and data.dtype.kind == "M"
+        array = data if dated else np.asarray(data, dtype=object)
         if array.ndim == 1:
             array = array.reshape(1, -1)
-        return {"instances": [[_plain(v) for v in row] for row in array.tolist()]}
+        return {"instances": [[_plain(v) for v in row] for row in array]}
     rows = [[_plain(v) for v in row] for row in frame.itertuples(index=False, name=None)]
     return {"dataframe_split": {"columns": [str(c) for c in frame.columns], "data": rows}}
 
 
 def _plain(value: Any) -> Any:
+    if value is pd.NA or value is pd.NaT or (isinstance(value, np.datetime64) and np.isnat(value)):
+        return None
+    if isinstance(value, (datetime.datetime, np.datetime64)):  # as a CSV holds them: ISO 8601 text
+        return pd.Timestamp(value).isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
         return None
     return value
 
