@@ -445,3 +445,104 @@ def test_batch_text_for_a_model_described_without_kinds_names_column_and_fix(tmp
     assert caught.value.message.startswith("Rows 100–199: Column 'b' holds text where the model takes numbers (100 "
                                            "rows: rows 100, 101, 102, 103, 104 and 95 more).")
     assert 'decimal=","' in caught.value.message
+
+
+def dropping_model():
+    """Fitted on the whole table as people do (ID, date and all), a ColumnTransformer that takes
+    some columns and drops the rest (``remainder="drop"``, and an explicit "drop" entry)."""
+    frame = loan_table(400)
+    prep = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), ["amount", "income", "age"]),
+        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+         ["region"]),
+        ("id", "drop", ["loan_id"]),
+    ], remainder="drop")
+    inputs = frame.drop(columns=[TARGET])
+    return make_pipeline(prep, LogisticRegression(max_iter=500)).fit(inputs, frame[TARGET]), inputs
+
+
+def test_columns_the_column_transformer_drops_are_described_as_unused():
+    info = describe_model(dropping_model()[0]).to_dict()
+    kinds = {f["name"]: f["kind"] for f in info["input_schema"]}
+    assert kinds == {"loan_id": "unused", "amount": "numeric", "income": "numeric", "age": "numeric",
+                     "region": "categorical", "employment": "unused", "opened": "unused"}
+    from viewer.core.schema import needed_columns
+    assert needed_columns(info) == ["amount", "income", "age", "region"]
+
+
+def test_v1_takes_any_value_or_none_for_columns_the_model_drops(client, auth):
+    """A date or an ID the model drops is not checked as a number (it was refused as "Non-numeric
+    values where the model takes numbers" while batch scoring took it) and may be left out."""
+    import pandas as pd
+
+    model, inputs = dropping_model()
+    register(client, auth.bearer("scientist"), model, name="dropper")
+    row = {"loan_id": "L7", "amount": 5000.0, "income": 30000.0, "age": 50.0, "region": "south",
+           "employment": "student", "opened": "2024-03-01"}
+    expected = model.predict_proba(pd.DataFrame([row]))[0].tolist()
+    with_them = client.post("/api/v1/models/dropper/predict?output=proba", headers=auth.bearer("viewer"),
+                            json={"dataframe_records": [row]})
+    assert with_them.status_code == 200, with_them.get_json()
+    assert with_them.get_json()["probabilities"][0] == pytest.approx(expected, abs=1e-12)
+    assert with_them.get_json()["warnings"] == []
+    read = {k: row[k] for k in ("amount", "income", "age", "region")}
+    without = client.post("/api/v1/models/dropper/predict?output=proba", headers=auth.bearer("viewer"),
+                          json={"dataframe_records": [read]})
+    assert without.status_code == 200, without.get_json()
+    assert without.get_json()["probabilities"][0] == pytest.approx(expected, abs=1e-12)
+    # A row whose every column the model reads is empty is reported though its ID is there.
+    empty = client.post("/api/v1/models/dropper/predict?output=proba", headers=auth.bearer("viewer"), json={"dataframe_records": [
+        {"loan_id": "L9", "amount": None, "income": None, "age": None, "region": None, "opened": "2024-01-01"}]})
+    assert empty.status_code == 200, empty.get_json()
+    assert "empty_rows" in {w["code"] for w in empty.get_json()["warnings"]}
+
+    missing = client.post("/api/v1/models/dropper/predict?output=proba", headers=auth.bearer("viewer"),
+                          json={"dataframe_records": [{"amount": 1.0, "opened": "x"}]})
+    assert missing.status_code == 400
+    assert missing.get_json()["message"] == ("Missing columns: 'income', 'age', 'region'. The model takes 4 columns: "
+                                             "'amount', 'income', 'age', 'region'. Add the missing ones (an empty "
+                                             "value where unknown).")
+
+
+def test_card_and_prediction_page_show_dropped_columns_as_not_used(client, auth):
+    import pandas as pd
+
+    model = dropping_model()[0]
+    register(client, auth.bearer("scientist"), model, name="dropper")
+    auth.login("viewer")
+    card = client.get("/models/dropper/versions/1").get_data(as_text=True)
+    assert "7 named features (3 not used)" in card
+    assert card.count("dropped by the column transformer; may be left out") == 3
+    page = client.get("/models/dropper/versions/1/predict").get_data(as_text=True)
+    assert 'name="f:opened"' not in page and 'name="f:amount"' in page
+    assert "Not asked: loan_id, employment, opened (the model's column transformer drops them" in page
+    token = auth.csrf_token("/models/dropper/versions/1/predict")
+    posted = client.post("/models/dropper/versions/1/predict", data={
+        "csrf_token": token, "mode": "fields", "f:amount": "5000", "f:income": "30000", "f:age": "50",
+        "f:region": "south"})
+    text = posted.get_data(as_text=True)
+    row = pd.DataFrame([{"amount": 5000.0, "income": 30000.0, "age": 50.0, "region": "south"}])
+    assert posted.status_code == 200 and 'role="alert"' not in text
+    assert f'["p",[{",".join(map(repr, model.predict_proba(row)[0].tolist()))}]]' in text
+
+
+def test_a_dataset_without_the_dropped_columns_scores(tmp_path, client, auth):
+    """Batch as online: a dataset lacking columns the model drops is accepted and scored."""
+    from viewer.core import scoring
+
+    model, inputs = dropping_model()
+    frame = loan_table(300, seed=2).drop(columns=["opened", "loan_id", "employment"])
+    path = _dataset(tmp_path, frame)
+    predictor = _predictor(model)
+    scoring.score_chunk(predictor, path, 0, tmp_path / "p0.parquet", TARGET)
+    import pyarrow.parquet as pq
+    out = pq.read_table(tmp_path / "p0.parquet").to_pandas()
+    expected = model.predict_proba(loan_table(300, seed=2).iloc[:100])[:, 1]
+    assert out["proba_1"].to_numpy() == pytest.approx(expected, abs=1e-12)
+
+    headers = auth.bearer("scientist")
+    register(client, headers, model, name="dropper")
+    stored = upload_dataset(client, headers, frame)
+    response = client.post("/api/v1/jobs", headers=headers, json={"model": "dropper", "dataset": stored["id"],
+                                                                 "target": TARGET})
+    assert response.status_code == 202, response.get_json()

@@ -169,7 +169,8 @@ class DatasetList(BaseModel):
 
 class FeatureSpec(BaseModel):
     name: str
-    kind: Literal["numeric", "categorical"]
+    kind: Literal["numeric", "categorical", "unused"] = Field(
+        description='"unused": the model\'s column transformer drops the column; it may be left out.')
     categories: list[Any] | None = None
     default: Any = None
 

@@ -80,7 +80,7 @@ def model_metadata(name: str, version: str | None = None):
     predictor = serving.serving(served)
     if predictor.feature_names:
         inputs = [{"name": f["name"], "datatype": "BYTES" if f.get("kind") == "categorical" else "FP64", "shape": [-1]}
-                  for f in predictor.info.get("input_schema") or []] or \
+                  for f in predictor.info.get("input_schema") or [] if f.get("kind") != "unused"] or \
                  [{"name": n, "datatype": "FP64", "shape": [-1]} for n in predictor.feature_names]
     else:
         inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, predictor.n_features or -1]}]

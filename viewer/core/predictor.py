@@ -35,6 +35,7 @@ import pandas as pd
 from .introspect import final_estimator
 from .linear_path import _LinearPath
 from .payload import MAX_LISTED, PayloadError, Table, _names, _rows
+from .schema import unused_columns
 from .schema_policy import (_caught_call, _category_set, _text_in_numbers, _unknown_rows, empty_rows_warning,
                             extra_columns_warning, imputed_warning, text_column_error, unknown_category_message,
                             unknown_category_warning)
@@ -115,6 +116,8 @@ class InputSchema:
                 self.known[f["name"]] = (_category_set(categories), f["unknown"], categories)
         self.imputed = {f["name"] for f in schema if f.get("missing") == "impute"}
         self.numeric = {f["name"] for f in schema if f.get("kind") == "numeric"}
+        # Columns the model's ColumnTransformer drops: optional, taken as they are, never checked.
+        self.unused = unused_columns(info)
         self.watch = bool(self.known or self.imputed)
         classes = info.get("classes")
         self.classes: list[Any] | None = list(classes) if classes is not None else None
@@ -172,12 +175,13 @@ class InputSchema:
         if names is not None and table.columns != names:  # the common case costs one list compare
             given = table.columns
             given_set, name_set = set(given), self.feature_set
-            missing = [c for c in names if c not in given_set]
+            missing = [c for c in names if c not in given_set and c not in self.unused]
             extra = [c for c in given if c not in name_set]
             if missing:
                 raise PayloadError(
                     "Missing columns: " + _names(missing) + ". "
-                    + f"The model takes {len(names)} columns: {_names(names)}. Add the missing ones (an empty "
+                    + f"The model takes {len(names) - len(self.unused)} columns: "
+                    + _names([c for c in names if c not in self.unused]) + ". Add the missing ones (an empty "
                     "value where unknown).", "SCHEMA_MISMATCH")
             if len(set(given)) != len(given):
                 raise PayloadError("Duplicate column names in the input.", "SCHEMA_MISMATCH")
@@ -223,6 +227,8 @@ class InputSchema:
         categories its encoder refuses raise PayloadError; the rest goes to ``report``."""
         masks = []
         for name in frame.columns:
+            if name in self.unused:
+                continue
             column = frame[name]
             missing = column.isna().to_numpy()
             if name in self.categorical:
@@ -321,7 +327,12 @@ class InputSchema:
         bad_rows: set[int] = set()
         n_missing: np.ndarray | None = None  # per row, how many inputs are missing
         found: list[dict[str, Any]] = []
+        n_read = 0  # columns the model reads
         for name in order:
+            if name in self.unused:  # left out, or any value: the model drops it
+                data[name] = pd.Series(columns[name] if name in columns else [None] * table.n_rows, dtype=object)
+                continue
+            n_read += 1
             values = columns[name]
             if name in self.categorical:
                 series = data[name] = pd.Series(values, dtype=object)
@@ -353,8 +364,8 @@ class InputSchema:
                                "separators) or leave the value empty.", "INVALID_TYPE")
         if report is not None:
             report.extend(found)
-            if n_missing is not None and order:
-                empty = np.flatnonzero(n_missing == len(order))
+            if n_missing is not None and n_read:
+                empty = np.flatnonzero(n_missing == n_read)
                 if len(empty):
                     report.append(empty_rows_warning(empty, table.n_rows))
         return pd.DataFrame(data, columns=order)

@@ -24,7 +24,9 @@ class FeatureSpec:
     """One input column the model expects."""
 
     name: str
-    kind: Literal["numeric", "categorical"]
+    # "unused": the model's ColumnTransformer drops the column (``remainder="drop"`` or a "drop"
+    # entry), so its values are never read: any value or none may be sent.
+    kind: Literal["numeric", "categorical", "unused"]
     categories: list[Any] | None = None
     default: Any = None
     # How the model takes a value outside ``categories``: "error" (its encoder refuses it) or
@@ -228,9 +230,17 @@ def input_names(est: Any) -> list[str] | None:
     return None
 
 
-def _apply_selector(ct: Any, specs: dict[str, FeatureSpec]) -> None:
-    """Kinds, categories, defaults and missing-value handling from a fitted ColumnTransformer."""
+def _apply_selector(ct: Any, specs: dict[str, FeatureSpec], *, is_input: bool = False) -> None:
+    """Kinds, categories, defaults and missing-value handling from a fitted ColumnTransformer.
+    ``is_input``: the transformer is the first step (it sees the raw input), so a column none of
+    its entries takes is not used by the model at all."""
     entries = getattr(ct, "transformers_", None) or []
+    if is_input and entries and _feature_names(ct) is not None:
+        used = {c for name, trans, cols in entries if not (isinstance(trans, str) and trans == "drop")
+                for c in _column_names(ct, name, cols)}
+        for col, spec in specs.items():
+            if col not in used:
+                spec.kind = "unused"
     for name, trans, cols in entries:
         if isinstance(trans, str):
             continue
@@ -288,7 +298,7 @@ def _input_schema(est: Any) -> list[FeatureSpec]:
         if selector is not None and _is_library_step(head):
             selector = None  # a library transformer in front changes the columns: not the input's
     if selector is not None:
-        _apply_selector(selector, specs)
+        _apply_selector(selector, specs, is_input=selector is head)
         return [specs[name] for name in names]
     info = _encoder_info(head)
     if info is not None and len(info[0]) == len(names):
@@ -307,6 +317,22 @@ def _input_schema(est: Any) -> list[FeatureSpec]:
             if imputes:
                 specs[col].missing = "impute"
     return [specs[name] for name in names]
+
+
+def unused_columns(info: dict[str, Any]) -> set[str]:
+    """The named inputs a described model never reads (kind "unused" in its input schema)."""
+    return {str(f["name"]) for f in info.get("input_schema") or []
+            if isinstance(f, dict) and f.get("kind") == "unused" and f.get("name") is not None}
+
+
+def needed_columns(info: dict[str, Any]) -> list[str] | None:
+    """The named inputs a described model reads, in its order (None when it names none): the
+    columns a request or a dataset must have; the unused ones may be left out."""
+    names = info.get("feature_names")
+    if not names:
+        return None
+    unused = unused_columns(info)
+    return [str(n) for n in names if str(n) not in unused]
 
 
 def _is_library_step(step: Any) -> bool:

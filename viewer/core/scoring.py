@@ -46,13 +46,13 @@ def features(predictor: InputSchema, frame: pd.DataFrame, target: str | None,
     """The model's input columns from a dataset chunk, checked against its schema."""
     names = predictor.feature_names
     if names is not None:
-        missing = [c for c in names if c not in frame.columns]
+        missing = [c for c in names if c not in frame.columns and c not in predictor.unused]
         if missing:
             raise PayloadError(f"The dataset lacks columns the model needs: {', '.join(map(repr, missing[:5]))}"
                                + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
                                + ". Upload a dataset that has them (named exactly so), or choose a model trained "
                                "on this dataset's columns.", "SCHEMA_MISMATCH")
-        selected = frame[list(names)]
+        selected = frame.reindex(columns=list(names)) if predictor.unused else frame[list(names)]
     else:
         selected = frame.drop(columns=[target]) if target else frame
         if predictor.n_features is not None and selected.shape[1] != predictor.n_features:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..core.cache import LRUCache
 from ..core.introspect import describe_model
+from ..core.schema import needed_columns
 from ..core.safe_load import ADJUSTED, ModelLoadError, UnsafeModelError, load_model
 from ..infra.artifacts import TooLarge, new_key, stage
 from ..infra.extensions import db
@@ -414,7 +415,7 @@ def parameter_groups(info: dict[str, Any]) -> list[dict[str, Any]]:
 def input_columns(info: dict[str, Any]) -> list[str] | None:
     """The named columns a model takes (None when it takes unnamed features)."""
     if info.get("feature_names"):
-        return [str(name) for name in info["feature_names"]]
+        return needed_columns(info)
     names = [str(f["name"]) for f in info.get("input_schema") or [] if isinstance(f, dict) and f.get("name")]
     if names and names != [f"x{i}" for i in range(len(names))]:  # x0, x1...: introspect's stand-ins
         return names

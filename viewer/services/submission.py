@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core import importance
 from ..core.payload import PayloadError
+from ..core.schema import needed_columns
 from ..infra.records import Dataset, Job, ModelVersion, User
 from . import datasets, jobs, registry
 from .errors import ServiceError
@@ -56,7 +57,7 @@ def check_fit(model_ref: str, dataset_id: str, target: str | None) -> tuple[Mode
     columns = dataset.columns
     if target and target not in columns:
         raise ServiceError("invalid", "unknown_target", f"The dataset has no column {target[:100]!r}.")
-    names = version.info.get("feature_names")
+    names = needed_columns(version.info)
     if names:
         missing = [c for c in names if c not in columns]
         if missing:
@@ -103,7 +104,7 @@ def precheck(version: ModelVersion, dataset: Dataset, target: str | None, strict
         schema = InputSchema(info, needs_frame=True)
         try:
             with datasets.get_file(dataset) as source:
-                _start, table = read_row_group(source, 0, columns=list(names))
+                _start, table = read_row_group(source, 0, columns=needed_columns(info))
             frame = to_frame(table.slice(0, SAMPLE_ROWS))
             sampled: list[dict[str, Any]] = []
             schema.check_frame(frame, sampled)

@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 
+from ..core.schema import needed_columns
 from ..infra.records import PROJECT_NAME_PATTERN, ROLES
 from ..services.errors import ServiceError
 
@@ -87,7 +88,7 @@ COMMON_TARGETS = ("target", "label", "labels", "y", "class", "outcome", "respons
 def missing_inputs(columns: list[str], info: dict) -> list[str] | None:
     """The model's named inputs the dataset lacks ([] when it has them all; None when the model
     does not name its inputs)."""
-    names = info.get("feature_names")
+    names = needed_columns(info)
     if not names:
         return None
     have = set(columns)

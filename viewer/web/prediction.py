@@ -42,7 +42,10 @@ def page(name: str, version: int):
     record = registry.resolve(ref)
     served = serving.resolve(ref)
     # Named features get a field each; unnamed ones (x0, x1, ...) a pasted row of values.
-    schema = (record.info.get("input_schema") or []) if record.info.get("feature_names") else []
+    # Columns the model drops get no field (the predictor takes them as left out); the page lists them.
+    described = (record.info.get("input_schema") or []) if record.info.get("feature_names") else []
+    schema = [f for f in described if f.get("kind") != "unused"]
+    unused = [f["name"] for f in described if f.get("kind") == "unused"]
     form = ConfirmForm()
     values = {f["name"]: f.get("default") for f in schema}
     errors: dict[str, str] = {}
@@ -96,6 +99,6 @@ def page(name: str, version: int):
         else:
             result["previous"] = previous
             session[key] = {"prediction": result["predictions"][0]}
-    return render_template("models/predict.html", v=record, schema=schema, values=values, errors=errors,
+    return render_template("models/predict.html", v=record, schema=schema, unused=unused, values=values, errors=errors,
                            error=error, result=result, rows_result=rows_result, plot=plot, mode=mode, form=form,
                            bokeh_scripts=bokeh_urls() if plot else []), status
