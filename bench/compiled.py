@@ -115,7 +115,7 @@ def main() -> None:
             forced = CompiledModel(model, runtime, parity)  # the runtime for every size
             chosen = CompiledModel(model, runtime, parity)
             choice = chosen.measure(rows_of(X, slice(5000, 20_000)))
-            print(f"         measure() chose: " + ", ".join(
+            print("         measure() chose: " + ", ".join(
                 f"{size:,} rows {'compiled' if chosen.faster[size] else 'scikit-learn'} ({t['speedup']:.2f}x)"
                 for size, t in choice.items()))
             served[name] = (model, X, forced, chosen)
