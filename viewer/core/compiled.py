@@ -152,11 +152,19 @@ def compile_trees(model: Any, folder: str | os.PathLike[str]) -> Compiled:
     except Exception as exc:  # noqa: BLE001 - the importer's refusals have many types
         raise CompileError(f"Treelite could not import this {type(est).__name__} "
                            f"({type(exc).__name__}: {str(exc)[:200] or 'no message'}); scikit-learn serves it.") from None
+    # The C code and gcc's files go in ``folder/build`` (made with the process's umask: the compile
+    # sandbox's gcc runs as another uid than the Python that writes the code).
+    build = folder / "build"
     try:
-        tl2cgen.export_lib(imported, toolchain="gcc", libpath=str(library), params=CODEGEN, nthread=1, verbose=False)
+        build.mkdir()
+        tl2cgen.generate_c_code(imported, dirpath=str(build), params=CODEGEN)
+        built = tl2cgen.create_shared("gcc", str(build), nthread=1, long_build_time_warning=False)
+        os.replace(built, library)
     except Exception as exc:  # noqa: BLE001
         raise CompileError(f"Compiling the model's C code failed ({type(exc).__name__}: "
                            f"{str(exc)[:200] or 'no message'}); scikit-learn serves it.") from None
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     float32, _ = _families()
     classes = getattr(est, "classes_", None)
     from sklearn.ensemble import IsolationForest

@@ -87,13 +87,16 @@ TIOCSTI, TIOCLINUX = 0x5412, 0x541C  # ioctls that type into, or control, the te
 
 
 def apply(*, scratch: str, keep_fds: Sequence[int], memory_mb: int, file_mb: int,
-          read_paths: Sequence[str] = ()) -> dict[str, str]:
+          read_paths: Sequence[str] = (), processes: int = 0) -> dict[str, str]:
     """Lock this process down; returns {guard: description} of the guards now active
     (a guard that could not be applied maps to a string starting with "missing: <why>").
 
     ``scratch`` is a folder the caller made for this host: it becomes the only writable place.
     ``read_paths`` are what the host may read besides the Python installation and the system
-    libraries. Raises only when the process has threads, or when root cannot become nobody."""
+    libraries. ``processes``: how many processes uid 65534 may run while this one lives (0, a
+    model host: it starts none; the compile sandbox runs gcc, which starts several); with more
+    than 0, seccomp lets it fork and exec. Raises only when the process has threads, or when root
+    cannot become nobody."""
     try:
         threads = len(os.listdir("/proc/self/task"))
     except OSError:
@@ -107,7 +110,7 @@ def apply(*, scratch: str, keep_fds: Sequence[int], memory_mb: int, file_mb: int
                 "/etc/ld.so.cache")
     reader, closed = _reader(readable) if os.geteuid() == 0 else (None, {})
     report = {"network": network(), "fds": fds(keep_fds)}
-    report["memory"], nproc = memory(memory_mb, file_mb)
+    report["memory"], nproc = memory(memory_mb, file_mb, processes)
     ruleset, report["files"] = landlock_ruleset(scratch, readable)
     if ruleset is None:
         reader = None  # reading with the owner's rights is safe only inside Landlock's paths
@@ -131,7 +134,7 @@ def apply(*, scratch: str, keep_fds: Sequence[int], memory_mb: int, file_mb: int
     if reader is not None and report["files"].startswith("missing:"):
         _setfsuid(UNPRIVILEGED)  # no Landlock after all: the owner's rights would reach everything
         report["user"] = f"uid {UNPRIVILEGED}, no capabilities (cannot read {_listed(closed)})"
-    report["processes"], report["syscalls"] = syscalls(nproc, orphan_killed, no_new_privs)
+    report["processes"], report["syscalls"] = syscalls(nproc, orphan_killed, no_new_privs, processes)
     return {name: report[name] for name in GUARDS}
 
 
@@ -206,10 +209,11 @@ def scratch_folder(scratch: str, owner: int = UNPRIVILEGED) -> str:
     return f"works in {scratch} (mode 0700), also its HOME and TMPDIR"
 
 
-def memory(memory_mb: int, file_mb: int) -> tuple[str, bool]:
+def memory(memory_mb: int, file_mb: int, processes: int = 0) -> tuple[str, bool]:
     """Resource limits, soft = hard so they cannot be raised again. RLIMIT_DATA (heap and private
     mappings) rather than RLIMIT_AS: OpenBLAS and onnxruntime reserve far more address space than
-    they use. Returns the description and whether RLIMIT_NPROC 0 holds."""
+    they use. Returns the description and whether RLIMIT_NPROC ``processes`` holds (it counts
+    every process of the uid, and only once the uid is not root)."""
     try:
         with open("/proc/self/status") as status:
             data_kb = next(int(line.split()[1]) for line in status if line.startswith("VmData:"))
@@ -219,7 +223,7 @@ def memory(memory_mb: int, file_mb: int) -> tuple[str, bool]:
         _lower(resource.RLIMIT_NOFILE, min(64, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
     except (OSError, ValueError, StopIteration) as exc:
         return f"missing: cannot set the resource limits ({exc})", False
-    nproc = not _try(_lower, resource.RLIMIT_NPROC, 0)
+    nproc = not _try(_lower, resource.RLIMIT_NPROC, processes)
     return (f"RLIMIT_DATA {memory_mb} MiB above the start (RLIMIT_AS would trip on address-space "
             f"reservations); files up to {file_mb} MiB, no core dumps, at most 64 open files"), nproc
 
@@ -366,12 +370,12 @@ def landlock_restrict(ruleset: int | None, described: str, no_new_privs: str) ->
     return f"missing: Landlock could not be enforced ({reason})" if reason else described
 
 
-def syscalls(nproc: bool, orphan_killed: bool, no_new_privs: str) -> tuple[str, str]:
+def syscalls(nproc: bool, orphan_killed: bool, no_new_privs: str, processes: int = 0) -> tuple[str, str]:
     """Install the seccomp filter; returns the "processes" and "syscalls" descriptions."""
     if os.uname().machine != "x86_64":
         reason = f"missing: the seccomp filter is written for x86_64, not {os.uname().machine}"
         return reason, reason
-    program = _seccomp_program(os.getpid())
+    program = _seccomp_program(os.getpid(), processes > 0)
     buffer = ctypes.create_string_buffer(program, len(program))
 
     class SockFprog(ctypes.Structure):  # struct sock_fprog {unsigned short len; filter *}
@@ -382,14 +386,19 @@ def syscalls(nproc: bool, orphan_killed: bool, no_new_privs: str) -> tuple[str, 
     if reason:
         reason = f"missing: seccomp refused the filter ({reason})"
         return reason, reason
-    processes = "seccomp: no fork, exec or signals to others"
-    processes += "; RLIMIT_NPROC 0" if nproc else ""
+    limit = processes
+    processes = "seccomp: no fork, exec or signals to others" if not limit else \
+        "may start programs (fork, exec); seccomp: no signals to others"
+    processes += f"; RLIMIT_NPROC {limit}" if nproc else ""
     processes += "; killed when its parent dies" if orphan_killed else ""
     return processes, ("seccomp deny-list: sockets, ptrace, mounts, namespaces, keyrings, bpf, "
                        "io_uring, kernel modules, uid changes, terminal input")
 
 
-def _seccomp_program(pid: int) -> bytes:
+PROCESS_SYSCALLS = (56, 57, 58, 59, 322, 435)  # clone, fork, vfork, execve, execveat, clone3
+
+
+def _seccomp_program(pid: int, processes: bool = False) -> bytes:
     """The BPF program: kill a foreign architecture, refuse x32 and the ``DENIED`` syscalls, let
     the host signal itself only (abort() must still work: raise() is tgkill(own pid, ...)), and
     allow the rest."""
@@ -406,7 +415,8 @@ def _seccomp_program(pid: int) -> bytes:
     code = [(BPF_LD_ABS, 0, 0, 4), (BPF_JEQ, 1, 0, AUDIT_ARCH_X86_64), (BPF_RET, 0, 0, RET_KILL_PROCESS),
             (BPF_LD_ABS, 0, 0, 0), (BPF_JGE, 0, 1, X32_SYSCALL_BIT), (BPF_RET, 0, 0, RET_EPERM)]
     for nr in DENIED:
-        code += [(BPF_JEQ, 0, 1, nr), (BPF_RET, 0, 0, RET_EPERM)]
+        if not (processes and nr in PROCESS_SYSCALLS):
+            code += [(BPF_JEQ, 0, 1, nr), (BPF_RET, 0, 0, RET_EPERM)]
     for nr, argument, values, match, otherwise in by_argument:
         n = len(values)
         code.append((BPF_JEQ, 0, n + 3, nr))             # not this syscall: skip the block
