@@ -291,3 +291,48 @@ def test_a_chunk_task_goes_on_with_the_jobs_untried_chunks_and_finalises(app, cl
         job_id = unsent_copy()
         scoring.run_chunk(job_id, 1, "single")
         assert [s for s, _ in states(job_id)] == ["pending", "done"] + ["pending"] * (n_chunks - 2)
+
+
+def test_a_failed_chunk_waits_for_its_retry_even_when_its_first_message_arrives(app, client, auth, binary_problem):
+    """A task's loop took chunk 2 before chunk 2's own message arrived, and it failed: the chunk
+    is due again only when its retry's delayed message is (2 s, then 4 s...). The first message,
+    arriving meanwhile, finds it waiting and does nothing (it was retried at once, skipping the
+    back-off); the reaper does not send it again before it is long overdue."""
+    from datetime import timedelta
+
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Job, JobChunk, utcnow
+    from viewer.services import jobs, reaper
+
+    frame, model = binary_problem
+    headers = auth.bearer("scientist")
+    upload_model(client, headers, model, "hgb")
+    dataset = upload_frame(client, headers, frame)
+    response = client.post("/api/v1/jobs", headers=headers, json={"model": "hgb", "dataset": dataset["id"]})
+    assert response.status_code == 202, response.get_json()
+    with app.app_context():
+        submitted = db.session.get(Job, response.get_json()["id"])
+        job = Job(kind=submitted.kind, params=dict(submitted.params), project_id=submitted.project_id,
+                  model_version_id=submitted.model_version_id, dataset_id=submitted.dataset_id,
+                  progress_total=submitted.progress_total, state="running", started_at=utcnow())
+        db.session.add(job)
+        db.session.flush()
+        for index in range(3):
+            db.session.add(JobChunk(job_id=job.id, index=index, enqueued_at=utcnow()))
+        db.session.commit()
+        for _ in range(3):  # the loop takes the lowest untried chunk each time: 0, 1, then 2
+            chunk = jobs.claim_untried_chunk(job.id, "loop")
+        assert chunk.index == 2
+        before = utcnow()
+        assert jobs.fail_chunk(chunk, "loop", "the host restarted") == 2
+        assert jobs.claim_chunk(job.id, 2, "first message") is None  # not due for ~2 s
+        db.session.refresh(chunk)
+        assert chunk.state == "pending" and chunk.enqueued_at >= before + timedelta(seconds=2)
+        reaper.reap()
+        db.session.refresh(chunk)
+        assert chunk.enqueued_at >= before + timedelta(seconds=2)  # not re-sent: its retry is on its way
+        chunk.enqueued_at = utcnow() - timedelta(seconds=1)  # the retry's time came
+        db.session.commit()
+        retried = jobs.claim_chunk(job.id, 2, "retry message")
+        assert retried is not None and retried.attempts == 2 and retried.lease_owner == "retry message"
+        assert jobs.fail_chunk(retried, "retry message", "again") == 4

@@ -323,6 +323,8 @@ class JobChunk(db.Model):
     rows: Mapped[int | None]
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    # When its message is due: sent then, or, for a failed chunk, when its retry's delayed message
+    # is (claim_chunk refuses it before; the reaper sends it again when that is long past).
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -332,14 +332,22 @@ def claim(job_id: str, owner: str) -> bool:
     return started.rowcount == 1
 
 
+# A message may arrive this much before the time its chunk is due (clocks of workers differ a little).
+DUE_MARGIN = timedelta(seconds=1)
+
+
 def claim_chunk(job_id: str, index: int, owner: str) -> JobChunk | None:
-    """Take chunk ``index`` if it is pending or its lease expired; None if someone else has it,
-    it is done, or the job is over. One conditional UPDATE: safe against every duplicate."""
+    """Take chunk ``index`` if it is pending and due (a failed chunk is due when its retry's
+    delayed message is: ``fail_chunk``) or its lease expired; None if someone else has it, it is
+    done, it waits for its retry, or the job is over. One conditional UPDATE: safe against every
+    duplicate (the chunk's first message, arriving after a task took the chunk and it failed,
+    finds it waiting and does nothing)."""
     now = utcnow()
     claimed = db.session.execute(
         update(JobChunk)
         .where(JobChunk.job_id == job_id, JobChunk.index == index,
-               or_(JobChunk.state == "pending",
+               or_(and_(JobChunk.state == "pending",
+                        or_(JobChunk.enqueued_at.is_(None), JobChunk.enqueued_at <= now + DUE_MARGIN)),
                    and_(JobChunk.state == "running", JobChunk.lease_expires_at < now)))
         .values(state="running", lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds()),
                 attempts=JobChunk.attempts + 1, started_at=now)
@@ -449,22 +457,30 @@ def complete_chunk(chunk: JobChunk, owner: str, rows: int, output_key: str | Non
     return done.rowcount == 1
 
 
-def fail_chunk(chunk: JobChunk, owner: str, reason: str) -> bool:
-    """A chunk failed: back to pending for another try, or, after ``max_attempts``, the job ends
-    in error (no poison loop). Returns True when the chunk should be retried."""
+def retry_delay(attempts: int) -> int:
+    """Seconds a failed chunk waits before its next try: 2, 4, 8, 16, then 30."""
+    return min(2 ** attempts, 30)
+
+
+def fail_chunk(chunk: JobChunk, owner: str, reason: str) -> int | None:
+    """A chunk failed: back to pending for another try, due in ``retry_delay`` seconds (its
+    ``enqueued_at``: when its retry's message is due; the reaper sends one again when that is
+    long past), or, after ``max_attempts``, the job ends in error (no poison loop). Returns the
+    delay of the retry to send, or None."""
     db.session.refresh(chunk)
     if chunk.lease_owner != owner:
-        return False  # someone else holds it now
+        return None  # someone else holds it now
     if chunk.attempts >= max_attempts():
         chunk.state, chunk.error, chunk.finished_at = "error", reason, utcnow()
         db.session.commit()
         fail(chunk.job_id, f"The model failed {chunk.attempts} times on the same rows, so the job stopped. "
                            f"Last error: {reason}")
-        return False
+        return None
+    delay = retry_delay(chunk.attempts)
     chunk.state, chunk.error, chunk.lease_owner, chunk.lease_expires_at = "pending", reason, None, None
-    chunk.enqueued_at = utcnow()
+    chunk.enqueued_at = utcnow() + timedelta(seconds=delay)
     db.session.commit()
-    return True
+    return delay
 
 
 def chunks_left(job_id: str) -> int:

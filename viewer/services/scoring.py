@@ -84,9 +84,10 @@ def _score_one(job_id: str, chunk, owner: str) -> bool:
         log.exception("chunk %s/%s failed", job_id, index)
         if where is not None:
             reason = f"{where}: {reason}"
-        if jobs.fail_chunk(chunk, owner, reason):
+        delay = jobs.fail_chunk(chunk, owner, reason)
+        if delay is not None:
             try:
-                kinds.enqueue_chunk(KIND, job_id, index, countdown=min(2 ** chunk.attempts, 30))
+                kinds.enqueue_chunk(KIND, job_id, index, countdown=delay)
             except kinds.BrokerUnavailable:
                 log.warning("chunk %s/%s: queue unreachable; the reaper sends it again", job_id, index)
         return False
