@@ -34,6 +34,11 @@ def test_client_uploads_and_predicts(live_server, auth, iris):
     np.testing.assert_allclose(proba.to_numpy(), model.predict_proba(rows))
     assert [m["name"] for m in client.models()] == ["iris"]
     assert client.model("iris/1")["kind"] == "classifier"
+    # a fitted estimator, as a notebook has it: saved with joblib on the way
+    other = LogisticRegression(C=0.05, max_iter=500).fit(X, model.predict(X))
+    again = client.upload_model(other, name="iris")
+    assert again["version"] == 2
+    np.testing.assert_allclose(client.predict_proba(rows, model="iris/2").to_numpy(), other.predict_proba(rows))
 
 
 def test_client_sends_missing_values_as_null_and_raises_api_errors(live_server, auth, iris):

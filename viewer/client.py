@@ -121,11 +121,21 @@ class Client:
             return self.request("GET", f"/api/v1/models/{name}/versions/{int(version)}")
         return self.request("GET", f"/api/v1/models/{ref}")
 
-    def upload_model(self, path: str | Path, name: str, description: str = "") -> dict[str, Any]:
-        path = Path(path)
-        with path.open("rb") as fh:
-            return self.request("POST", "/api/v1/models", files={"file": (path.name, fh)},
-                                data={"name": name, "description": description})
+    def upload_model(self, model: Any, name: str, description: str = "") -> dict[str, Any]:
+        """Register a new version of ``name``: ``model`` is a saved file (joblib, pickle or skops;
+        a path) or a fitted estimator, which is saved with joblib on the way (in memory)."""
+        if isinstance(model, (str, Path)):
+            path = Path(model)
+            with path.open("rb") as fh:
+                return self.request("POST", "/api/v1/models", files={"file": (path.name, fh)},
+                                    data={"name": name, "description": description})
+        import joblib
+
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer)
+        buffer.seek(0)
+        return self.request("POST", "/api/v1/models", files={"file": (f"{name}.joblib", buffer)},
+                            data={"name": name, "description": description})
 
     def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
         return self.request("PUT", f"/api/v1/models/{name}/aliases/{alias}", json={"version": version})

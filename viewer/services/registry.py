@@ -488,6 +488,11 @@ def _row_from_dataset(version: ModelVersion, columns: list[str]) -> tuple[dict[s
     return None
 
 
+def typical(value: Any) -> Any:
+    """A column's typical value as people write it: 6 significant digits, not an imputer's 17."""
+    return float(f"{value:.6g}") if isinstance(value, float) else value
+
+
 def _row_from_schema(info: dict[str, Any], columns: list[str]) -> dict[str, Any]:
     """A row of typical values: each column's recorded default, else its first category, else 0."""
     specs = {f["name"]: f for f in info.get("input_schema") or [] if isinstance(f, dict)}
@@ -497,8 +502,7 @@ def _row_from_schema(info: dict[str, Any], columns: list[str]) -> dict[str, Any]
         value = spec.get("default")
         if value is None and spec.get("categories"):
             value = next((c for c in spec["categories"] if c is not None), None)
-        if isinstance(value, float):
-            value = float(f"{value:.6g}")  # a typical value, not the imputer's 17 digits
+        value = typical(value)
         row[column] = value if value is not None else 0
     return row
 

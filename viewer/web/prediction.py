@@ -47,7 +47,7 @@ def page(name: str, version: int):
     schema = [f for f in described if f.get("kind") != "unused"]
     unused = [f["name"] for f in described if f.get("kind") == "unused"]
     form = ConfirmForm()
-    values = {f["name"]: f.get("default") for f in schema}
+    values = {f["name"]: registry.typical(f.get("default")) for f in schema}
     errors: dict[str, str] = {}
     error = None
     result = rows_result = plot = None
