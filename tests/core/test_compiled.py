@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 
+import lightgbm
 import numpy as np
 import pytest
 from sklearn.ensemble import (ExtraTreesRegressor, GradientBoostingClassifier, HistGradientBoostingClassifier,
                               HistGradientBoostingRegressor, IsolationForest, RandomForestClassifier)
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from viewer.core.compiled import CompiledModel, CompileError, TreeRuntime, check_parity, compilable, compile_trees
 
@@ -30,6 +31,13 @@ MODELS = {
         RandomForestClassifier(n_estimators=4, max_depth=6, random_state=0).fit(X_MISSING, YB), X_MISSING),
     "gradient_boosting_multiclass": lambda: (GradientBoostingClassifier(n_estimators=4).fit(X, Y3), X),
     "extra_trees_regressor": lambda: (ExtraTreesRegressor(n_estimators=4, max_depth=5, random_state=0).fit(X, YR), X),
+    "lightgbm_multiclass_missing": lambda: (
+        lightgbm.LGBMClassifier(n_estimators=8, verbose=-1, random_state=0).fit(X_MISSING, Y3), X_MISSING),
+    "lightgbm_regressor": lambda: (lightgbm.LGBMRegressor(n_estimators=8, verbose=-1).fit(X_MISSING, YR), X_MISSING),
+    "pipeline_sparse_one_hot_forest": lambda: (
+        make_pipeline(OneHotEncoder(handle_unknown="ignore"),  # sparse output: the forest takes it as it is
+                      RandomForestClassifier(n_estimators=4, max_depth=6, random_state=0))
+        .fit(np.round(X * 2), YB), np.round(X * 2)),
     "pipeline_scaler_forest": lambda: (
         make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=4, max_depth=6, random_state=0))
         .fit(X, Y3), X),
@@ -138,8 +146,28 @@ def test_doubles_the_library_would_read_as_missing_are_answered_by_scikit_learn(
     model, data, runtime, parity = built["hgb_multiclass_missing"]
     rows = np.nan_to_num(data[:20]).copy()
     rows[3, 2] = np.nextafter(0.5, 0.0)
-    assert runtime.mistaken_for_missing(rows).tolist() == [i == 3 for i in range(20)]
+    assert runtime.unsure_rows(rows).tolist() == [i == 3 for i in range(20)]
     served = CompiledModel(model, runtime, parity)
     np.testing.assert_allclose(served.predict_proba(rows), model.predict_proba(rows), rtol=0, atol=1e-9)
     float32 = built["forest_binary"][2]
-    assert not float32.mistaken_for_missing(rows).any()  # float32-rounded input never has them
+    assert not float32.unsure_rows(rows).any()  # float32-rounded input never has them
+
+
+def test_values_lightgbm_takes_as_zero_are_answered_by_lightgbm(built):
+    """LightGBM reads |x| <= float32(1e-35) as 0 (its splits near zero sit at -1e-35): rows with
+    such a value go to LightGBM; the parity check (whose threshold rows hold them) leaves them out."""
+    model, data, runtime, parity = built["lightgbm_multiclass_missing"]
+    assert parity.ok and runtime.compiled.input_dtype == "float64"
+    rows = np.nan_to_num(data[:10]).copy()
+    rows[4, 1], rows[6, 2] = -1e-35, 5e-36
+    assert runtime.unsure_rows(rows).tolist() == [i in (4, 6) for i in range(10)]
+    served = CompiledModel(model, runtime, parity)
+    np.testing.assert_array_equal(served.predict_proba(rows), model.predict_proba(rows))
+
+
+def test_xgboost_3_models_are_not_compiled_and_say_why():
+    import xgboost
+
+    model = xgboost.XGBClassifier(n_estimators=2).fit(X, YB)
+    assert compilable(model) == ("Treelite 4.2 cannot read the model format of XGBoost 3, so this model is not "
+                                 "compiled; XGBoost's own library serves it.")

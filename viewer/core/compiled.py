@@ -46,6 +46,7 @@ LIBRARY = "model.so"
 # units let gcc compile a 100-tree forest in 40 s instead of 72 s. The parity check vouches for
 # both.
 CODEGEN = {"quantize": 1, "parallel_comp": 8}
+LIGHTGBM_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, a float: values this close are 0
 
 
 class CompileError(Exception):
@@ -97,10 +98,20 @@ def _families():
     return float32, float64
 
 
+def _library(est: Any) -> str:
+    """The package of the estimator's class: "sklearn", "lightgbm", "xgboost"..."""
+    return (getattr(type(est), "__module__", "") or "").split(".")[0]
+
+
 def compilable(model: Any) -> str | None:
     """None when the model's final step is a tree ensemble Treelite imports; otherwise why not."""
     est = final_estimator(model)
     float32, float64 = _families()
+    if _library(est) == "lightgbm" and type(est).__name__ in ("LGBMClassifier", "LGBMRegressor"):
+        return None
+    if _library(est) == "xgboost":
+        return ("Treelite 4.2 cannot read the model format of XGBoost 3, so this model is not compiled; "
+                "XGBoost's own library serves it.")
     if type(est) not in float32 + float64:
         return f"{type(est).__name__} is not a tree ensemble that can be compiled; scikit-learn serves it."
     if type(est) in float64 and getattr(est, "is_categorical_", None) is not None \
@@ -148,7 +159,8 @@ def compile_trees(model: Any, folder: str | os.PathLike[str]) -> Compiled:
     folder.mkdir(parents=True, exist_ok=True)
     library = folder / LIBRARY
     try:
-        imported = treelite.sklearn.import_model(est)
+        imported = treelite.frontend.from_lightgbm(est.booster_) if _library(est) == "lightgbm" \
+            else treelite.sklearn.import_model(est)
     except Exception as exc:  # noqa: BLE001 - the importer's refusals have many types
         raise CompileError(f"Treelite could not import this {type(est).__name__} "
                            f"({type(exc).__name__}: {str(exc)[:200] or 'no message'}); scikit-learn serves it.") from None
@@ -193,15 +205,23 @@ class TreeRuntime:
         # (``input_dtype`` overrides it only to show what a wrong one does).
         self.round_to_float32 = (input_dtype or compiled.input_dtype) == "float32"
 
-    def mistaken_for_missing(self, X: np.ndarray) -> np.ndarray:
-        """Rows the library would misread: TL2cgen passes each value in a union of a double and
-        an int that marks a missing value with -1, so a double whose low 32 bits are all ones
-        (0.49999999999999994 is one) reads as missing. Float32-rounded input never has them.
-        scikit-learn answers these rows (about one value in 4 billion of arbitrary doubles)."""
-        if self.round_to_float32:
-            return np.zeros(len(X), dtype=bool)
-        low = np.ascontiguousarray(X, dtype=np.float64).view(np.uint64) & np.uint64(0xFFFFFFFF)
-        return (low == np.uint64(0xFFFFFFFF)).any(axis=1)
+    def unsure_rows(self, X: np.ndarray) -> np.ndarray:
+        """Rows the library would answer otherwise than the estimator, which answers them:
+        - TL2cgen passes each value in a union of a double and an int that marks a missing value
+          with -1, so a double whose low 32 bits are all ones (0.49999999999999994 is one) reads
+          as missing (about one value in 4 billion of arbitrary doubles; float32-rounded input
+          never has them);
+        - LightGBM takes a value within float32(1e-35) of zero as zero (its kZeroThreshold); the library
+          compares it as it is."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        unsure = np.zeros(len(X), dtype=bool)
+        if not self.round_to_float32:
+            low = X.view(np.uint64) & np.uint64(0xFFFFFFFF)
+            unsure |= (low == np.uint64(0xFFFFFFFF)).any(axis=1)
+        if self.compiled.estimator_class.startswith("LGBM"):
+            size = np.abs(X)
+            unsure |= ((size > 0) & (size <= LIGHTGBM_ZERO)).any(axis=1)
+        return unsure
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -238,6 +258,19 @@ def _splits(est: Any) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.ensemble import IsolationForest
 
     out = []
+    if _library(est) == "lightgbm":  # its numerical splits ("<="); categorical ones are checked by data rows
+        dump = est.booster_.dump_model()
+        stack = [tree["tree_structure"] for tree in dump["tree_info"]]
+        features, thresholds = [], []
+        while stack:
+            node = stack.pop()
+            if "split_feature" in node:
+                if node.get("decision_type") == "<=":
+                    features.append(int(node["split_feature"]))
+                    thresholds.append(float(node["threshold"]))
+                stack += [node["left_child"], node["right_child"]]
+        out.append((np.asarray(features, dtype=np.int64), np.asarray(thresholds, dtype=np.float64)))
+        return out
     if hasattr(est, "_predictors"):  # HistGradientBoosting
         for iteration in est._predictors:
             for predictor in iteration:
@@ -294,6 +327,14 @@ def threshold_rows(est: Any, base: np.ndarray, *, float32: bool, with_missing: b
     return rows
 
 
+def _dense(X: Any) -> np.ndarray:
+    """The estimator's input as a float64 array (a ColumnTransformer with a one-hot encoder may
+    give a sparse matrix, which forests take and the library does not)."""
+    import scipy.sparse
+
+    return np.asarray(X.toarray() if scipy.sparse.issparse(X) else X, dtype=np.float64)
+
+
 def _takes_missing(est: Any) -> bool:
     """Whether scikit-learn predicts rows with missing values for this estimator."""
     try:
@@ -332,7 +373,7 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
     n_features = int(est.n_features_in_)
     inputs = np.zeros((0, n_features))
     if X is not None and len(X):
-        inputs = np.asarray(head.transform(X) if head is not None else X, dtype=np.float64)[: cap // 2]
+        inputs = _dense(head.transform(X) if head is not None else X)[: cap // 2]
     base = inputs[:1000].copy() if len(inputs) else np.zeros((1, n_features))
     base[~np.isfinite(base)] = 0.0  # threshold rows set their own missing values
     takes_missing = _takes_missing(est)
@@ -341,7 +382,7 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
     rows = np.concatenate([inputs, edges[np.isfinite(edges).all(axis=1) | np.isnan(edges).any(axis=1)]])
     if not len(rows):
         return Parity(False, 0, 0, 0.0, 0, "The model has no split to check; scikit-learn serves it.")
-    misread = runtime.mistaken_for_missing(rows)  # served by scikit-learn (CompiledModel)
+    misread = runtime.unsure_rows(rows)  # answered by the estimator (CompiledModel)
     rows = rows[~misread]
     missing = np.isnan(rows).any(axis=1)
     worst, flips = _compare(est, runtime, rows[~missing])
@@ -399,8 +440,8 @@ class CompiledModel:
     def _answer(self, X: Any, compiled, reference) -> np.ndarray:
         if not self.uses_runtime(len(X)):
             return reference(self.model, X)
-        inputs = np.asarray(self.head.transform(X) if self.head is not None else X, dtype=np.float64)
-        aside = self.runtime.mistaken_for_missing(inputs)  # rows scikit-learn answers
+        inputs = _dense(self.head.transform(X) if self.head is not None else X)
+        aside = self.runtime.unsure_rows(inputs)  # rows the estimator answers
         if self.parity.missing_ok is False:
             aside |= np.isnan(inputs).any(axis=1)
         if not aside.any():
