@@ -68,16 +68,29 @@ def test_compiled_answers_equal_scikit_learn_at_every_threshold(built, name):
         np.allclose(served.predict(rows), model.predict(rows), rtol=0, atol=1e-9)
 
 
-def test_rows_with_missing_values_go_to_scikit_learn_when_the_runtime_routes_them_otherwise(built):
-    """A forest sends a missing value to its own side; Treelite to the left: those rows are
-    answered by scikit-learn, the others by the runtime, in their order."""
+def test_forests_send_missing_values_where_scikit_learn_does(built):
+    """scikit-learn's forests send a missing value to the side each split learnt (or its larger
+    child); Treelite's importer sends it left: compile_trees copies scikit-learn's sides."""
+    for name in ("forest_fitted_with_missing", "forest_binary", "hgb_multiclass_missing"):
+        assert built[name][3].missing_ok is True, name
     model, data, runtime, parity = built["forest_fitted_with_missing"]
-    assert parity.missing_ok is False
+    rows = data[300:800]
+    assert np.isnan(rows).any(axis=1).any()
+    np.testing.assert_array_equal(runtime.predict_proba(rows), model.predict_proba(rows))
+
+
+def test_rows_with_missing_values_go_to_scikit_learn_when_the_runtime_routes_them_otherwise(built, tmp_path):
+    """With Treelite's own routing (left everywhere) the check finds the rows with a missing value
+    answered otherwise: those rows are answered by scikit-learn, the others by the runtime."""
+    model, data, _, _ = built["forest_fitted_with_missing"]
+    runtime = TreeRuntime(compile_trees(model, tmp_path, missing_sides=False))
+    parity = check_parity(model, runtime, data[:300])
+    assert parity.ok and parity.missing_ok is False
     served = CompiledModel(model, runtime, parity)
     rows = data[300:800]
     assert np.isnan(rows).any(axis=1).any() and not np.isnan(rows).any(axis=1).all()
+    assert not np.array_equal(runtime.predict_proba(rows), model.predict_proba(rows))
     np.testing.assert_array_equal(served.predict_proba(rows), model.predict_proba(rows))
-    assert built["hgb_multiclass_missing"][3].missing_ok is True
 
 
 @pytest.mark.parametrize("name", ["forest_binary", "gradient_boosting_multiclass", "pipeline_scaler_forest"])

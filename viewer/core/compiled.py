@@ -142,9 +142,11 @@ def _sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def compile_trees(model: Any, folder: str | os.PathLike[str]) -> Compiled:
+def compile_trees(model: Any, folder: str | os.PathLike[str], *, missing_sides: bool = True) -> Compiled:
     """Compile the final tree ensemble of ``model`` into ``folder`` (gcc, ``CODEGEN``).
-    Raises CompileError with a sentence for the model card."""
+    Raises CompileError with a sentence for the model card. ``missing_sides=False`` keeps
+    Treelite's own routing of missing values in forests (left everywhere: see
+    ``_missing_sides``), only to show what the parity check makes of it."""
     why = compilable(model)
     if why is not None:
         raise CompileError(why)
@@ -164,6 +166,8 @@ def compile_trees(model: Any, folder: str | os.PathLike[str]) -> Compiled:
     except Exception as exc:  # noqa: BLE001 - the importer's refusals have many types
         raise CompileError(f"Treelite could not import this {type(est).__name__} "
                            f"({type(exc).__name__}: {str(exc)[:200] or 'no message'}); scikit-learn serves it.") from None
+    if missing_sides:
+        _missing_sides(est, imported)
     # The C code and gcc's files go in ``folder/build`` (made with the process's umask: the compile
     # sandbox's gcc runs as another uid than the Python that writes the code).
     build = folder / "build"
@@ -185,6 +189,35 @@ def compile_trees(model: Any, folder: str | os.PathLike[str]) -> Compiled:
     return Compiled(library=str(library), sha256=_sha256(library), estimator_class=type(est).__name__,
                     output=output, n_classes=len(classes) if classes is not None else None,
                     input_dtype="float32" if type(est) in float32 else "float64", versions=_versions())
+
+
+def _missing_sides(est: Any, imported: Any) -> None:
+    """Send a missing value where scikit-learn's forests do: each split's learnt side (the larger
+    child when the tree saw no missing value there; ``tree_.missing_go_to_left``). Treelite's
+    importer sends it left everywhere. Its nodes are numbered otherwise, so the two trees are
+    walked together from their roots. Forests only (their trees are in ``estimators_`` order)."""
+    from sklearn.ensemble import (ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier,
+                                  RandomForestRegressor)
+
+    if not isinstance(est, (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier,
+                            ExtraTreesRegressor)) or imported.num_tree != len(est.estimators_):
+        return
+    for i, tree in enumerate(est.estimators_):
+        sk = tree.tree_
+        side = getattr(sk, "missing_go_to_left", None)
+        if side is None:
+            return
+        accessor = imported.get_tree_accessor(i)
+        left, right = accessor.get_field("cleft"), accessor.get_field("cright")
+        default_left = accessor.get_field("default_left").copy()
+        stack = [(0, 0)]
+        while stack:
+            ours, theirs = stack.pop()
+            if left[ours] < 0 or sk.children_left[theirs] < 0:
+                continue
+            default_left[ours] = side[theirs]
+            stack += [(left[ours], sk.children_left[theirs]), (right[ours], sk.children_right[theirs])]
+        accessor.set_field("default_left", default_left)
 
 
 # --- the runtime -----------------------------------------------------------------------------------
