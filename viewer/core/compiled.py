@@ -103,6 +103,11 @@ def _library(est: Any) -> str:
     return (getattr(type(est), "__module__", "") or "").split(".")[0]
 
 
+def _own(est: Any) -> str:
+    """Who answers when the library does not: the estimator's own library."""
+    return "LightGBM" if _library(est) == "lightgbm" else "scikit-learn"
+
+
 def compilable(model: Any) -> str | None:
     """None when the model's final step is a tree ensemble Treelite imports; otherwise why not."""
     est = final_estimator(model)
@@ -150,13 +155,13 @@ def compile_trees(model: Any, folder: str | os.PathLike[str], *, missing_sides: 
     why = compilable(model)
     if why is not None:
         raise CompileError(why)
+    est = final_estimator(model)
     if shutil.which("gcc") is None:
-        raise CompileError("No C compiler (gcc) on this machine, so the model is not compiled; "
-                           "scikit-learn serves it. Install gcc to compile tree models.")
+        raise CompileError(f"No C compiler (gcc) on this machine, so the model is not compiled; "
+                           f"{_own(est)} serves it. Install gcc to compile tree models.")
     import tl2cgen
     import treelite
 
-    est = final_estimator(model)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     library = folder / LIBRARY
@@ -165,7 +170,7 @@ def compile_trees(model: Any, folder: str | os.PathLike[str], *, missing_sides: 
             else treelite.sklearn.import_model(est)
     except Exception as exc:  # noqa: BLE001 - the importer's refusals have many types
         raise CompileError(f"Treelite could not import this {type(est).__name__} "
-                           f"({type(exc).__name__}: {str(exc)[:200] or 'no message'}); scikit-learn serves it.") from None
+                           f"({type(exc).__name__}: {str(exc)[:200] or 'no message'}); {_own(est)} serves it.") from None
     if missing_sides:
         _missing_sides(est, imported)
     # The C code and gcc's files go in ``folder/build`` (made with the process's umask: the compile
@@ -178,7 +183,7 @@ def compile_trees(model: Any, folder: str | os.PathLike[str], *, missing_sides: 
         os.replace(built, library)
     except Exception as exc:  # noqa: BLE001
         raise CompileError(f"Compiling the model's C code failed ({type(exc).__name__}: "
-                           f"{str(exc)[:200] or 'no message'}); scikit-learn serves it.") from None
+                           f"{str(exc)[:200] or 'no message'}); {_own(est)} serves it.") from None
     finally:
         shutil.rmtree(build, ignore_errors=True)
     float32, _ = _families()
@@ -414,7 +419,7 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
                            with_missing=takes_missing, cap=cap - len(inputs))
     rows = np.concatenate([inputs, edges[np.isfinite(edges).all(axis=1) | np.isnan(edges).any(axis=1)]])
     if not len(rows):
-        return Parity(False, 0, 0, 0.0, 0, "The model has no split to check; scikit-learn serves it.")
+        return Parity(False, 0, 0, 0.0, 0, f"The model has no split to check; {_own(est)} serves it.")
     misread = runtime.unsure_rows(rows)  # answered by the estimator (CompiledModel)
     rows = rows[~misread]
     missing = np.isnan(rows).any(axis=1)
@@ -427,11 +432,11 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
     reason = None
     if flips:
         reason = (f"{dtype} comparisons flip {flips:,} label{'s' if flips != 1 else ''} of "
-                  f"{int((~missing).sum()):,} checked rows (at split thresholds); scikit-learn serves it.")
+                  f"{int((~missing).sum()):,} checked rows (at split thresholds); {_own(est)} serves it.")
     elif worst > tolerance:
         reason = (f"The compiled model's {'probabilities' if runtime.compiled.output == 'proba' else 'values'} "
-                  f"differ from scikit-learn's by up to {worst:.3g} (allowed {tolerance:g}) on "
-                  f"{int((~missing).sum()):,} checked rows; scikit-learn serves it.")
+                  f"differ from {_own(est)}'s by up to {worst:.3g} (allowed {tolerance:g}) on "
+                  f"{int((~missing).sum()):,} checked rows; {_own(est)} serves it.")
     return Parity(reason is None, len(rows), len(edges), worst, flips, reason, missing_ok)
 
 
