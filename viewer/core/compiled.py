@@ -139,7 +139,7 @@ def _versions() -> dict[str, str]:
             "tl2cgen": tl2cgen.__version__, "gcc": gcc}
 
 
-def _sha256(path: str | os.PathLike[str]) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -191,7 +191,7 @@ def compile_trees(model: Any, folder: str | os.PathLike[str], *, missing_sides: 
     from sklearn.ensemble import IsolationForest
 
     output = "score" if isinstance(est, IsolationForest) else ("proba" if classes is not None else "value")
-    return Compiled(library=str(library), sha256=_sha256(library), estimator_class=type(est).__name__,
+    return Compiled(library=str(library), sha256=file_sha256(library), estimator_class=type(est).__name__,
                     output=output, n_classes=len(classes) if classes is not None else None,
                     input_dtype="float32" if type(est) in float32 else "float64", versions=_versions())
 
@@ -232,7 +232,7 @@ class TreeRuntime:
     output of a Pipeline's earlier steps). Refuses a library whose bytes changed since it was built."""
 
     def __init__(self, compiled: Compiled, *, input_dtype: str | None = None):
-        if _sha256(compiled.library) != compiled.sha256:
+        if file_sha256(compiled.library) != compiled.sha256:
             raise CompileError("The compiled model's file changed since it was built; it is not loaded.")
         import tl2cgen
 

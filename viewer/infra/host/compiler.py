@@ -15,7 +15,6 @@ with ``ok`` False and the reason for the model card; the model keeps being serve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -42,19 +41,12 @@ class Outcome:
     stderr: str = ""
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def compile_model(model_file: str, rows: Any, destination: str, *, trusted_modules: tuple[str, ...] = (),
                   max_decompressed_bytes: int = 1 << 30, memory_mb: int = 4096, file_mb: int = 1024,
                   timeout: float = 900.0) -> Outcome:
     """Compile ``model_file`` in a sandbox; ``rows``: the model's input for the parity check (a
     numpy array or DataFrame of at most ``MAX_ROWS`` rows, or None)."""
+    from ...core.compiled import file_sha256
     from .server import _read_paths, _scratch_base, scrubbed_environment
 
     scratch = tempfile.mkdtemp(prefix="viewer-compile-", dir=_scratch_base())
@@ -102,7 +94,7 @@ def compile_model(model_file: str, rows: Any, destination: str, *, trusted_modul
             return Outcome(False, str(result.get("reason"))[:500], result=result, stderr=stderr)
         library = result.get("compiled", {}).get("library")
         if not isinstance(library, str) or os.path.dirname(os.path.dirname(library)) != scratch \
-                or not os.path.isfile(library) or _sha256(library) != result["compiled"]["sha256"]:
+                or not os.path.isfile(library) or file_sha256(library) != result["compiled"]["sha256"]:
             return Outcome(False, "The compiled library does not match what the compile sandbox reported; "
                                   "scikit-learn serves the model.", result=result, stderr=stderr)
         os.makedirs(destination, exist_ok=True)
