@@ -546,3 +546,44 @@ def test_a_dataset_without_the_dropped_columns_scores(tmp_path, client, auth):
     response = client.post("/api/v1/jobs", headers=headers, json={"model": "dropper", "dataset": stored["id"],
                                                                  "target": TARGET})
     assert response.status_code == 202, response.get_json()
+
+
+def _city_model(missing):
+    """A OneHotEncoder that learnt a missing city as its own category: NaN when the frame came
+    from pandas (read_csv), None when it was built from Python objects."""
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    city = rng.choice(np.array(["Lyon", "Porto", missing], dtype=object), 300)
+    frame = pd.DataFrame({"city": pd.Series(city, dtype=object if missing is None else "str"),
+                          "income": rng.normal(3000, 500, 300)})
+    y = (pd.isna(frame["city"]).to_numpy() | (frame["income"].to_numpy() > 3200)).astype(int)
+    prep = ColumnTransformer([("city", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough")
+    return make_pipeline(prep, LogisticRegression(max_iter=500)).fit(frame, y), frame
+
+
+@pytest.mark.parametrize("missing", [np.nan, None], ids=["nan-from-pandas", "none-from-objects"])
+def test_a_missing_category_online_and_in_batch_is_the_one_the_encoder_learnt(client, auth, missing):
+    """JSON's null and a dataset's empty cell reach the encoder as the missing value it learnt
+    (NaN or None), not as an unknown category: the answer is the notebook's, with no warning."""
+    import pandas as pd
+
+    from viewer.core.predictor import InputSchema
+    from viewer.core.scoring import features
+
+    model, frame = _city_model(missing)
+    info = describe_model(model).to_dict()
+    spec = next(f for f in info["input_schema"] if f["name"] == "city")
+    assert spec.get("missing_value") == (None if missing is not None else "none")
+    headers = auth.bearer("scientist")
+    register(client, headers, model, "cities")
+    rows = frame.iloc[:40]
+    records = [{"city": None if pd.isna(c) else c, "income": i} for c, i in zip(rows["city"], rows["income"])]
+    body = client.post("/api/v1/models/cities/predict?output=proba", headers=headers,
+                       json={"dataframe_records": records}).get_json()
+    assert np.abs(np.array(body["probabilities"]) - model.predict_proba(rows)).max() < 1e-12
+    assert not [w for w in body["warnings"] if w["code"] == "unknown_category"], body["warnings"]
+    # Batch: a dataset read from CSV has NaN for the empty cells, whatever the model learnt.
+    read = pd.read_csv(io.StringIO(rows.to_csv(index=False)))
+    X = features(InputSchema(info, needs_frame=True), read, None)
+    assert np.abs(model.predict_proba(X) - model.predict_proba(rows)).max() < 1e-12

@@ -115,6 +115,10 @@ class InputSchema:
                 categories = f["categories"]
                 self.known[f["name"]] = (_category_set(categories), f["unknown"], categories)
         self.imputed = {f["name"] for f in schema if f.get("missing") == "impute"}
+        # A categorical column's missing value as its encoder learnt it: NaN (read by pandas), or
+        # None for the columns listed here (fitted on Python objects). Sent otherwise, it would be
+        # an unknown category.
+        self.missing_is_none = {f["name"] for f in schema if f.get("missing_value") == "none"}
         self.numeric = {f["name"] for f in schema if f.get("kind") == "numeric"}
         # Columns the model's ColumnTransformer drops: optional, taken as they are, never checked.
         self.unused = unused_columns(info)
@@ -337,6 +341,8 @@ class InputSchema:
             if name in self.categorical:
                 series = data[name] = pd.Series(values, dtype=object)
                 missing = series.isna().to_numpy()
+                if missing.any():  # JSON's null (None), as the encoder learnt a missing value
+                    series[missing] = None if name in self.missing_is_none else np.nan
                 known = self.known.get(name)
                 if known is not None:
                     unknown = _unknown_rows(values, known[0], missing)
@@ -381,11 +387,24 @@ class Predictor(InputSchema):
         self.final_kind = type(final_estimator(estimator)).__name__
         self.fast = None if self.needs_frame else _strip_feature_names(estimator)
         self.linear = _LinearPath.build(self.fast) if self.fast is not None else None
+        self.compiled: dict[bool, Any] | None = None  # use_compiled: by "takes the fast copy"
+
+    def use_compiled(self, runtime: Any, parity: Any, faster: dict[int, bool]) -> None:
+        """Answer with ``runtime`` (a ``core.compiled.TreeRuntime`` that passed ``parity``) at the
+        batch sizes where it was ``faster``; everything else as before (``CompiledModel``)."""
+        from .compiled import CompiledModel
+
+        self.compiled = {False: CompiledModel(self.estimator, runtime, parity, faster)}
+        if self.fast is not None:
+            self.compiled[True] = CompiledModel(self.fast, runtime, parity, faster)
 
     # --- predicting ------------------------------------------------------------------------------
 
     def _model_for(self, X: Any) -> Any:
-        return self.fast if isinstance(X, np.ndarray) and self.fast is not None else self.estimator
+        fast = isinstance(X, np.ndarray) and self.fast is not None
+        if self.compiled is not None:
+            return self.compiled[fast]
+        return self.fast if fast else self.estimator
 
     def _call(self, method: str, X: Any) -> np.ndarray:
         try:

@@ -34,6 +34,9 @@ class FeatureSpec:
     unknown: Literal["error", "ignore"] | None = None
     # "impute": a missing value is filled in by an imputer step; None: not known to be.
     missing: Literal["impute"] | None = None
+    # "none": the encoder learnt None as the missing category (fitted on Python objects), so a
+    # missing value is given to it as None; otherwise as NaN, as pandas reads one.
+    missing_value: Literal["none"] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -46,6 +49,8 @@ class FeatureSpec:
             out["unknown"] = self.unknown
         if self.missing is not None:
             out["missing"] = self.missing
+        if self.missing_value is not None:
+            out["missing_value"] = self.missing_value
         return out
 
 
@@ -185,6 +190,13 @@ def _categories_list(cats: Any) -> list[Any]:
     return [json_safe(v) for v in values]
 
 
+def _missing_value(cats: Any) -> Literal["none"] | None:
+    """"none" when the learnt categories hold None (and no NaN) as the missing one."""
+    values = np.asarray(cats, dtype=object).tolist()
+    has_nan = any(isinstance(v, float) and v != v for v in values)
+    return "none" if not has_nan and any(v is None for v in values) else None
+
+
 def _chain(est: Any) -> list[Any]:
     """The steps input goes through, in order: nested Pipelines flattened, passthrough dropped."""
     from sklearn.pipeline import Pipeline
@@ -262,7 +274,7 @@ def _apply_selector(ct: Any, specs: dict[str, FeatureSpec], *, is_input: bool = 
                 specs[col] = FeatureSpec(
                     name=col, kind="categorical", categories=categories, default=default,
                     unknown=_unknown_policy(encoder) if len(cats[i]) <= _MAX_CATEGORIES else None,
-                    missing="impute" if imputes else None,
+                    missing="impute" if imputes else None, missing_value=_missing_value(cats[i]),
                 )
             continue
         defaults = _numeric_defaults(trans)
@@ -307,7 +319,8 @@ def _input_schema(est: Any) -> list[FeatureSpec]:
             categories = _categories_list(cats[i])
             specs[col] = FeatureSpec(name=col, kind="categorical", categories=categories,
                                      default=_first_finite(categories),
-                                     unknown=_unknown_policy(encoder) if len(cats[i]) <= _MAX_CATEGORIES else None)
+                                     unknown=_unknown_policy(encoder) if len(cats[i]) <= _MAX_CATEGORIES else None,
+                                     missing_value=_missing_value(cats[i]))
     else:
         defaults = _numeric_defaults(head)
         imputes = isinstance(head, _imputers())

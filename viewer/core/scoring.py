@@ -60,6 +60,10 @@ def features(predictor: InputSchema, frame: pd.DataFrame, target: str | None,
                                f"{selected.shape[1]}" + (" besides the target" if target else "") + ".",
                                "SCHEMA_MISMATCH")
     if predictor.needs_frame:
+        for name in predictor.missing_is_none & set(selected.columns):  # a read column's missing is NaN
+            column = selected[name]
+            if column.isna().any():
+                selected = selected.assign(**{name: column.astype(object).where(column.notna(), None)})
         return selected
     non_numeric = [c for c in selected.columns if not pd.api.types.is_numeric_dtype(selected[c])
                    and not pd.api.types.is_bool_dtype(selected[c])]
