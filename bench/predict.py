@@ -5,13 +5,16 @@
     .venv/bin/python bench/predict.py --client python           # without wrk
 
 One trained model (LogisticRegression, 20 features, make_classification, fitted on a DataFrame
-with named columns) behind five targets:
+with named columns; ``--model hgb``: HistGradientBoostingClassifier) behind five targets (six
+with ``--model hgb``):
 
   ours      gunicorn -w 2, OMP_NUM_THREADS=1, Bearer token, POST /api/v1/models/<name>/predict
             (after the warm-up requests the token and model are cached; every request goes
             through Flask's own machinery); the model runs in a sandboxed model host
   hosts-off the same with VIEWER_MODEL_HOSTS=false: the model runs in the web process (the
             same-run switch that prices the hosts)
+  ours-sklearn  (--model hgb) ours with compiling off: scikit-learn answers in the host, where
+            ours answers with the model's compiled runtime (``manage.py compile``, issue 17)
   mlflow    mlflow models serve -m <dir> --env-manager local, POST /invocations
             (mlflow lives only in bench/.mlflow-venv, created on the first run and reused)
   bare      bench/bare_app.py: json.loads + numpy row + predict_proba, gunicorn -w 2, no auth
@@ -88,6 +91,9 @@ GOALS = {  # the targets every issue keeps (issue 12 set them; earlier ones kept
     # issue 15: model hosts on (ours) against the same server with VIEWER_MODEL_HOSTS=false
     "p50 ours - hosts off (ms)": 0.15,
     "server CPU/request ours - hosts off (ms)": 0.1,
+    # issue 17 (--model hgb): the compiled runtime against scikit-learn in the same host
+    "server CPU/request ours/ours-sklearn": 0.75,
+    "p50 ours - ours-sklearn (ms)": -0.3,
 }
 
 
@@ -172,10 +178,15 @@ def wait_ready(proc: subprocess.Popen, port: int, path: str, log_path: Path, tim
 
 # --- setup -------------------------------------------------------------------------------------
 
-def train(tmp: Path) -> tuple[LogisticRegression, pd.DataFrame, Path]:
+def train(tmp: Path, kind: str = "logistic"):
     X, y = make_classification(n_samples=5000, n_features=N_FEATURES, n_informative=10, random_state=0)
     frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(N_FEATURES)])
-    model = LogisticRegression(max_iter=1000).fit(frame, y)
+    if kind == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        model = HistGradientBoostingClassifier(random_state=0).fit(frame, y)
+    else:
+        model = LogisticRegression(max_iter=1000).fit(frame, y)
     path = tmp / "model.joblib"
     joblib.dump(model, path)
     return model, frame, path
@@ -253,10 +264,15 @@ def setup_ours(tmp: Path, model_path: Path, name: str = "ours") -> tuple[dict[st
     return env, token
 
 
-def start_ours(tmp: Path, model_path: Path, workers: int, *, hosts: bool = True) -> Target:
-    """Our server; ``hosts``: models in sandboxed model hosts (the default) or in the web process."""
-    name = "ours" if hosts else "hosts-off"
+def start_ours(tmp: Path, model_path: Path, workers: int, *, hosts: bool = True, compiled: bool = False,
+               name: str | None = None) -> Target:
+    """Our server; ``hosts``: models in sandboxed model hosts (the default) or in the web process;
+    ``compiled``: the model compiled first (``manage.py compile``), else compiling is off."""
+    name = name or ("ours" if hosts else "hosts-off")
     env, token = setup_ours(tmp, model_path, name)
+    if compiled:
+        log(f"{name}: {manage(env, 'compile', MODEL_NAME).strip()}")
+    env["VIEWER_COMPILE_MODELS"] = "true" if compiled else "false"
     env["VIEWER_MODEL_HOSTS"] = "true" if hosts else "false"
     port = free_port()
     log_path = tmp / f"{name}.log"
@@ -477,15 +493,19 @@ def spread(values: list[float]) -> str:
     return f" ({min(values):.4g}..{max(values):.4g})"
 
 
+def type_name(kind: str) -> str:
+    return "HistGradientBoostingClassifier" if kind == "hgb" else "LogisticRegression"
+
+
 def report(targets: list[Target], inproc: dict[str, list[float]], args, client: str) -> bool:
     names = [t.name for t in targets] + ["in-process"]
     rows = {t.name: t.results for t in targets}
     rows["in-process"] = inproc
     print()
-    print(f"Prediction benchmark: LogisticRegression, {N_FEATURES} features; client {client}; "
+    print(f"Prediction benchmark: {type_name(args.model)}, {N_FEATURES} features; client {client}; "
           f"{args.rounds} round(s) x {args.duration:g} s per measurement; medians over rounds (min-max)")
     print()
-    header = (f"{'target':<11} {'req/s @8 conn':>20} {'CPU ms/req':>11} {'p50 ms @1':>20} {'p90 ms @1':>10} "
+    header = (f"{'target':<13} {'req/s @8 conn':>20} {'CPU ms/req':>11} {'p50 ms @1':>20} {'p90 ms @1':>10} "
               f"{'p99 ms @1':>10} {'10k rows s':>22}")
     print(header)
     print("-" * len(header))
@@ -495,7 +515,7 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
         p50 = f"{med(r['p50']):.3f}{spread(r['p50'])}"
         big = f"{med(r['big']):.4f}{spread(r['big'])}"
         cpu = f"{med(r['cpu8']):.2f}" if r.get("cpu8") else "-"
-        print(f"{name:<11} {rps:>20} {cpu:>11} {p50:>20} {med(r['p90']):>10.3f} {med(r['p99']):>10.3f} {big:>22}")
+        print(f"{name:<13} {rps:>20} {cpu:>11} {p50:>20} {med(r['p90']):>10.3f} {med(r['p99']):>10.3f} {big:>22}")
     print()
     mlflow = (f"MLflow {MLFLOW_VERSION}: mlflow models serve, {args.mlflow_workers or 1} uvicorn worker(s). "
               if "mlflow" in rows else "")
@@ -522,6 +542,11 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
     checks.append(("p50 ours - hosts off (ms)", per_round(ours["p50"], off["p50"], float.__sub__), "<="))
     checks.append(("server CPU/request ours - hosts off (ms)", per_round(ours["cpu8"], off["cpu8"], float.__sub__),
                    "<="))
+    if "ours-sklearn" in rows:
+        theirs = rows["ours-sklearn"]
+        checks.append(("server CPU/request ours/ours-sklearn", per_round(ours["cpu8"], theirs["cpu8"], float.__truediv__),
+                       "<="))
+        checks.append(("p50 ours - ours-sklearn (ms)", per_round(ours["p50"], theirs["p50"], float.__sub__), "<="))
     all_pass = True
     print("Goals (median over rounds of the per-round figure; min-max over rounds):")
     for label, values, op in checks:
@@ -539,6 +564,11 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
         context.append(("throughput ours/bare", per_round(ours["rps8"], rows["bare"]["rps8"], float.__truediv__), "x"))
         context.append(("throughput ours/hosts off", per_round(ours["rps8"], off["rps8"], float.__truediv__), "x"))
         context.append(("10k rows ours/hosts off", per_round(ours["big"], off["big"], float.__truediv__), "x"))
+    if "ours-sklearn" in rows and cpu_rounds:
+        context.append(("throughput ours/ours-sklearn", per_round(ours["rps8"], rows["ours-sklearn"]["rps8"],
+                                                                  float.__truediv__), "x"))
+        context.append(("10k rows ours-sklearn/ours", per_round(rows["ours-sklearn"]["big"], ours["big"],
+                                                                float.__truediv__), "x"))
     for label, values, unit in context:
         print(f"        {label:<40} {med(values):8.3f}{unit}{spread(values)}")
     print()
@@ -556,6 +586,8 @@ def main() -> int:
     parser.add_argument("--mlflow-workers", type=int, default=None,
                         help="mlflow models serve -w (default: mlflow's own default, 1)")
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--model", choices=["logistic", "hgb"], default="logistic",
+                        help="hgb: HistGradientBoosting, served compiled (ours) and by scikit-learn (ours-sklearn)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
     args = parser.parse_args()
     if not (1 <= args.rounds <= 10 and 1 <= args.duration <= 30 and 1 <= args.big_reps <= 20):
@@ -573,14 +605,18 @@ def main() -> int:
     atexit.register(stop_all)
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     try:
-        model, frame, model_path = train(tmp)
+        model, frame, model_path = train(tmp, args.model)
         row_frame, big_frame = frame.iloc[:1], frame.sample(BIG_ROWS, replace=True, random_state=1)
         one, big = body_for(row_frame), body_for(big_frame)
         (tmp / "one.json").write_bytes(one)
         expected = model.predict_proba(row_frame)
 
         log("starting our server, the bare app" + ("" if args.skip_mlflow else " and MLflow's scoring server"))
-        targets = [start_ours(tmp, model_path, args.workers), start_ours(tmp, model_path, args.workers, hosts=False)]
+        hgb = args.model == "hgb"
+        targets = [start_ours(tmp, model_path, args.workers, compiled=hgb),
+                   start_ours(tmp, model_path, args.workers, hosts=False, compiled=hgb)]
+        if hgb:
+            targets.append(start_ours(tmp, model_path, args.workers, name="ours-sklearn"))
         if not args.skip_mlflow:
             targets.append(start_mlflow(tmp, model_path, frame.iloc[:5], args.mlflow_workers))
         targets.append(start_bare(tmp, model_path, args.workers))

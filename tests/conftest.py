@@ -96,7 +96,7 @@ def app(migrated: Backend, app_config: dict):
     app = create_app(migrated.config(**app_config))
     with app.app_context():
         _empty_tables()
-    for stored in ("models", "datasets", "jobs", "scratch"):
+    for stored in ("models", "datasets", "jobs", "runtimes", "scratch"):
         shutil.rmtree(migrated.data_dir / stored, ignore_errors=True)  # files go with their rows
     from viewer.services import serving
 

@@ -71,6 +71,9 @@ class Backend:
             "VIEWER_BROKER_URL": self.broker_url,
             "VIEWER_SECRET_KEY": TEST_SECRET,
             "OMP_NUM_THREADS": "1",
+            # Compiling every model the suite registers would cost minutes of gcc: the tests of
+            # compiled runtimes turn it on (tests/test_runtimes.py).
+            "VIEWER_COMPILE_MODELS": "false",
         }
 
     def config(self, **extra) -> dict:
@@ -80,6 +83,7 @@ class Backend:
             "DATABASE_URL": self.database_url,
             "BROKER_URL": self.broker_url,
             "SECRET_KEY": TEST_SECRET,
+            "COMPILE_MODELS": False,
             **extra,
         }
 
@@ -90,12 +94,12 @@ TEST_SECRET = secrets.token_urlsafe(32)
 class WorkerProcess:
     """A real ``celery -A viewer.worker worker`` subprocess."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 1):
+    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 1, queues: str = "viewer"):
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "viewer.worker", "worker", f"--concurrency={concurrency}",
-             "--loglevel=INFO", "--without-gossip", "--without-mingle", f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"],
+             "--loglevel=INFO", f"--queues={queues}", "--without-gossip", "--without-mingle", f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 60) -> None:

@@ -65,6 +65,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "models.delete"): "scientist",
     ("POST", "models.move"): "admin",
     ("POST", "models.release"): "admin",
+    ("POST", "models.serve_with"): "scientist",
     ("POST", "models.start_importance"): "scientist",
     ("GET", "predict.page"): "viewer",
     ("POST", "predict.page"): "viewer",

@@ -386,3 +386,58 @@ def test_single_task_jobs_survive_a_dead_worker_and_a_lost_message(app, client, 
         assert done["state"] == "done", done
     with app.app_context():
         assert db.session.get(Job, ids[0]).attempts == 2  # the dead claim, then the real run
+
+
+def _compilers_running() -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if b"viewer.infra.host.compiler" in fh.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_a_compile_worker_killed_mid_compile_leaves_no_compiler_and_another_worker_compiles(
+        app, client, auth, migrated, tmp_path):
+    """SIGKILL the worker that compiles a forest (gcc running in the compile sandbox): the
+    sandbox dies with it, the job's lease expires, and a second compile worker compiles the model,
+    which then passes its parity check and answers (services.runtimes)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    app.config["COMPILE_MODELS"] = True
+    env = {**migrated.env(), **FAST_RECOVERY, "VIEWER_COMPILE_MODELS": "true"}
+    first = WorkerProcess(env, tmp_path / "compiler-1.log", queues="viewer-compile")
+    second = None
+    try:
+        first.wait_ready()
+        X, y = make_classification(n_samples=3000, n_features=10, random_state=0)
+        forest = RandomForestClassifier(n_estimators=60, random_state=0).fit(X, y)
+        headers = auth.bearer("scientist")
+        upload_model(client, headers, forest, "forest")
+        job = poll(lambda: client.get("/api/v1/jobs?kind=compile", headers=headers).get_json()["jobs"],
+                   lambda found: found and found[0]["state"] == "running", timeout=60)[0]
+        poll(_compilers_running, bool, timeout=30)
+        time.sleep(2)  # gcc is at work
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(timeout=10)
+        poll(_compilers_running, lambda found: not found, timeout=10)  # the sandbox died with its worker
+
+        second = WorkerProcess(env, tmp_path / "compiler-2.log", queues="viewer-compile")
+        second.wait_ready()
+        done = poll(lambda: client.get(f"/api/v1/jobs/{job['id']}", headers=headers).get_json(),
+                    lambda body: body["state"] in ("done", "error", "cancelled"), timeout=240, interval=0.5)
+        assert done["state"] == "done", done
+        runtime = client.get("/api/v1/models/forest", headers=headers).get_json()["versions"][0]["runtime"]
+        assert runtime["state"] == "ready" and runtime["used"], runtime
+        rows = X[:50]
+        body = client.post("/api/v1/models/forest/predict?output=proba", headers=headers,
+                           json={"inputs": rows.tolist()}).get_json()
+        assert np.abs(np.array(body["probabilities"]) - forest.predict_proba(rows)).max() <= 1e-9
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.stop()

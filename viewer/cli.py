@@ -173,6 +173,29 @@ def register_model(path: str, name: str, description: str, username: str | None,
                f"({version.info.get('estimator_class')}, sha256 {version.sha256[:12]}…)")
 
 
+@cli.command("compile")
+@click.argument("ref")
+@click.option("--project", default=None, help="The model's project (default: the default project).")
+@with_appcontext
+def compile_model(ref: str, project: str | None) -> None:
+    """Compile a model version now, in this process (NAME, NAME/3 or NAME@alias), and check it;
+    workers on the viewer-compile queue do the same for every version registered."""
+    from .services import registry, runtimes
+
+    try:
+        with in_project(project):
+            version = registry.resolve(ref)
+            record = runtimes.compile_now(version)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    if record.get("state") != "ready":
+        raise click.ClickException(f"{version.ref}: {record.get('reason') or 'not compiled'}")
+    sizes = ", ".join(f"{size} rows {t['speedup']:.1f}x" for size, t in (record.get("timings") or {}).items())
+    parity = record["parity"]
+    click.echo(f"Compiled {version.ref}: parity on {parity['rows']:,} rows, largest difference "
+               f"{parity['max_abs_diff']:.2g}, {parity['label_flips']} label flips; speed-up {sizes}")
+
+
 def in_project(name: str | None):
     """The scope of a command: the project named, or every project (names mean the default one)."""
     from .infra.scope import EVERYWHERE, Scope, within
@@ -228,20 +251,22 @@ def run(host: str, port: int) -> None:
     run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
 
 
-def _worker_argv(concurrency: int, loglevel: str, quiet: bool = False) -> list[str]:
+def _worker_argv(concurrency: int, loglevel: str, quiet: bool = False, queues: str = "viewer") -> list[str]:
     return [*(["--quiet"] if quiet else []), "worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
-            "--without-gossip", "--without-mingle"]
+            f"--queues={queues}", "--without-gossip", "--without-mingle"]
 
 
 @cli.command("worker", context_settings={"ignore_unknown_options": True})
 @click.option("--concurrency", default=1, show_default=True, help="Worker processes.")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--quiet", is_flag=True, help="No startup banner.")
+@click.option("--queues", default="viewer", show_default=True,
+              help="Queues to take: viewer (jobs), viewer-compile (compiling models; give it a worker of its own).")
 @with_appcontext
-def worker(concurrency: int, loglevel: str, quiet: bool) -> None:
+def worker(concurrency: int, loglevel: str, quiet: bool, queues: str) -> None:
     """Start a Celery worker for this app (one thread per process; see README)."""
     os.environ.update({k: os.environ.get(k, v) for k, v in THREAD_LIMITS.items()})
-    current_app.extensions["celery"].worker_main(_worker_argv(concurrency, loglevel, quiet))
+    current_app.extensions["celery"].worker_main(_worker_argv(concurrency, loglevel, quiet, queues))
 
 
 @cli.command("up")
@@ -260,6 +285,9 @@ def up(host: str, port: int, concurrency: int, demo: bool) -> None:
         # --quiet: Celery's banner would print after ours and push the password out of sight.
         subprocess.Popen([*manage, "worker", f"--concurrency={concurrency}", "--loglevel=WARNING", "--quiet"],
                          env=env),
+        # Compiling models: one process of its own, so it never holds up the jobs above.
+        subprocess.Popen([*manage, "worker", "--concurrency=1", "--loglevel=WARNING", "--quiet",
+                          "--queues=viewer-compile"], env=env),
         subprocess.Popen([*manage, "run", f"--host={host}", f"--port={port}"], env=env),
     ]
     url = f"http://{host}:{port}"
@@ -279,7 +307,7 @@ def up(host: str, port: int, concurrency: int, demo: bool) -> None:
             click.echo(f"  The demo's models: {url}/models/")
             for path in filter(None, (_comparison_path(jobs) for jobs in report.comparisons[:1])):
                 click.echo(f"  Two of them compared on the same test set: {url}{path}")
-        click.echo("  Ctrl-C stops the web app and the worker.")
+        click.echo("  Ctrl-C stops the web app and the workers.")
         click.echo("")
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

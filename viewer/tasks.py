@@ -16,7 +16,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready, worke
 
 from .infra import stopping
 from .infra.extensions import db
-from .services import comparison, datasets, health, importance, jobs, kinds, reaper, scoring
+from .services import comparison, datasets, health, importance, jobs, kinds, reaper, runtimes, scoring
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ def _single(run):
 ingest_dataset = shared_task(name="viewer.ingest_dataset")(_single(datasets.ingest_job))
 feature_importance = shared_task(name="viewer.importance")(_single(importance.run))
 compare_jobs = shared_task(name="viewer.compare")(_single(comparison.run))
+# On its own queue (runtimes.QUEUE, celery_config's task_routes): a worker of its own takes it.
+compile_model = shared_task(name="viewer.compile")(_single(runtimes.run))
 
 
 def register_kinds() -> None:
@@ -60,6 +62,7 @@ def register_kinds() -> None:
     kinds.register(kinds.JobKind("ingest", run=ingest_dataset, on_end=datasets.ingest_ended))
     kinds.register(kinds.JobKind("importance", run=feature_importance))
     kinds.register(kinds.JobKind("compare", run=compare_jobs))
+    kinds.register(kinds.JobKind(runtimes.KIND, run=compile_model, on_end=runtimes.ended))
 
 
 # --- the reaper: every worker runs one ---------------------------------------------------------
@@ -69,6 +72,14 @@ _reaper_stop = threading.Event()
 
 def _reaper_loop(app) -> None:
     interval = float(app.config["REAPER_SECONDS"])
+    try:  # once per worker start: compile what was stored before, or built with other libraries
+        with app.app_context():
+            queued = runtimes.backfill()
+            if queued:
+                log.warning("queued %d compile jobs (versions not compiled yet, or built with other libraries)", queued)
+            db.session.remove()
+    except Exception:  # noqa: BLE001  (database or broker away: the next worker start asks again)
+        log.warning("could not queue compile jobs", exc_info=True)
     while not _reaper_stop.wait(interval):
         try:
             with app.app_context():

@@ -193,6 +193,9 @@ class ModelUpdate(Body):
 
     description: str = optional(description="Kept up to 10,000 characters.")
     anonymous_predict: bool = optional(description="Predictions need no token (admins only).")
+    serve_with: Literal["auto", "scikit-learn"] = optional(description=(
+        "auto: a version's compiled runtime answers where it passed its parity check and is faster; "
+        "scikit-learn: the model's own library always answers."))
 
 
 class AliasTarget(Body):

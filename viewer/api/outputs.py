@@ -184,6 +184,29 @@ class Quarantine(BaseModel):
     reason: str
 
 
+class RuntimeSize(BaseModel):
+    rows: int = Field(description="Batches up to this many rows (the largest: any larger batch).")
+    runtime: Literal["compiled", "scikit-learn"]
+    speedup: float | None = Field(description="scikit-learn's time over the compiled runtime's, measured "
+                                  "when it was compiled.")
+
+
+class Runtime(BaseModel):
+    state: Literal["queued", "ready", "failed", "none"] | None = Field(description=(
+        "queued: compiling; ready: passed its parity check; failed: did not (why_not says why); "
+        "none: not a tree ensemble; null: not requested."))
+    used: bool = Field(description="The compiled runtime answers (at the sizes where it is faster).")
+    serve_with: Literal["auto", "scikit-learn"]
+    why_not: str | None
+    compiling: str | None = Field(description="The compile job under way, if any.")
+    sizes: list[RuntimeSize]
+    parity: dict[str, Any] | None = Field(description="rows, threshold_rows, max_abs_diff, label_flips, "
+                                          "missing_ok, reason.")
+    rows: dict[str, Any] | None = Field(description="Where the parity check's rows came from.")
+    library: dict[str, Any] | None
+    checked_at: Time | None
+
+
 class Version(BaseModel):
     """One registered version: its file, who uploaded it, and what the model is."""
 
@@ -202,6 +225,8 @@ class Version(BaseModel):
     adjustments: list[str]  # settings the upload changed (n_jobs, memory), each with its reason
     quarantine: Quarantine | None = Field(description="Set when the model's host failed too often: "
                                           "predictions answer 409 until a project admin releases it.")
+    runtime: Runtime = Field(description="What answers for the version: its compiled runtime per batch size, "
+                             "with its speed-ups and parity check, or why scikit-learn does.")
     kind: Literal["classifier", "regressor", "clusterer", "other"]
     estimator_class: str
     steps: list[Any] = optional()
@@ -223,6 +248,9 @@ class ModelSummary(BaseModel):
     kind: str | None
     aliases: dict[str, int] = Field(description="alias to version")
     anonymous_predict: bool = Field(description="Predictions need no token.")
+    serve_with: Literal["auto", "scikit-learn"] = Field(description=(
+        "auto: compiled runtimes answer where they passed their parity check and are faster; "
+        "scikit-learn: never."))
 
 
 class Model(ModelSummary):

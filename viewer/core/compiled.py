@@ -126,15 +126,18 @@ def compilable(model: Any) -> str | None:
     return None
 
 
-def _versions() -> dict[str, str]:
+def current_versions(*, compiler: bool = True) -> dict[str, str]:
+    """The versions a compiled runtime depends on (``compiler``: gcc's too, which runs gcc)."""
     import sklearn
     import tl2cgen
     import treelite
 
+    gcc = ""
     try:
-        gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True, timeout=30).stdout.strip()
+        if compiler:
+            gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True, timeout=30).stdout.strip()
     except OSError:
-        gcc = ""
+        pass
     return {"scikit-learn": sklearn.__version__, "treelite": treelite.__version__,
             "tl2cgen": tl2cgen.__version__, "gcc": gcc}
 
@@ -193,7 +196,7 @@ def compile_trees(model: Any, folder: str | os.PathLike[str], *, missing_sides: 
     output = "score" if isinstance(est, IsolationForest) else ("proba" if classes is not None else "value")
     return Compiled(library=str(library), sha256=file_sha256(library), estimator_class=type(est).__name__,
                     output=output, n_classes=len(classes) if classes is not None else None,
-                    input_dtype="float32" if type(est) in float32 else "float64", versions=_versions())
+                    input_dtype="float32" if type(est) in float32 else "float64", versions=current_versions())
 
 
 def _missing_sides(est: Any, imported: Any) -> None:
@@ -472,16 +475,29 @@ class CompiledModel:
         self.faster = dict(faster) if faster is not None else {size: True for size in SPEED_SIZES}
 
     def uses_runtime(self, n_rows: int) -> bool:
+        if self.runtime.compiled.output == "score":  # IsolationForest: its predict is not the score
+            return False
         size = next((s for s in SPEED_SIZES if n_rows <= s), SPEED_SIZES[-1])
         return self.faster.get(size, False)
+
+    def _aside(self, inputs: np.ndarray) -> np.ndarray:
+        """Rows the estimator answers: those the runtime may misread, those with a missing value
+        unless the parity check found them answered alike, and those the estimator would refuse
+        (infinite, or beyond float32 for the float32 family), so its error is the answer."""
+        aside = self.runtime.unsure_rows(inputs)
+        with np.errstate(over="ignore", invalid="ignore"):
+            seen = inputs.astype(np.float32) if self.runtime.round_to_float32 else inputs
+        if self.parity.missing_ok:
+            aside |= np.isinf(seen).any(axis=1)
+        else:
+            aside |= ~np.isfinite(seen).all(axis=1)
+        return aside
 
     def _answer(self, X: Any, compiled, reference) -> np.ndarray:
         if not self.uses_runtime(len(X)):
             return reference(self.model, X)
         inputs = _dense(self.head.transform(X) if self.head is not None else X)
-        aside = self.runtime.unsure_rows(inputs)  # rows the estimator answers
-        if self.parity.missing_ok is False:
-            aside |= np.isnan(inputs).any(axis=1)
+        aside = self._aside(inputs)
         if not aside.any():
             return compiled(inputs)
         fallback = reference(self.est, inputs[aside])

@@ -58,6 +58,11 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
                             "version is quarantined: predictions answer 409 until a project admin releases it. "
                             "0: never."),
     "QUARANTINE_MINUTES": (10.0, float, "The window in which QUARANTINE_FAILURES are counted."),
+    "COMPILE_MODELS": (True, "bool", "Compile tree-ensemble models (Treelite/TL2cgen, in the compile sandbox) and "
+                       "answer with the compiled code where it passed its parity check and is faster. A worker "
+                       "must take the viewer-compile queue (manage.py up starts one)."),
+    "COMPILE_TIMEOUT_SECONDS": (900.0, float, "Longest a model's compilation may take before it is stopped "
+                                "(scikit-learn then serves it)."),
     "INLINE_INGEST_MB": (32, int, "Datasets up to this size are ingested inside the upload "
                          "request; larger ones by a worker (the upload answers 202 at once)."),
 }
@@ -186,4 +191,7 @@ def celery_config(settings: Mapping[str, Any]) -> dict[str, Any]:
         # (bench/scoring.py, "main" CPU). Message brokers push, so it stays on there.
         "worker_enable_remote_control": transport is None,
         "task_default_queue": "viewer",
+        # Compiling a model (seconds to minutes of gcc) has its own queue and worker, so it never
+        # holds up scoring (services.runtimes).
+        "task_routes": {"viewer.compile": {"queue": "viewer-compile"}},
     }

@@ -202,6 +202,9 @@ class RegisteredModel(db.Model):
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
     anonymous_predict: Mapped[bool] = mapped_column(default=False)  # admins switch it on for demos
+    # "auto": a version's compiled runtime answers where it passed its parity check and is faster
+    # (services.runtimes); "scikit-learn": never (the per-model switch on the model card).
+    serve_with: Mapped[str] = mapped_column(String(20), default="auto", server_default="auto")
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -237,6 +240,9 @@ class ModelVersion(db.Model):
     # Set when its model host failed too often (services.hosts); predictions then answer 409.
     quarantined_at: Mapped[datetime | None] = mapped_column(default=None)
     quarantine_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # Its compiled runtime (services.runtimes): state, the library's artifact key and digest, the
+    # parity check and speed-ups, the versions it was built with; None before the first request.
+    runtime: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     model: Mapped[RegisteredModel] = relationship(back_populates="versions")
     uploaded_by: Mapped[User | None] = relationship()

@@ -19,7 +19,7 @@ from ..infra.extensions import db
 from ..infra.records import Dataset, Job, JobChunk, ModelVersion
 
 # The prefixes the store holds (keys of earlier releases included) and how each is recorded.
-PREFIXES = ("models", "artifacts/models", "datasets", "jobs")
+PREFIXES = ("models", "artifacts/models", "datasets", "jobs", "runtimes")
 SWEEP_GRACE_SECONDS = 6 * 3600
 LEGACY_SCRATCH = ("uploads", "artifacts/tmp")  # where earlier releases staged uploads
 
@@ -39,7 +39,14 @@ def _recorded_keys() -> set[str]:
     keys = set(db.session.scalars(select(ModelVersion.artifact_key)))
     keys.update(k for k in db.session.scalars(select(Dataset.path)) if k)
     keys.update(k for k in db.session.scalars(select(JobChunk.output_key)) if k)
+    keys.update(library_keys())
     return keys
+
+
+def library_keys() -> set[str]:
+    """The compiled libraries that model versions record (``services.runtimes``)."""
+    return {r["library_key"] for r in db.session.scalars(select(ModelVersion.runtime).where(
+        ModelVersion.runtime.is_not(None))) if isinstance(r, dict) and r.get("library_key")}
 
 
 def _live_jobs() -> list[Job]:

@@ -26,7 +26,7 @@ from ..infra.host import guards
 from ..infra.host.pool import HostError, HostedPredictor, HostPool, LoadRefused, ModelFailed
 from ..infra.records import HostFailure, ModelVersion, RegisteredModel, utcnow
 from ..infra.scope import only_mine
-from . import registry
+from . import registry, runtimes
 from .artifacts import store
 from .errors import ServiceError
 
@@ -82,17 +82,28 @@ def _load_request(info: dict[str, Any] | None) -> dict[str, Any]:
 def predictor(version, *, timeout: float | None = None) -> HostedPredictor:
     """The hosted predictor of a model version (a host is started now if none serves it)."""
     the_pool, artifacts = pool(), store()
-    key, label, info = host_key(version.model.project_id, version.sha256), version.ref, dict(version.info or {})
-    load = _load_request(info)
+    runtime = runtimes.for_host(version)
+    key, label, info = host_key(version.model.project_id, version.sha256, runtime), version.ref, dict(version.info or {})
+    load = {**_load_request(info), "runtime": runtime}
     timeout = float(timeout or current_app.config.get("HOST_TIMEOUT_SECONDS", 30))
 
     sha256, stored_at = version.sha256, [version.artifact_key]
 
-    def open_model() -> int:
+    def open_library() -> int | None:
+        try:
+            with artifacts.reader(runtime["library_key"]) as path:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            log.warning("the compiled library of %s is missing from the artifact store; scikit-learn serves it", label)
+            return None
+
+    def open_model() -> int | tuple[int, int]:
         for attempt in range(2):
             try:
                 with artifacts.reader(stored_at[0]) as path:
-                    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                library = open_library() if runtime is not None else None
+                return fd if library is None else (fd, library)
             except FileNotFoundError:
                 # Deleted and uploaded again (same bytes, a new key) since this predictor was made?
                 now = db.session.scalar(select(ModelVersion.artifact_key).where(ModelVersion.sha256 == sha256)
@@ -102,12 +113,20 @@ def predictor(version, *, timeout: float | None = None) -> HostedPredictor:
                 stored_at[0] = now
         raise ServiceError("gone", "model_file_missing", f"The file of {label} is missing from the artifact store.")
 
+    base = host_key(version.model.project_id, version.sha256)
+
     def starter():
+        for other in [k for k in the_pool.hosts() if k != key and k.split("+")[0] == base]:
+            the_pool.discard(other)  # the same model with another runtime (compiled since, or switched off)
         try:
-            return the_pool.start(label, open_model, load, timeout=timeout)
+            host = the_pool.start(label, open_model, load, timeout=timeout)
         except LoadRefused as exc:
             raise ServiceError("conflict", "model_not_loadable",
                                f"{label} can no longer be loaded: {exc}") from None
+        used = (host.reply.get("runtime") or {})
+        if runtime is not None and not used.get("used"):
+            log.warning("%s: %s", label, used.get("reason") or "its compiled library was not used")
+        return host
 
     if version.model.name in _pinned():
         the_pool.pinned.add(key)
@@ -115,9 +134,10 @@ def predictor(version, *, timeout: float | None = None) -> HostedPredictor:
     return HostedPredictor(the_pool, key, label, info, host.reply, starter, timeout)
 
 
-def host_key(project_id: int, sha256: str) -> str:
-    """Hosts are per project and model file: two projects never share one."""
-    return f"{project_id}/{sha256}"
+def host_key(project_id: int, sha256: str, runtime: dict[str, Any] | None = None) -> str:
+    """Hosts are per project and model file (two projects never share one), and per compiled
+    runtime: a host started before the model was compiled is replaced, not reused."""
+    return f"{project_id}/{sha256}" + (f"+{runtime['sha256'][:16]}" if runtime else "")
 
 
 def guarded(call, label: str | None = None, version_key: tuple[int, str] | None = None):
@@ -215,16 +235,18 @@ def inspect(path: str, label: str):
 
 
 def adopt(version, host) -> None:
-    """Keep an upload's host as the version's host, so the first prediction needs no start."""
+    """Keep an upload's host as the version's host, so the first prediction needs no start
+    (unless a host serves the same file already, with its compiled runtime, say)."""
     host.label = version.ref
-    if pool().get(host_key(version.model.project_id, version.sha256), lambda: host) is not host:
+    base = host_key(version.model.project_id, version.sha256)
+    if any(k.split("+")[0] == base for k in pool().hosts()) or pool().get(base, lambda: host) is not host:
         host.close()
 
 
 def discard(key: str) -> None:
     """Stop this process's host of a model (``host_key``; or every project's, given a digest)."""
     if _pool is not None:
-        for found in [k for k in _pool.hosts() if k == key or k.endswith("/" + key)]:
+        for found in [k for k in _pool.hosts() if k.split("+")[0] == key or k.split("+")[0].endswith("/" + key)]:
             _pool.discard(found)
 
 
@@ -256,4 +278,6 @@ def status() -> dict[str, Any]:
     if _pool is None:
         return {"enabled": enabled(), "hosts": [], "started": 0}
     return {"enabled": enabled(), "started": _pool.started,
-            "hosts": [{"model": h.label, "pid": h.pid, "guards": h.guards} for h in _pool.hosts().values()]}
+            "hosts": [{"model": h.label, "pid": h.pid, "guards": h.guards,
+                       "runtime": "compiled" if (h.reply or {}).get("runtime", {}).get("used") else "scikit-learn"}
+                      for h in _pool.hosts().values()]}

@@ -122,6 +122,8 @@ def search(filters: Mapping[str, str], limit: int = PAGE_SIZE, offset: int = 0,
         statement = statement.join(User, Job.created_by_id == User.id).where(User.username == filters["user"])
     if filters.get("kind"):
         statement = statement.where(Job.kind == filters["kind"])
+    else:  # compiling a model is the system's work, listed on the model card
+        statement = statement.where(Job.kind != "compile")
     if filters.get("model"):  # the name at submission: still there when the version was deleted since
         statement = statement.where(Job.params["model_name"].as_string() == filters["model"])
     if filters.get("target"):
@@ -150,7 +152,8 @@ def duration_seconds(job: Job) -> float | None:
 
 
 def recent(limit: int = 10) -> list[Job]:
-    return list(db.session.scalars(only_mine(select(Job), Job.project_id).order_by(Job.created_at.desc()).limit(limit)))
+    return list(db.session.scalars(only_mine(select(Job), Job.project_id).where(Job.kind != "compile")
+                                   .order_by(Job.created_at.desc()).limit(limit)))
 
 
 def counts_by_state() -> dict[str, int]:

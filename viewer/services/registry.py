@@ -24,8 +24,8 @@ from ..infra.artifacts import TooLarge, new_key, stage
 from ..infra.extensions import db
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN, ModelAlias, ModelVersion, RegisteredModel, User
 from ..infra.scope import only_mine
-from . import hosts, jobs, projects
-from .artifacts import scratch_dir, store
+from . import hosts, jobs, projects, runtimes
+from .artifacts import library_keys, scratch_dir, store
 from .errors import ServiceError
 from .jobs import iso_time
 from .paging import PAGE_SIZE, Page, page
@@ -225,6 +225,7 @@ def register(source: BinaryIO, *, name: str, filename: str = "", description: st
             host = None
         else:
             _cache.get(staged.sha256, lambda: loaded.estimator)
+        runtimes.request(version)  # scikit-learn serves it until its compiled runtime passes
         return version, True
     finally:
         staged.path.unlink(missing_ok=True)  # gone already when moved into the store
@@ -278,13 +279,19 @@ def load(version: ModelVersion) -> Any:
 
 
 def update_model(model: RegisteredModel, *, description: str | None = None,
-                 anonymous_predict: bool | None = None) -> RegisteredModel:
-    """Change a model's description and whether anyone may predict with it without a token
-    (the caller checks that only admins open models to anonymous predictions)."""
+                 anonymous_predict: bool | None = None, serve_with: str | None = None) -> RegisteredModel:
+    """Change a model's description, whether anyone may predict with it without a token (the
+    caller checks that only admins open models to anonymous predictions), and whether its
+    compiled runtimes may answer (``runtimes.SERVE_WITH``)."""
     if description is not None:
         model.description = clean_text(description)[:10_000]
     if anonymous_predict is not None:
         model.anonymous_predict = anonymous_predict
+    if serve_with is not None:
+        if serve_with not in runtimes.SERVE_WITH:
+            raise ServiceError("invalid", "bad_request",
+                               f"serve_with must be one of {', '.join(runtimes.SERVE_WITH)}.")
+        model.serve_with = serve_with
     db.session.commit()
     changed()
     return model
@@ -334,13 +341,18 @@ def remove_alias(model: RegisteredModel, alias: str) -> None:
 
 
 def delete_version(version: ModelVersion) -> None:
-    """Delete a version (and its model when it was the last); refused while a job uses it."""
+    """Delete a version (and its model when it was the last); refused while a job uses it (its
+    compile job is cancelled)."""
     busy = jobs.unfinished(model_version_id=version.id)
+    for job in [j for j in busy if j.kind == runtimes.KIND]:
+        jobs.cancel(job)
+    busy = [j for j in busy if j.kind != runtimes.KIND]
     if busy:
         raise ServiceError("conflict", "model_in_use",
                             f"{version.ref} is used by {len(busy)} unfinished job(s); cancel them or wait.",
                             jobs=[job.id for job in busy])
     model, sha, key = version.model, version.sha256, version.artifact_key
+    library = (version.runtime or {}).get("library_key")
     db.session.delete(version)
     db.session.flush()
     db.session.expire(model, ["versions", "aliases"])
@@ -350,6 +362,8 @@ def delete_version(version: ModelVersion) -> None:
     changed()
     still_used = db.session.scalar(select(func.count()).select_from(ModelVersion)
                                    .where(ModelVersion.artifact_key == key))
+    if library and library not in library_keys():
+        store().delete(library)
     if not still_used:
         store().delete(key)
         _cache.discard(sha)
@@ -381,6 +395,7 @@ def version_dict(version: ModelVersion) -> dict[str, Any]:
         "adjustments": [w for w in version.load_warnings if w.startswith(ADJUSTED)],
         "quarantine": ({"since": iso_time(version.quarantined_at), "reason": version.quarantine_reason}
                        if version.quarantined_at else None),
+        "runtime": runtimes.summary(version),
         **version.info,
     }
 
@@ -542,6 +557,7 @@ def model_dict(model: RegisteredModel, *, with_versions: bool = True) -> dict[st
         "kind": latest.info.get("kind") if latest else None,
         "aliases": {a.alias: a.version.version for a in model.aliases},
         "anonymous_predict": model.anonymous_predict,
+        "serve_with": model.serve_with,
     }
     if with_versions:
         out["versions"] = [version_dict(v) for v in model.versions]

@@ -24,7 +24,7 @@ from ..infra.artifacts import new_key
 from ..infra.extensions import db
 from ..infra.records import Dataset, Job
 from ..infra.host.pool import HostError, ModelFailed
-from . import datasets, hosts, jobs, kinds, serving
+from . import datasets, hosts, jobs, kinds, runtimes, serving
 from .artifacts import store
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,12 @@ def finalize(job_id: str, owner: str) -> None:
 
 
 def ended(job_id: str, state: str) -> None:
-    """End hook: a scoring job that failed or was cancelled leaves no output behind."""
+    """End hook: a scoring job that failed or was cancelled leaves no output behind; the first
+    that ended done gives its model's compiled runtime a parity check on its rows."""
     if state != "done":
         jobs.remove_outputs(job_id)
+        return
+    job = db.session.get(Job, job_id)
+    if job is not None:
+        runtimes.scored(job)
 

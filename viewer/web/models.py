@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import IntegerField, StringField, TextAreaField
+from wtforms import IntegerField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from ..http.auth import PROJECT_KEY, requester, role_required
@@ -29,6 +30,12 @@ class AliasForm(FlaskForm):
     alias = StringField("Alias", validators=[DataRequired(), Regexp(
         ALIAS_PATTERN, message="Letters, digits, '_' or '-', starting with a letter.")])
     version = IntegerField("Version", validators=[DataRequired()])
+
+
+class ServeWithForm(FlaskForm):
+    serve_with = SelectField("Answer with", choices=[
+        SelectChoice("auto", "the compiled runtime where it passed and is faster"),
+        SelectChoice("scikit-learn", "the model's own library, always")])
 
 
 @bp.get("/")
@@ -135,6 +142,7 @@ def usage(found, card: dict) -> dict:
 def render_version(found, importance_form: importance.ImportanceForm | None = None, status: int = 200):
     card = registry.version_dict(found)
     return render_template("models/version.html", v=found, card=card,
+                           serve_with_form=ServeWithForm(serve_with=found.model.serve_with),
                            parameter_groups=registry.parameter_groups(found.info or {}), usage=usage(found, card),
                            runtime=registry.runtime_versions(), jobs=jobs.of_model_version(found.id),
                            confirm=ConfirmForm(),
@@ -181,6 +189,21 @@ def release(name: str, version: int):
     hosts.release(found)
     flash(f"Released {found.ref}: it serves predictions again.", "info")
     return redirect(url_for("models.version", name=name, version=version))
+
+
+@bp.post("/<name>/versions/<int:version>/runtime")
+@role_required("scientist")
+def serve_with(name: str, version: int):
+    """The per-model switch: compiled runtimes answer (auto) or never (scikit-learn)."""
+    found = registry.resolve(registry.Ref(name, version=version))  # 404 before anything else
+    form = ServeWithForm()
+    if not form.validate_on_submit():
+        flash("Choose auto or scikit-learn.", "error")
+        return redirect(url_for("models.version", name=name, version=version))
+    registry.update_model(found.model, serve_with=form.serve_with.data)
+    flash("Compiled runtimes answer where they passed their parity check and are faster."
+          if form.serve_with.data == "auto" else f"{name}: scikit-learn answers every prediction.", "info")
+    return redirect(url_for("models.version", name=name, version=version) + "#runtime")
 
 
 @bp.post("/<name>/aliases")

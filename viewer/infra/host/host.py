@@ -82,7 +82,8 @@ class Channel:
                 views[0] = views[0][sent:]
 
 
-def run(sock: socket.socket, model_fd: int, scratch: str, guards: dict[str, str]) -> NoReturn:
+def run(sock: socket.socket, model_fd: int, scratch: str, guards: dict[str, str],
+        library_fd: int | None = None) -> NoReturn:
     """Serve one model until the app hangs up, then exit (never return into the fork server).
 
     Warnings a model raises while predicting never reach stderr (they would repeat once per
@@ -94,7 +95,7 @@ def run(sock: socket.socket, model_fd: int, scratch: str, guards: dict[str, str]
     warnings.simplefilter("ignore")
     code = 0
     try:
-        _serve(Channel(sock), model_fd, scratch, guards)
+        _serve(Channel(sock), model_fd, scratch, guards, library_fd)
     except (EOFError, ConnectionError):
         pass
     except BaseException:  # noqa: BLE001  (a bug here: say so on stderr, exit non-zero)
@@ -105,11 +106,11 @@ def run(sock: socket.socket, model_fd: int, scratch: str, guards: dict[str, str]
     os._exit(code)
 
 
-def _serve(channel: Channel, model_fd: int, scratch: str, guards: dict[str, str]) -> None:
+def _serve(channel: Channel, model_fd: int, scratch: str, guards: dict[str, str], library_fd: int | None) -> None:
     channel.send(hostproto.encode(Op.PING, meta={"guards": guards, "pid": os.getpid()}))
     request = hostproto.read(channel.recv_exactly, ops=(Op.LOAD,), max_json=MAX_REQUEST_JSON)
     try:
-        model, reply = _load(request.meta, model_fd, scratch)
+        model, reply = _load(request.meta, model_fd, scratch, library_fd)
     except Exception as exc:  # noqa: BLE001  (refused or unreadable: the app says why)
         channel.send(hostproto.encode(Op.LOAD, meta=_failure(exc), status=Status.FAILED,
                                       max_json=hostproto.MAX_JSON))
@@ -132,7 +133,7 @@ def _serve(channel: Channel, model_fd: int, scratch: str, guards: dict[str, str]
 
 # --- loading -------------------------------------------------------------------------------------
 
-def _load(meta: dict[str, Any], model_fd: int, scratch: str):
+def _load(meta: dict[str, Any], model_fd: int, scratch: str, library_fd: int | None = None):
     from ...core.introspect import describe_model
     from ...core.predictor import Predictor
     from ...core.safe_load import load_model
@@ -152,6 +153,8 @@ def _load(meta: dict[str, Any], model_fd: int, scratch: str):
         reply.update(info=info, format=loaded.format, saved_sklearn_version=loaded.saved_sklearn_version,
                      warnings=list(loaded.warnings))
     predictor = Predictor(loaded.estimator, info)
+    if library_fd is not None:
+        reply["runtime"] = _use_compiled(predictor, meta.get("runtime") or {}, library_fd, scratch)
     reply.update(needs_frame=predictor.needs_frame, final_kind=predictor.final_kind, has_proba=predictor.has_proba)
     reply = json.loads(json.dumps(reply, default=str))
     linear = predictor.linear
@@ -162,6 +165,26 @@ def _load(meta: dict[str, Any], model_fd: int, scratch: str):
         reply["linear"] = {"intercept": linear.intercept.tolist(), "proba": linear.proba}
         reply["_coefficients"] = np.ascontiguousarray(linear.coef_t, dtype=np.float64)
     return predictor, reply
+
+
+def _use_compiled(predictor, runtime: dict[str, Any], library_fd: int, scratch: str) -> dict[str, Any]:
+    """Load the model's compiled library (passed as ``library_fd``), checked against its recorded
+    digest, and let ``predictor`` answer with it. Whatever goes wrong, scikit-learn answers and the reply
+    says why."""
+    from ...core.compiled import Compiled, Parity, TreeRuntime
+
+    path = os.path.join(scratch, "compiled.so")
+    try:
+        with os.fdopen(library_fd, "rb") as source, open(path, "wb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
+        # TreeRuntime refuses a library whose digest is not the recorded one.
+        compiled = Compiled(**{**runtime["compiled"], "library": path})
+        faster = {int(size): bool(v) for size, v in (runtime.get("faster") or {}).items()}
+        predictor.use_compiled(TreeRuntime(compiled), Parity(**runtime["parity"]), faster)
+        return {"used": True, "faster": {str(k): v for k, v in faster.items()}}
+    except Exception as exc:  # noqa: BLE001  (a library that does not load: scikit-learn answers)
+        return {"used": False, "reason": f"The compiled library could not be loaded ({type(exc).__name__}: "
+                                         f"{str(exc)[:200]}); scikit-learn serves the model."}
 
 
 # --- predicting ----------------------------------------------------------------------------------

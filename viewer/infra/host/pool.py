@@ -169,19 +169,22 @@ class HostPool:
                 self._server = ForkServer(imports=self.imports)
             return self._server
 
-    def start(self, label: str, open_model: Callable[[], int], load: dict[str, Any], *,
+    def start(self, label: str, open_model: Callable[[], int | tuple[int, int]], load: dict[str, Any], *,
               timeout: float) -> Host:
-        """A new host with the model loaded (not kept in the pool: ``get`` does that). Raises
+        """A new host with the model loaded (not kept in the pool: ``get`` does that).
+        ``open_model`` opens the model file, or the model file and its compiled library. Raises
         ``LoadRefused`` when the loader refuses the file, ``HostError`` when the host fails."""
-        fd = open_model()
+        opened = open_model()
+        fds = [opened] if isinstance(opened, int) else list(opened)
         try:
             try:
-                spawned = self.server().spawn(fd, memory_mb=self.memory_mb, file_mb=self.file_mb,
+                spawned = self.server().spawn(*fds, memory_mb=self.memory_mb, file_mb=self.file_mb,
                                               imports=tuple(load.get("trusted_modules") or ()))
             except ServerGone as exc:
                 raise HostUnavailable(label, f"No model host could be started for {label}: {exc}") from None
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
         host = Host(spawned, label)
         self.started += 1
         try:

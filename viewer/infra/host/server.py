@@ -9,7 +9,8 @@ Each host starts with the libraries already in memory (shared copy-on-write) and
 down (``guards``) before it reads a byte of the model.
 
 The app talks to the server over a ``SOCK_SEQPACKET`` socket pair: one JSON message per spawn,
-with the host's socket and the model file passed as descriptors; the answer carries a pidfd of
+with the host's socket, the model file and its compiled library (when it has one) passed as
+descriptors; the answer carries a pidfd of
 the new host (so killing it can never hit a reused pid) and its scratch folder. The server exits
 when the app's end closes, and hosts die with the server (``PR_SET_PDEATHSIG``) or when the app
 closes their socket.
@@ -84,16 +85,18 @@ class ForkServer:
         self.control.settimeout(None)
         self.started_seconds = ready.get("seconds")
 
-    def spawn(self, model_fd: int, *, memory_mb: int, file_mb: int, imports: tuple[str, ...] = (),
-              timeout: float = 30.0) -> Spawned:
-        """A new host for the model file ``model_fd``. ``imports``: the operator's trusted modules,
-        which the server imports (once) before it forks, since a host cannot read them."""
+    def spawn(self, model_fd: int, library_fd: int | None = None, *, memory_mb: int, file_mb: int,
+              imports: tuple[str, ...] = (), timeout: float = 30.0) -> Spawned:
+        """A new host for the model file ``model_fd`` (and its compiled library, ``library_fd``).
+        ``imports``: the operator's trusted modules, which the server imports (once) before it
+        forks, since a host cannot read them."""
         ours, theirs = socket.socketpair()
         request = {"memory_mb": memory_mb, "file_mb": file_mb, "imports": list(imports)}
         try:
             with self._lock:
                 self.control.settimeout(timeout)
-                socket.send_fds(self.control, [json.dumps(request).encode()], [theirs.fileno(), model_fd])
+                socket.send_fds(self.control, [json.dumps(request).encode()],
+                                [theirs.fileno(), model_fd, *([library_fd] if library_fd is not None else [])])
                 message, fds, _flags, _addr = socket.recv_fds(self.control, 65536, 1)
         except OSError as exc:
             ours.close()
@@ -149,7 +152,11 @@ def _preimport(extra: list[str]) -> None:
         for name in ("sklearn.pipeline", "sklearn.compose", "sklearn.preprocessing", "sklearn.impute",
                      "sklearn.metrics", "sklearn.utils._param_validation", "sklearn.inspection"):
             __import__(name)
-        from ...core import introspect, predictor, safe_load  # noqa: F401
+        from ...core import compiled, introspect, predictor, safe_load  # noqa: F401
+
+        # A host answers with a model's compiled library (core.compiled) through TL2cgen.
+        import tl2cgen  # noqa: F401
+        import treelite  # noqa: F401
         from . import guards, host  # noqa: F401
 
         # The boost extra's model libraries, when installed (safe_load/boost.py): LightGBM and
@@ -215,16 +222,17 @@ def _read_paths(trusted: list[str]) -> list[str]:
 def _spawn(control: socket.socket, request: dict[str, Any], fds: list[int], read_paths: list[str]):
     from . import host
 
-    host_fd, model_fd = fds
+    host_fd, model_fd, *library = fds
     scratch = tempfile.mkdtemp(prefix="viewer-host-", dir=_scratch_base())
     pid = os.fork()
     if pid == 0:  # the host
         try:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             control.close()
-            report = guards.apply(scratch=scratch, keep_fds=[host_fd, model_fd], memory_mb=int(request["memory_mb"]),
-                                  file_mb=int(request["file_mb"]), read_paths=read_paths)
-            host.run(socket.socket(fileno=host_fd), model_fd, scratch, report)
+            report = guards.apply(scratch=scratch, keep_fds=[host_fd, model_fd, *library],
+                                  memory_mb=int(request["memory_mb"]), file_mb=int(request["file_mb"]),
+                                  read_paths=read_paths)
+            host.run(socket.socket(fileno=host_fd), model_fd, scratch, report, library[0] if library else None)
         finally:
             os._exit(1)
     for fd in fds:
@@ -261,8 +269,8 @@ def main(argv: list[str]) -> int:
             return 0  # the app closed its end: it exited
         try:
             request = json.loads(message)
-            if len(fds) != 2:
-                raise ValueError("a spawn needs the host's socket and the model file")
+            if len(fds) not in (2, 3):
+                raise ValueError("a spawn needs the host's socket, the model file and perhaps its compiled library")
             new = [name for name in request.get("imports", []) if name not in trusted]
             if new:  # the operator's trusted modules, named by a setting the server never reads
                 for name in new:
