@@ -31,6 +31,17 @@ def app_config():
     return {"COMPILE_MODELS": True}
 
 
+@pytest.fixture(autouse=True)
+def no_hosts_of_earlier_tests():
+    """This process's model hosts of earlier tests (other projects, same files) are stopped, so a
+    test counts only its own."""
+    from viewer.services import hosts
+
+    if hosts._pool is not None:
+        for key in list(hosts._pool.hosts()):
+            hosts._pool.discard(key)
+
+
 @pytest.fixture(scope="module")
 def compiler(migrated, tmp_path_factory):
     """A worker that takes only the compile queue, as ``manage.py up`` starts one."""
