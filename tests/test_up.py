@@ -1,8 +1,9 @@
-"""`manage.py up` (what `make run` calls): starts web + worker, prints a working login, and
-stops both on Ctrl-C."""
+"""`manage.py up` (what `make run` calls): starts web + a worker + a compile worker, prints a
+working login, and stops them on Ctrl-C or SIGTERM."""
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -57,8 +58,51 @@ def test_up_serves_prints_the_password_and_stops_on_ctrl_c(tmp_path):
                                capture_output=True, text=True, check=True).stdout.strip()
         headers = {"Authorization": f"Bearer {token}"}
         assert ping_through(base, headers)["state"] == "done"
+        # ... and a second worker takes only the compile queue (services.runtimes).
+        assert _children_of(proc.pid, "--queues=viewer-compile")
     finally:
         code = interrupt(proc, log)
     assert code == 0, (tmp_path / "up.log").read_text()
     leftover = subprocess.run(["pgrep", "-f", f"--port={port}"], capture_output=True, text=True).stdout
     assert not leftover.strip(), "web process left running"
+
+
+def _children_of(pid: int, marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                    if parent == pid and marker.encode() in cmdline.read():
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+def test_up_stops_its_web_app_and_workers_on_sigterm(tmp_path):
+    """A service manager (or `kill`) sends SIGTERM to `up` alone: it stops its three children."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIEWER_")}
+    env["VIEWER_DATA_DIR"] = str(tmp_path / "data")
+    with open(tmp_path / "up.log", "w+") as log:
+        proc = subprocess.Popen([sys.executable, "manage.py", "up", f"--port={port}"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(_children_of(proc.pid, "viewer")) < 3:
+                time.sleep(0.2)
+            children = _children_of(proc.pid, "viewer")
+            assert len(children) == 3, (tmp_path / "up.log").read_text()
+            while time.monotonic() < deadline and "is at http" not in (tmp_path / "up.log").read_text():
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)  # to `up` only, not its group
+            assert proc.wait(timeout=30) == 0, (tmp_path / "up.log").read_text()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(os.path.exists(f"/proc/{c}") for c in children):
+                time.sleep(0.2)
+            assert not [c for c in children if os.path.exists(f"/proc/{c}")], "children left running"
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -291,6 +291,11 @@ def up(host: str, port: int, concurrency: int, demo: bool) -> None:
         subprocess.Popen([*manage, "run", f"--host={host}", f"--port={port}"], env=env),
     ]
     url = f"http://{host}:{port}"
+
+    def stop(_signum, _frame):  # SIGTERM (a service manager, `kill`) stops the children as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         report = None
         if demo and created:  # the worker started above runs the demo's scoring jobs

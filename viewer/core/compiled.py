@@ -420,11 +420,13 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
     takes_missing = _takes_missing(est)
     edges = threshold_rows(est, base, float32=runtime.compiled.input_dtype == "float32",
                            with_missing=takes_missing, cap=cap - len(inputs))
-    rows = np.concatenate([inputs, edges[np.isfinite(edges).all(axis=1) | np.isnan(edges).any(axis=1)]])
+    edges = edges[np.isfinite(edges).all(axis=1) | np.isnan(edges).any(axis=1)]
+    rows = np.concatenate([inputs, edges])
     if not len(rows):
         return Parity(False, 0, 0, 0.0, 0, f"The model has no split to check; {_own(est)} serves it.")
     misread = runtime.unsure_rows(rows)  # answered by the estimator (CompiledModel)
     rows = rows[~misread]
+    n_edges = int((~misread[len(inputs):]).sum())  # the threshold rows compared
     missing = np.isnan(rows).any(axis=1)
     worst, flips = _compare(est, runtime, rows[~missing])
     missing_ok = None
@@ -440,7 +442,7 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
         reason = (f"The compiled model's {'probabilities' if runtime.compiled.output == 'proba' else 'values'} "
                   f"differ from {_own(est)}'s by up to {worst:.3g} (allowed {tolerance:g}) on "
                   f"{int((~missing).sum()):,} checked rows; {_own(est)} serves it.")
-    return Parity(reason is None, len(rows), len(edges), worst, flips, reason, missing_ok)
+    return Parity(reason is None, len(rows), n_edges, worst, flips, reason, missing_ok)
 
 
 # --- serving -------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ QUEUE = "viewer-compile"
 PARITY_ROWS = 20_000    # data rows read from a dataset for the parity check (threshold rows come on top)
 SCHEMA_ROWS = 200       # rows made from the input schema when no dataset was scored yet
 SERVE_WITH = ("auto", "scikit-learn")
+SCORED = "first scoring job"  # why a version is compiled again
 # Final steps the compile sandbox can compile (core.compiled.compilable has the last word).
 TREE_CLASSES = {f"sklearn.ensemble._forest.{n}" for n in (
     "RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor")} | {
@@ -145,7 +146,7 @@ def scored(job: Job) -> None:
         return
     runtime = version.runtime or {}
     if runtime.get("state") in ("ready", "failed") and (runtime.get("rows") or {}).get("source") == "schema":
-        request(version, why="first scoring job")
+        request(version, why=SCORED)
 
 
 # --- the job -------------------------------------------------------------------------------------
@@ -159,8 +160,7 @@ def _parity_rows(version: ModelVersion) -> tuple[pd.DataFrame | np.ndarray | Non
 
     info = version.info or {}
     names = info.get("feature_names")
-    first = db.session.scalar(select(Job).where(Job.model_version_id == version.id, Job.kind == "score",
-                                                Job.state == "done").order_by(Job.created_at).limit(1))
+    first = _first_scoring_job(version)
     dataset = first.dataset if first is not None else None
     if dataset is not None and dataset.state == "ready" and dataset.path:
         wanted = [c for c in names if c in set(dataset.columns)] if names else None
@@ -199,6 +199,11 @@ def _parity_rows(version: ModelVersion) -> tuple[pd.DataFrame | np.ndarray | Non
     frame = pd.DataFrame(columns)
     rows: pd.DataFrame | np.ndarray = frame if names else frame.to_numpy(dtype=np.float64)
     return rows, {"source": "schema", "rows": n}
+
+
+def _first_scoring_job(version: ModelVersion) -> Job | None:
+    return db.session.scalar(select(Job).where(Job.model_version_id == version.id, Job.kind == "score",
+                                               Job.state == "done").order_by(Job.created_at).limit(1))
 
 
 class Cancelled(Exception):
@@ -279,6 +284,9 @@ def ended(job_id: str, state: str) -> None:
         old = (job.result or {}).get("replaced")
         if old and old not in artifacts.library_keys():
             artifacts.store().delete(old)
+        if (runtime.get("rows") or {}).get("source") == "schema" and (job.params or {}).get("why") != SCORED \
+                and _first_scoring_job(version) is not None:
+            request(version, why=SCORED)  # it ended while this one compiled (once: its rows may be unreadable)
         return
     if runtime.get("job_id") == job_id and runtime.get("state") in (None, "queued"):
         reason = job.error if state == "error" else "Compiling was cancelled."
@@ -330,15 +338,17 @@ def summary(version: ModelVersion) -> dict[str, Any]:
         faster = bool((runtime.get("faster") or {}).get(str(size)))
         sizes.append({"rows": size, "runtime": "compiled" if used and faster else "scikit-learn",
                       "speedup": t.get("speedup")})
-    why = None
+    why = None  # a whole sentence, shown alone on the card
     if version.model.serve_with == "scikit-learn":
-        why = "The model's switch says scikit-learn."
+        why = "scikit-learn answers every prediction: the model's switch says so."
     elif state == "ready" and stale(version):
-        why = "The libraries changed since the parity check; it is checked again."
+        why = ("scikit-learn answers until the compiled model is checked again: scikit-learn, Treelite or "
+               "TL2cgen changed since it was compiled.")
     elif state in ("failed", "none"):
         why = runtime.get("reason")
     elif state is None:
-        why = "Not compiled." if enabled() else "Compiling is off (VIEWER_COMPILE_MODELS=false)."
+        why = "scikit-learn answers: the model was not compiled" + (
+            "." if enabled() else " (compiling is off: VIEWER_COMPILE_MODELS=false).")
     return {"state": state, "used": used, "serve_with": version.model.serve_with, "why_not": why,
             "compiling": job.id if job is not None else None, "sizes": sizes,
             "parity": runtime.get("parity"), "rows": runtime.get("rows"),
