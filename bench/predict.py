@@ -218,7 +218,11 @@ example = pd.read_json(sys.argv[3], orient="split")
 # The same body goes to every target, with params.predict_method; MLflow's sklearn flavor takes
 # the method from pyfunc_predict_fn at save time, and the params schema lets the body through.
 signature = infer_signature(example, model.predict_proba(example), params={"predict_method": "predict"})
-mlflow.sklearn.save_model(model, sys.argv[2], signature=signature, pyfunc_predict_fn="predict_proba")
+# MLflow 3 saves with skops, which asks which types of a HistGradientBoosting model to trust.
+trusted = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"] \
+    if type(model).__name__.startswith("HistGradientBoosting") else None
+mlflow.sklearn.save_model(model, sys.argv[2], signature=signature, pyfunc_predict_fn="predict_proba",
+                          skops_trusted_types=trusted)
 """
 
 
@@ -539,9 +543,14 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
     if "mlflow" in rows:
         checks.append(("10k rows mlflow/ours", per_round(rows["mlflow"]["big"], ours["big"], float.__truediv__), ">="))
     off = rows["hosts-off"]
-    checks.append(("p50 ours - hosts off (ms)", per_round(ours["p50"], off["p50"], float.__sub__), "<="))
-    checks.append(("server CPU/request ours - hosts off (ms)", per_round(ours["cpu8"], off["cpu8"], float.__sub__),
-                   "<="))
+    # Issue 15's goals price the model host for the LogisticRegression run, whose arithmetic the
+    # web process does itself; a tree model's every request crosses to its host and back (--model
+    # hgb shows that cost as context).
+    hosts_checks = [("p50 ours - hosts off (ms)", per_round(ours["p50"], off["p50"], float.__sub__), "<="),
+                    ("server CPU/request ours - hosts off (ms)", per_round(ours["cpu8"], off["cpu8"], float.__sub__),
+                     "<=")]
+    if args.model == "logistic":
+        checks.extend(hosts_checks)
     if "ours-sklearn" in rows:
         theirs = rows["ours-sklearn"]
         checks.append(("server CPU/request ours/ours-sklearn", per_round(ours["cpu8"], theirs["cpu8"], float.__truediv__),
@@ -569,6 +578,8 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
                                                                   float.__truediv__), "x"))
         context.append(("10k rows ours-sklearn/ours", per_round(rows["ours-sklearn"]["big"], ours["big"],
                                                                 float.__truediv__), "x"))
+    if args.model != "logistic":
+        context.extend((label, values, " ms") for label, values, _op in hosts_checks)
     for label, values, unit in context:
         print(f"        {label:<40} {med(values):8.3f}{unit}{spread(values)}")
     print()
