@@ -221,3 +221,25 @@ def test_the_first_scoring_job_checks_the_runtime_again_on_its_rows(app, client,
     assert runtime["state"] == "ready" and runtime["rows"] == {"source": "dataset", "dataset": "loans.csv",
                                                                "rows": len(frame)}, runtime
     assert runtime["parity"]["rows"] > len(frame)
+
+
+def test_a_lightgbm_model_is_compiled_and_answers_as_lightgbm(app, client, auth, compiler):
+    """LightGBM (the boost extra): compiled from its booster, checked against LightGBM, then its
+    host answers with the compiled code, missing values included."""
+    lightgbm = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(800, 6))
+    X[rng.random(X.shape) < 0.05] = np.nan
+    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 3]) > 0).astype(int)
+    model = lightgbm.LGBMClassifier(n_estimators=40, verbose=-1, random_state=0).fit(X, y)
+    headers = auth.bearer("scientist")
+    upload_model(client, headers, model, "gbm")
+    runtime = settled(client, headers, "gbm")
+    assert runtime["state"] == "ready" and runtime["used"], runtime
+    assert runtime["library"]["estimator_class"] == "LGBMClassifier"
+    rows = rng.normal(size=(200, 6))
+    rows[::9, 2] = np.nan
+    inputs = [[None if np.isnan(v) else float(v) for v in row] for row in rows]
+    body = client.post("/api/v1/models/gbm/predict?output=proba", headers=headers, json={"inputs": inputs}).get_json()
+    assert np.abs(np.array(body["probabilities"]) - model.predict_proba(rows)).max() <= TOLERANCE
+    assert host_runtime(app, "gbm") == "compiled"
