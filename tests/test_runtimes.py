@@ -185,6 +185,9 @@ def test_compile_jobs_are_listed_only_when_asked_for_and_deleting_a_version_canc
     compiling = client.get("/api/v1/jobs?kind=compile", headers=headers).get_json()["jobs"]
     assert len(compiling) == 1 and compiling[0]["kind"] == "compile"
     assert client.get("/api/v1/jobs", headers=headers).get_json()["jobs"] == []  # the system's work, not the user's
+    auth.login("viewer")
+    page = client.get(f"/jobs/{compiling[0]['id']}")
+    assert page.status_code == 200 and "forest" in page.get_data(as_text=True)
 
     deleted = client.delete("/api/v1/models/forest/versions/1", headers=headers)
     assert deleted.status_code in (200, 204), deleted.get_json()

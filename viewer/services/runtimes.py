@@ -102,7 +102,7 @@ def request(version: ModelVersion, *, why: str = "registered") -> Job | None:
     if running is not None:
         return running
     try:
-        job = jobs.submit(KIND, {"model_name": version.model.name, "version": version.version, "why": why},
+        job = jobs.submit(KIND, {"model": version.ref, "model_name": version.model.name, "version": version.version, "why": why},
                           None, model_version_id=version.id, project_id=version.model.project_id)
     except ServiceError:
         log.warning("could not queue the compile job of %s (the queue is unreachable)", version.ref)
@@ -258,7 +258,7 @@ def compile_now(version: ModelVersion) -> dict[str, Any]:
         return dict(version.runtime or {})
     job = _unfinished_job(version)
     if job is None:
-        job = jobs.submit(KIND, {"model_name": version.model.name, "version": version.version, "why": "by hand"},
+        job = jobs.submit(KIND, {"model": version.ref, "model_name": version.model.name, "version": version.version, "why": "by hand"},
                           None, model_version_id=version.id, project_id=version.model.project_id)
     owner = jobs.new_owner()
     if not jobs.claim(job.id, owner):
