@@ -70,9 +70,10 @@ def register_kinds() -> None:
 _reaper_stop = threading.Event()
 
 
-def _reaper_loop(app) -> None:
-    interval = float(app.config["REAPER_SECONDS"])
-    try:  # once per worker start: compile what was stored before, or built with other libraries
+def _backfill(app) -> None:
+    """Once per start of a compiling worker: compile the versions stored before, or built with
+    other libraries (services.runtimes.backfill)."""
+    try:
         with app.app_context():
             queued = runtimes.backfill()
             if queued:
@@ -80,6 +81,12 @@ def _reaper_loop(app) -> None:
             db.session.remove()
     except Exception:  # noqa: BLE001  (database or broker away: the next worker start asks again)
         log.warning("could not queue compile jobs", exc_info=True)
+
+
+def _reaper_loop(app, compiles: bool) -> None:
+    interval = float(app.config["REAPER_SECONDS"])
+    if compiles:
+        _backfill(app)
     while not _reaper_stop.wait(interval):
         try:
             with app.app_context():
@@ -97,7 +104,8 @@ def _start_reaper(sender=None, **_kwargs) -> None:
     if app is None:
         return
     _reaper_stop.clear()
-    threading.Thread(target=_reaper_loop, args=(app,), daemon=True, name="reaper").start()
+    compiles = runtimes.QUEUE in sender.app.amqp.queues.consume_from  # `worker --queues viewer-compile`
+    threading.Thread(target=_reaper_loop, args=(app, compiles), daemon=True, name="reaper").start()
 
 
 @worker_shutdown.connect

@@ -198,6 +198,8 @@ class Runtime(BaseModel):
     used: bool = Field(description="The compiled runtime answers (at the sizes where it is faster).")
     serve_with: Literal["auto", "scikit-learn"]
     why_not: str | None
+    own: Literal["scikit-learn", "LightGBM"] = Field(description="The model's own library, which answers where "
+                                                      "the compiled runtime does not.")
     compiling: str | None = Field(description="The compile job under way, if any.")
     sizes: list[RuntimeSize]
     parity: dict[str, Any] | None = Field(description="rows, threshold_rows, max_abs_diff, label_flips, "

@@ -10,6 +10,7 @@ it): for benchmarks, and for machines where a host cannot start. A host failure 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import logging
 import os
 import threading
@@ -79,10 +80,10 @@ def _load_request(info: dict[str, Any] | None) -> dict[str, Any]:
             "max_decompressed_bytes": 4 * int(current_app.config["MAX_MODEL_MB"]) * 2**20}
 
 
-def predictor(version, *, timeout: float | None = None) -> HostedPredictor:
-    """The hosted predictor of a model version (a host is started now if none serves it)."""
+def predictor(version, *, runtime: dict[str, Any] | None = None, timeout: float | None = None) -> HostedPredictor:
+    """The hosted predictor of a model version (a host is started now if none serves it), with
+    ``runtime`` (``runtimes.for_host``: the caller decides, so its cache key says which)."""
     the_pool, artifacts = pool(), store()
-    runtime = runtimes.for_host(version)
     key, label, info = host_key(version.model.project_id, version.sha256, runtime), version.ref, dict(version.info or {})
     load = {**_load_request(info), "runtime": runtime}
     timeout = float(timeout or current_app.config.get("HOST_TIMEOUT_SECONDS", 30))
@@ -113,11 +114,7 @@ def predictor(version, *, timeout: float | None = None) -> HostedPredictor:
                 stored_at[0] = now
         raise ServiceError("gone", "model_file_missing", f"The file of {label} is missing from the artifact store.")
 
-    base = host_key(version.model.project_id, version.sha256)
-
     def starter():
-        for other in [k for k in the_pool.hosts() if k != key and k.split("+")[0] == base]:
-            the_pool.discard(other)  # the same model with another runtime (compiled since, or switched off)
         try:
             host = the_pool.start(label, open_model, load, timeout=timeout)
         except LoadRefused as exc:
@@ -136,8 +133,12 @@ def predictor(version, *, timeout: float | None = None) -> HostedPredictor:
 
 def host_key(project_id: int, sha256: str, runtime: dict[str, Any] | None = None) -> str:
     """Hosts are per project and model file (two projects never share one), and per compiled
-    runtime: a host started before the model was compiled is replaced, not reused."""
-    return f"{project_id}/{sha256}" + (f"+{runtime['sha256'][:16]}" if runtime else "")
+    runtime record (its library's key: a recheck with the same bytes brings new parity figures),
+    so a host started before the model was compiled, or with an older check, is not reused (the
+    pool's least-recently-used rule stops it)."""
+    if not runtime:
+        return f"{project_id}/{sha256}"
+    return f"{project_id}/{sha256}+{hashlib.sha256(runtime['library_key'].encode()).hexdigest()[:16]}"
 
 
 def guarded(call, label: str | None = None, version_key: tuple[int, str] | None = None):

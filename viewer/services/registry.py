@@ -343,14 +343,14 @@ def remove_alias(model: RegisteredModel, alias: str) -> None:
 def delete_version(version: ModelVersion) -> None:
     """Delete a version (and its model when it was the last); refused while a job uses it (its
     compile job is cancelled)."""
-    busy = jobs.unfinished(model_version_id=version.id)
-    for job in [j for j in busy if j.kind == runtimes.KIND]:
-        jobs.cancel(job)
-    busy = [j for j in busy if j.kind != runtimes.KIND]
+    unfinished = jobs.unfinished(model_version_id=version.id)
+    busy = [j for j in unfinished if j.kind != runtimes.KIND]
     if busy:
         raise ServiceError("conflict", "model_in_use",
                             f"{version.ref} is used by {len(busy)} unfinished job(s); cancel them or wait.",
                             jobs=[job.id for job in busy])
+    for job in unfinished:  # only its compile job is left: it stops
+        jobs.cancel(job)
     model, sha, key = version.model, version.sha256, version.artifact_key
     library = (version.runtime or {}).get("library_key")
     db.session.delete(version)

@@ -35,6 +35,9 @@ from sqlalchemy import select
 
 from ..core.compiled import SPEED_SIZES, current_versions
 from ..core.datasets import DatasetError
+from ..core.payload import PayloadError
+from ..core.predictor import InputSchema
+from ..core.scoring import features
 from ..infra.artifacts import new_key
 from ..infra.extensions import db
 from ..infra.records import Job, ModelVersion, utcnow
@@ -77,6 +80,11 @@ def final_class(info: dict[str, Any]) -> str:
 
 def _short(qualified: str) -> str:
     return qualified.rsplit(".", 1)[-1] or "This model"
+
+
+def _own(version: ModelVersion) -> str:
+    """Who answers when the compiled runtime does not: the model's own library."""
+    return "LightGBM" if final_class(version.info or {}).startswith("lightgbm.") else "scikit-learn"
 
 
 def _unfinished_job(version: ModelVersion) -> Job | None:
@@ -145,7 +153,8 @@ def scored(job: Job) -> None:
     if version is None or not enabled():
         return
     runtime = version.runtime or {}
-    if runtime.get("state") in ("ready", "failed") and (runtime.get("rows") or {}).get("source") == "schema":
+    if runtime.get("state") in ("ready", "failed") and (runtime.get("rows") or {}).get("source") == "schema" \
+            and not _asked_after_scoring(version):
         request(version, why=SCORED)
 
 
@@ -176,12 +185,13 @@ def _parity_rows(version: ModelVersion) -> tuple[pd.DataFrame | np.ndarray | Non
         except (DatasetError, ServiceError, OSError, ValueError):
             frame = None
         if frame is not None and len(frame):
-            if names:
-                frame = frame.reindex(columns=names)
-            else:
-                target = (first.params or {}).get("target")
-                frame = frame.drop(columns=[target]) if target in frame.columns else frame
-            return frame, {"source": "dataset", "dataset": dataset.name, "rows": len(frame)}
+            target = (first.params or {}).get("target")
+            try:  # the model's input as a scoring job gives it (missing categories as it learnt them)
+                rows = features(InputSchema(info, needs_frame=bool(names)), frame, target if not names else None)
+            except PayloadError:
+                rows = None
+            if rows is not None:
+                return rows, {"source": "dataset", "dataset": dataset.name, "rows": len(frame)}
     specs = [s for s in info.get("input_schema") or [] if isinstance(s, dict)]
     if not specs:
         return None, {"source": "thresholds", "rows": 0}
@@ -199,6 +209,13 @@ def _parity_rows(version: ModelVersion) -> tuple[pd.DataFrame | np.ndarray | Non
     frame = pd.DataFrame(columns)
     rows: pd.DataFrame | np.ndarray = frame if names else frame.to_numpy(dtype=np.float64)
     return rows, {"source": "schema", "rows": n}
+
+
+def _asked_after_scoring(version: ModelVersion) -> bool:
+    """A recheck on scored rows was asked once already (its rows may have been unreadable: a
+    deleted dataset), so later scoring jobs do not ask again."""
+    return any((params or {}).get("why") == SCORED for params in db.session.scalars(
+        select(Job.params).where(Job.model_version_id == version.id, Job.kind == KIND)))
 
 
 def _first_scoring_job(version: ModelVersion) -> Job | None:
@@ -240,8 +257,10 @@ def run(job_id: str, owner: str) -> None:
                 key = f"{key}/{record['compiled']['sha256']}.so"
                 artifacts.store().put_file(key, outcome.library)
                 record.update(library_key=key, sha256=record["compiled"]["sha256"])
-        current = db.session.get(Job, job_id)
-        if current is None or current.cancel_requested:
+        cancelled = db.session.scalar(select(Job.cancel_requested).where(Job.id == job_id))  # read afresh
+        if cancelled is None or cancelled:
+            if record.get("library_key"):
+                artifacts.store().delete(record["library_key"])
             raise Cancelled()
         old = (version.runtime or {}).get("library_key")
         version.runtime = record  # committed with the job's end (jobs.finish)
@@ -257,9 +276,12 @@ def compile_now(version: ModelVersion) -> dict[str, Any]:
         request(version)
         return dict(version.runtime or {})
     job = _unfinished_job(version)
-    if job is None:
-        job = jobs.submit(KIND, {"model": version.ref, "model_name": version.model.name, "version": version.version, "why": "by hand"},
-                          None, model_version_id=version.id, project_id=version.model.project_id)
+    if job is None:  # recorded, not sent: this process runs it (no broker needed)
+        job = Job(kind=KIND, params={"model": version.ref, "model_name": version.model.name,
+                                     "version": version.version, "why": "by hand"},
+                  model_version_id=version.id, project_id=version.model.project_id)
+        db.session.add(job)
+        db.session.commit()
     owner = jobs.new_owner()
     if not jobs.claim(job.id, owner):
         raise ServiceError("conflict", "compile_running",
@@ -284,13 +306,13 @@ def ended(job_id: str, state: str) -> None:
         old = (job.result or {}).get("replaced")
         if old and old not in artifacts.library_keys():
             artifacts.store().delete(old)
-        if (runtime.get("rows") or {}).get("source") == "schema" and (job.params or {}).get("why") != SCORED \
+        if (runtime.get("rows") or {}).get("source") == "schema" and not _asked_after_scoring(version) \
                 and _first_scoring_job(version) is not None:
             request(version, why=SCORED)  # it ended while this one compiled (once: its rows may be unreadable)
         return
     if runtime.get("job_id") == job_id and runtime.get("state") in (None, "queued"):
-        reason = job.error if state == "error" else "Compiling was cancelled."
-        runtime.update(state="failed", reason=f"{reason} scikit-learn serves the model." if reason else None)
+        what = "was cancelled" if state != "error" else f"did not finish (job {job_id[:8]} says why)"
+        runtime.update(state="failed", reason=f"Compiling {what}; {_own(version)} serves the model.")
         version.runtime = runtime
         db.session.commit()
 
@@ -305,8 +327,8 @@ def for_host(version: ModelVersion) -> dict[str, Any] | None:
     if stale(version):
         return None
     faster = {int(k): bool(v) for k, v in (runtime.get("faster") or {}).items()}
-    if faster and not any(faster.values()):
-        return None  # never faster: not worth a host's memory
+    if not any(faster.values()):
+        return None  # faster at no batch size: not worth a host's memory
     return {"library_key": runtime["library_key"], "sha256": runtime["sha256"], "compiled": runtime["compiled"],
             "parity": runtime["parity"], "faster": {str(k): v for k, v in faster.items()}}
 
@@ -338,18 +360,21 @@ def summary(version: ModelVersion) -> dict[str, Any]:
         faster = bool((runtime.get("faster") or {}).get(str(size)))
         sizes.append({"rows": size, "runtime": "compiled" if used and faster else "scikit-learn",
                       "speedup": t.get("speedup")})
+    own = _own(version)
     why = None  # a whole sentence, shown alone on the card
     if version.model.serve_with == "scikit-learn":
-        why = "scikit-learn answers every prediction: the model's switch says so."
+        why = f"{own} answers every prediction: the model's switch says so."
     elif state == "ready" and stale(version):
-        why = ("scikit-learn answers until the compiled model is checked again: scikit-learn, Treelite or "
+        why = (f"{own} answers until the compiled model is checked again: scikit-learn, Treelite or "
                "TL2cgen changed since it was compiled.")
+    elif state == "ready" and not used:
+        why = f"{own} answers: the compiled model was faster at no batch size."
     elif state in ("failed", "none"):
         why = runtime.get("reason")
     elif state is None:
-        why = "scikit-learn answers: the model was not compiled" + (
-            "." if enabled() else " (compiling is off: VIEWER_COMPILE_MODELS=false).")
-    return {"state": state, "used": used, "serve_with": version.model.serve_with, "why_not": why,
+        why = f"{own} answers: the model was not compiled" + (
+            "." if enabled() else " (compiling is off on this server).")
+    return {"state": state, "used": used, "serve_with": version.model.serve_with, "why_not": why, "own": own,
             "compiling": job.id if job is not None else None, "sizes": sizes,
             "parity": runtime.get("parity"), "rows": runtime.get("rows"),
             "library": (runtime.get("compiled") or {}).get("estimator_class") and {

@@ -70,23 +70,21 @@ def resolve(ref: str) -> Served:
         version = registry.resolve(ref)
         hit = (now, registry.generation, version.sha256, version.model.name, version.version,
                version.model.anonymous_predict, version.quarantine_reason if version.quarantined_at else None,
-               version.model.project_id, _runtime_tag(version))
+               version.model.project_id, runtimes.for_host(version))
         with _refs_lock:
             _refs[key] = hit
-        if hit[6] is None and (hit[7], hit[2], hit[8]) not in _predictors:
-            _predictors.get((hit[7], hit[2], hit[8]), lambda: _build(version))
-    _, _generation, sha, name, number, anonymous, quarantined, project_id, tag = hit
+    _, _generation, sha, name, number, anonymous, quarantined, project_id, runtime = hit
     if quarantined is not None:  # no host is started for it
         return Served(name, number, sha, anonymous, None, quarantined, project_id)
-    predictor = _predictors.get((project_id, sha, tag), lambda: _build(registry.resolve(f"{name}/{number}")))
+    predictor = _predictors.get((project_id, sha, _tag(runtime)),
+                                lambda: _build(registry.resolve(f"{name}/{number}"), runtime))
     return Served(name, number, sha, anonymous, predictor, None, project_id)
 
 
-def _runtime_tag(version) -> str:
-    """Which runtime answers for the version (its compiled library's key, or "" for its own
-    library): part of the predictor cache's key, so a runtime that passes, is rebuilt, or is
-    switched off takes effect within ``REF_CACHE_SECONDS``."""
-    runtime = runtimes.for_host(version)
+def _tag(runtime: dict[str, Any] | None) -> str:
+    """Which runtime answers (its compiled library's key, or "" for the model's own library): part
+    of the predictor cache's key, and the predictor is built with exactly that runtime, so one
+    that passes, is rebuilt or is switched off takes effect within ``REF_CACHE_SECONDS``."""
     return runtime["library_key"] if runtime else ""
 
 
@@ -103,23 +101,24 @@ def predictor_for(version) -> InputSchema:
     """The predictor of an exact model version (by content hash): what jobs use, since a name
     and number can point at new content after a model is deleted and uploaded again. A job's
     chunk may take longer than a request: its deadline is ``JOB_HOST_TIMEOUT_SECONDS``."""
-    predictor = _predictors.get((version.model.project_id, version.sha256, _runtime_tag(version)),
-                                lambda: _build(version))
+    runtime = runtimes.for_host(version)
+    predictor = _predictors.get((version.model.project_id, version.sha256, _tag(runtime)),
+                                lambda: _build(version, runtime))
     if isinstance(predictor, HostedPredictor):
         return predictor.with_timeout(float(current_app.config.get("JOB_HOST_TIMEOUT_SECONDS", 900)))
     return predictor
 
 
-def _build(version) -> InputSchema:
-    """A hosted predictor, or with MODEL_HOSTS off the model loaded into this process."""
+def _build(version, runtime: dict[str, Any] | None) -> InputSchema:
+    """A hosted predictor, or with MODEL_HOSTS off the model loaded into this process; either
+    answers with ``runtime`` (its compiled library) when given."""
     if hosts.enabled():
-        return hosts.predictor(version)
+        return hosts.predictor(version, runtime=runtime)
     estimator = registry.load(version)
     # Threads: one BLAS/OpenMP thread per serving process (several processes share the cores).
     # threadpoolctl limits the libraries loaded so far, which by now includes scikit-learn's.
     threadpool_limits(limits=current_app.config.get("MATH_THREADS", 1))
     predictor = Predictor(estimator, version.info)
-    runtime = runtimes.for_host(version)
     if runtime is not None:
         runtimes.use_in_process(predictor, runtime)
     return predictor

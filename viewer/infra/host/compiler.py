@@ -58,8 +58,9 @@ def compile_model(model_file: str, rows: Any, destination: str, *, trusted_modul
             import pandas as pd
 
             frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows).rename(columns=str)
-            pq.write_table(pa.Table.from_pandas(frame.iloc[:MAX_ROWS], preserve_index=False),
-                           os.path.join(scratch, "rows.parquet"))
+            rows_path = os.path.join(scratch, "rows.parquet")
+            os.close(os.open(rows_path, os.O_CREAT | os.O_WRONLY, 0o600))  # a dataset's rows: not for other users
+            pq.write_table(pa.Table.from_pandas(frame.iloc[:MAX_ROWS], preserve_index=False), rows_path)
             meta = {"positional": not isinstance(rows, pd.DataFrame)}
         else:
             meta = {"positional": True}
@@ -134,6 +135,7 @@ def _child(scratch: str, model_fd: int, setup: dict[str, Any]) -> dict[str, Any]
     import pyarrow.parquet as pq
 
     from ...core.compiled import CompiledModel, CompileError, TreeRuntime, check_parity, compile_trees
+    from ...core.introspect import final_estimator
     from ...core.safe_load import load_model
 
     path = os.path.join(scratch, "model")
@@ -156,9 +158,11 @@ def _child(scratch: str, model_fd: int, setup: dict[str, Any]) -> dict[str, Any]
     parity = check_parity(model, runtime, rows)
     result = {"ok": parity.ok, "reason": parity.reason, "guards": report, "parity": parity.to_dict(),
               "compiled": compiled.to_dict()}
-    if parity.ok and rows is not None and len(rows):
+    if parity.ok:
+        # Timed on the parity rows, or (a model without an input schema, so without rows) on zeros.
+        timing = rows if rows is not None and len(rows) else np.zeros((1, int(final_estimator(model).n_features_in_)))
         served = CompiledModel(model, runtime, parity)
-        timings = served.measure(rows)
+        timings = served.measure(timing)
         result["timings"] = {str(size): t for size, t in timings.items()}
         result["faster"] = {str(size): bool(v) for size, v in served.faster.items()}
     return result
