@@ -241,3 +241,24 @@ def interrupt(proc: subprocess.Popen, log, timeout: float = 30) -> int:
         raise
     finally:
         log.close()
+
+
+def processes(marker: str, parent: int | None = None) -> list[int]:
+    """Pids of the live processes whose command line holds ``marker`` (children of ``parent``
+    only, when given), read from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                if marker.encode() not in cmdline.read():
+                    continue
+            if parent is not None:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) != parent:
+                        continue
+        except (OSError, ValueError, IndexError):
+            continue
+        found.append(int(entry))
+    return found

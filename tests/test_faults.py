@@ -17,7 +17,7 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.neighbors import KNeighborsClassifier
 
-from tests.support import WorkerProcess, poll, upload_model
+from tests.support import WorkerProcess, poll, processes, upload_model
 
 pytestmark = pytest.mark.chaos  # slow: `make chaos` runs these (and .ci/run calls it)
 ROWS, CHUNK = 12_000, 1000
@@ -388,17 +388,8 @@ def test_single_task_jobs_survive_a_dead_worker_and_a_lost_message(app, client, 
         assert db.session.get(Job, ids[0]).attempts == 2  # the dead claim, then the real run
 
 
-def _compilers_running() -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    if b"viewer.infra.host.compiler" in fh.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
+def compilers_running() -> list[int]:
+    return processes("viewer.infra.host.compiler")
 
 
 def test_a_compile_worker_killed_mid_compile_leaves_no_compiler_and_another_worker_compiles(
@@ -420,11 +411,11 @@ def test_a_compile_worker_killed_mid_compile_leaves_no_compiler_and_another_work
         upload_model(client, headers, forest, "forest")
         job = poll(lambda: client.get("/api/v1/jobs?kind=compile", headers=headers).get_json()["jobs"],
                    lambda found: found and found[0]["state"] == "running", timeout=60)[0]
-        poll(_compilers_running, bool, timeout=30)
+        poll(compilers_running, bool, timeout=30)
         time.sleep(2)  # gcc is at work
         os.killpg(first.proc.pid, signal.SIGKILL)
         first.proc.wait(timeout=10)
-        poll(_compilers_running, lambda found: not found, timeout=10)  # the sandbox died with its worker
+        poll(compilers_running, lambda found: not found, timeout=10)  # the sandbox died with its worker
 
         second = WorkerProcess(env, tmp_path / "compiler-2.log", queues="viewer-compile")
         second.wait_ready()

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from tests.support import ROOT, interrupt, ping_through
+from tests.support import ROOT, interrupt, ping_through, processes
 
 
 def free_port() -> int:
@@ -59,26 +59,12 @@ def test_up_serves_prints_the_password_and_stops_on_ctrl_c(tmp_path):
         headers = {"Authorization": f"Bearer {token}"}
         assert ping_through(base, headers)["state"] == "done"
         # ... and a second worker takes only the compile queue (services.runtimes).
-        assert _children_of(proc.pid, "--queues=viewer-compile")
+        assert processes("--queues=viewer-compile", proc.pid)
     finally:
         code = interrupt(proc, log)
     assert code == 0, (tmp_path / "up.log").read_text()
     leftover = subprocess.run(["pgrep", "-f", f"--port={port}"], capture_output=True, text=True).stdout
     assert not leftover.strip(), "web process left running"
-
-
-def _children_of(pid: int, marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-                    if parent == pid and marker.encode() in cmdline.read():
-                        found.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return found
 
 
 def test_up_stops_its_web_app_and_workers_on_sigterm(tmp_path):
@@ -91,9 +77,9 @@ def test_up_stops_its_web_app_and_workers_on_sigterm(tmp_path):
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and len(_children_of(proc.pid, "viewer")) < 3:
+            while time.monotonic() < deadline and len(processes("viewer", proc.pid)) < 3:
                 time.sleep(0.2)
-            children = _children_of(proc.pid, "viewer")
+            children = processes("viewer", proc.pid)
             assert len(children) == 3, (tmp_path / "up.log").read_text()
             while time.monotonic() < deadline and "is at http" not in (tmp_path / "up.log").read_text():
                 time.sleep(0.2)

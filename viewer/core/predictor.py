@@ -389,14 +389,20 @@ class Predictor(InputSchema):
         self.linear = _LinearPath.build(self.fast) if self.fast is not None else None
         self.compiled: dict[bool, Any] | None = None  # use_compiled: by "takes the fast copy"
 
-    def use_compiled(self, runtime: Any, parity: Any, faster: dict[int, bool]) -> None:
-        """Answer with ``runtime`` (a ``core.compiled.TreeRuntime`` that passed ``parity``) at the
-        batch sizes where it was ``faster``; everything else as before (``CompiledModel``)."""
-        from .compiled import CompiledModel
+    def use_compiled(self, record: dict[str, Any], library: str) -> dict[int, bool]:
+        """Answer with the compiled library at ``library`` as a version's runtime ``record``
+        (``services.runtimes``: its build, parity check and per-size speeds) describes it: at the
+        batch sizes where it was faster; everything else as before (``CompiledModel``). Raises
+        when the library's digest is not the recorded one. Returns the sizes where it answers."""
+        from .compiled import Compiled, CompiledModel, Parity, TreeRuntime
 
+        runtime = TreeRuntime(Compiled(**{**record["compiled"], "library": library}))
+        parity = Parity(**record["parity"])
+        faster = {int(size): bool(v) for size, v in (record.get("faster") or {}).items()}
         self.compiled = {False: CompiledModel(self.estimator, runtime, parity, faster)}
         if self.fast is not None:
             self.compiled[True] = CompiledModel(self.fast, runtime, parity, faster)
+        return faster
 
     # --- predicting ------------------------------------------------------------------------------
 

@@ -92,6 +92,11 @@ def _unfinished_job(version: ModelVersion) -> Job | None:
                                                Job.state.in_(("pending", "running"))).limit(1))
 
 
+def _params(version: ModelVersion, why: str) -> dict[str, Any]:
+    """A compile job's params: the model as jobs name it (its page and filters), and why."""
+    return {"model": version.ref, "model_name": version.model.name, "version": version.version, "why": why}
+
+
 def request(version: ModelVersion, *, why: str = "registered") -> Job | None:
     """Queue a compile job for ``version`` (none when one is queued or running already, or when
     compiling is off); a final step that is not a tree ensemble is recorded as such at once.
@@ -110,8 +115,8 @@ def request(version: ModelVersion, *, why: str = "registered") -> Job | None:
     if running is not None:
         return running
     try:
-        job = jobs.submit(KIND, {"model": version.ref, "model_name": version.model.name, "version": version.version, "why": why},
-                          None, model_version_id=version.id, project_id=version.model.project_id)
+        job = jobs.submit(KIND, _params(version, why), None, model_version_id=version.id,
+                          project_id=version.model.project_id)
     except ServiceError:
         log.warning("could not queue the compile job of %s (the queue is unreachable)", version.ref)
         return None
@@ -277,9 +282,8 @@ def compile_now(version: ModelVersion) -> dict[str, Any]:
         return dict(version.runtime or {})
     job = _unfinished_job(version)
     if job is None:  # recorded, not sent: this process runs it (no broker needed)
-        job = Job(kind=KIND, params={"model": version.ref, "model_name": version.model.name,
-                                     "version": version.version, "why": "by hand"},
-                  model_version_id=version.id, project_id=version.model.project_id)
+        job = Job(kind=KIND, params=_params(version, "by hand"), model_version_id=version.id,
+                  project_id=version.model.project_id)
         db.session.add(job)
         db.session.commit()
     owner = jobs.new_owner()
@@ -336,15 +340,11 @@ def for_host(version: ModelVersion) -> dict[str, Any] | None:
 def use_in_process(predictor, runtime: dict[str, Any]) -> None:
     """With model hosts off: load the library into this process (a copy in the scratch folder,
     which stays while the process lives) and let ``predictor`` answer with it."""
-    from ..core.compiled import Compiled, Parity, TreeRuntime
-
     folder = tempfile.mkdtemp(dir=artifacts.scratch_dir(), prefix="runtime-")
     path = os.path.join(folder, "compiled.so")
     with artifacts.store().reader(runtime["library_key"]) as stored:
         shutil.copyfile(stored, path)
-    compiled = Compiled(**{**runtime["compiled"], "library": path})
-    predictor.use_compiled(TreeRuntime(compiled), Parity(**runtime["parity"]),
-                           {int(k): bool(v) for k, v in (runtime.get("faster") or {}).items()})
+    predictor.use_compiled(runtime, path)
 
 
 def summary(version: ModelVersion) -> dict[str, Any]:

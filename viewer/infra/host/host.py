@@ -171,16 +171,11 @@ def _use_compiled(predictor, runtime: dict[str, Any], library_fd: int, scratch: 
     """Load the model's compiled library (passed as ``library_fd``), checked against its recorded
     digest, and let ``predictor`` answer with it. Whatever goes wrong, scikit-learn answers and the reply
     says why."""
-    from ...core.compiled import Compiled, Parity, TreeRuntime
-
     path = os.path.join(scratch, "compiled.so")
     try:
         with os.fdopen(library_fd, "rb") as source, open(path, "wb") as copy:
             shutil.copyfileobj(source, copy, 1 << 20)
-        # TreeRuntime refuses a library whose digest is not the recorded one.
-        compiled = Compiled(**{**runtime["compiled"], "library": path})
-        faster = {int(size): bool(v) for size, v in (runtime.get("faster") or {}).items()}
-        predictor.use_compiled(TreeRuntime(compiled), Parity(**runtime["parity"]), faster)
+        faster = predictor.use_compiled(runtime, path)  # refuses a library whose digest is not the record's
         return {"used": True, "faster": {str(k): v for k, v in faster.items()}}
     except Exception as exc:  # noqa: BLE001  (a library that does not load: scikit-learn answers)
         return {"used": False, "reason": f"The compiled library could not be loaded ({type(exc).__name__}: "
