@@ -11,10 +11,15 @@ import numpy as np
 import pytest
 from sklearn.ensemble import (ExtraTreesRegressor, GradientBoostingClassifier, HistGradientBoostingClassifier,
                               HistGradientBoostingRegressor, IsolationForest, RandomForestClassifier)
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from viewer.core.compiled import CompiledModel, CompileError, TreeRuntime, check_parity, compilable, compile_trees
+from tests.realistic import TARGET, loan_table
+
+from viewer.core.compiled import (CompiledModel, CompileError, Parity, TreeRuntime, check_parity, compilable,
+                                  compile_trees)
 
 RNG = np.random.default_rng(7)
 X = RNG.normal(size=(1500, 6))
@@ -22,6 +27,17 @@ X_MISSING = np.where(RNG.random(X.shape) < 0.1, np.nan, X)
 Y3 = RNG.integers(0, 3, len(X))
 YB = (X[:, 1] + RNG.normal(size=len(X)) > 0).astype(int)
 YR = 2 * X[:, 0] + RNG.normal(size=len(X))
+LOANS = loan_table(1500, seed=5)
+LOAN_FEATURES = ["amount", "income", "age", "region", "employment"]
+
+
+def _loan_pipeline():
+    prep = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["amount", "income", "age"]),
+        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+         ["region", "employment"])])
+    model = make_pipeline(prep, HistGradientBoostingClassifier(max_iter=15))
+    return model.fit(LOANS[LOAN_FEATURES], LOANS[TARGET]), LOANS[LOAN_FEATURES]
 
 MODELS = {
     "hgb_multiclass_missing": lambda: (HistGradientBoostingClassifier(max_iter=15).fit(X_MISSING, Y3), X_MISSING),
@@ -41,6 +57,7 @@ MODELS = {
     "pipeline_scaler_forest": lambda: (
         make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=4, max_depth=6, random_state=0))
         .fit(X, Y3), X),
+    "pipeline_loan_column_transformer_hgb": _loan_pipeline,
 }
 
 
@@ -53,6 +70,19 @@ def built(tmp_path_factory):
         runtime = TreeRuntime(compile_trees(model, tmp_path_factory.mktemp(name)))
         out[name] = (model, data, runtime, check_parity(model, runtime, data[:300]))
     return out
+
+
+def test_a_column_transformer_head_computed_in_numpy_is_identical_on_the_checked_rows(built):
+    model, data, runtime, parity = built["pipeline_loan_column_transformer_hgb"]
+    assert parity.head_same is True and parity.head_rows == 300
+    served = CompiledModel(model, runtime, parity)
+    assert served.head_path is not None
+    rows = data.iloc[300:900]
+    assert np.array_equal(served.head_path.transform(rows), model[:-1].transform(rows))
+    # a head that differed on the checked rows is left to scikit-learn, with the same answers
+    unchecked = CompiledModel(model, runtime, Parity(**{**parity.to_dict(), "head_same": False}))
+    assert unchecked.head_path is None
+    assert np.array_equal(unchecked.predict_proba(rows), served.predict_proba(rows))
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -203,7 +203,8 @@ class Runtime(BaseModel):
     compiling: str | None = Field(description="The compile job under way, if any.")
     sizes: list[RuntimeSize]
     parity: dict[str, Any] | None = Field(description="rows, threshold_rows, max_abs_diff, label_flips, "
-                                          "missing_ok, reason.")
+                                          "missing_ok, reason, head_same (a pipeline's preprocessing computed "
+                                          "directly was identical to scikit-learn's on head_rows rows), head_rows.")
     rows: dict[str, Any] | None = Field(description="Where the parity check's rows came from.")
     library: dict[str, Any] | None
     checked_at: Time | None

@@ -2,7 +2,8 @@
 by Treelite and TL2cgen, and the parity check that decides whether that code may answer for it.
 
 ``compile_trees(model, folder)`` compiles the model's final tree ensemble (the last step of a
-Pipeline; the steps before it stay in scikit-learn) into ``folder/model.so`` with gcc and returns
+Pipeline; the steps before it are computed by ``head_path.HeadPath`` when it reproduces them
+exactly, else by scikit-learn) into ``folder/model.so`` with gcc and returns
 what was built (``Compiled``: the library, its SHA-256 and the versions it was built with).
 ``TreeRuntime(compiled)`` loads it (one thread) and answers ``predict_proba`` / ``predict`` /
 ``score_samples`` as the estimator would, for the estimator's own input (the output of the steps
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .introspect import final_estimator
+from .head_path import HeadPath
 
 TOLERANCE = 1e-9       # probabilities and values, absolute
 MAX_PARITY_ROWS = 200_000
@@ -81,6 +83,11 @@ class Parity:
     # Rows with a missing value answered alike (None: scikit-learn refuses them). False: such
     # rows go to scikit-learn.
     missing_ok: bool | None = None
+    # A Pipeline's earlier steps computed by ``head_path.HeadPath``: True when its output was
+    # identical to scikit-learn's on the checked data rows (``head_rows``), False when it was not
+    # (scikit-learn then transforms), None when the model has no such head or no rows to check.
+    head_same: bool | None = None
+    head_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -413,8 +420,16 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
     head = model[:-1] if est is not model and hasattr(model, "steps") else None
     n_features = int(est.n_features_in_)
     inputs = np.zeros((0, n_features))
+    head_same, head_rows = None, 0
     if X is not None and len(X):
-        inputs = _dense(head.transform(X) if head is not None else X)[: cap // 2]
+        X = X[: cap // 2]
+        inputs = _dense(head.transform(X) if head is not None else X)
+        path = HeadPath.build(head) if head is not None else None
+        if path is not None:
+            ours = path.transform(X)
+            head_same = ours is not None and ours.shape == inputs.shape \
+                and bool(np.array_equal(ours, inputs, equal_nan=True))
+            head_rows = len(X)
     base = inputs[:1000].copy() if len(inputs) else np.zeros((1, n_features))
     base[~np.isfinite(base)] = 0.0  # threshold rows set their own missing values
     takes_missing = _takes_missing(est)
@@ -442,7 +457,7 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
         reason = (f"The compiled model's {'probabilities' if runtime.compiled.output == 'proba' else 'values'} "
                   f"differ from {_own(est)}'s by up to {worst:.3g} (allowed {tolerance:g}) on "
                   f"{int((~missing).sum()):,} checked rows; {_own(est)} serves it.")
-    return Parity(reason is None, len(rows), n_edges, worst, flips, reason, missing_ok)
+    return Parity(reason is None, len(rows), n_edges, worst, flips, reason, missing_ok, head_same, head_rows)
 
 
 # --- serving -------------------------------------------------------------------------------------
@@ -463,7 +478,7 @@ def _best_of(fn, repeat: int) -> float:
 
 class CompiledModel:
     """The model with its final tree ensemble answered by a runtime that passed ``check_parity``:
-    earlier Pipeline steps run in scikit-learn, rows with a missing value go to scikit-learn when
+    earlier Pipeline steps run through ``HeadPath`` when it reproduces them (else scikit-learn), rows with a missing value go to scikit-learn when
     the runtime's answer for them differs (``Parity.missing_ok``), and each batch size uses the
     runtime only where ``measure`` found it faster. Answers as the model's ``predict_proba`` /
     ``predict`` do."""
@@ -474,6 +489,8 @@ class CompiledModel:
         self.model, self.runtime, self.parity = model, runtime, parity
         self.est = final_estimator(model)
         self.head = model[:-1] if self.est is not model and hasattr(model, "steps") else None
+        self.head_path = HeadPath.build(self.head) if self.head is not None and parity.head_same is not False \
+            else None
         self.faster = dict(faster) if faster is not None else {size: True for size in SPEED_SIZES}
 
     def uses_runtime(self, n_rows: int) -> bool:
@@ -498,7 +515,9 @@ class CompiledModel:
     def _answer(self, X: Any, compiled, reference) -> np.ndarray:
         if not self.uses_runtime(len(X)):
             return reference(self.model, X)
-        inputs = _dense(self.head.transform(X) if self.head is not None else X)
+        inputs = self.head_path.transform(X) if self.head_path is not None else None
+        if inputs is None:
+            inputs = _dense(self.head.transform(X) if self.head is not None else X)
         aside = self._aside(inputs)
         if not aside.any():
             return compiled(inputs)

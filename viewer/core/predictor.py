@@ -9,7 +9,10 @@ Speed: for small requests validation, not maths, dominates. A ``Predictor`` is p
 per model version and cached with it. When every input is numeric it builds one float64 numpy
 array straight from the payload and calls a copy of the estimator whose ``feature_names_in_`` is
 removed (we check the names ourselves), which is about 4x faster than a one-row DataFrame.
-Models that select columns by name (ColumnTransformer) get a DataFrame.
+Models that select columns by name (ColumnTransformer) get a DataFrame; when the pipeline's
+preprocessing is made of steps ``head_path`` knows (imputers, scalers, encoders), it is computed
+directly from the fitted steps, identical to scikit-learn's output (checked on a probe when the
+``Predictor`` is built), and the final estimator gets the array: ~0.15 ms instead of ~4 ms a row.
 
 Linear classifiers (LogisticRegression, SGDClassifier, LinearSVC, ... alone or at the end of a
 pipeline of numeric steps) then skip scikit-learn's per-call input checks, which cost about
@@ -32,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .head_path import HeadModel
 from .introspect import final_estimator
 from .linear_path import _LinearPath
 from .payload import MAX_LISTED, PayloadError, Table, _names, _rows
@@ -352,14 +356,19 @@ class InputSchema:
                                                                         values=values), "UNKNOWN_CATEGORY")
                         found.append(unknown_category_warning(name, unknown, known[2], values=values))
             else:
-                series = pd.Series(values, dtype=object)
-                numeric = pd.to_numeric(series, errors="coerce")
-                missing = series.isna().to_numpy()
-                wrong = numeric.isna().to_numpy() & ~missing
-                if wrong.any():
-                    bad.append(name)
-                    bad_rows.update(np.flatnonzero(wrong).tolist())
-                data[name] = numeric.astype(np.float64)
+                array = _plain_numbers(values)
+                if array is not None:
+                    missing = np.isnan(array)
+                    data[name] = array
+                else:  # text, or numbers numpy does not take: pandas reads them and says which fail
+                    series = pd.Series(values, dtype=object)
+                    numeric = pd.to_numeric(series, errors="coerce")
+                    missing = series.isna().to_numpy()
+                    wrong = numeric.isna().to_numpy() & ~missing
+                    if wrong.any():
+                        bad.append(name)
+                        bad_rows.update(np.flatnonzero(wrong).tolist())
+                    data[name] = numeric.astype(np.float64)
             if missing.any():
                 n_missing = missing.astype(np.int64) if n_missing is None else n_missing + missing
                 if name in self.imputed:
@@ -377,6 +386,21 @@ class InputSchema:
         return pd.DataFrame(data, columns=order)
 
 
+def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
+    """A column of JSON numbers, booleans and nulls as float64 (null: NaN), or None when it holds
+    anything else (text, which pandas reads, or a value numpy cannot take). ~1 us a value, where a
+    pandas Series and ``to_numeric`` cost ~100 us a column."""
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64) if values.dtype.kind in "fiub" else None
+    if any(type(v) is str for v in values):
+        return None
+    try:
+        array = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return array if array.ndim == 1 and len(array) == len(values) else None
+
+
 class Predictor(InputSchema):
     """A loaded model version ready to serve: its schema, its fast paths, its predict methods.
     In the app this runs inside a model host (``viewer.infra.host``); notebooks use it directly."""
@@ -387,6 +411,9 @@ class Predictor(InputSchema):
         self.final_kind = type(final_estimator(estimator)).__name__
         self.fast = None if self.needs_frame else _strip_feature_names(estimator)
         self.linear = _LinearPath.build(self.fast) if self.fast is not None else None
+        # A pipeline that takes a DataFrame: its preprocessing computed directly (``head_path``)
+        self.head = HeadModel.build(estimator, _strip_feature_names(estimator.steps[-1][1])) \
+            if self.needs_frame and hasattr(estimator, "steps") else None
         self.compiled: dict[bool, Any] | None = None  # use_compiled: by "takes the fast copy"
 
     def use_compiled(self, record: dict[str, Any], library: str) -> dict[int, bool]:
@@ -410,7 +437,9 @@ class Predictor(InputSchema):
         fast = isinstance(X, np.ndarray) and self.fast is not None
         if self.compiled is not None:
             return self.compiled[fast]
-        return self.fast if fast else self.estimator
+        if fast:
+            return self.fast
+        return self.head if self.head is not None and isinstance(X, pd.DataFrame) else self.estimator
 
     def _call(self, method: str, X: Any) -> np.ndarray:
         try:

@@ -1,0 +1,135 @@
+"""``HeadPath``: a pipeline's preprocessing computed in numpy gives exactly scikit-learn's output
+on messy loan data (missing numbers and categories, unseen categories, an ID column dropped,
+make_column_selector), or stands aside so scikit-learn answers."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from tests.realistic import FEATURES, TARGET, loan_table
+from viewer.core.compiled import _dense
+from viewer.core.head_path import SMALL, HeadPath
+
+NUMBERS = ["amount", "income", "age"]
+TEXT = ["region", "employment"]
+
+
+def heads() -> dict[str, ColumnTransformer]:
+    return {
+        "loan": ColumnTransformer([
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), NUMBERS),
+            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+             TEXT)]),
+        "selector": ColumnTransformer([
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+             make_column_selector(dtype_include="number")),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+             make_column_selector(dtype_include=["object", "string"]))]),
+        "ordinal-passthrough": ColumnTransformer([
+            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), TEXT)],
+            remainder="passthrough"),
+        "constant-text-and-positions": ColumnTransformer([
+            ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="none"),
+                                  OneHotEncoder(handle_unknown="ignore")), [3, 4]),
+            ("num", StandardScaler(with_mean=False), [2])]),
+        "one-hot-on-numbers": ColumnTransformer([
+            ("age", OneHotEncoder(handle_unknown="ignore"), ["age"]),
+            ("num", SimpleImputer(strategy="mean"), ["amount", "income"])]),
+    }
+
+
+@pytest.fixture(scope="module")
+def loans():
+    frame = loan_table(1500, seed=11)
+    features = [c for c in FEATURES if c not in ("opened", "loan_id")]
+    fitted = {name: make_pipeline(ct).fit(frame[features].iloc[:1000], frame[TARGET].iloc[:1000])
+              for name, ct in heads().items()}
+    test = frame[features].iloc[1000:].copy()
+    test.loc[test.index[:40:3], "region"] = "atlantis"          # unseen categories
+    test.loc[test.index[1:40:4], "employment"] = np.nan          # missing, as NaN instead of None
+    test.loc[test.index[2:40:5], "age"] = 200.0                  # an age never seen (one-hot on numbers)
+    return fitted, test
+
+
+@pytest.mark.parametrize("name", list(heads()))
+def test_identical_to_scikit_learn_on_messy_rows(loans, name):
+    fitted, test = loans
+    path = HeadPath.build(fitted[name])
+    assert path is not None, f"{name}: no path"
+    for rows in (test, test.iloc[:SMALL], test.iloc[3:4]):  # converted at once and column by column
+        ours = path.transform(rows)
+        theirs = _dense(fitted[name].transform(rows))
+        assert ours is not None
+        assert ours.dtype == np.float64 and ours.shape == theirs.shape
+        assert np.array_equal(ours, theirs, equal_nan=True)
+
+
+def test_str_columns_read_like_object_columns(loans):
+    fitted, test = loans
+    as_str = test.astype({c: "str" for c in TEXT})
+    path = HeadPath.build(fitted["loan"])
+    assert np.array_equal(path.transform(as_str), _dense(fitted["loan"].transform(as_str)), equal_nan=True)
+
+
+def test_steps_it_does_not_know_keep_scikit_learn(loans):
+    _, test = loans
+    frame = loan_table(300, seed=3)
+    custom = ColumnTransformer([("num", FunctionTransformer(np.log1p), ["amount"])])
+    infrequent = ColumnTransformer([("cat", OneHotEncoder(min_frequency=50, handle_unknown="infrequent_if_exist"),
+                                     TEXT)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # log1p of missing amounts: not what this test is about
+        for ct in (custom, infrequent):
+            assert HeadPath.build(make_pipeline(ct).fit(frame)) is None
+    assert HeadPath.build(make_pipeline(StandardScaler()).fit(frame[NUMBERS])) is None  # no column names
+
+
+def test_input_it_was_not_built_for_goes_to_scikit_learn(loans):
+    fitted, test = loans
+    strict = make_pipeline(ColumnTransformer([("cat", OneHotEncoder(), ["employment"])]))
+    strict.fit(loan_table(300, seed=3))
+    path = HeadPath.build(strict)
+    assert path is not None
+    unseen = pd.DataFrame({"employment": ["astronaut"]})
+    assert path.transform(unseen) is None  # scikit-learn's own error is the answer
+    with pytest.raises(ValueError, match="unknown categor"):
+        strict.transform(unseen)
+    loan = HeadPath.build(fitted["loan"])
+    text_in_numbers = test.iloc[:2].astype({"amount": object})
+    text_in_numbers.loc[text_in_numbers.index[0], "amount"] = "12 000"
+    assert loan.transform(text_in_numbers) is None
+    assert loan.transform(test.drop(columns=["income"])) is None
+    assert loan.transform(test.to_numpy()) is None
+
+
+def test_a_predictor_answers_a_column_transformer_pipeline_through_the_path_with_the_same_answers(loans):
+    """A loan pipeline ending in LogisticRegression (not compiled): the Predictor computes its
+    preprocessing directly and gives the pipeline's own labels and probabilities, and its errors
+    and warnings where the pipeline gives them."""
+    from sklearn.linear_model import LogisticRegression
+
+    from viewer.core.introspect import describe_model
+    from viewer.core.payload import Table
+    from viewer.core.predictor import Predictor
+
+    frame = loan_table(1200, seed=2)
+    model = make_pipeline(heads()["loan"], LogisticRegression(max_iter=500))
+    model.fit(frame[FEATURES], frame[TARGET])
+    predictor = Predictor(model, describe_model(model).to_dict())
+    assert predictor.head is not None
+    _, test = loans
+    rows = [[None if isinstance(v, float) and np.isnan(v) else v for v in row] for row in test[FEATURES].to_numpy().tolist()]
+    report: list = []
+    X = predictor.prepare(Table(columns=FEATURES, rows=rows), report)
+    assert np.array_equal(predictor.predict(X), model.predict(X))
+    assert np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
+    assert any("atlantis" in json.dumps(w) for w in report)  # the unknown region is still reported
