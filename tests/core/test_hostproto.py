@@ -136,3 +136,32 @@ def test_the_header_is_24_bytes_json_is_compact_and_the_array_starts_aligned():
     assert frame.array.flags.aligned and frame.array.flags.writeable and frame.meta == {"odd": "x"}
     with pytest.raises(ValueError):
         hostproto.encode(Op.LOAD, meta={"x": float("nan")})  # never NaN in the JSON part
+
+
+@pytest.mark.parametrize("n_rows", [3, 200])  # a few rows converted at once, more column by column
+@pytest.mark.parametrize("with_ints", [False, True])  # float64 + object: an array; other dtypes: Arrow
+def test_a_dataframe_reaches_the_host_as_the_app_had_it(n_rows, with_ints):
+    import pandas as pd
+
+    from viewer.infra.host.host import frame_from
+    from viewer.infra.host.pool import _request
+
+    mixed = [None, float("nan"), float("inf"), "text", 3, 2.5, "ünïcode"]
+    frame = pd.DataFrame({
+        "amount": np.where(np.arange(n_rows) % 4 == 0, np.nan, np.arange(n_rows) * 1.5),
+        "region": pd.Series([mixed[i % len(mixed)] for i in range(n_rows)], dtype=object),
+        "income": np.linspace(-1e300, 1e300, n_rows),
+    })
+    if with_ints:
+        frame["age"] = np.arange(n_rows, dtype=np.int64)
+    data = b"".join(bytes(part) for part in _request("predict_proba", frame))
+    request = hostproto.read(reader(data), ops=(Op.PREDICT,), arrow=True)
+    assert (request.arrow is not None) == with_ints
+    got = frame_from(request)
+    assert list(got.columns) == list(frame.columns)
+    assert got.dtypes.tolist() == frame.dtypes.tolist()
+    for name in frame.columns:
+        ours, theirs = got[name].tolist(), frame[name].tolist()
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            assert type(a) is type(b) and (a == b or (a != a and b != b)), (name, a, b)

@@ -40,6 +40,9 @@ def _category_set(categories: list[Any]) -> frozenset:
 
 def _unknown_rows(values: Any, known: frozenset, missing: np.ndarray) -> np.ndarray:
     """Rows whose (present) value is not one of ``known``: one hash lookup per value."""
+    if len(values) <= 64:  # a request's few rows: Python's own lookups beat building a Series
+        inside = np.fromiter((_hashable_in(v, known) for v in values), dtype=bool, count=len(values))
+        return np.flatnonzero(~inside & ~missing)
     try:
         inside = pd.Series(values, dtype=object).isin(known).to_numpy()
     except TypeError:  # an unhashable value (a list in JSON): look one by one

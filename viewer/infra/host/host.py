@@ -185,13 +185,22 @@ def _use_compiled(predictor, runtime: dict[str, Any], library_fd: int, scratch: 
 # --- predicting ----------------------------------------------------------------------------------
 
 def frame_from(request: hostproto.Frame) -> pd.DataFrame:
-    """The DataFrame the app sent: typed columns in the Arrow stream, object columns (whatever
-    mixture of text, numbers and missing values the input held) as JSON lists."""
-    import pyarrow as pa
-
+    """The DataFrame the app sent: object columns (whatever mixture of text, numbers and missing
+    values the input held) as JSON lists; typed columns in an Arrow stream, or float64 columns
+    (``spec["numbers"]``) as the frame's array."""
     spec = request.meta["frame"]
-    with pa.ipc.open_stream(pa.py_buffer(request.arrow)) as reader:
-        typed = reader.read_all().to_pandas(use_threads=False)  # a host cannot start threads
+    n_rows = spec["rows"]
+    if request.arrow is not None:
+        import pyarrow as pa
+
+        with pa.ipc.open_stream(pa.py_buffer(request.arrow)) as reader:
+            typed = reader.read_all().to_pandas(use_threads=False)  # a host cannot start threads
+        typed = {name: typed[name] for name in typed.columns}
+    else:
+        numbers, array = spec.get("numbers"), request.array
+        if not isinstance(numbers, list) or array is None or array.shape != (n_rows, len(numbers)):
+            raise ProtocolError("The frame's numbers do not match its array.")
+        typed = {name: array[:, j] for j, name in enumerate(numbers)}
     columns: dict[str, Any] = {}
     for name in spec["columns"]:
         if name in spec["objects"]:
@@ -202,15 +211,13 @@ def frame_from(request: hostproto.Frame) -> pd.DataFrame:
             columns[name] = series
         else:
             columns[name] = typed[name]
-    n_rows = spec["rows"]
-    frame = pd.DataFrame(columns, columns=spec["columns"], index=pd.RangeIndex(n_rows))
-    return frame
+    return pd.DataFrame(columns, columns=spec["columns"], index=pd.RangeIndex(n_rows))
 
 
 def _predict(predictor, request: hostproto.Frame) -> tuple[np.ndarray, dict[str, Any]]:
     from ...core.schema_policy import collecting
 
-    X = request.array if request.arrow is None else frame_from(request)
+    X = frame_from(request) if "frame" in request.meta else request.array
     method = request.meta.get("method")
     with collecting() as raised:
         if method == "predict":

@@ -387,12 +387,16 @@ def _refusal(meta: dict[str, Any], label: str) -> Exception:
 
 
 def _request(method: str, X: Any) -> list[Any]:
-    """The frame that carries ``X``: a numeric array as it is; a DataFrame as an Arrow stream of
-    its typed columns and JSON lists of its object columns (their values as the input had them)."""
+    """The frame that carries ``X``: a numeric array as it is; a DataFrame as its object columns
+    in JSON lists (their values as the input had them) beside its typed columns: a float64 array
+    when every typed column is float64 (what ``InputSchema.prepare`` gives), else an Arrow stream."""
     if isinstance(X, np.ndarray):
         if X.ndim != 2 or X.dtype.kind not in "fi":
             X = np.asarray(X, dtype=np.float64)
         return hostproto.encode(Op.PREDICT, X, {"method": method}, max_json=MAX_REQUEST_JSON)
+    dtypes = X.dtypes.tolist()
+    if all(d == np.float64 or d == object for d in dtypes):
+        return _numbers_and_objects(method, X, dtypes)
     import pyarrow as pa
 
     objects: dict[str, Any] = {}
@@ -400,12 +404,7 @@ def _request(method: str, X: Any) -> list[Any]:
     for name in X.columns:
         column = X[name]
         if column.dtype == object:
-            values = column.tolist()
-            floats = {}  # JSON has no NaN or infinity: they travel as text beside the list
-            for i, v in enumerate(values):
-                if isinstance(v, float) and not math.isfinite(v):
-                    floats[str(i)], values[i] = repr(v), None
-            objects[str(name)] = {"values": values, "floats": floats}
+            objects[str(name)] = _objects_json(column.tolist())
         else:
             typed.append(name)
     table = pa.Table.from_pandas(X[typed], preserve_index=False)
@@ -415,4 +414,33 @@ def _request(method: str, X: Any) -> list[Any]:
     meta = {"method": method, "frame": {"columns": [str(c) for c in X.columns], "objects": objects, "rows": len(X)}}
     return hostproto.encode(Op.PREDICT, meta=meta, arrow=(sink.getbuffer(), len(X), X.shape[1]),
                             max_json=MAX_REQUEST_JSON)
+
+
+def _objects_json(values: list[Any]) -> dict[str, Any]:
+    floats = {}  # JSON has no NaN or infinity: they travel as text beside the list
+    for i, v in enumerate(values):
+        if isinstance(v, float) and not math.isfinite(v):
+            floats[str(i)], values[i] = repr(v), None
+    return {"values": values, "floats": floats}
+
+
+def _numbers_and_objects(method: str, X: Any, dtypes: list[Any]) -> list[Any]:
+    """A DataFrame of float64 and object columns: the numbers as one float64 array, the objects
+    as JSON. A few rows are converted at once (a Series per column costs ~12 us)."""
+    names = [str(c) for c in X.columns]
+    numbers = [i for i, d in enumerate(dtypes) if d == np.float64]
+    whole = X.to_numpy(dtype=object) if len(X) <= 64 else None
+    objects = {}
+    for i, d in enumerate(dtypes):
+        if d == object:
+            objects[names[i]] = _objects_json(whole[:, i].tolist() if whole is not None else X.iloc[:, i].tolist())
+    if whole is not None:
+        array = whole[:, numbers].astype(np.float64)
+    else:
+        array = np.empty((len(X), len(numbers)), dtype=np.float64)
+        for j, i in enumerate(numbers):
+            array[:, j] = X.iloc[:, i].to_numpy()
+    meta = {"method": method, "frame": {"columns": names, "objects": objects, "rows": len(X),
+                                        "numbers": [names[i] for i in numbers]}}
+    return hostproto.encode(Op.PREDICT, array, meta, max_json=MAX_REQUEST_JSON)
 
