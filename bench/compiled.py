@@ -11,11 +11,12 @@ take them), fitted on 5,000 rows:
   gb        GradientBoostingClassifier(n_estimators=100)   (no missing values: it refuses them)
   lightgbm  LGBMClassifier(n_estimators=100, n_jobs=1)     (context: no target of its own)
   pipeline  ColumnTransformer(imputer + scaler on 17 numbers, imputer + one-hot on 3 string
-            columns) -> HistGradientBoostingClassifier(max_iter=100); only the last step compiles
+            columns) -> HistGradientBoostingClassifier(max_iter=100); the last step compiles, the
+            ColumnTransformer is computed directly (``viewer.core.head_path``)
 
 Each is compiled by ``viewer.core.compiled.compile_trees`` (gcc), checked by ``check_parity`` on
-2,000 rows plus its threshold rows, and served by ``CompiledModel`` (earlier pipeline steps in
-scikit-learn). Then, in --rounds interleaved rounds, ``predict_proba`` on 1 row (the mean of
+2,000 rows plus its threshold rows, and served by ``CompiledModel`` (earlier pipeline steps through
+``HeadPath``). Then, in --rounds interleaved rounds, ``predict_proba`` on 1 row (the mean of
 --calls calls) and on 10,000 rows (the mean of 3 calls) for scikit-learn and for the compiled
 model with the runtime forced on for every size; the ratios are medians over rounds of each
 round's scikit-learn time / compiled time. The "served" line is what ``CompiledModel`` does after
@@ -113,6 +114,8 @@ def main() -> None:
                   f"rows ({parity.threshold_rows:,} at thresholds) in {checked:.2f} s, max |diff| "
                   f"{parity.max_abs_diff:.2g}, label flips {parity.label_flips}, rows with missing values "
                   f"{'alike' if parity.missing_ok else 'to scikit-learn' if parity.missing_ok is False else 'refused'}"
+                  + (f"; preprocessing computed directly, {'identical' if parity.head_same else 'DIFFERENT'} on "
+                     f"{parity.head_rows:,} rows" if parity.head_same is not None else "")
                   + (f": {parity.reason}" if parity.reason else ""))
             if not parity.ok:
                 continue

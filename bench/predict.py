@@ -4,9 +4,13 @@
     .venv/bin/python bench/predict.py --rounds 1 --duration 3   # quicker, noisier
     .venv/bin/python bench/predict.py --client python           # without wrk
 
+    .venv/bin/python bench/predict.py --model hgb      # compiled HistGradientBoosting against scikit-learn
+    .venv/bin/python bench/predict.py --model zoo      # four models behind ours and MLflow (~12 minutes)
+
 One trained model (LogisticRegression, 20 features, make_classification, fitted on a DataFrame
 with named columns; ``--model hgb``: HistGradientBoostingClassifier) behind five targets (six
-with ``--model hgb``):
+with ``--model hgb``; ``--model zoo`` is described at ``run_zoo``: LogisticRegression,
+HistGradientBoosting, RandomForest and a loan-style pipeline, each behind ours and MLflow):
 
   ours      gunicorn -w 2, OMP_NUM_THREADS=1, Bearer token, POST /api/v1/models/<name>/predict
             (after the warm-up requests the token and model are cached; every request goes
@@ -94,7 +98,12 @@ GOALS = {  # the targets every issue keeps (issue 12 set them; earlier ones kept
     # issue 17 (--model hgb): the compiled runtime against scikit-learn in the same host
     "server CPU/request ours/ours-sklearn": 0.75,
     "p50 ours - ours-sklearn (ms)": -0.3,
+    # issue 17 (--model zoo): four models side by side, trees compiled
+    "throughput ours/mlflow per model": 10.0,
+    "p50 tree model - logistic (ms)": 0.3,
+    "p50 pipeline - logistic (ms)": 1.0,
 }
+ZOO = ("logistic", "hgb", "forest", "pipeline")
 
 
 def log(message: str) -> None:
@@ -179,15 +188,40 @@ def wait_ready(proc: subprocess.Popen, port: int, path: str, log_path: Path, tim
 # --- setup -------------------------------------------------------------------------------------
 
 def train(tmp: Path, kind: str = "logistic"):
+    """(fitted model, its training frame, its joblib file). ``pipeline``: a loan-style table (17
+    numbers with 2% missing, 3 text columns with missing values) through a ColumnTransformer
+    (imputer + scaler, imputer + one-hot) into HistGradientBoosting."""
     X, y = make_classification(n_samples=5000, n_features=N_FEATURES, n_informative=10, random_state=0)
     frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(N_FEATURES)])
     if kind == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         model = HistGradientBoostingClassifier(random_state=0).fit(frame, y)
+    elif kind == "forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        model = RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0, n_jobs=1).fit(frame, y)
+    elif kind == "pipeline":
+        from sklearn.compose import ColumnTransformer
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        rng = np.random.default_rng(0)
+        frame = frame.mask(rng.random(frame.shape) < 0.02)
+        strings = [f"f{i}" for i in range(17, 20)]
+        for column in strings:
+            frame[column] = pd.cut(X[:, int(column[1:])], 4, labels=["low", "mid", "high", "top"]).astype(object)
+            frame.loc[rng.random(len(frame)) < 0.02, column] = None
+        numbers = [c for c in frame.columns if c not in strings]
+        model = make_pipeline(ColumnTransformer([
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), numbers),
+            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+             strings)]), HistGradientBoostingClassifier(random_state=0)).fit(frame, y)
     else:
         model = LogisticRegression(max_iter=1000).fit(frame, y)
-    path = tmp / "model.joblib"
+    path = tmp / f"model-{kind}.joblib"
     joblib.dump(model, path)
     return model, frame, path
 
@@ -218,9 +252,9 @@ example = pd.read_json(sys.argv[3], orient="split")
 # The same body goes to every target, with params.predict_method; MLflow's sklearn flavor takes
 # the method from pyfunc_predict_fn at save time, and the params schema lets the body through.
 signature = infer_signature(example, model.predict_proba(example), params={"predict_method": "predict"})
-# MLflow 3 saves with skops, which asks which types of a HistGradientBoosting model to trust.
-trusted = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"] \
-    if type(model).__name__.startswith("HistGradientBoosting") else None
+# MLflow 3 saves with skops, which asks which types of the model to trust: all of them (we built it).
+import skops.io
+trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model)) or None
 mlflow.sklearn.save_model(model, sys.argv[2], signature=signature, pyfunc_predict_fn="predict_proba",
                           skops_trusted_types=trusted)
 """
@@ -287,15 +321,16 @@ def start_ours(tmp: Path, model_path: Path, workers: int, *, hosts: bool = True,
                   {"Authorization": f"Bearer {token}"}, proc)
 
 
-def start_mlflow(tmp: Path, model_path: Path, example: pd.DataFrame, workers: int | None) -> Target:
+def start_mlflow(tmp: Path, model_path: Path, example: pd.DataFrame, workers: int | None,
+                 name: str = "mlflow") -> Target:
     python = ensure_mlflow_venv()
-    model_dir = tmp / "mlflow-model"
-    example_path = tmp / "example.json"
+    model_dir = tmp / f"{name}-model"
+    example_path = tmp / f"{name}-example.json"
     example.to_json(example_path, orient="split")
     subprocess.run([str(python), "-c", SAVE_MLFLOW, str(model_path), str(model_dir), str(example_path)],
                    check=True, timeout=300, env=base_env(), capture_output=True)
     port = free_port()
-    log_path = tmp / "mlflow.log"
+    log_path = tmp / f"{name}.log"
     env = base_env()
     env["PATH"] = f"{MLFLOW_VENV / 'bin'}:{env.get('PATH', '')}"
     env["MLFLOW_TRACKING_URI"] = f"file://{tmp / 'mlruns'}"
@@ -305,7 +340,7 @@ def start_mlflow(tmp: Path, model_path: Path, example: pd.DataFrame, workers: in
         argv += ["-w", str(workers)]
     proc = spawn(argv, env=env, cwd=tmp, log_path=log_path)
     wait_ready(proc, port, "/ping", log_path)
-    return Target("mlflow", port, "/invocations", {}, proc)
+    return Target(name, port, "/invocations", {}, proc)
 
 
 def start_bare(tmp: Path, model_path: Path, workers: int) -> Target:
@@ -334,7 +369,8 @@ def start_bare(tmp: Path, model_path: Path, workers: int) -> Target:
 # --- requests ------------------------------------------------------------------------------------
 
 def body_for(frame: pd.DataFrame) -> bytes:
-    split = {"columns": list(frame.columns), "data": frame.to_numpy().tolist()}
+    values = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()  # missing: JSON null
+    split = {"columns": list(frame.columns), "data": values}
     return json.dumps({"dataframe_split": split, "params": {"predict_method": "predict_proba"}}).encode()
 
 
@@ -452,6 +488,31 @@ def load_python(target: Target, body: bytes, connections: int, duration: float) 
     return Load(len(every) / elapsed, p50, p90, p99, len(every))
 
 
+def measured_load(target: Target, connections: int, *, client: str, body: bytes, body_path: Path,
+                  duration: float, tmp: Path) -> Load:
+    """One load measurement of ``target`` with the server's CPU per request."""
+    cpu0 = session_cpu_seconds(target.proc.pid)
+    result = load_wrk(target, body_path, connections, duration, tmp) if client == "wrk" \
+        else load_python(target, body, connections, duration)
+    result.cpu_ms = (session_cpu_seconds(target.proc.pid) - cpu0) * 1e3 / max(1, result.requests)
+    return result
+
+
+def load_round(r: int, order: list[Target], measured) -> None:
+    """Round ``r``: every target at 8 connections, then every target at 1 connection."""
+    for target in order:
+        result = measured(target, 8)
+        target.add("rps8", result.rps)
+        target.add("cpu8", result.cpu_ms)
+        log(f"round {r + 1}: {target.name:<16} 8 conn: {result.rps:8.0f} req/s ({result.requests} requests, "
+            f"server CPU {result.cpu_ms:.2f} ms/request)")
+    for target in order:
+        result = measured(target, 1)
+        for key in ("p50", "p90", "p99"):
+            target.add(key, getattr(result, f"{key}_ms"))
+        log(f"round {r + 1}: {target.name:<16} 1 conn: p50 {result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms")
+
+
 def big_request(target: Target, body: bytes, reps: int, n_rows: int) -> list[float]:
     times = []
     conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=120)
@@ -499,6 +560,19 @@ def spread(values: list[float]) -> str:
 
 def type_name(kind: str) -> str:
     return "HistGradientBoostingClassifier" if kind == "hgb" else "LogisticRegression"
+
+
+def judge(checks: list[tuple[str, str, list[float], str]]) -> bool:
+    """Print each (label, goal in GOALS, per-round values, ">=" or "<=") as PASS or FAIL; True if all pass."""
+    all_pass = True
+    print("Goals (median over rounds of the per-round figure; min-max over rounds):")
+    for label, goal_name, values, op in checks:
+        goal, value = GOALS[goal_name], med(values)
+        ok = value >= goal if op == ">=" else value <= goal
+        all_pass &= ok
+        unit = " ms" if "(ms)" in label else "x"
+        print(f"  {'PASS' if ok else 'FAIL'}  {label:<40} {value:8.3f}{unit}{spread(values):<18} (goal {op} {goal:g}{unit})")
+    return all_pass
 
 
 def report(targets: list[Target], inproc: dict[str, list[float]], args, client: str) -> bool:
@@ -556,14 +630,7 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
         checks.append(("server CPU/request ours/ours-sklearn", per_round(ours["cpu8"], theirs["cpu8"], float.__truediv__),
                        "<="))
         checks.append(("p50 ours - ours-sklearn (ms)", per_round(ours["p50"], theirs["p50"], float.__sub__), "<="))
-    all_pass = True
-    print("Goals (median over rounds of the per-round figure; min-max over rounds):")
-    for label, values, op in checks:
-        goal, value = GOALS[label], med(values)
-        ok = value >= goal if op == ">=" else value <= goal
-        all_pass &= ok
-        unit = " ms" if "(ms)" in label else "x"
-        print(f"  {'PASS' if ok else 'FAIL'}  {label:<40} {value:8.3f}{unit}{spread(values):<18} (goal {op} {goal:g}{unit})")
+    all_pass = judge([(label, label, values, op) for label, values, op in checks])
     print("Context (no goal):")
     context = [("p50 bare - in-process (ms)", per_round(rows["bare"]["p50"], inproc["p50"], float.__sub__), " ms")]
     cpu_rounds = len(ours.get("cpu8", []))
@@ -587,6 +654,76 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
     return all_pass
 
 
+def run_zoo(args, client: str, tmp: Path) -> bool:
+    """``--model zoo``: LogisticRegression, HistGradientBoosting, RandomForest (100 trees, depth 12)
+    and the loan-style pipeline, each behind ours (trees compiled by ``manage.py compile``) and
+    MLflow, measured in the same interleaved rounds: requests/s at 8 connections, server CPU per
+    request, latency at 1 connection, all with 1-row requests."""
+    pairs: list[tuple[str, Target, Target | None]] = []
+    bodies: dict[str, tuple[bytes, Path]] = {}
+    for kind in ZOO:
+        model, frame, model_path = train(tmp, kind)
+        row = frame.dropna().iloc[:1]
+        body = body_for(row)
+        (tmp / f"one-{kind}.json").write_bytes(body)
+        log(f"{kind}: starting ours" + ("" if args.skip_mlflow else " and MLflow"))
+        ours = start_ours(tmp, model_path, args.workers, compiled=kind != "logistic", name=f"ours-{kind}")
+        mlflow = None if args.skip_mlflow else start_mlflow(tmp, model_path, frame.dropna().iloc[:5],
+                                                            args.mlflow_workers, name=f"mlflow-{kind}")
+        expected = model.predict_proba(row)
+        for target in (ours, mlflow):
+            if target is not None:
+                check(target, body, expected)
+                bodies[target.name] = (body, tmp / f"one-{kind}.json")
+        pairs.append((kind, ours, mlflow))
+    targets = [t for _, ours, mlflow in pairs for t in (ours, mlflow) if t is not None]
+    log("all targets answer predict_proba of their model; measuring")
+
+    def measured(target: Target, connections: int) -> Load:
+        body, body_path = bodies[target.name]
+        return measured_load(target, connections, client=client, body=body, body_path=body_path,
+                             duration=args.duration, tmp=tmp)
+
+    for r in range(args.rounds):
+        load_round(r, targets[r % len(targets):] + targets[:r % len(targets)], measured)
+
+    print()
+    print(f"Prediction benchmark, four models (--model zoo), {N_FEATURES} features, 1-row requests; client {client}; "
+          f"{args.rounds} round(s) x {args.duration:g} s per measurement; medians over rounds (min-max)")
+    print()
+    header = f"{'target':<17} {'req/s @8 conn':>20} {'CPU ms/req':>11} {'p50 ms @1':>20} {'p90 ms @1':>10} {'p99 ms @1':>10}"
+    print(header)
+    print("-" * len(header))
+    for target in targets:
+        r = target.results
+        print(f"{target.name:<17} {med(r['rps8']):>8.0f}{spread(r['rps8']):>12} {med(r['cpu8']):>11.2f} "
+              f"{med(r['p50']):>8.3f}{spread(r['p50']):>12} {med(r['p90']):>10.3f} {med(r['p99']):>10.3f}")
+    print()
+    print(f"ours: gunicorn -w {args.workers}, model hosts, trees compiled; MLflow {MLFLOW_VERSION}: "
+          f"{args.mlflow_workers or 1} uvicorn worker(s). OMP_NUM_THREADS=1. {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f} at the end.")
+    print()
+    checks = []
+    linear = pairs[0][1].results
+    for kind, ours, mlflow in pairs:
+        if mlflow is not None:
+            checks.append((f"throughput ours/mlflow ({kind})", "throughput ours/mlflow per model",
+                           [a / b for a, b in zip(ours.results["rps8"], mlflow.results["rps8"])], ">="))
+        if kind != "logistic":
+            goal = "p50 pipeline - logistic (ms)" if kind == "pipeline" else "p50 tree model - logistic (ms)"
+            checks.append((f"p50 {kind} - logistic (ms)", goal,
+                           [a - b for a, b in zip(ours.results["p50"], linear["p50"])], "<="))
+    all_pass = judge(checks)
+    print("Context (no goal):")
+    for kind, ours, mlflow in pairs:
+        if mlflow is not None:
+            values = [a / b for a, b in zip(mlflow.results["cpu8"], ours.results["cpu8"])]
+            print(f"        {'server CPU/request mlflow/ours (' + kind + ')':<40} {med(values):8.3f}x{spread(values)}")
+    print()
+    print("ALL PASS" if all_pass else "NOT ALL PASS")
+    return all_pass
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
@@ -597,8 +734,9 @@ def main() -> int:
     parser.add_argument("--mlflow-workers", type=int, default=None,
                         help="mlflow models serve -w (default: mlflow's own default, 1)")
     parser.add_argument("--skip-mlflow", action="store_true")
-    parser.add_argument("--model", choices=["logistic", "hgb"], default="logistic",
-                        help="hgb: HistGradientBoosting, served compiled (ours) and by scikit-learn (ours-sklearn)")
+    parser.add_argument("--model", choices=["logistic", "hgb", "zoo"], default="logistic",
+                        help="hgb: HistGradientBoosting, served compiled (ours) and by scikit-learn (ours-sklearn); "
+                             "zoo: four models (logistic, hgb, forest, pipeline) behind ours and MLflow")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
     args = parser.parse_args()
     if not (1 <= args.rounds <= 10 and 1 <= args.duration <= 30 and 1 <= args.big_reps <= 20):
@@ -616,6 +754,8 @@ def main() -> int:
     atexit.register(stop_all)
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     try:
+        if args.model == "zoo":
+            return 0 if run_zoo(args, client, tmp) else 1
         model, frame, model_path = train(tmp, args.model)
         row_frame, big_frame = frame.iloc[:1], frame.sample(BIG_ROWS, replace=True, random_state=1)
         one, big = body_for(row_frame), body_for(big_frame)
@@ -642,31 +782,14 @@ def main() -> int:
         row, big_array = row_frame.to_numpy(), big_frame.to_numpy()
         inproc: dict[str, list[float]] = {}
 
-        def load(target: Target, connections: int) -> Load:
-            if client == "wrk":
-                return load_wrk(target, tmp / "one.json", connections, args.duration, tmp)
-            return load_python(target, one, connections, args.duration)
-
         def measured(target: Target, connections: int) -> Load:
-            cpu0 = session_cpu_seconds(target.proc.pid)
-            result = load(target, connections)
-            result.cpu_ms = (session_cpu_seconds(target.proc.pid) - cpu0) * 1e3 / max(1, result.requests)
-            return result
+            return measured_load(target, connections, client=client, body=one, body_path=tmp / "one.json",
+                                 duration=args.duration, tmp=tmp)
 
         log(f"load average before: {os.getloadavg()[0]:.2f}")
         for r in range(args.rounds):
             order = targets[r % len(targets):] + targets[:r % len(targets)]
-            for target in order:
-                result = measured(target, 8)
-                target.add("rps8", result.rps)
-                target.add("cpu8", result.cpu_ms)
-                log(f"round {r + 1}: {target.name:<7} 8 conn: {result.rps:8.0f} req/s ({result.requests} requests, "
-                    f"server CPU {result.cpu_ms:.2f} ms/request)")
-            for target in order:
-                result = measured(target, 1)
-                for key in ("p50", "p90", "p99"):
-                    target.add(key, getattr(result, f"{key}_ms"))
-                log(f"round {r + 1}: {target.name:<7} 1 conn: p50 {result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms")
+            load_round(r, order, measured)
             for target in order:
                 times = big_request(target, big, args.big_reps, BIG_ROWS)
                 target.add("big", med(times))
