@@ -112,6 +112,7 @@ def test_a_registered_pipeline_is_compiled_checked_and_answers_as_scikit_learn(a
     assert runtime["rows"]["source"] == "schema"  # no dataset scored yet
     assert runtime["library"]["versions"]["tl2cgen"] and runtime["library"]["versions"]["gcc"]
     assert [s["rows"] for s in runtime["sizes"]] == [1, 100, 10_000]
+    assert parity["head_same"] is True and parity["head_rows"] > 0  # the ColumnTransformer, computed directly
 
     # New rows: missing values, an unseen city, IDs the model drops; batch sizes 1 and 300.
     rows = messy_frame(300, 7)
@@ -128,6 +129,7 @@ def test_a_registered_pipeline_is_compiled_checked_and_answers_as_scikit_learn(a
     page = client.get("/models/loans/versions/1")
     text = page.get_data(as_text=True)
     assert page.status_code == 200 and 'id="runtime"' in text and "Compiled:" in text and "Parity check" in text
+    assert "preprocessing steps before the trees are computed directly" in text
 
 
 def test_the_switch_sends_a_model_back_to_scikit_learn(app, client, auth, compiler, pipeline):

@@ -133,3 +133,40 @@ def test_a_predictor_answers_a_column_transformer_pipeline_through_the_path_with
     assert np.array_equal(predictor.predict(X), model.predict(X))
     assert np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
     assert any("atlantis" in json.dumps(w) for w in report)  # the unknown region is still reported
+
+
+def test_input_scikit_learn_reads_otherwise_is_left_to_it(loans):
+    """What a second look found: values whose meaning in scikit-learn depends on more than the
+    value (None, pd.NA), precision it keeps (float32), values it refuses (infinity) and columns
+    of another kind (numbers for a text encoder, nullable integers) are not computed directly."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    fitted, test = loans
+    loan = HeadPath.build(fitted["loan"])
+    rows = test.iloc[:5].copy()
+    cases = {
+        "None in a text column": rows.assign(region=pd.Series([None] * 5, dtype=object, index=rows.index)),
+        "pd.NA in a text column": rows.assign(region=pd.array([pd.NA] * 5, dtype="string")),
+        "float32 numbers": rows.astype({"amount": np.float32}),
+        "infinite amount": rows.assign(amount=np.inf),
+        "nullable integers with NA": rows.assign(age=pd.array([None] * 5, dtype="Int64")),
+        "numbers in a text column": rows.assign(region=np.arange(5.0)),
+    }
+    for name, frame in cases.items():
+        assert loan.transform(frame) is None, name
+    # a float32 NaN is NaN to scikit-learn, and here
+    nan32 = rows.assign(region=pd.Series([np.float32("nan")] * 5, dtype=object, index=rows.index))
+    assert np.array_equal(loan.transform(nan32), _dense(fitted["loan"].transform(nan32)))
+
+    # Through a Predictor, a model that takes infinity itself: the preprocessing's refusal stands.
+    from viewer.core.introspect import describe_model
+    from viewer.core.payload import PayloadError
+    from viewer.core.predictor import Predictor
+
+    frame = loan_table(800, seed=9)
+    model = make_pipeline(heads()["loan"], HistGradientBoostingClassifier(max_iter=10))
+    model.fit(frame[FEATURES], frame[TARGET])
+    predictor = Predictor(model, describe_model(model).to_dict())
+    assert predictor.head is not None
+    with pytest.raises(PayloadError, match="infinite"):
+        predictor.predict_proba(cases["infinite amount"])

@@ -34,15 +34,22 @@ import pandas as pd
 
 Step = Callable[[np.ndarray], "np.ndarray | None"]
 
-_MISSING = object()  # the key of a missing category (None or NaN: scikit-learn reads both as NaN)
+_MISSING = object()  # the key of a missing category: a float NaN, as scikit-learn's is_scalar_nan
 
 
 class _Refuse(Exception):
     """A fitted step or option this module does not reproduce: scikit-learn keeps the head."""
 
 
+class _Decline(Exception):
+    """An input value whose handling depends on more than its own value in scikit-learn (None,
+    pd.NA): scikit-learn transforms this input."""
+
+
 def _is_nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    if value is None or value is pd.NA:
+        raise _Decline
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
 
 
 def _key(value: Any) -> Any:
@@ -55,6 +62,11 @@ def _missing_mask(X: np.ndarray) -> np.ndarray:
     return np.frompyfunc(_is_nan, 1, 1)(X).astype(bool)
 
 
+def _has_inf(X: np.ndarray) -> bool:
+    """Infinite values, which scikit-learn's imputer and scaler refuse (its error is the answer)."""
+    return X.dtype.kind == "f" and bool(np.isinf(X).any())
+
+
 # --- one fitted step each: a function from a 2-D array to a 2-D array (None: not for this input) --
 
 def _imputer(step: Any) -> Step:
@@ -63,11 +75,11 @@ def _imputer(step: Any) -> Step:
         raise _Refuse("imputer options")
     statistics = np.asarray(step.statistics_)
     if statistics.dtype.kind == "f" and np.isnan(statistics).any() \
-            or statistics.dtype.kind == "O" and any(_is_nan(v) for v in statistics):
+            or statistics.dtype.kind == "O" and any(v is None or _is_nan(v) for v in statistics):
         raise _Refuse("an empty feature")
 
     def run(X: np.ndarray) -> np.ndarray | None:
-        if (X.dtype.kind == "O") != (statistics.dtype.kind == "O"):
+        if (X.dtype.kind == "O") != (statistics.dtype.kind == "O") or _has_inf(X):
             return None
         mask = _missing_mask(X)
         if not mask.any():
@@ -84,7 +96,7 @@ def _scaler(step: Any) -> Step:
     scale = step.scale_ if step.with_std else None
 
     def run(X: np.ndarray) -> np.ndarray | None:
-        if X.dtype != np.float64:
+        if X.dtype != np.float64 or _has_inf(X):
             return None
         X = X.copy()
         if mean is not None:
@@ -100,7 +112,7 @@ def _lookups(step: Any) -> list[dict[Any, int]]:
         raise _Refuse("infrequent categories")
     tables = []
     for categories in step.categories_:
-        if any(v is None for v in categories):
+        if any(v is None or v is pd.NA for v in categories):
             raise _Refuse("None as a category")
         tables.append({_key(v): i for i, v in enumerate(categories.tolist())})
     return tables
@@ -198,24 +210,45 @@ def _chain(runs: list[Step]) -> Step:
 
 # --- the ColumnTransformer: input columns by name, outputs side by side -----------------------------
 
-def _text_first(step: Any) -> bool:
-    """Whether the step takes text (object) input: an encoder, or an imputer with text statistics."""
-    from sklearn.impute import SimpleImputer
+def _first_step(step: Any) -> Any:
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
     while type(step) is Pipeline:
         step = next((s for _, s in step.steps if s not in (None, "passthrough")), "passthrough")
-    if isinstance(step, (OneHotEncoder, OrdinalEncoder)):
-        return True
-    return isinstance(step, SimpleImputer) and np.asarray(step.statistics_).dtype.kind == "O"
+    return step
+
+
+def _part_kind(step: Any) -> str:
+    """What a ColumnTransformer part takes: "numbers" (numeric steps), "text" (an encoder fitted
+    on text, or an imputer with text statistics) or "codes" (an encoder fitted on numbers)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    first = _first_step(step)
+    if isinstance(first, (OneHotEncoder, OrdinalEncoder)):
+        kinds = {"text" if c.dtype.kind == "O" else "codes" for c in first.categories_}
+        if len(kinds) != 1:
+            raise _Refuse("text and number categories in one encoder")
+        return kinds.pop()
+    if isinstance(first, SimpleImputer) and np.asarray(first.statistics_).dtype.kind == "O":
+        return "text"
+    return "numbers"
+
+
+def _takes(dtype: Any, kind: str) -> bool:
+    """Whether a column of ``dtype`` reaches a part of ``kind`` exactly as scikit-learn would see
+    it: numbers as numpy float64, integers or booleans (float32 is imputed and scaled in float32
+    there); text as objects or pandas' default ``str`` (missing values NaN, not pd.NA)."""
+    if kind == "text":
+        return dtype == object or (isinstance(dtype, pd.StringDtype) and dtype.na_value is not pd.NA)
+    return isinstance(dtype, np.dtype) and (dtype == np.float64 or dtype.kind in "iub")
 
 
 def _column_transformer(ct: Any) -> Callable[[pd.DataFrame], "np.ndarray | None"]:
     if ct.transformer_weights or not hasattr(ct, "feature_names_in_"):
         raise _Refuse("weights or no column names")
     names = np.asarray(ct.feature_names_in_, dtype=object)
-    parts: list[tuple[list[str], bool, Step]] = []
+    parts: list[tuple[list[str], str, Step]] = []
     for _, transformer, columns in ct.transformers_:
         if transformer == "drop":
             continue
@@ -228,7 +261,7 @@ def _column_transformer(ct: Any) -> Callable[[pd.DataFrame], "np.ndarray | None"
             selected = names[selected]
         elif selected.dtype.kind in "iu":
             selected = names[selected]
-        parts.append(([str(c) for c in selected], _text_first(transformer), _step(transformer)))
+        parts.append(([str(c) for c in selected], _part_kind(transformer), _step(transformer)))
 
     layouts: dict[tuple[Any, ...], list[np.ndarray] | None] = {}  # frame columns -> each part's positions
 
@@ -247,18 +280,19 @@ def _column_transformer(ct: Any) -> Callable[[pd.DataFrame], "np.ndarray | None"
         positions = positions_in(frame.columns.tolist())
         if positions is None:
             return None
-        kinds = [d.kind for d in frame.dtypes.tolist()]
+        dtypes = frame.dtypes.tolist()
         # A few rows: one conversion of the whole frame beats a Series per column (~12 us each)
         whole = frame.to_numpy(dtype=object) if len(frame) <= SMALL else None
         outputs = []
-        for (_, text, step), at in zip(parts, positions):
-            if not text and any(kinds[i] not in "fiub" for i in at):
-                return None  # text where numbers go: scikit-learn gives its error
+        for (_, kind, step), at in zip(parts, positions):
+            if not all(_takes(dtypes[i], kind) for i in at):
+                return None  # e.g. text where numbers go: scikit-learn gives its error
+            objects = kind != "numbers"
             if whole is not None:
-                block = whole[:, at] if text else whole[:, at].astype(np.float64)
+                block = whole[:, at] if objects else whole[:, at].astype(np.float64)
             else:
-                kind = object if text else np.float64
-                block = np.column_stack([frame.iloc[:, i].to_numpy(dtype=kind) for i in at])
+                block = np.column_stack([frame.iloc[:, i].to_numpy(dtype=object if objects else np.float64)
+                                         for i in at])
             out = step(block)
             if out is None or out.dtype.kind != "f" or out.ndim != 2:
                 return None
@@ -301,8 +335,11 @@ class HeadPath:
             return None
 
     def transform(self, X: Any) -> np.ndarray | None:
-        out = self._first(X)
-        return None if out is None else self._rest(out)
+        try:
+            out = self._first(X)
+            return None if out is None else self._rest(out)
+        except Exception:  # noqa: BLE001  (_Decline, or input this code did not foresee: scikit-learn transforms)
+            return None
 
     def _reproduces(self, head: Any) -> bool:
         from .compiled import _dense  # noqa: PLC0415  (compiled imports this module)
@@ -335,7 +372,7 @@ def probe_frame(ct: Any) -> pd.DataFrame:
             continue
         if chosen.dtype == bool or chosen.dtype.kind in "iu":
             chosen = np.asarray(names, dtype=object)[chosen]
-        if not _text_first(transformer):
+        if _part_kind(transformer) == "numbers":
             for c in chosen:
                 columns[str(c)] = numbers
             continue
@@ -347,7 +384,7 @@ def probe_frame(ct: Any) -> pd.DataFrame:
             numeric = encoder is not None and encoder.categories_[j].dtype.kind in "fiu"
             unseen = (float(np.nanmax(encoder.categories_[j])) + 1 if len(known) else 1.0) if numeric \
                 else "an unseen value"
-            values = known + ([] if refuses else [unseen, np.nan])
+            values = known + ([] if refuses else [unseen, np.nan] + ([] if numeric else [np.float32("nan")]))
             columns[str(c)] = values or ["a value", np.nan]
     n = max((len(v) for v in columns.values()), default=1)
     data = {}

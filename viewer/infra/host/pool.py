@@ -395,8 +395,8 @@ def _request(method: str, X: Any) -> list[Any]:
             X = np.asarray(X, dtype=np.float64)
         return hostproto.encode(Op.PREDICT, X, {"method": method}, max_json=MAX_REQUEST_JSON)
     dtypes = X.dtypes.tolist()
-    if all(d == np.float64 or d == object for d in dtypes):
-        return _numbers_and_objects(method, X, dtypes)
+    if all(d == np.float64 or d == object for d in dtypes) and len({str(c) for c in X.columns}) == len(dtypes):
+        return _numbers_and_objects(method, X, dtypes)  # (names that repeat, or read alike, go by Arrow)
     import pyarrow as pa
 
     objects: dict[str, Any] = {}
@@ -420,7 +420,7 @@ def _objects_json(values: list[Any]) -> dict[str, Any]:
     floats = {}  # JSON has no NaN or infinity: they travel as text beside the list
     for i, v in enumerate(values):
         if isinstance(v, float) and not math.isfinite(v):
-            floats[str(i)], values[i] = repr(v), None
+            floats[str(i)], values[i] = repr(float(v)), None
     return {"values": values, "floats": floats}
 
 
