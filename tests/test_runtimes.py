@@ -21,7 +21,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from .support import WorkerProcess, poll, upload_model
+from .support import BACKEND, WorkerProcess, poll, upload_model
+
+# Parity and serving do not depend on the database or broker: these run with the embedded suite;
+# the compile job's lifecycle (listing, cancel, the recheck after scoring) runs on both.
+once = pytest.mark.skipif(BACKEND != "embedded", reason="backend-independent: runs with the embedded suite")
 
 TOLERANCE = 1e-9
 
@@ -100,6 +104,7 @@ def predict(client, headers, name: str, frame: pd.DataFrame) -> dict:
     return response.get_json()
 
 
+@once
 def test_a_registered_pipeline_is_compiled_checked_and_answers_as_scikit_learn(app, client, auth, compiler, pipeline):
     model, _frame, _y = pipeline
     headers = auth.bearer("scientist")
@@ -132,6 +137,7 @@ def test_a_registered_pipeline_is_compiled_checked_and_answers_as_scikit_learn(a
     assert "preprocessing steps before the trees are computed directly" in text
 
 
+@once
 def test_the_switch_sends_a_model_back_to_scikit_learn(app, client, auth, compiler, pipeline):
     model, _frame, _y = pipeline
     headers = auth.bearer("scientist")
@@ -227,6 +233,7 @@ def test_the_first_scoring_job_checks_the_runtime_again_on_its_rows(app, client,
     assert runtime["parity"]["rows"] > len(frame)
 
 
+@once
 def test_a_lightgbm_model_is_compiled_and_answers_as_lightgbm(app, client, auth, compiler):
     """LightGBM (the boost extra): compiled from its booster, checked against LightGBM, then its
     host answers with the compiled code, missing values included."""
@@ -249,6 +256,7 @@ def test_a_lightgbm_model_is_compiled_and_answers_as_lightgbm(app, client, auth,
     assert host_runtime(app, "gbm") == "compiled"
 
 
+@once
 def test_a_model_whose_compiled_code_fails_its_check_is_served_by_scikit_learn_with_the_reason(
         client, auth, compiler):
     """IsolationForest compiles, but its compiled scores differ from scikit-learn's: the runtime
