@@ -410,8 +410,8 @@ class HeadModel:
     def build(cls, model: Any, final: Any) -> "HeadModel | None":
         from sklearn.pipeline import Pipeline
 
-        if type(model) is not Pipeline or len(model.steps) < 2:
-            return None
+        if type(model) is not Pipeline or len(model.steps) < 2 or not hasattr(model, "predict"):
+            return None  # (a pipeline that does not predict is not served through here)
         path = HeadPath.build(model[:-1])
         if path is None:
             return None
