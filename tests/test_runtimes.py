@@ -278,3 +278,44 @@ def test_a_model_whose_compiled_code_fails_its_check_is_served_by_scikit_learn_w
 
     text = client.get("/models/outliers/versions/1").get_data(as_text=True)
     assert str(escape(runtime["why_not"])) in text
+
+
+@once
+def test_a_compiled_forest_answers_a_few_rows_without_its_host_and_batches_with_it(app, client, auth, compiler):
+    """A bare forest's trees are numbers: once its compiled runtime passed parity (the few-row
+    path included), the app walks the trees for batches of up to 16 rows itself, identical to
+    scikit-learn; bigger batches still go to the compiled library in the host."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from viewer.services import hosts
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(500, 5)) * [1, 100, 0.01, 1, 5000]
+    y = np.array(["approve", "refer", "decline"], dtype=object)[(X[:, 0] > 0).astype(int) + (X[:, 4] > 2000)]
+    model = RandomForestClassifier(n_estimators=12, max_depth=7, random_state=0).fit(X, y)
+    headers = auth.bearer("scientist")
+    upload_model(client, headers, model, "forest3")
+    runtime = settled(client, headers, "forest3")
+    assert runtime["state"] == "ready" and runtime["used"], runtime
+    assert runtime["parity"]["trees_same"] is True and runtime["parity"]["trees_rows"] > 0
+    assert runtime["direct_rows"] == 16
+
+    def ask(rows):
+        body = client.post("/api/v1/models/forest3/predict?output=proba", headers=headers,
+                           json={"inputs": rows.tolist()}).get_json()
+        assert body["predictions"] == model.predict(rows).tolist()
+        assert np.array_equal(np.array(body["probabilities"]), model.predict_proba(rows))  # identical
+    ask(X[:1])  # starts its host, which sends the trees
+    assert host_runtime(app, "forest3") == "compiled"
+    for host in hosts._pool.hosts().values():
+        host.kill()
+    started = hosts._pool.started
+    for n in (1, 16):
+        ask(X[100:100 + n])
+    assert hosts._pool.started == started  # answered without a host
+    ask(X[:17])
+    assert hosts._pool.started == started + 1  # a batch: the compiled library, in a new host
+
+    auth.login("viewer")
+    text = client.get("/models/forest3/versions/1").get_data(as_text=True)
+    assert "Batches of up to 16 rows are answered by walking the trees directly" in text

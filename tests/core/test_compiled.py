@@ -90,6 +90,10 @@ def test_compiled_answers_equal_scikit_learn_at_every_threshold(built, name):
     model, data, runtime, parity = built[name]
     assert parity.ok, parity.reason
     assert parity.threshold_rows > 0 and parity.max_abs_diff <= 1e-9 and parity.label_flips == 0
+    # the few-row path (tree_path) where it exists: identical on every checked row it takes
+    walks = "gradient_boosting" not in name and "lightgbm" not in name
+    assert parity.trees_same is (True if walks else None)
+    assert (parity.trees_rows >= parity.threshold_rows // 2) if walks else parity.trees_rows == 0
     served = CompiledModel(model, runtime, parity)
     rows = data[300:800]
     if hasattr(model, "predict_proba"):

@@ -204,8 +204,12 @@ class Runtime(BaseModel):
     sizes: list[RuntimeSize]
     parity: dict[str, Any] | None = Field(description="rows, threshold_rows, max_abs_diff, label_flips, "
                                           "missing_ok, reason, head_same (a pipeline's preprocessing computed "
-                                          "directly was identical to scikit-learn's on head_rows rows), head_rows.")
+                                          "directly was identical to scikit-learn's on head_rows rows), head_rows, trees_same (the "
+                                          "trees walked directly for batches of a few rows gave scikit-learn's "
+                                          "answers exactly on trees_rows rows), trees_rows.")
     rows: dict[str, Any] | None = Field(description="Where the parity check's rows came from.")
+    direct_rows: int = Field(description="When parity.trees_same, batches up to this many rows are answered by "
+                                         "walking the trees directly, without a round trip to the model's host.")
     library: dict[str, Any] | None
     checked_at: Time | None
 

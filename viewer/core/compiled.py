@@ -38,6 +38,7 @@ import numpy as np
 
 from .introspect import final_estimator
 from .head_path import HeadPath
+from .tree_path import TreePath
 
 TOLERANCE = 1e-9       # probabilities and values, absolute
 MAX_PARITY_ROWS = 200_000
@@ -88,6 +89,11 @@ class Parity:
     # (scikit-learn then transforms), None when the model has no such head or no rows to check.
     head_same: bool | None = None
     head_rows: int = 0
+    # The trees walked in numpy (``tree_path.TreePath``, for batches of a few rows, answered in the
+    # app): True when its answers were identical to scikit-learn's on every checked row it takes
+    # (``trees_rows``), False when not (it is then never used), None when the estimator has none.
+    trees_same: bool | None = None
+    trees_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -448,6 +454,11 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
     if missing.any():
         worst_missing, flips_missing = _compare(est, runtime, rows[missing])
         missing_ok = worst_missing <= tolerance and not flips_missing
+    trees = TreePath.build(est)
+    trees_same, trees_rows = None, 0
+    if trees is not None:
+        compared = trees.compare(est, rows)
+        trees_same, trees_rows = compared is not None, compared or 0
     dtype = "float32" if runtime.round_to_float32 else "float64"
     reason = None
     if flips:
@@ -457,7 +468,8 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
         reason = (f"The compiled model's {'probabilities' if runtime.compiled.output == 'proba' else 'values'} "
                   f"differ from {_own(est)}'s by up to {worst:.3g} (allowed {tolerance:g}) on "
                   f"{int((~missing).sum()):,} checked rows; {_own(est)} serves it.")
-    return Parity(reason is None, len(rows), n_edges, worst, flips, reason, missing_ok, head_same, head_rows)
+    return Parity(reason is None, len(rows), n_edges, worst, flips, reason, missing_ok, head_same, head_rows,
+                  trees_same, trees_rows)
 
 
 # --- serving -------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ import pandas as pd
 from .head_path import HeadModel
 from .introspect import final_estimator
 from .linear_path import _LinearPath
+from .tree_path import TreePath
 from .payload import MAX_LISTED, PayloadError, Table, _names, _rows
 from .schema import unused_columns
 from .schema_policy import (_caught_call, _category_set, _text_in_numbers, _unknown_rows, empty_rows_warning,
@@ -139,12 +140,14 @@ class InputSchema:
             self.classes_json = to_jsonable(self.classes)
         self.has_proba = bool(info.get("has_predict_proba")) if has_proba is None else has_proba
         self.linear: _LinearPath | None = None  # a linear classifier's arithmetic, checked equal
+        self.trees: TreePath | None = None  # a compiled tree ensemble's few-row path, checked equal
 
     def predict(self, X: Any) -> np.ndarray:
-        if self.linear is not None and type(X) is np.ndarray:
-            result = self.linear.predict(X)
-            if result is not None:
-                return result
+        if type(X) is np.ndarray:
+            for path in (self.linear, self.trees):
+                result = path.predict(X) if path is not None else None
+                if result is not None:
+                    return result
         return self._call("predict", X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -153,6 +156,8 @@ class InputSchema:
         result = None
         if self.linear is not None and self.linear.proba is not None and type(X) is np.ndarray:
             result = self.linear.predict_proba(X)
+        elif self.trees is not None:
+            result = self.trees.predict_proba(X)
         if result is None:
             result = self._call("predict_proba", X)
         width = len(self.classes) if self.classes is not None else None
@@ -429,6 +434,8 @@ class Predictor(InputSchema):
         self.compiled = {False: CompiledModel(self.estimator, runtime, parity, faster)}
         if self.fast is not None:
             self.compiled[True] = CompiledModel(self.fast, runtime, parity, faster)
+            # a few rows: the trees walked in numpy, checked identical to scikit-learn at compile
+            self.trees = TreePath.build(self.fast) if parity.trees_same and faster.get(1) else None
         return faster
 
     # --- predicting ------------------------------------------------------------------------------

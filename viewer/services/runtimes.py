@@ -38,6 +38,7 @@ from ..core.datasets import DatasetError
 from ..core.payload import PayloadError
 from ..core.predictor import InputSchema
 from ..core.scoring import features
+from ..core.tree_path import SMALL as DIRECT_ROWS
 from ..infra.artifacts import new_key
 from ..infra.extensions import db
 from ..infra.records import Job, ModelVersion, utcnow
@@ -376,7 +377,7 @@ def summary(version: ModelVersion) -> dict[str, Any]:
             "." if enabled() else " (compiling is off on this server).")
     return {"state": state, "used": used, "serve_with": version.model.serve_with, "why_not": why, "own": own,
             "compiling": job.id if job is not None else None, "sizes": sizes,
-            "parity": runtime.get("parity"), "rows": runtime.get("rows"),
+            "parity": runtime.get("parity"), "rows": runtime.get("rows"), "direct_rows": DIRECT_ROWS,
             "library": (runtime.get("compiled") or {}).get("estimator_class") and {
                 "estimator_class": runtime["compiled"]["estimator_class"],
                 "input_dtype": runtime["compiled"].get("input_dtype"), "sha256": runtime.get("sha256"),

@@ -115,8 +115,8 @@ def _serve(channel: Channel, model_fd: int, scratch: str, guards: dict[str, str]
         channel.send(hostproto.encode(Op.LOAD, meta=_failure(exc), status=Status.FAILED,
                                       max_json=hostproto.MAX_JSON))
         return
-    coefficients = reply.pop("_coefficients", None)
-    channel.send(hostproto.encode(Op.LOAD, coefficients, meta=reply, max_json=MAX_REQUEST_JSON))
+    exported = reply.pop("_array", None)  # a linear classifier's coefficients or a tree ensemble's nodes
+    channel.send(hostproto.encode(Op.LOAD, exported, meta=reply, max_json=MAX_REQUEST_JSON))
     while True:
         request = hostproto.read(channel.recv_exactly, ops=(Op.PREDICT, Op.PING), arrow=True,
                                  max_json=MAX_REQUEST_JSON)
@@ -163,7 +163,13 @@ def _load(meta: dict[str, Any], model_fd: int, scratch: str, library_fd: int | N
         # A linear classifier is numbers: the app may compute it itself (after checking that it
         # gives this host's answers), which saves a round trip per request.
         reply["linear"] = {"intercept": linear.intercept.tolist(), "proba": linear.proba}
-        reply["_coefficients"] = np.ascontiguousarray(linear.coef_t, dtype=np.float64)
+        reply["_array"] = np.ascontiguousarray(linear.coef_t, dtype=np.float64)
+    elif predictor.trees is not None:
+        # So is a tree ensemble: the app walks the trees itself for a few rows (checked against
+        # the model's own answers on the path's probe, sent along).
+        spec, nodes = predictor.trees.export()
+        reply["trees"] = {**spec, "check": predictor.trees.expected(predictor.fast)}
+        reply["_array"] = nodes
     return predictor, reply
 
 

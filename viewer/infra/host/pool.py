@@ -29,6 +29,7 @@ from ...core import hostproto
 from ...core.hostproto import Op, ProtocolError, Status
 from ...core.payload import PayloadError
 from ...core.linear_path import _LinearPath
+from ...core.tree_path import TreePath
 from ...core.predictor import InputSchema
 from ...core.schema_policy import note_model_warnings
 from .host import MAX_REQUEST_JSON, Channel
@@ -96,7 +97,7 @@ class Host:
         self.lock = threading.Lock()
         self.guards: dict[str, str] = {}
         self.reply: dict[str, Any] = {}
-        self.coefficients: np.ndarray | None = None  # a linear classifier's, when the host offers them
+        self.exported: np.ndarray | None = None  # a linear model's coefficients or trees, when the host offers them
         self.dead = False
 
     def exchange(self, buffers: list[Any], *, ops: tuple[Op, ...], timeout: float, rows: int | None = None,
@@ -203,7 +204,7 @@ class HostPool:
             host.close()
             raise LoadRefused(reply.meta)
         host.reply = reply.meta
-        host.coefficients = reply.array
+        host.exported = reply.array
         return host
 
     def get(self, key: str, starter: Callable[[], Host]) -> Host:
@@ -277,8 +278,12 @@ class HostedPredictor(InputSchema):
         self.timeout = timeout
         self.class_array = np.asarray(self.classes) if self.classes is not None else None
         host = pool.hosts().get(key)
-        if host is not None and host.coefficients is not None:
-            self.linear = self._checked_linear(reply.get("linear") or {}, host.coefficients)
+        if host is not None and host.exported is not None and "linear" in reply:
+            self.linear = self._checked_linear(reply["linear"] or {}, host.exported)
+        elif host is not None and host.exported is not None and isinstance(reply.get("trees"), dict):
+            # a tree ensemble's nodes: the app walks them for a few rows, if it gives the host's answers
+            self.trees = TreePath.from_export(reply["trees"], host.exported, self.class_array,
+                                              reply["trees"].get("check") or {})
 
     def _checked_linear(self, exported: dict[str, Any], coefficients: np.ndarray) -> _LinearPath | None:
         """A linear classifier's arithmetic done here, from the numbers its host sent, used only if
