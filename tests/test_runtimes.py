@@ -118,6 +118,7 @@ def test_a_registered_pipeline_is_compiled_checked_and_answers_as_scikit_learn(a
     assert runtime["library"]["versions"]["tl2cgen"] and runtime["library"]["versions"]["gcc"]
     assert [s["rows"] for s in runtime["sizes"]] == [1, 100, 10_000]
     assert parity["head_same"] is True and parity["head_rows"] > 0  # the ColumnTransformer, computed directly
+    assert parity["trees_same"] is True  # and the trees walked directly, for a few rows
 
     # New rows: missing values, an unseen city, IDs the model drops; batch sizes 1 and 300.
     rows = messy_frame(300, 7)
@@ -129,6 +130,18 @@ def test_a_registered_pipeline_is_compiled_checked_and_answers_as_scikit_learn(a
         assert np.abs(got - expected[: len(batch)]).max() <= TOLERANCE
         assert body["predictions"] == model.predict(batch).tolist()
     assert host_runtime(app, "loans") == "compiled"
+
+    # A few rows are answered in the app (the host exported its preprocessing and trees), exactly
+    # as scikit-learn answers them: even with its host gone.
+    from viewer.services import hosts
+
+    for host in hosts._pool.hosts().values():
+        host.kill()
+    started = hosts._pool.started
+    few = rows.iloc[10:26]
+    body = predict(client, headers, "loans", few)
+    assert np.array_equal(np.array(body["probabilities"], dtype=float), model.predict_proba(few))
+    assert body["predictions"] == model.predict(few).tolist() and hosts._pool.started == started
 
     auth.login("viewer")
     page = client.get("/models/loans/versions/1")

@@ -17,7 +17,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 
 from tests.realistic import FEATURES, TARGET, loan_table
 from viewer.core.compiled import _dense
-from viewer.core.head_path import SMALL, HeadPath
+from viewer.core.head_path import SMALL, HeadPath, decode, encode
 
 NUMBERS = ["amount", "income", "age"]
 TEXT = ["region", "employment"]
@@ -71,6 +71,43 @@ def test_identical_to_scikit_learn_on_messy_rows(loans, name):
         assert ours is not None
         assert ours.dtype == np.float64 and ours.shape == theirs.shape
         assert np.array_equal(ours, theirs, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", list(heads()))
+def test_an_exported_head_is_rebuilt_from_plain_data_with_the_same_output(loans, name):
+    """What a model host sends the app: a description of the fitted steps in JSON (categories with
+    NaN, numbers, statistics) and the head's output on its probe; the rebuilt path transforms
+    messy rows exactly as scikit-learn does."""
+    fitted, test = loans
+    path = HeadPath.build(fitted[name])
+    sent = json.loads(json.dumps({"described": path.export(), "check": path.expected()}, allow_nan=False))
+    rebuilt = HeadPath.from_export(sent["described"], sent["check"])
+    assert rebuilt is not None
+    for rows in (test.iloc[:SMALL], test.iloc[3:4]):
+        assert np.array_equal(rebuilt.transform(rows), _dense(fitted[name].transform(rows)), equal_nan=True)
+
+
+def test_a_description_that_does_not_give_the_hosts_output_is_not_used(loans):
+    fitted, _test = loans
+    path = HeadPath.build(fitted["loan"])
+    check = json.loads(json.dumps(path.expected()))
+    described = json.loads(json.dumps(path.export()))
+    mean = described["ct"]["parts"][0]["step"]["steps"][0]["statistics"]  # the imputer's means
+    mean["values"][0] += 1.0
+    assert HeadPath.from_export(described, check) is None
+    described = json.loads(json.dumps(path.export()))
+    described["ct"]["parts"][1]["step"]["steps"][1]["step"] = "target_encoder"  # a step it does not know
+    assert HeadPath.from_export(described, check) is None
+    assert HeadPath.from_export({"ct": {}}, check) is None
+
+
+def test_arrays_travel_as_json_with_their_kind_and_missing_values():
+    text = np.array(["north", np.nan, "south"], dtype=object)
+    for values in (text, np.array([1.5, np.nan, np.inf, -np.inf, -0.0]), np.arange(3), np.array([True, False])):
+        back = decode(json.loads(json.dumps(encode(values), allow_nan=False)))
+        assert back.dtype == values.dtype and back.shape == values.shape
+        assert all(a == b or (a != a and b != b) for a, b in zip(back.tolist(), values.tolist()))
+        assert [type(v) for v in back.tolist()] == [type(v) for v in values.tolist()]
 
 
 def test_str_columns_read_like_object_columns(loans):

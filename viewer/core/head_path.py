@@ -67,19 +67,82 @@ def _has_inf(X: np.ndarray) -> bool:
     return X.dtype.kind == "f" and bool(np.isinf(X).any())
 
 
+# --- plain descriptions of fitted steps (what a host exports), and arrays in JSON --------------------
+
+def encode(values: Any) -> dict[str, Any]:
+    """A 1-D array of numbers or of text and missing values as JSON (NaN and infinity as text
+    beside the list); ``decode`` gives back an equal array of the same kind."""
+    array = np.asarray(values)
+    if array.ndim != 1 or array.dtype.kind not in "fiubO":
+        raise _Refuse("an array that does not travel")
+    flat, special = [], {}
+    for i, v in enumerate(array.tolist()):
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            flat.append(v)
+        elif isinstance(v, int):
+            flat.append(int(v))
+        elif isinstance(v, float):
+            flat.append(float(v) if math.isfinite(v) else None)
+            if not math.isfinite(v):
+                special[str(i)] = repr(float(v))
+        else:
+            raise _Refuse("a value that does not travel")
+    return {"dtype": array.dtype.str if array.dtype.kind != "O" else "O", "values": flat, "special": special}
+
+
+def decode(spec: dict[str, Any]) -> np.ndarray:
+    values = list(spec["values"])
+    for i, text in spec["special"].items():
+        values[int(i)] = float(text)
+    if spec["dtype"] == "O":
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out
+    return np.asarray(values, dtype=np.dtype(spec["dtype"]))
+
+
+def _describe(step: Any) -> dict[str, Any]:
+    """A fitted step as plain data: the attributes ``_runner`` needs, for the steps and options it
+    reproduces (``_Refuse`` otherwise)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    if type(step) is Pipeline:
+        return {"step": "chain", "steps": [_describe(s) for _, s in step.steps if s not in (None, "passthrough")]}
+    if step == "passthrough" or type(step) is FunctionTransformer and step.func is None:
+        return {"step": "identity"}  # a fitted ColumnTransformer's "passthrough" is an identity FunctionTransformer
+    if type(step) is SimpleImputer:
+        if step.add_indicator or not (isinstance(step.missing_values, float) and math.isnan(step.missing_values)):
+            raise _Refuse("imputer options")
+        return {"step": "imputer", "statistics": encode(step.statistics_)}
+    if type(step) is StandardScaler:
+        return {"step": "scaler", "mean": encode(step.mean_) if step.with_mean else None,
+                "scale": encode(step.scale_) if step.with_std else None}
+    if type(step) in (OneHotEncoder, OrdinalEncoder):
+        if getattr(step, "_infrequent_enabled", False):
+            raise _Refuse("infrequent categories")
+        described = {"categories": [encode(c) for c in step.categories_], "unknown": step.handle_unknown}
+        if type(step) is OneHotEncoder:
+            drop = step.drop_idx_
+            return {"step": "one_hot", **described,
+                    "drop": None if drop is None else [None if d is None else int(d) for d in drop]}
+        return {"step": "ordinal", **described, "encoded_missing": float(step.encoded_missing_value),
+                "unknown_value": float(step.unknown_value) if step.handle_unknown == "use_encoded_value" else None}
+    raise _Refuse(type(step).__name__)
+
+
 # --- one fitted step each: a function from a 2-D array to a 2-D array (None: not for this input) --
 
-def _imputer(step: Any) -> Step:
+def _imputer(step: dict[str, Any]) -> Step:
     """SimpleImputer with ``missing_values=nan``, no indicator, every statistic present."""
-    if step.add_indicator or not (isinstance(step.missing_values, float) and math.isnan(step.missing_values)):
-        raise _Refuse("imputer options")
-    statistics = np.asarray(step.statistics_)
+    statistics = decode(step["statistics"])
     if statistics.dtype.kind == "f" and np.isnan(statistics).any() \
             or statistics.dtype.kind == "O" and any(v is None or _is_nan(v) for v in statistics):
         raise _Refuse("an empty feature")
 
     def run(X: np.ndarray) -> np.ndarray | None:
-        if (X.dtype.kind == "O") != (statistics.dtype.kind == "O") or _has_inf(X):
+        if (X.dtype.kind == "O") != (statistics.dtype.kind == "O") or _has_inf(X) or X.shape[1] != len(statistics):
             return None
         mask = _missing_mask(X)
         if not mask.any():
@@ -90,10 +153,10 @@ def _imputer(step: Any) -> Step:
     return run
 
 
-def _scaler(step: Any) -> Step:
+def _scaler(step: dict[str, Any]) -> Step:
     """StandardScaler (``X -= mean_; X /= scale_``, as scikit-learn's ``transform`` does)."""
-    mean = step.mean_ if step.with_mean else None
-    scale = step.scale_ if step.with_std else None
+    mean = decode(step["mean"]).astype(np.float64) if step["mean"] is not None else None
+    scale = decode(step["scale"]).astype(np.float64) if step["scale"] is not None else None
 
     def run(X: np.ndarray) -> np.ndarray | None:
         if X.dtype != np.float64 or _has_inf(X):
@@ -107,11 +170,10 @@ def _scaler(step: Any) -> Step:
     return run
 
 
-def _lookups(step: Any) -> list[dict[Any, int]]:
-    if getattr(step, "_infrequent_enabled", False):
-        raise _Refuse("infrequent categories")
+def _lookups(step: dict[str, Any]) -> list[dict[Any, int]]:
     tables = []
-    for categories in step.categories_:
+    for encoded in step["categories"]:
+        categories = decode(encoded)
         if any(v is None or v is pd.NA for v in categories):
             raise _Refuse("None as a category")
         tables.append({_key(v): i for i, v in enumerate(categories.tolist())})
@@ -123,17 +185,17 @@ def _codes(table: dict[Any, int], column: np.ndarray) -> np.ndarray:
     return np.fromiter((get(_key(v), -1) for v in column.tolist()), dtype=np.int64, count=len(column))
 
 
-def _one_hot(step: Any) -> Step:
+def _one_hot(step: dict[str, Any]) -> Step:
     """OneHotEncoder without infrequent categories. Unseen categories are rows of zeros under
     ``handle_unknown="ignore"`` without ``drop``; otherwise scikit-learn answers them (its error,
     or its warning)."""
-    if step.handle_unknown not in ("ignore", "error", "infrequent_if_exist"):
+    if step["unknown"] not in ("ignore", "error", "infrequent_if_exist"):
         raise _Refuse("handle_unknown")
     tables = _lookups(step)
-    drop = step.drop_idx_
+    drop = step["drop"]
     widths = [len(t) - (1 if drop is not None and drop[i] is not None else 0) for i, t in enumerate(tables)]
     offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
-    refuse_unknown = step.handle_unknown == "error"
+    refuse_unknown = step["unknown"] == "error"
 
     def run(X: np.ndarray) -> np.ndarray | None:
         if X.shape[1] != len(tables):
@@ -154,14 +216,14 @@ def _one_hot(step: Any) -> Step:
     return run
 
 
-def _ordinal(step: Any) -> Step:
+def _ordinal(step: dict[str, Any]) -> Step:
     """OrdinalEncoder without infrequent categories; unknown categories "error" or
     "use_encoded_value"; a missing category gives ``encoded_missing_value``."""
-    if step.handle_unknown not in ("error", "use_encoded_value"):
+    if step["unknown"] not in ("error", "use_encoded_value"):
         raise _Refuse("handle_unknown")
     tables = _lookups(step)
-    unknown = float(step.unknown_value) if step.handle_unknown == "use_encoded_value" else None
-    missing = float(step.encoded_missing_value)
+    unknown = None if step["unknown_value"] is None else float(step["unknown_value"])
+    missing = float(step["encoded_missing"])
 
     def run(X: np.ndarray) -> np.ndarray | None:
         if X.shape[1] != len(tables):
@@ -181,21 +243,16 @@ def _ordinal(step: Any) -> Step:
     return run
 
 
-def _step(step: Any) -> Step:
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
-
-    kinds = {SimpleImputer: _imputer, StandardScaler: _scaler, OneHotEncoder: _one_hot, OrdinalEncoder: _ordinal}
-    if type(step) is Pipeline:
-        runs = [_step(s) for _, s in step.steps if s not in (None, "passthrough")]
-        return _chain(runs)
-    if step == "passthrough" or type(step) is FunctionTransformer and step.func is None:
-        return lambda X: X  # a fitted ColumnTransformer's "passthrough" is an identity FunctionTransformer
-    maker = kinds.get(type(step))
-    if maker is None:
-        raise _Refuse(type(step).__name__)
-    return maker(step)
+def _runner(step: dict[str, Any]) -> Step:
+    kind = step["step"]
+    if kind == "chain":
+        return _chain([_runner(s) for s in step["steps"]])
+    if kind == "identity":
+        return lambda X: X
+    makers = {"imputer": _imputer, "scaler": _scaler, "one_hot": _one_hot, "ordinal": _ordinal}
+    if kind not in makers:
+        raise _Refuse(str(kind))
+    return makers[kind](step)
 
 
 def _chain(runs: list[Step]) -> Step:
@@ -210,27 +267,22 @@ def _chain(runs: list[Step]) -> Step:
 
 # --- the ColumnTransformer: input columns by name, outputs side by side -----------------------------
 
-def _first_step(step: Any) -> Any:
-    from sklearn.pipeline import Pipeline
-
-    while type(step) is Pipeline:
-        step = next((s for _, s in step.steps if s not in (None, "passthrough")), "passthrough")
+def _first_step(step: dict[str, Any]) -> dict[str, Any]:
+    while step["step"] == "chain":
+        step = step["steps"][0] if step["steps"] else {"step": "identity"}
     return step
 
 
-def _part_kind(step: Any) -> str:
+def _part_kind(step: dict[str, Any]) -> str:
     """What a ColumnTransformer part takes: "numbers" (numeric steps), "text" (an encoder fitted
     on text, or an imputer with text statistics) or "codes" (an encoder fitted on numbers)."""
-    from sklearn.impute import SimpleImputer
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
-
     first = _first_step(step)
-    if isinstance(first, (OneHotEncoder, OrdinalEncoder)):
-        kinds = {"text" if c.dtype.kind == "O" else "codes" for c in first.categories_}
+    if first["step"] in ("one_hot", "ordinal"):
+        kinds = {"text" if c["dtype"] == "O" else "codes" for c in first["categories"]}
         if len(kinds) != 1:
             raise _Refuse("text and number categories in one encoder")
         return kinds.pop()
-    if isinstance(first, SimpleImputer) and np.asarray(first.statistics_).dtype.kind == "O":
+    if first["step"] == "imputer" and first["statistics"]["dtype"] == "O":
         return "text"
     return "numbers"
 
@@ -244,11 +296,11 @@ def _takes(dtype: Any, kind: str) -> bool:
     return isinstance(dtype, np.dtype) and (dtype == np.float64 or dtype.kind in "iub")
 
 
-def _column_transformer(ct: Any) -> Callable[[pd.DataFrame], "np.ndarray | None"]:
+def _describe_column_transformer(ct: Any) -> dict[str, Any]:
     if ct.transformer_weights or not hasattr(ct, "feature_names_in_"):
         raise _Refuse("weights or no column names")
     names = np.asarray(ct.feature_names_in_, dtype=object)
-    parts: list[tuple[list[str], str, Step]] = []
+    parts = []
     for _, transformer, columns in ct.transformers_:
         if transformer == "drop":
             continue
@@ -257,11 +309,16 @@ def _column_transformer(ct: Any) -> Callable[[pd.DataFrame], "np.ndarray | None"
         selected = np.asarray(columns)
         if selected.size == 0:
             continue
-        if selected.dtype == bool:
+        if selected.dtype == bool or selected.dtype.kind in "iu":
             selected = names[selected]
-        elif selected.dtype.kind in "iu":
-            selected = names[selected]
-        parts.append(([str(c) for c in selected], _part_kind(transformer), _step(transformer)))
+        step = _describe(transformer)
+        parts.append({"columns": [str(c) for c in selected], "kind": _part_kind(step), "step": step})
+    return {"names": [str(n) for n in names], "parts": parts}
+
+
+def _column_transformer(described: dict[str, Any]) -> Callable[[pd.DataFrame], "np.ndarray | None"]:
+    parts: list[tuple[list[str], str, Step]] = [
+        ([str(c) for c in p["columns"]], _part_kind(p["step"]), _runner(p["step"])) for p in described["parts"]]
 
     layouts: dict[tuple[Any, ...], list[np.ndarray] | None] = {}  # frame columns -> each part's positions
 
@@ -310,10 +367,16 @@ class HeadPath:
     """A Pipeline head (its steps before the final estimator) whose first step is a
     ColumnTransformer and whose other steps are numeric ones this module knows, computed in numpy.
     ``transform`` returns the head's output as a dense float64 array, or None when scikit-learn
-    should transform this input."""
+    should transform this input.
 
-    def __init__(self, first: Callable[[pd.DataFrame], "np.ndarray | None"], rest: Step):
-        self._first, self._rest = first, rest
+    Built from a plain description of the fitted steps (``described``), so a model host can export
+    it (``export``) and the app rebuild it (``from_export``) without any model object, as the trees
+    after it (``tree_path``)."""
+
+    def __init__(self, described: dict[str, Any]):
+        self.described = described
+        self._first = _column_transformer(described["ct"])
+        self._rest = _chain([_runner(s) for s in described["rest"]])
 
     @classmethod
     def build(cls, head: Any) -> "HeadPath | None":
@@ -325,14 +388,35 @@ class HeadPath:
         if type(head) is not Pipeline or not head.steps or type(head.steps[0][1]) is not ColumnTransformer:
             return None
         try:
-            first = _column_transformer(head.steps[0][1])
-            rest = _chain([_step(s) for _, s in head.steps[1:] if s not in (None, "passthrough")])
-            path = cls(first, rest)
+            path = cls({"ct": _describe_column_transformer(head.steps[0][1]),
+                        "rest": [_describe(s) for _, s in head.steps[1:] if s not in (None, "passthrough")]})
             return path if path._reproduces(head) else None
         except _Refuse:
             return None
         except Exception:  # noqa: BLE001  (a fitted object this code does not expect: scikit-learn serves it)
             return None
+
+    def export(self) -> dict[str, Any]:
+        """The description (JSON-able) ``from_export`` takes."""
+        return self.described
+
+    def expected(self) -> dict[str, Any]:
+        """The head's own output on ``probe``, for ``from_export``."""
+        output = self.transform(self.probe())  # equal to the head's (``build`` checked it)
+        return {"shape": list(output.shape), "output": encode(output.ravel())}
+
+    @classmethod
+    def from_export(cls, described: dict[str, Any], check: dict[str, Any]) -> "HeadPath | None":
+        """The path a host described, used only if its output on the probe is exactly the one the
+        host sent (``expected``)."""
+        try:
+            path = cls(described)
+            ours = path.transform(path.probe())
+            theirs = decode(check["output"]).astype(np.float64).reshape(check["shape"])
+        except Exception:  # noqa: BLE001  (a description this code does not take: the host transforms)
+            return None
+        return path if ours is not None and ours.shape == theirs.shape \
+            and np.array_equal(ours, theirs, equal_nan=True) else None
 
     def transform(self, X: Any) -> np.ndarray | None:
         try:
@@ -341,10 +425,13 @@ class HeadPath:
         except Exception:  # noqa: BLE001  (_Decline, or input this code did not foresee: scikit-learn transforms)
             return None
 
+    def probe(self) -> pd.DataFrame:
+        return probe_frame(self.described["ct"])
+
     def _reproduces(self, head: Any) -> bool:
         from .compiled import _dense  # noqa: PLC0415  (compiled imports this module)
 
-        probe = probe_frame(head.steps[0][1])
+        probe = self.probe()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -355,45 +442,36 @@ class HeadPath:
         return ours is not None and ours.shape == theirs.shape and np.array_equal(ours, theirs, equal_nan=True)
 
 
-def probe_frame(ct: Any) -> pd.DataFrame:
-    """Rows that take every path through the ColumnTransformer's steps: for text columns each
-    fitted category, an unseen one and a missing value; for numeric columns missing values,
+def probe_frame(ct: dict[str, Any]) -> pd.DataFrame:
+    """Rows that take every path through a described ColumnTransformer's steps: for text columns
+    each fitted category, an unseen one and a missing value; for numeric columns missing values,
     zeros, negatives, fractions and large values. Text steps that refuse unseen categories get none."""
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
-
     numbers = [np.nan, 0.0, -1.5, 0.1, 3.0, 1e6, -2.5e-3, 42.0]
     columns: dict[str, list[Any]] = {}
-    names = [str(c) for c in ct.feature_names_in_]
-    for _, transformer, selected in ct.transformers_:
-        if transformer == "drop":
-            continue
-        chosen = np.asarray(selected)
-        if chosen.size == 0:
-            continue
-        if chosen.dtype == bool or chosen.dtype.kind in "iu":
-            chosen = np.asarray(names, dtype=object)[chosen]
-        if _part_kind(transformer) == "numbers":
+    for part in ct["parts"]:
+        chosen = part["columns"]
+        if part["kind"] == "numbers":
             for c in chosen:
-                columns[str(c)] = numbers
+                columns[c] = numbers
             continue
-        steps = getattr(transformer, "steps", [(None, transformer)])
-        encoder = next((s for _, s in steps if isinstance(s, (OneHotEncoder, OrdinalEncoder))), None)
-        refuses = encoder is not None and encoder.handle_unknown == "error"
+        steps = part["step"]["steps"] if part["step"]["step"] == "chain" else [part["step"]]
+        encoder = next((s for s in steps if s["step"] in ("one_hot", "ordinal")), None)
+        refuses = encoder is not None and encoder["unknown"] == "error"
         for j, c in enumerate(chosen):
-            known = list(encoder.categories_[j]) if encoder is not None else []
-            numeric = encoder is not None and encoder.categories_[j].dtype.kind in "fiu"
-            unseen = (float(np.nanmax(encoder.categories_[j])) + 1 if len(known) else 1.0) if numeric \
-                else "an unseen value"
+            categories = decode(encoder["categories"][j]) if encoder is not None else np.array([])
+            known = categories.tolist()
+            numeric = encoder is not None and categories.dtype.kind in "fiu"
+            unseen = (float(np.nanmax(categories)) + 1 if len(known) else 1.0) if numeric else "an unseen value"
             values = known + ([] if refuses else [unseen, np.nan] + ([] if numeric else [np.float32("nan")]))
-            columns[str(c)] = values or ["a value", np.nan]
+            columns[c] = values or ["a value", np.nan]
     n = max((len(v) for v in columns.values()), default=1)
     data = {}
-    for name in names:
+    for name in ct["names"]:
         values = columns.get(name, [0.0])
         cycle = [values[i % len(values)] for i in range(n)]
         kind = "text" if any(isinstance(v, str) for v in values) else "number"
         data[name] = pd.Series(cycle, dtype=object if kind == "text" else None)
-    return pd.DataFrame(data, columns=names)
+    return pd.DataFrame(data, columns=ct["names"])
 
 
 class HeadModel:
@@ -416,7 +494,7 @@ class HeadModel:
         if path is None:
             return None
         head = cls(model, path, final)
-        probe = probe_frame(model.steps[0][1])
+        probe = path.probe()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

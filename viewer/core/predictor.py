@@ -35,9 +35,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .head_path import HeadModel
+from .head_path import HeadModel, HeadPath
 from .introspect import final_estimator
 from .linear_path import _LinearPath
+from .tree_path import SMALL as TREE_ROWS
 from .tree_path import TreePath
 from .payload import MAX_LISTED, PayloadError, Table, _names, _rows
 from .schema import unused_columns
@@ -141,23 +142,31 @@ class InputSchema:
         self.has_proba = bool(info.get("has_predict_proba")) if has_proba is None else has_proba
         self.linear: _LinearPath | None = None  # a linear classifier's arithmetic, checked equal
         self.trees: TreePath | None = None  # a compiled tree ensemble's few-row path, checked equal
+        self.head_path: HeadPath | None = None  # the preprocessing before those trees, checked equal
 
-    def predict(self, X: Any) -> np.ndarray:
+    def _direct(self, method: str, X: Any) -> np.ndarray | None:
+        """The answer of a path computed here, or None: a linear classifier's arithmetic, a tree
+        ensemble walked for a few rows, after its pipeline's preprocessing when X is a frame."""
         if type(X) is np.ndarray:
-            for path in (self.linear, self.trees):
-                result = path.predict(X) if path is not None else None
+            if self.linear is not None and (method == "predict" or self.linear.proba is not None):
+                result = getattr(self.linear, method)(X)
                 if result is not None:
                     return result
-        return self._call("predict", X)
+            return getattr(self.trees, method)(X) if self.trees is not None else None
+        if self.trees is not None and self.head_path is not None and isinstance(X, pd.DataFrame) \
+                and len(X) <= TREE_ROWS:
+            inputs = self.head_path.transform(X)
+            return getattr(self.trees, method)(inputs) if inputs is not None else None
+        return None
+
+    def predict(self, X: Any) -> np.ndarray:
+        result = self._direct("predict", X)
+        return result if result is not None else self._call("predict", X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         if not self.has_proba:
             raise PayloadError("This model does not give probabilities (no predict_proba).", "UNSUPPORTED_OUTPUT")
-        result = None
-        if self.linear is not None and self.linear.proba is not None and type(X) is np.ndarray:
-            result = self.linear.predict_proba(X)
-        elif self.trees is not None:
-            result = self.trees.predict_proba(X)
+        result = self._direct("predict_proba", X)
         if result is None:
             result = self._call("predict_proba", X)
         width = len(self.classes) if self.classes is not None else None
@@ -434,8 +443,15 @@ class Predictor(InputSchema):
         self.compiled = {False: CompiledModel(self.estimator, runtime, parity, faster)}
         if self.fast is not None:
             self.compiled[True] = CompiledModel(self.fast, runtime, parity, faster)
-            # a few rows: the trees walked in numpy, checked identical to scikit-learn at compile
-            self.trees = TreePath.build(self.fast) if parity.trees_same and faster.get(1) else None
+        # A few rows: the trees walked in numpy (checked identical to scikit-learn at compile), after
+        # the pipeline's preprocessing computed directly when it takes a frame.
+        self.trees = self.head_path = None
+        whole = self.compiled[False]
+        if parity.trees_same and faster.get(1):
+            if self.fast is not None:
+                self.trees = TreePath.build(self.fast)
+            elif whole.head_path is not None and parity.head_same:
+                self.trees, self.head_path = TreePath.build(whole.est), whole.head_path
         return faster
 
     # --- predicting ------------------------------------------------------------------------------

@@ -168,7 +168,11 @@ def _load(meta: dict[str, Any], model_fd: int, scratch: str, library_fd: int | N
         # So is a tree ensemble: the app walks the trees itself for a few rows (checked against
         # the model's own answers on the path's probe, sent along).
         spec, nodes = predictor.trees.export()
-        reply["trees"] = {**spec, "check": predictor.trees.expected(predictor.fast)}
+        if predictor.head_path is None:
+            reply["trees"] = {**spec, "check": predictor.trees.expected(predictor.fast)}
+        else:  # and the preprocessing before them: plain numbers and categories too
+            reply["trees"] = {**spec, "check": predictor.trees.expected(predictor.compiled[False].est)}
+            reply["head"] = {"described": predictor.head_path.export(), "check": predictor.head_path.expected()}
         reply["_array"] = nodes
     return predictor, reply
 

@@ -29,6 +29,7 @@ from ...core import hostproto
 from ...core.hostproto import Op, ProtocolError, Status
 from ...core.payload import PayloadError
 from ...core.linear_path import _LinearPath
+from ...core.head_path import HeadPath
 from ...core.tree_path import TreePath
 from ...core.predictor import InputSchema
 from ...core.schema_policy import note_model_warnings
@@ -284,6 +285,10 @@ class HostedPredictor(InputSchema):
             # a tree ensemble's nodes: the app walks them for a few rows, if it gives the host's answers
             self.trees = TreePath.from_export(reply["trees"], host.exported, self.class_array,
                                               reply["trees"].get("check") or {})
+            if isinstance(reply.get("head"), dict):  # a pipeline: its preprocessing too, or neither
+                self.head_path = HeadPath.from_export(reply["head"].get("described") or {},
+                                                      reply["head"].get("check") or {})
+                self.trees = self.trees if self.head_path is not None else None
 
     def _checked_linear(self, exported: dict[str, Any], coefficients: np.ndarray) -> _LinearPath | None:
         """A linear classifier's arithmetic done here, from the numbers its host sent, used only if
