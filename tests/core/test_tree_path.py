@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn import ensemble
 
@@ -112,3 +113,50 @@ def test_an_exported_path_is_rebuilt_only_when_it_gives_the_models_answers(data)
         assert TreePath.from_export(spec, broken, model.classes_, expected) is None
         assert TreePath.from_export(spec, nodes[:, :4], model.classes_, expected) is None
         assert TreePath.from_export({**spec, "depth": "deep"}, nodes, model.classes_, expected) is None
+
+
+def test_a_pipelines_few_rows_are_answered_from_their_columns_and_declined_rows_by_the_model():
+    """With a compiled pipeline's paths (its preprocessing computed directly, then the trees),
+    ``prepare`` leaves a few rows as columns and the answer is computed from them, identical to
+    the pipeline's; a row the trees decline (a missing amount the forest routes by its own rules)
+    is answered by the pipeline from the DataFrame, whose text columns stay objects."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from tests.realistic import FEATURES, TARGET, loan_table
+    from viewer.core.head_path import HeadPath
+    from viewer.core.introspect import describe_model
+    from viewer.core.payload import parse_mlflow
+    from viewer.core.predictor import FrameRows, Predictor
+
+    loans = loan_table(800, seed=3)
+    loans["region"] = loans["region"].fillna("unknown")
+    prep = ColumnTransformer([("text", OneHotEncoder(handle_unknown="ignore"), ["region", "employment"]),
+                              ("numbers", "passthrough", ["amount", "income", "age"])])
+    model = make_pipeline(prep, ensemble.RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0))
+    model.fit(loans[FEATURES], loans[TARGET])
+    predictor = Predictor(model, describe_model(model).to_dict())
+    predictor.head_path, predictor.trees = HeadPath.build(model[:-1]), TreePath.build(model[-1])
+    assert predictor.head_path is not None and predictor.trees is not None
+
+    rows = loans[FEATURES].iloc[:SMALL + 1].astype(object)
+    rows = rows.where(rows.notna(), None)
+    rows.loc[rows.index[1], "region"] = "atlantis"  # unseen: ignored by the encoder
+
+    def prepared(frame):
+        body = json.dumps({"dataframe_records": frame.to_dict(orient="records")}).encode()
+        return predictor.prepare(parse_mlflow(body, "application/json"), [])
+
+    complete = rows[rows["amount"].notna() & rows["income"].notna()]
+    few = prepared(complete.iloc[:SMALL])
+    assert isinstance(few, FrameRows)
+    assert np.array_equal(predictor.predict_proba(few), model.predict_proba(few.frame))
+    assert np.array_equal(predictor.predict(few), model.predict(few.frame))
+    assert few.frame["region"].dtype == object and few.frame["amount"].dtype == np.float64
+
+    holes = prepared(rows.iloc[:SMALL])
+    assert isinstance(holes, FrameRows) and holes.frame["amount"].isna().any()
+    assert predictor.trees.predict(predictor.head_path.transform_columns(holes.data)) is None  # declined
+    assert np.array_equal(predictor.predict_proba(holes), model.predict_proba(holes.frame))
+    assert isinstance(prepared(rows), pd.DataFrame)  # more rows: a DataFrame, as before

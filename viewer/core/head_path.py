@@ -127,8 +127,9 @@ def _describe(step: Any) -> dict[str, Any]:
             drop = step.drop_idx_
             return {"step": "one_hot", **described,
                     "drop": None if drop is None else [None if d is None else int(d) for d in drop]}
-        return {"step": "ordinal", **described, "encoded_missing": float(step.encoded_missing_value),
-                "unknown_value": float(step.unknown_value) if step.handle_unknown == "use_encoded_value" else None}
+        return {"step": "ordinal", **described, "encoded_missing": repr(float(step.encoded_missing_value)),
+                "unknown_value": repr(float(step.unknown_value)) if step.handle_unknown == "use_encoded_value"
+                else None}  # (as text: either may be NaN, which JSON has not)
     raise _Refuse(type(step).__name__)
 
 
@@ -316,7 +317,10 @@ def _describe_column_transformer(ct: Any) -> dict[str, Any]:
     return {"names": [str(n) for n in names], "parts": parts}
 
 
-def _column_transformer(described: dict[str, Any]) -> Callable[[pd.DataFrame], "np.ndarray | None"]:
+def _column_transformer(described: dict[str, Any]) -> tuple[Callable[[pd.DataFrame], "np.ndarray | None"],
+                                                             Callable[[dict[str, np.ndarray]], "np.ndarray | None"]]:
+    """The described ColumnTransformer as two functions: of a DataFrame, and of its columns
+    before they make one (name -> 1-D array: what ``InputSchema.prepare`` validated)."""
     parts: list[tuple[list[str], str, Step]] = [
         ([str(c) for c in p["columns"]], _part_kind(p["step"]), _runner(p["step"])) for p in described["parts"]]
 
@@ -355,7 +359,23 @@ def _column_transformer(described: dict[str, Any]) -> Callable[[pd.DataFrame], "
                 return None
             outputs.append(out)
         return np.hstack(outputs) if outputs else None
-    return run
+
+    def run_columns(data: dict[str, np.ndarray]) -> np.ndarray | None:
+        n_rows = len(next(iter(data.values()))) if data else 0
+        outputs = []
+        for columns, kind, step in parts:
+            arrays = [data.get(c) for c in columns]
+            if any(a is None or a.ndim != 1 or len(a) != n_rows or not _takes(a.dtype, kind) for a in arrays):
+                return None
+            block = np.empty((n_rows, len(arrays)), dtype=np.float64 if kind == "numbers" else object)
+            for j, array in enumerate(arrays):
+                block[:, j] = array
+            out = step(block)
+            if out is None or out.dtype.kind != "f" or out.ndim != 2:
+                return None
+            outputs.append(out)
+        return np.hstack(outputs) if outputs else None
+    return run, run_columns
 
 
 SMALL = 64  # rows up to which a frame is converted to one object array at once
@@ -375,7 +395,7 @@ class HeadPath:
 
     def __init__(self, described: dict[str, Any]):
         self.described = described
-        self._first = _column_transformer(described["ct"])
+        self._first, self._first_columns = _column_transformer(described["ct"])
         self._rest = _chain([_runner(s) for s in described["rest"]])
 
     @classmethod
@@ -419,8 +439,15 @@ class HeadPath:
             and np.array_equal(ours, theirs, equal_nan=True) else None
 
     def transform(self, X: Any) -> np.ndarray | None:
+        return self._transform(self._first, X)
+
+    def transform_columns(self, data: dict[str, np.ndarray]) -> np.ndarray | None:
+        """``transform`` of the DataFrame these columns (name -> 1-D array) would make."""
+        return self._transform(self._first_columns, data)
+
+    def _transform(self, first: Callable[[Any], "np.ndarray | None"], X: Any) -> np.ndarray | None:
         try:
-            out = self._first(X)
+            out = first(X)
             return None if out is None else self._rest(out)
         except Exception:  # noqa: BLE001  (_Decline, or input this code did not foresee: scikit-learn transforms)
             return None
