@@ -38,12 +38,16 @@ def app_config():
 @pytest.fixture(autouse=True)
 def no_hosts_of_earlier_tests():
     """This process's model hosts of earlier tests (other projects, same files) are stopped, so a
-    test counts only its own."""
+    test counts only its own; and its own are stopped after it, so later tests count theirs."""
     from viewer.services import hosts
 
-    if hosts._pool is not None:
-        for key in list(hosts._pool.hosts()):
-            hosts._pool.discard(key)
+    def stop_all():
+        if hosts._pool is not None:
+            for key in list(hosts._pool.hosts()):
+                hosts._pool.discard(key)
+    stop_all()
+    yield
+    stop_all()
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,11 @@ def test_what_cannot_compile_says_why():
     assert compilable(LogisticRegression().fit(X, YB)).startswith("LogisticRegression is not a tree ensemble")
     with pytest.raises(CompileError, match="categorical"):
         compile_trees(categorical, "/nonexistent")
+    # a pipeline as the last step: its scaler would be skipped before the compiled trees
+    nested = make_pipeline(StandardScaler(), make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=2)))
+    assert "a pipeline inside the pipeline" in compilable(nested.fit(X, YB))
+    with pytest.raises(CompileError, match="one flat pipeline"):
+        compile_trees(nested, "/nonexistent")
 
 
 def test_no_compiler_leaves_scikit_learn_serving(tmp_path, monkeypatch):

@@ -101,6 +101,23 @@ def test_a_description_that_does_not_give_the_hosts_output_is_not_used(loans):
     assert HeadPath.from_export({"ct": {}}, check) is None
 
 
+def test_a_large_vocabulary_is_probed_on_a_sample_and_checked_by_digest():
+    """A one-hot column of 3,000 postcodes: the probe takes an even sample of them, and the host
+    sends the output's digest, not the output (which grows with the square of the categories)."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"zip": rng.integers(10000, 13000, 6000).astype(str).astype(object),
+                          "income": rng.normal(3000, 500, 6000)})
+    head = make_pipeline(ColumnTransformer([("zip", OneHotEncoder(handle_unknown="ignore"), ["zip"]),
+                                            ("income", StandardScaler(), ["income"])])).fit(frame)
+    path = HeadPath.build(head)
+    assert path is not None and len(path.probe()) < 300
+    sent = json.dumps({"described": path.export(), "check": path.expected()}, allow_nan=False)
+    assert len(sent) < 200_000
+    rebuilt = HeadPath.from_export(json.loads(sent)["described"], json.loads(sent)["check"])
+    rows = frame.iloc[:10]
+    assert np.array_equal(rebuilt.transform(rows), _dense(head.transform(rows)))
+
+
 def test_arrays_travel_as_json_with_their_kind_and_missing_values():
     text = np.array(["north", np.nan, "south"], dtype=object)
     for values in (text, np.array([1.5, np.nan, np.inf, -np.inf, -0.0]), np.arange(3), np.array([True, False])):

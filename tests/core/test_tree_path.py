@@ -38,6 +38,8 @@ def families(data):
                                      .fit(holes, binary), holes),
         "boosting, three classes": (ensemble.HistGradientBoostingClassifier(max_iter=10, random_state=0)
                                     .fit(holes, labels), holes),
+        "boosting, ten classes": (ensemble.HistGradientBoostingClassifier(max_iter=5, random_state=0)
+                                  .fit(X, np.digitize(X[:, 0] + X[:, 3], np.linspace(-2.5, 2.5, 9))), X),
         "boosting regressor": (ensemble.HistGradientBoostingRegressor(max_iter=15, random_state=0)
                                .fit(holes, X[:, 0] - X[:, 3]), holes),
     }

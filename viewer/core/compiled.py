@@ -121,9 +121,26 @@ def _own(est: Any) -> str:
     return "LightGBM" if _library(est) == "lightgbm" else "scikit-learn"
 
 
+def head_of(model: Any, est: Any) -> Any:
+    """The Pipeline steps before ``est`` (None when the model is the estimator itself). Raises
+    CompileError when ``est`` is not the model's own last step (a pipeline nested as the last
+    step, or "passthrough" after the estimator): its steps before the trees would be skipped."""
+    if est is model:
+        return None
+    if hasattr(model, "steps") and model.steps and model.steps[-1][1] is est:
+        return model[:-1]
+    raise CompileError(f"The model's last step is not {type(est).__name__} itself (a pipeline inside the "
+                       "pipeline, or a step after it), so it is not compiled; scikit-learn serves it. "
+                       "Written as one flat pipeline, it can be.")
+
+
 def compilable(model: Any) -> str | None:
     """None when the model's final step is a tree ensemble Treelite imports; otherwise why not."""
     est = final_estimator(model)
+    try:
+        head_of(model, est)
+    except CompileError as exc:
+        return str(exc)
     float32, float64 = _families()
     if _library(est) == "lightgbm" and type(est).__name__ in ("LGBMClassifier", "LGBMRegressor"):
         return None
@@ -423,7 +440,7 @@ def check_parity(model: Any, runtime: TreeRuntime, X: np.ndarray | None = None, 
     a missing value are judged apart (``Parity.missing_ok``): a forest fitted without missing
     values sends them to the larger child in scikit-learn, and Treelite does not know which."""
     est = final_estimator(model)
-    head = model[:-1] if est is not model and hasattr(model, "steps") else None
+    head = head_of(model, est)
     n_features = int(est.n_features_in_)
     inputs = np.zeros((0, n_features))
     head_same, head_rows = None, 0
@@ -500,7 +517,7 @@ class CompiledModel:
             raise CompileError(parity.reason or "The compiled model failed its parity check.")
         self.model, self.runtime, self.parity = model, runtime, parity
         self.est = final_estimator(model)
-        self.head = model[:-1] if self.est is not model and hasattr(model, "steps") else None
+        self.head = head_of(model, self.est)
         self.head_path = HeadPath.build(self.head) if self.head is not None and parity.head_same is not False \
             else None
         self.faster = dict(faster) if faster is not None else {size: True for size in SPEED_SIZES}

@@ -185,7 +185,9 @@ class InputSchema:
     # The model's input, validated. Raises PayloadError naming the columns/rows at fault; what
     # the model takes but a user should know of (extra columns, unknown categories, imputed
     # values) is appended to ``report`` as warnings (``schema_policy``).
-    def prepare(self, table: Table, report: list[dict[str, Any]] | None = None) -> np.ndarray | pd.DataFrame:
+    # A model that takes a frame gets a DataFrame, or for a few rows answered directly (a compiled
+    # pipeline's paths) the frame's columns (``FrameRows``: its ``frame`` is the DataFrame).
+    def prepare(self, table: Table, report: list[dict[str, Any]] | None = None) -> "np.ndarray | pd.DataFrame | FrameRows":
         if table.n_rows == 0:
             raise PayloadError("The input has no rows.")
         names = self.feature_names

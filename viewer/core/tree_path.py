@@ -203,7 +203,7 @@ class TreePath:
         return self._proba(X) if self.proba and self._answers(X) else None
 
     def _answers(self, X: Any) -> bool:
-        if type(X) is not np.ndarray or len(X) > SMALL:
+        if type(X) is not np.ndarray or not 1 <= len(X) <= SMALL:
             return False
         keep = self._accepts(X)
         return keep is not None and bool(keep.all())
@@ -255,7 +255,7 @@ class TreePath:
             total /= len(self.roots)
             return total
         values = self.values[leaves, 0]
-        raw = np.empty((len(X), len(self.baseline)))
+        raw = np.empty((len(X), len(self.baseline)), order="F")  # as scikit-learn's (the softmax's sums)
         for c, trees in enumerate(self.by_class):
             terms = np.empty((len(X), len(trees) + 1))
             terms[:, 0] = self.baseline[c]

@@ -24,6 +24,7 @@ from ...core import hostproto
 from ...core.hostproto import Op, ProtocolError, Status
 from ...core.payload import PayloadError
 
+MAX_EXPORT_JSON = 4 * 2**20  # a few-row path's description (well under the app's MAX_LOAD_REPLY)
 MAX_REQUEST_JSON = 256 * 2**20  # the app is trusted: a model's schema or a chunk's text columns
 
 
@@ -165,16 +166,27 @@ def _load(meta: dict[str, Any], model_fd: int, scratch: str, library_fd: int | N
         reply["linear"] = {"intercept": linear.intercept.tolist(), "proba": linear.proba}
         reply["_array"] = np.ascontiguousarray(linear.coef_t, dtype=np.float64)
     elif predictor.trees is not None:
-        # So is a tree ensemble: the app walks the trees itself for a few rows (checked against
-        # the model's own answers on the path's probe, sent along).
-        spec, nodes = predictor.trees.export()
-        if predictor.head_path is None:
-            reply["trees"] = {**spec, "check": predictor.trees.expected(predictor.fast)}
-        else:  # and the preprocessing before them: plain numbers and categories too
-            reply["trees"] = {**spec, "check": predictor.trees.expected(predictor.compiled[False].est)}
-            reply["head"] = {"described": predictor.head_path.export(), "check": predictor.head_path.expected()}
-        reply["_array"] = nodes
+        reply.update(_exported_trees(predictor))
     return predictor, reply
+
+
+def _exported_trees(predictor) -> dict[str, Any]:
+    """A tree ensemble is numbers too: the app walks the trees itself for a few rows, checked
+    against the model's own answers on the path's probe, sent along; and a pipeline's
+    preprocessing before them (categories, statistics). Nothing when it would not fit the reply
+    (a huge vocabulary) or fails: the host answers every request, as before."""
+    try:
+        spec, nodes = predictor.trees.export()
+        exported: dict[str, Any] = {"_array": nodes}
+        if predictor.head_path is None:
+            exported["trees"] = {**spec, "check": predictor.trees.expected(predictor.fast)}
+        else:
+            exported["trees"] = {**spec, "check": predictor.trees.expected(predictor.compiled[False].est)}
+            exported["head"] = {"described": predictor.head_path.export(), "check": predictor.head_path.expected()}
+        size = len(json.dumps({k: v for k, v in exported.items() if k != "_array"}, allow_nan=False))
+        return exported if size <= MAX_EXPORT_JSON else {}
+    except Exception:  # noqa: BLE001  (no direct path: the host answers)
+        return {}
 
 
 def _use_compiled(predictor, runtime: dict[str, Any], library_fd: int, scratch: str) -> dict[str, Any]:
