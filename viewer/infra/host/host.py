@@ -177,11 +177,9 @@ def _exported_trees(predictor) -> dict[str, Any]:
     (a huge vocabulary) or fails: the host answers every request, as before."""
     try:
         spec, nodes = predictor.trees.export()
-        exported: dict[str, Any] = {"_array": nodes}
-        if predictor.head_path is None:
-            exported["trees"] = {**spec, "check": predictor.trees.expected(predictor.fast)}
-        else:
-            exported["trees"] = {**spec, "check": predictor.trees.expected(predictor.compiled[False].est)}
+        trees_of = predictor.fast if predictor.head_path is None else predictor.compiled[False].est
+        exported: dict[str, Any] = {"_array": nodes, "trees": {**spec, "check": predictor.trees.expected(trees_of)}}
+        if predictor.head_path is not None:
             exported["head"] = {"described": predictor.head_path.export(), "check": predictor.head_path.expected()}
         size = len(json.dumps({k: v for k, v in exported.items() if k != "_array"}, allow_nan=False))
         return exported if size <= MAX_EXPORT_JSON else {}
