@@ -93,10 +93,13 @@ def app(migrated: Backend, app_config: dict):
 
     from viewer import create_app
 
+    from viewer.services import predlog
+
+    predlog.discard()  # records an earlier test buffered belong to its tables, emptied below
     app = create_app(migrated.config(**app_config))
     with app.app_context():
         _empty_tables()
-    for stored in ("models", "datasets", "jobs", "runtimes", "scratch"):
+    for stored in ("models", "datasets", "jobs", "runtimes", "scratch", "predlog"):
         shutil.rmtree(migrated.data_dir / stored, ignore_errors=True)  # files go with their rows
     from viewer.services import serving
 

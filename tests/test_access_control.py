@@ -95,6 +95,8 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "api.upload_model"): "scientist",
     ("GET", "api.get_model"): "viewer",
     ("PATCH", "api.update_model"): "scientist",
+    ("GET", "api.export_log"): "viewer",
+    ("POST", "api.delete_from_log"): "scientist",
     ("PUT", "api.put_alias"): "scientist",
     ("DELETE", "api.delete_alias"): "scientist",
     ("GET", "api.get_version"): "viewer",
@@ -141,7 +143,7 @@ BODIES = {"api.put_alias": {"version": 1}, "api.move_model": {"project": "red"},
           "api.flag_identifier": {"column": "a", "identifier": True},
           "api.predict_version": {"instances": [[1, 2]]}, "v2.infer": {"inputs": [
               {"name": "input-0", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]},
-          "mlflow.invocations": {"instances": [[1, 2]]}}
+          "mlflow.invocations": {"instances": [[1, 2]]}, "api.delete_from_log": {"request_ids": ["r1"]}}
 
 
 def routes(app):

@@ -56,7 +56,7 @@ def test_v1_answer_is_jsonify_shaped_with_the_usual_headers(client, served, iris
     assert response.status_code == 200 and response.mimetype == "application/json"
     raw = response.get_data()
     assert raw.endswith(b"}\n") and b": " not in raw and b", " not in raw
-    keys = ["model", "predictions", "classes", "probabilities", "warnings"]
+    keys = ["model", "request_id", "predictions", "classes", "probabilities", "warnings"]
     assert list(response.get_json()) == (sorted(keys) if client.application.json.sort_keys else keys)
     for name in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"):
         assert len(response.headers.getlist(name)) == 1, name

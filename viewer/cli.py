@@ -248,7 +248,14 @@ def run(host: str, port: int) -> None:
     """Serve the web app (development server; see README for gunicorn)."""
     from werkzeug.serving import run_simple
 
-    run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
+    def stop(_signum, _frame):  # SIGTERM ends the server as Ctrl-C does, so exit handlers (the
+        raise KeyboardInterrupt  # prediction log's last write) run
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
 
 
 def _worker_argv(concurrency: int, loglevel: str, quiet: bool = False, queues: str = "viewer") -> list[str]:

@@ -11,7 +11,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from ..infra.extensions import csrf
-    from . import compare, datasets, docs, jobs, models, predict, spec, system, v2  # noqa: F401  (routes)
+    from . import compare, datasets, docs, jobs, log, models, predict, spec, system, v2  # noqa: F401  (routes)
     from .v1 import bp
 
     for blueprint in (bp, predict.mlflow_bp, v2.bp, spec.bp):

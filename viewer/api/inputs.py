@@ -10,6 +10,7 @@ when it is valid for the other.
 
 from __future__ import annotations
 
+from datetime import datetime
 from math import prod
 from typing import Annotated, Any, Literal
 
@@ -51,9 +52,9 @@ def _given_once(model: type[BaseModel], values: Any) -> Any:
     return values
 
 
-def _is_whole(model: type[BaseModel], name: str) -> bool:
+def _empty_refused(model: type[BaseModel], name: str) -> bool:
     field = model.model_fields.get(name)
-    return field is not None and any(getattr(m, "func", None) is _digits for m in field.metadata)
+    return field is not None and any(getattr(m, "func", None) in (_digits, _iso_time) for m in field.metadata)
 
 
 class Query(BaseModel):
@@ -66,7 +67,7 @@ class Query(BaseModel):
         values = _given_once(cls, values)
         if not isinstance(values, dict):
             return values
-        return {k: v for k, v in values.items() if v != "" or _is_whole(cls, k)}
+        return {k: v for k, v in values.items() if v != "" or _empty_refused(cls, k)}
 
 
 def _digits(value: Any) -> Any:
@@ -75,8 +76,18 @@ def _digits(value: Any) -> Any:
     return value
 
 
+def _iso_time(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 10 and value[:4].isdigit() and value[4] == "-":
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("should be a time in ISO 8601, e.g. 2026-12-07T10:00:00Z")
+
+
 Text = Annotated[str, Field(pattern=NO_NUL)]
 Whole = Annotated[int, BeforeValidator(_digits)]
+IsoTime = Annotated[datetime, BeforeValidator(_iso_time)]
 
 
 class PageQuery(Query):
@@ -113,6 +124,14 @@ class CompareQuery(Query):
     jobs: list[Text] = Field([], description=f"Job ids, the baseline first: 2 to {comparison.MAX_JOBS} finished "
                              "scoring jobs over one dataset, or one model's two jobs on two datasets (repeat the parameter, or separate the ids with commas).",
                              json_schema_extra={"style": "form", "explode": True, "examples": [[JOB_ID, JOB_ID[::-1]]]})
+
+
+class LogQuery(Query):
+    start: IsoTime = optional(description="From this time (ISO 8601; UTC when no offset is given).")
+    end: IsoTime = optional(description="Before this time (ISO 8601; UTC when no offset is given).")
+    version: Whole = optional(ge=1, description="Only this version's records.")
+    format: Literal["parquet", "csv"] = Field("parquet", description="parquet (the inputs as one struct column) "
+                                              "or csv (the inputs as columns input.<name>).")
 
 
 class PredictQuery(Query):
@@ -187,10 +206,33 @@ class CompareRequest(Body):
     retry: bool = Field(False, description="Compute a failed or cancelled comparison again.")
 
 
+class LogDeletion(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
+        "examples": [{"request_ids": ["0192f7a0-7b1c-7c3e-9a51-2f1d0c9e4b7a"]}]})
+
+    request_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        min_length=1, max_length=10_000, description="The requests whose records are deleted (every row).")
+
+
+class LogSettings(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
+        "examples": [{"sample": 0.1, "hash": ["customer_id"], "retention_days": 90}]})
+
+    enabled: bool = optional(description="Log this model's predictions (default true).")
+    sample: float = optional(ge=0, le=1, description=(
+        "Share of rows whose inputs are logged, 0 to 1 (default 1). Every row's id and outputs are logged."))
+    exclude: list[str] = optional(description="Input columns never logged.")
+    hash: list[str] = optional(description=(
+        "Input columns logged as a keyed hash (HMAC-SHA256 with the deployment's key): equal values stay equal, "
+        "the values cannot be read back."))
+    retention_days: int = optional(ge=1, le=3650, description="Days records are kept (default 30).")
+
+
 class ModelUpdate(Body):
     model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
         "examples": [{"description": "Iris species, logistic regression"}]})
 
+    log: LogSettings = optional(description="The prediction log's settings (those given change).")
     description: str = optional(description="Kept up to 10,000 characters.")
     anonymous_predict: bool = optional(description="Predictions need no token (admins only).")
     serve_with: Literal["auto", "scikit-learn"] = optional(description=(

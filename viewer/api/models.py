@@ -52,13 +52,14 @@ def get_model(name: str):
 @role_required("scientist")
 @checks("Models", {200: Model}, (400, 401, 403, 404, 413), json=ModelUpdate)
 def update_model(name: str):
-    """Change a model's description, anonymous access or runtime switch"""
+    """Change a model's description, anonymous access, runtime switch or prediction log settings"""
     model = registry.get_model(name)
     body = valid("json")
     if "anonymous_predict" in body.model_fields_set and not identity().has_role("admin"):
         raise ServiceError("forbidden", "forbidden", "Only an admin can open a model to anonymous predictions.")
     registry.update_model(model, description=body.description, anonymous_predict=body.anonymous_predict,
-                          serve_with=body.serve_with)
+                          serve_with=body.serve_with,
+                          log=body.log.model_dump(exclude_unset=True) if body.log is not None else None)
     return jsonify(registry.model_dict(model))
 
 

@@ -246,6 +246,14 @@ class Version(BaseModel):
     input_schema: list[FeatureSpec] = optional()
 
 
+class LogSettingsOut(BaseModel):
+    enabled: bool
+    sample: float = Field(description="Share of rows whose inputs are logged.")
+    exclude: list[str] = Field(description="Input columns never logged.")
+    hash: list[str] = Field(description="Input columns logged as a keyed hash.")
+    retention_days: int
+
+
 class ModelSummary(BaseModel):
     name: str
     description: str
@@ -258,6 +266,7 @@ class ModelSummary(BaseModel):
     serve_with: Literal["auto", "scikit-learn"] = Field(description=(
         "auto: compiled runtimes answer where they passed their parity check and are faster; "
         "scikit-learn: never."))
+    log: LogSettingsOut = Field(description="The prediction log's settings.")
 
 
 class Model(ModelSummary):
@@ -277,8 +286,16 @@ class Aggregates(RootModel[dict[str, Any] | None]):
     """A finished scoring job's plot aggregates; null when it computed none (no target)."""
 
 
+class LogDeleted(BaseModel):
+    deleted: list[str] = Field(description="The request ids whose records were deleted.")
+    not_found: list[str] = Field(description="The request ids the log does not hold (never logged, or purged).")
+
+
 class Prediction(BaseModel):
     model: str = Field(description="The version that answered, name/version.")
+    request_id: str = Field(description=(
+        "The request's id in the prediction log: the X-Request-ID header the client sent, or a generated "
+        "time-ordered one (also in the answer's X-Request-ID header). Labels that arrive later name it."))
     predictions: list[Any]
     classes: list[Any] = optional(description="With output=proba.")
     probabilities: list[list[float | None]] = optional(

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, after_this_request, current_app, jsonify, request
 
 from ..infra.config import VERSION as __version__
 from ..core.payload import PayloadError, parse_mlflow
 from ..http.auth import allow_anonymous_if, public
-from ..services import serving
+from ..services import predlog, serving
 from ..services.errors import ServiceError
 from ..services.registry import Ref
 from .inputs import MlflowRequest, PredictQuery
@@ -68,17 +68,31 @@ def warnings_header(found: list[dict[str, Any]]) -> dict[str, str]:
         kept.pop()
 
 
+def begin(route: str) -> predlog.Call:
+    """The request's id for the prediction log (the client's X-Request-ID, checked, or a new
+    one), returned in the X-Request-ID header of every answer, errors included."""
+    call = predlog.begin(route, request.headers.get(predlog.HEADER))
+
+    @after_this_request
+    def _header(response):
+        response.headers[predlog.HEADER] = call.request_id
+        return response
+
+    return call
+
+
 def _predict(ref: str):
+    call = begin("v1")
     served = serving.resolve(ref)
     table = parse_mlflow(body(), request.content_type or "")
     try:
         result = serving.run(served, table, proba=serving.wants_proba(table.params, request.args.get("output") or None),
-                             strict=strict())
+                             strict=strict(), call=call)
     except PayloadError as exc:
         if hasattr(exc, "warnings"):
             return refused(exc)
         raise
-    return jsonify({"model": served.ref, **result})
+    return jsonify({"model": served.ref, "request_id": call.request_id, **result})
 
 
 @bp.post("/models/<name>/predict")
@@ -125,10 +139,11 @@ def invocations():
     The body is MLflow's; warnings about the input (ignored columns, unknown categories, imputed
     values, the model's own warnings) come in the X-Viewer-Warnings header as a JSON list.
     ?strict=true refuses such input with a 400 instead."""
+    call = begin("mlflow")
     served = serving.resolve(_served_ref())
     table = parse_mlflow(body(), request.content_type or "")
     try:
-        result = serving.run(served, table, proba=serving.wants_proba(table.params, None), strict=strict())
+        result = serving.run(served, table, proba=serving.wants_proba(table.params, None), strict=strict(), call=call)
     except PayloadError as exc:
         if hasattr(exc, "warnings"):
             return refused(exc)

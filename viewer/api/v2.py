@@ -13,7 +13,7 @@ from ..services import health, serving
 from ..services.registry import Ref
 from .inputs import V2Headers, V2InferenceRequest
 from .outputs import V2InferenceResponse, V2Live, V2ModelMetadata, V2ModelReady, V2Ready, V2ServerMetadata
-from .predict import body, refused, strict
+from .predict import begin, body, refused, strict
 from .spec import checks
 
 TAG = "Open Inference Protocol"
@@ -113,10 +113,11 @@ def infer(name: str, version: str | None = None):
     JSON tensors, or the binary tensor data extension that tritonclient uses. Warnings about the input
     (ignored inputs, unknown categories, imputed values, the model's own) are listed in
     ``parameters.warnings``; ?strict=true refuses such input with a 400 instead."""
+    call = begin("v2")
     served = serving.resolve(_ref(name, version))
     table, wanted, request_id = v2.decode_request(body(), request.headers.get("Inference-Header-Content-Length"))
     try:
-        answers, found = serving.infer_outputs(served, table, wanted, strict=strict())
+        answers, found = serving.infer_outputs(served, table, wanted, strict=strict(), call=call)
     except PayloadError as exc:
         if hasattr(exc, "warnings"):
             return refused(exc)

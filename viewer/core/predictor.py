@@ -187,7 +187,9 @@ class InputSchema:
     # values) is appended to ``report`` as warnings (``schema_policy``).
     # A model that takes a frame gets a DataFrame, or for a few rows answered directly (a compiled
     # pipeline's paths) the frame's columns (``FrameRows``: its ``frame`` is the DataFrame).
-    def prepare(self, table: Table, report: list[dict[str, Any]] | None = None) -> "np.ndarray | pd.DataFrame | FrameRows":
+    # ``columns``, when given, receives a frame's validated columns (the prediction log's inputs).
+    def prepare(self, table: Table, report: list[dict[str, Any]] | None = None,
+                columns: dict[str, Any] | None = None) -> "np.ndarray | pd.DataFrame | FrameRows":
         if table.n_rows == 0:
             raise PayloadError("The input has no rows.")
         names = self.feature_names
@@ -233,7 +235,7 @@ class InputSchema:
             if self.watch and report is not None:  # the common case (no imputer) stops at the flag
                 self._report_missing_array(X, order, report)
             return X
-        return self._frame(table, order, report)
+        return self._frame(table, order, report, columns)
 
     def _report_missing_array(self, X: np.ndarray, order: list[str], report: list[dict[str, Any]]) -> None:
         missing = np.isnan(X)
@@ -347,9 +349,12 @@ class InputSchema:
         raise PayloadError(f"Non-numeric values where the model takes numbers: {described} "
                            f"(rows {_rows(first_rows)}).", "INVALID_TYPE")
 
-    def _frame(self, table: Table, order: list[str], report: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+    def _frame(self, table: Table, order: list[str], report: list[dict[str, Any]] | None = None,
+               validated: dict[str, Any] | None = None) -> pd.DataFrame:
+        """``validated``, when given, receives the validated columns (name -> 1-D array): what the
+        prediction log records without reading the DataFrame back."""
         columns = self._columns(table)
-        data: dict[str, Any] = {}
+        data: dict[str, Any] = {} if validated is None else validated
         bad: list[str] = []
         bad_rows: set[int] = set()
         n_missing: np.ndarray | None = None  # per row, how many inputs are missing

@@ -63,6 +63,15 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
                        "must take the viewer-compile queue (manage.py up starts one)."),
     "COMPILE_TIMEOUT_SECONDS": (900.0, float, "Longest a model's compilation may take before it is stopped "
                                 "(scikit-learn then serves it)."),
+    "PREDICTION_LOG": (True, "bool", "Keep a log of every prediction served (per model it can be switched off "
+                       "and its inputs sampled, excluded or hashed on the model card). Off: nothing is logged."),
+    "PREDICTION_LOG_FLUSH_SECONDS": (1.0, float, "How often each web process writes the predictions it logged to "
+                                     "the artifact store: a process killed with SIGKILL loses at most this long "
+                                     "of its log (SIGTERM writes first)."),
+    "PREDICTION_LOG_BUFFER_ROWS": (200_000, int, "Logged rows a web process holds before writing them; beyond "
+                                   "it (a store slower than the traffic) records are dropped and counted."),
+    "PREDICTION_LOG_KEY": ("", str, "Key of the keyed hash (HMAC-SHA256) of the columns a model's log hashes. "
+                           "Default: derived from SECRET_KEY; set it to keep hashes stable across a key change."),
     "INLINE_INGEST_MB": (32, int, "Datasets up to this size are ingested inside the upload "
                          "request; larger ones by a worker (the upload answers 202 at once)."),
 }

@@ -205,6 +205,9 @@ class RegisteredModel(db.Model):
     # "auto": a version's compiled runtime answers where it passed its parity check and is faster
     # (services.runtimes); "scikit-learn": never (the per-model switch on the model card).
     serve_with: Mapped[str] = mapped_column(String(20), default="auto", server_default="auto")
+    # The prediction log's settings (services.predlog.settings_of fills in the defaults): enabled,
+    # sample (share of rows whose inputs are kept), exclude and hash (columns), retention_days.
+    log_settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -337,3 +340,50 @@ class JobChunk(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
     # The artifact key of this chunk's output part, recorded only by the lease holder.
     output_key: Mapped[str | None] = mapped_column(String(255))
+
+
+class PredictionLogFile(db.Model):
+    """One Parquet file of the prediction log: a model version's records of one UTC hour
+    (``core.predlog``). Readers find the log's files only here (the artifact store's protocol);
+    compaction writes one file in place of several and swaps the records in one transaction."""
+
+    __tablename__ = "prediction_log_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(index=True)  # no foreign key: purged with its model's retention
+    model_id: Mapped[int] = mapped_column(index=True)
+    model_version_id: Mapped[int] = mapped_column(index=True)
+    version: Mapped[int]
+    hour: Mapped[datetime] = mapped_column(index=True)  # the start of the UTC hour its records fall in
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    rows: Mapped[int] = mapped_column(db.BigInteger)
+    size_bytes: Mapped[int] = mapped_column(db.BigInteger)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    compacted: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClientRequestId(db.Model):
+    """A request id a client sent (``X-Request-ID``): reused for the same model within the
+    log's retention it is refused (409). Generated ids carry their time and need no row."""
+
+    __tablename__ = "client_request_ids"
+
+    model_id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version_id: Mapped[int]
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class PredictionLogDrop(db.Model):
+    """Records of a model version the log could not keep (store full or away, buffer full):
+    counted, shown on the model's monitoring page; the predictions themselves were answered."""
+
+    __tablename__ = "prediction_log_drops"
+
+    model_version_id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(index=True)
+    dropped: Mapped[int] = mapped_column(db.BigInteger, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    last_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from ..infra.artifacts import ArtifactStore, open_store, sweep_scratch
 from ..infra.extensions import db
-from ..infra.records import Dataset, Job, JobChunk, ModelVersion
+from ..infra.records import Dataset, Job, JobChunk, ModelVersion, PredictionLogFile
 
 # The prefixes the store holds (keys of earlier releases included) and how each is recorded.
-PREFIXES = ("models", "artifacts/models", "datasets", "jobs", "runtimes")
+PREFIXES = ("models", "artifacts/models", "datasets", "jobs", "runtimes", "predlog")
 SWEEP_GRACE_SECONDS = 6 * 3600
 LEGACY_SCRATCH = ("uploads", "artifacts/tmp")  # where earlier releases staged uploads
 
@@ -40,6 +40,7 @@ def _recorded_keys() -> set[str]:
     keys.update(k for k in db.session.scalars(select(Dataset.path)) if k)
     keys.update(k for k in db.session.scalars(select(JobChunk.output_key)) if k)
     keys.update(library_keys())
+    keys.update(db.session.scalars(select(PredictionLogFile.key)))
     return keys
 
 

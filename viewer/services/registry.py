@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..core.cache import LRUCache
+from ..core import predlog as predlog_core
 from ..core.introspect import describe_model
 from ..core.schema import needed_columns
 from ..core.safe_load import ADJUSTED, ModelLoadError, UnsafeModelError, load_model
@@ -24,7 +25,7 @@ from ..infra.artifacts import TooLarge, new_key, stage
 from ..infra.extensions import db
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN, ModelAlias, ModelVersion, RegisteredModel, User
 from ..infra.scope import only_mine
-from . import hosts, jobs, projects, runtimes
+from . import hosts, jobs, predlog, projects, runtimes
 from .artifacts import library_keys, scratch_dir, store
 from .errors import ServiceError
 from .jobs import iso_time
@@ -279,10 +280,15 @@ def load(version: ModelVersion) -> Any:
 
 
 def update_model(model: RegisteredModel, *, description: str | None = None,
-                 anonymous_predict: bool | None = None, serve_with: str | None = None) -> RegisteredModel:
+                 anonymous_predict: bool | None = None, serve_with: str | None = None,
+                 log: dict[str, Any] | None = None) -> RegisteredModel:
     """Change a model's description, whether anyone may predict with it without a token (the
-    caller checks that only admins open models to anonymous predictions), and whether its
-    compiled runtimes may answer (``runtimes.SERVE_WITH``)."""
+    caller checks that only admins open models to anonymous predictions), whether its
+    compiled runtimes may answer (``runtimes.SERVE_WITH``), and its prediction log's settings
+    (``predlog.update_settings``; they take effect within ``serving.REF_CACHE_SECONDS``)."""
+    if log:
+        latest = model.latest
+        predlog.update_settings(model, log, [f.name for f in predlog_core.features_of(latest.info)] if latest else [])
     if description is not None:
         model.description = clean_text(description)[:10_000]
     if anonymous_predict is not None:
@@ -558,6 +564,7 @@ def model_dict(model: RegisteredModel, *, with_versions: bool = True) -> dict[st
         "aliases": {a.alias: a.version.version for a in model.aliases},
         "anonymous_predict": model.anonymous_predict,
         "serve_with": model.serve_with,
+        "log": predlog.settings_of(model),
     }
     if with_versions:
         out["versions"] = [version_dict(v) for v in model.versions]

@@ -23,7 +23,7 @@ from ..core.predictor import InputSchema, Predictor, labels_at, to_jsonable
 from ..core.schema_policy import collecting, model_warnings, strict_refusal
 from ..infra.host.pool import HostedPredictor
 from ..infra.scope import current
-from . import hosts, registry, runtimes
+from . import hosts, predlog, registry, runtimes
 from .errors import ServiceError
 
 REF_CACHE_SECONDS = 3.0
@@ -39,6 +39,7 @@ class Served:
     predictor: InputSchema  # a HostedPredictor, or a Predictor with MODEL_HOSTS off
     quarantined: str | None = None  # why, when its host failed too often (services.hosts)
     project_id: int | None = None
+    log: predlog.Target | None = None  # where its prediction log goes; None: not logged
 
     @property
     def ref(self) -> str:
@@ -50,7 +51,7 @@ class Served:
 
 
 # (project id, ref) -> (checked, generation, ...): the same name means another model in another project
-_refs: dict[tuple[int | None, str], tuple[float, int, str, str, int, bool]] = {}
+_refs: dict[tuple[int | None, str], tuple[Any, ...]] = {}
 _refs_lock = threading.Lock()
 _predictors: LRUCache[InputSchema] = LRUCache(maxsize=16)
 
@@ -70,15 +71,15 @@ def resolve(ref: str) -> Served:
         version = registry.resolve(ref)
         hit = (now, registry.generation, version.sha256, version.model.name, version.version,
                version.model.anonymous_predict, version.quarantine_reason if version.quarantined_at else None,
-               version.model.project_id, runtimes.for_host(version))
+               version.model.project_id, runtimes.for_host(version), predlog.Target.of(version))
         with _refs_lock:
             _refs[key] = hit
-    _, _generation, sha, name, number, anonymous, quarantined, project_id, runtime = hit
+    _, _generation, sha, name, number, anonymous, quarantined, project_id, runtime, target = hit
     if quarantined is not None:  # no host is started for it
-        return Served(name, number, sha, anonymous, None, quarantined, project_id)
+        return Served(name, number, sha, anonymous, None, quarantined, project_id, target)
     predictor = _predictors.get((project_id, sha, _tag(runtime)),
                                 lambda: _build(registry.resolve(f"{name}/{number}"), runtime))
-    return Served(name, number, sha, anonymous, predictor, None, project_id)
+    return Served(name, number, sha, anonymous, predictor, None, project_id, target)
 
 
 def _tag(runtime: dict[str, Any] | None) -> str:
@@ -146,34 +147,42 @@ def wants_proba(params: dict[str, Any], query_output: str | None) -> bool:
     return bool(given) and given[0] in ("predict_proba", "proba")
 
 
-def run(served: Served, table: Table, *, proba: bool, strict: bool = False) -> dict[str, Any]:
+def run(served: Served, table: Table, *, proba: bool, strict: bool = False,
+        call: predlog.Call | None = None) -> dict[str, Any]:
     """The one predict path: validate, predict, JSON-safe result with the schema policy's
-    ``warnings`` (``strict``: a warning about the input refuses it instead, a 400)."""
+    ``warnings`` (``strict``: a warning about the input refuses it instead, a 400); with a
+    ``call``, the answer goes into the prediction log (``services.predlog``)."""
     check_size(table)
     predictor = serving(served)
     found: list[dict[str, Any]] = []
-    X = predictor.prepare(table, found)
+    columns: dict[str, Any] | None = {} if call is not None and served.log is not None else None
+    X = predictor.prepare(table, found, columns)
     if strict and found:
         raise strict_refusal(found)
+    probabilities = None
     with collecting() as raised:
         if proba:
             probabilities = hosts.guarded(lambda: predictor.predict_proba(X), served.ref, served.version_key)
             indices = probabilities.argmax(axis=1)
             if predictor.classes:
+                predicted = predictor.class_labels[indices]
                 labels, classes = labels_at(predictor.class_labels, indices), predictor.classes_json
             else:
                 classes = list(range(probabilities.shape[1]))
+                predicted = indices
                 labels, classes = labels_at(classes, indices), to_jsonable(classes)
             result = {"predictions": labels, "classes": classes, "probabilities": to_jsonable(probabilities)}
         else:
-            result = {"predictions": to_jsonable(hosts.guarded(lambda: predictor.predict(X), served.ref,
-                                                               served.version_key))}
+            predicted = hosts.guarded(lambda: predictor.predict(X), served.ref, served.version_key)
+            result = {"predictions": to_jsonable(predicted)}
     result["warnings"] = found + model_warnings(raised) if raised else found
+    if call is not None:
+        predlog.record(served.log, call, predictor.info, X, columns, predicted, probabilities)
     return result
 
 
-def infer_outputs(served: Served, table: Table, wanted: list[str] | None,
-                  strict: bool = False) -> tuple[list[tuple[str, Any]], list[dict[str, Any]]]:
+def infer_outputs(served: Served, table: Table, wanted: list[str] | None, strict: bool = False,
+                  call: predlog.Call | None = None) -> tuple[list[tuple[str, Any]], list[dict[str, Any]]]:
     """KServe V2: the named outputs (``predict``, ``predict_proba``; all it offers when none are
     named) as (name, array) pairs, and the schema policy's warnings."""
     predictor = serving(served)
@@ -184,13 +193,20 @@ def infer_outputs(served: Served, table: Table, wanted: list[str] | None,
         raise PayloadError(f"Unknown output {unknown[0][:64]!r}; this model offers {', '.join(available)}.")
     check_size(table)
     found: list[dict[str, Any]] = []
-    X = predictor.prepare(table, found)
+    columns: dict[str, Any] | None = {} if call is not None and served.log is not None else None
+    X = predictor.prepare(table, found, columns)
     if strict and found:
         raise strict_refusal(found)
     with collecting() as raised:
         outputs = [(name, hosts.guarded(lambda: predictor.predict(X) if name == "predict"
                                         else predictor.predict_proba(X), served.ref, served.version_key))
                    for name in wanted]
+    if call is not None:
+        named = dict(outputs)
+        probabilities = named.get("predict_proba")
+        predicted = named["predict"] if "predict" in named else (
+            predictor.class_labels[probabilities.argmax(axis=1)] if predictor.classes else probabilities.argmax(axis=1))
+        predlog.record(served.log, call, predictor.info, X, columns, predicted, probabilities)
     return outputs, found + model_warnings(raised)
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, render_template, request, session
 
 from ..core.payload import PayloadError, Table, parse_csv
 from ..plots.probabilities import probability_bars
-from ..services import registry, serving
+from ..services import predlog, registry, serving
 from ..services.errors import ServiceError
 from ..services.registry import Ref
 from .assets import bokeh_urls
@@ -63,7 +63,7 @@ def page(name: str, version: int):
                 table = parse_csv(text.encode())
                 if table.n_rows > MAX_PAGE_ROWS:
                     raise PayloadError(f"Paste at most {MAX_PAGE_ROWS} rows here; use a scoring job for more.")
-                rows_result = serving.run(served, table, proba=has_proba)
+                rows_result = serving.run(served, table, proba=has_proba, call=predlog.begin("page", None))
                 rows_result["n"] = table.n_rows
             else:
                 if schema:
@@ -80,7 +80,7 @@ def page(name: str, version: int):
                         row = []
                     table = Table(columns=None, rows=[row])
                 if not errors:
-                    result = serving.run(served, table, proba=has_proba)
+                    result = serving.run(served, table, proba=has_proba, call=predlog.begin("page", None))
         except PayloadError as exc:
             error = exc.message
         except ServiceError as exc:  # a quarantined model, a model host that failed

@@ -1,0 +1,69 @@
+"""``/api/v1/models/<name>/log``: a window of the prediction log, and deleting requests from it."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from flask import Response, jsonify
+
+from ..http.auth import identity, role_required
+from ..services import predlog, registry
+from .inputs import LogDeletion, LogQuery
+from .outputs import LogDeleted
+from .spec import checks, valid
+from .v1 import bp
+
+MAX_EXPORT_ROWS = 1_000_000
+LOG_TYPES = {"application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+             "text/csv": {"schema": {"type": "string"}}}
+
+
+def _naive_utc(value):
+    return value.astimezone(UTC).replace(tzinfo=None) if value is not None and value.tzinfo else value
+
+
+@bp.get("/models/<name>/log")
+@checks("Prediction log", {200: None}, (400, 401, 404, 413), query=LogQuery,
+        extra={"responses": {"200": {"content": LOG_TYPES}}})
+def export_log(name: str):
+    """A window of a model's prediction log
+
+    One record per row served: request_id, row, at (UTC), latency_ms, route, prediction, proba,
+    version and (for scientists of the project; viewers get the rest) inputs. At most 1,000,000
+    records: a longer window is a 413 that asks for a shorter one."""
+    query = valid("query")
+    model = registry.get_model(name)
+    version_id = registry.resolve(registry.Ref(name, version=query.version)).id if query.version else None
+    table = predlog.read(model.id, _naive_utc(query.start), _naive_utc(query.end), version_id=version_id,
+                         inputs=identity().has_role("scientist"), max_rows=MAX_EXPORT_ROWS)
+    out = io.BytesIO()
+    if query.format == "csv":
+        flat = table.flatten() if table.num_columns else table
+        flat = flat.rename_columns([c.replace("inputs.", "input.", 1) for c in flat.column_names])
+        if "proba" in flat.column_names:  # CSV has no lists: each row's probabilities as a JSON list
+            flat = flat.set_column(flat.column_names.index("proba"), "proba", pa.array(
+                [None if p is None else json.dumps(p) for p in flat.column("proba").to_pylist()], pa.string()))
+        if flat.num_columns:
+            pacsv.write_csv(flat, out)
+        mimetype, suffix = "text/csv", "csv"
+    else:
+        pq.write_table(table, out, compression="zstd")
+        mimetype, suffix = "application/vnd.apache.parquet", "parquet"
+    return Response(out.getvalue(), mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{model.name}-log.{suffix}"'})
+
+
+@bp.post("/models/<name>/log/delete")
+@role_required("scientist")
+@checks("Prediction log", {200: LogDeleted}, (400, 401, 403, 404), json=LogDeletion)
+def delete_from_log(name: str):
+    """Delete requests from a model's prediction log
+
+    Every row of each request, in every version. Ids the log does not hold are listed in
+    not_found."""
+    return jsonify(predlog.delete_requests(registry.get_model(name), valid("json").request_ids))
