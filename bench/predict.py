@@ -17,6 +17,8 @@ HistGradientBoosting, RandomForest and a loan-style pipeline, each behind ours a
             through Flask's own machinery); the model runs in a sandboxed model host
   hosts-off the same with VIEWER_MODEL_HOSTS=false: the model runs in the web process (the
             same-run switch that prices the hosts)
+  log-off   the same as ours with VIEWER_PREDICTION_LOG=false: nothing is logged (the same-run switch
+            that prices the prediction log; ours logs every row with its inputs, the default)
   ours-sklearn  (--model hgb) ours with compiling off: scikit-learn answers in the host, where
             ours answers with the model's compiled runtime (``manage.py compile``, issue 17)
   mlflow    mlflow models serve -m <dir> --env-manager local, POST /invocations
@@ -102,6 +104,9 @@ GOALS = {  # the targets every issue keeps (issue 12 set them; earlier ones kept
     "throughput ours/mlflow per model": 10.0,
     "p50 tree model - logistic (ms)": 0.3,
     "p50 pipeline - logistic (ms)": 1.0,
+    # issue 18: the prediction log on (ours) against the same server with VIEWER_PREDICTION_LOG=false
+    "server CPU/request ours/log-off": 1.05,
+    "p50 ours - log-off (ms)": 0.1,
 }
 ZOO = ("logistic", "hgb", "forest", "pipeline")
 
@@ -303,15 +308,17 @@ def setup_ours(tmp: Path, model_path: Path, name: str = "ours") -> tuple[dict[st
 
 
 def start_ours(tmp: Path, model_path: Path, workers: int, *, hosts: bool = True, compiled: bool = False,
-               name: str | None = None) -> Target:
+               name: str | None = None, logged: bool = True) -> Target:
     """Our server; ``hosts``: models in sandboxed model hosts (the default) or in the web process;
-    ``compiled``: the model compiled first (``manage.py compile``), else compiling is off."""
+    ``compiled``: the model compiled first (``manage.py compile``), else compiling is off;
+    ``logged``: the prediction log on (the default) or off."""
     name = name or ("ours" if hosts else "hosts-off")
     env, token = setup_ours(tmp, model_path, name)
     if compiled:
         log(f"{name}: {manage(env, 'compile', MODEL_NAME).strip()}")
     env["VIEWER_COMPILE_MODELS"] = "true" if compiled else "false"
     env["VIEWER_MODEL_HOSTS"] = "true" if hosts else "false"
+    env["VIEWER_PREDICTION_LOG"] = "true" if logged else "false"
     port = free_port()
     log_path = tmp / f"{name}.log"
     proc = spawn([str(GUNICORN), "-w", str(workers), "-b", f"127.0.0.1:{port}", "viewer:create_app()"],
@@ -625,6 +632,9 @@ def report(targets: list[Target], inproc: dict[str, list[float]], args, client: 
                      "<=")]
     if args.model == "logistic":
         checks.extend(hosts_checks)
+    unlogged = rows["log-off"]
+    checks.append(("server CPU/request ours/log-off", per_round(ours["cpu8"], unlogged["cpu8"], float.__truediv__), "<="))
+    checks.append(("p50 ours - log-off (ms)", per_round(ours["p50"], unlogged["p50"], float.__sub__), "<="))
     if "ours-sklearn" in rows:
         theirs = rows["ours-sklearn"]
         checks.append(("server CPU/request ours/ours-sklearn", per_round(ours["cpu8"], theirs["cpu8"], float.__truediv__),
@@ -765,7 +775,8 @@ def main() -> int:
         log("starting our server, the bare app" + ("" if args.skip_mlflow else " and MLflow's scoring server"))
         hgb = args.model == "hgb"
         targets = [start_ours(tmp, model_path, args.workers, compiled=hgb),
-                   start_ours(tmp, model_path, args.workers, hosts=False, compiled=hgb)]
+                   start_ours(tmp, model_path, args.workers, hosts=False, compiled=hgb),
+                   start_ours(tmp, model_path, args.workers, compiled=hgb, name="log-off", logged=False)]
         if hgb:
             targets.append(start_ours(tmp, model_path, args.workers, name="ours-sklearn"))
         if not args.skip_mlflow:

@@ -137,7 +137,7 @@ class Target:
 
 # --- the request path ---------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One prediction request as the log sees it: which route, its id, when it arrived."""
 
@@ -209,17 +209,18 @@ class _Buffer:
         self.rows = 0
         self.pid = 0
         self.app = None
+        self.limit = 0
         self.stop = threading.Event()
         self.drops: dict[tuple[int, int], list[Any]] = {}  # (model id, version id) -> [count, reason]
         self.flushing = threading.Lock()
 
     def add(self, target: Target, info: dict[str, Any], entry: Entry, app) -> None:
-        limit = int(app.config.get("PREDICTION_LOG_BUFFER_ROWS", 200_000))
         with self.lock:
             if self.pid != os.getpid():
                 self._start(app)
-            self.app = app
-            if self.rows + entry.n_rows > limit:
+            if app is not self.app:
+                self.app, self.limit = app, int(app.config.get("PREDICTION_LOG_BUFFER_ROWS", 200_000))
+            if self.rows + entry.n_rows > self.limit:
                 self._dropped(target, entry.n_rows, "the log's buffer was full (the store is slower than the traffic)")
                 return
             self.entries.append((target, info, entry))
@@ -228,6 +229,7 @@ class _Buffer:
     def _start(self, app) -> None:
         """The writer thread of this process (a forked child starts its own)."""
         self.pid, self.app = os.getpid(), app
+        self.limit = int(app.config.get("PREDICTION_LOG_BUFFER_ROWS", 200_000))
         self.entries.clear()
         self.rows = 0
         self.stop = threading.Event()
@@ -343,7 +345,7 @@ def _write(target: Target, info: dict[str, Any], hour, entries: list[Entry]) -> 
                   ".parquet")
     artifacts = store()
     with artifacts.writer(key) as path:
-        pq.write_table(table, path, compression="zstd")
+        pq.write_table(table, path, compression="lz4")  # cheap on the web process; compaction uses zstd
         size = path.stat().st_size
     at = table.column("at")
     try:
