@@ -16,7 +16,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready, worke
 
 from .infra import stopping
 from .infra.extensions import db
-from .services import comparison, datasets, health, importance, jobs, kinds, predlog, reaper, runtimes, scoring
+from .services import comparison, datasets, health, importance, jobs, kinds, monitoring, predlog, reaper, runtimes, scoring
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,12 @@ def _reaper_loop(app, compiles: bool) -> None:
                 db.session.remove()
         except Exception:  # noqa: BLE001  (database or broker briefly away: next round)
             log.warning("reaper round failed", exc_info=True)
-        try:  # the prediction log's upkeep: compaction, and its retention once an hour
+        try:  # the prediction log's upkeep: monitoring summaries, compaction, retention once an hour
             with app.app_context():
-                predlog.maintain()
+                monitoring.maintain()
+                if "purged" in predlog.maintain():
+                    monitoring.purge()
+                db.session.remove()
         except Exception:  # noqa: BLE001  (the store or database away: next round)
             log.warning("prediction log upkeep failed", exc_info=True)
 

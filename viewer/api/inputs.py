@@ -126,6 +126,20 @@ class CompareQuery(Query):
                              json_schema_extra={"style": "form", "explode": True, "examples": [[JOB_ID, JOB_ID[::-1]]]})
 
 
+class DriftQuery(Query):
+    window: Literal["hour", "day", "week"] = Field("hour", description=(
+        "The windows' length: the base window (MONITOR_WINDOW_SECONDS, an hour by default), 24 or 168 of them."))
+    last: Whole = Field(48, ge=1, le=500, description="How many of the latest windows.")
+    version: Whole = optional(ge=1, description="Only this version's windows.")
+
+
+class DriftCellQuery(Query):
+    version: Whole = Field(ge=1, description="The window's model version.")
+    start: IsoTime = Field(description="The window's start (ISO 8601), as the drift report gives it.")
+    window: Literal["hour", "day", "week"] = Field("hour", description="The window's length.")
+    column: Text = Field(min_length=1, max_length=255, description="An input column, or \\u0000prediction.")
+
+
 class LogQuery(Query):
     start: IsoTime = optional(description="From this time (ISO 8601; UTC when no offset is given).")
     end: IsoTime = optional(description="Before this time (ISO 8601; UTC when no offset is given).")
@@ -228,10 +242,24 @@ class LogSettings(Body):
     retention_days: int = optional(ge=1, le=3650, description="Days records are kept (default 30).")
 
 
+class MonitorSettings(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
+        "examples": [{"reference": JOB_ID, "thresholds": {"wasserstein": 0.2}}]})
+
+    reference: str | None = optional(description=(
+        "The reference dataset's id (a ready dataset of the model's project); null: the dataset of the model's "
+        "first scoring job."))
+    thresholds: dict[str, float] = optional(description=(
+        "Drift thresholds changed from their defaults: wasserstein (0.1), psi_moderate (0.1), psi_major (0.25), "
+        "jensen_shannon (0.1), dataset_share (0.5), min_rows_numeric (700), min_rows_categorical (50 per "
+        "category beyond the first)."))
+
+
 class ModelUpdate(Body):
     model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
         "examples": [{"description": "Iris species, logistic regression"}]})
 
+    monitor: MonitorSettings = optional(description="Monitoring: the reference dataset and the drift thresholds.")
     log: LogSettings = optional(description="The prediction log's settings (those given change).")
     description: str = optional(description="Kept up to 10,000 characters.")
     anonymous_predict: bool = optional(description="Predictions need no token (admins only).")

@@ -1,4 +1,5 @@
-"""``/api/v1/models/<name>/log``: a window of the prediction log, and deleting requests from it."""
+"""``/api/v1/models/<name>/log`` and ``/drift``: the prediction log (a window of it, deleting requests
+from it) and the drift reports drawn from its summaries."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import pyarrow.parquet as pq
 from flask import Response, jsonify
 
 from ..http.auth import identity, role_required
-from ..services import predlog, registry
-from .inputs import LogDeletion, LogQuery
+from ..services import monitoring, predlog, registry
+from .inputs import DriftCellQuery, DriftQuery, LogDeletion, LogQuery
 from .outputs import LogDeleted
 from .spec import checks, valid
 from .v1 import bp
 
 MAX_EXPORT_ROWS = 1_000_000
+SPANS = {"hour": 1, "day": 24, "week": 168}
 LOG_TYPES = {"application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
              "text/csv": {"schema": {"type": "string"}}}
 
@@ -67,3 +69,29 @@ def delete_from_log(name: str):
     Every row of each request, in every version. Ids the log does not hold are listed in
     not_found."""
     return jsonify(predlog.delete_requests(registry.get_model(name), valid("json").request_ids))
+
+
+@bp.get("/models/<name>/drift")
+@checks("Monitoring", {200: None}, (400, 401, 404), query=DriftQuery)
+def drift(name: str):
+    """Drift of a model's served inputs and predictions, per window
+
+    Per window (newest last, per version): rows, requests, latency p50/p99, and per input column
+    the missing and unknown-category counts and its drift against the reference dataset
+    (numeric: wasserstein, the Wasserstein distance / the reference's standard deviation, and psi;
+    categorical: jensen_shannon, with chi_square_p shown, not used to flag). drift is true or
+    false, or null with enough_rows false when the window has too few rows to judge;
+    dataset_drift when at least dataset_share of the judged columns drift."""
+    query = valid("query")
+    return jsonify(monitoring.report(registry.get_model(name), span=SPANS[query.window], last=query.last,
+                                     version=query.version))
+
+
+@bp.get("/models/<name>/drift/cell")
+@checks("Monitoring", {200: None}, (400, 401, 404), query=DriftCellQuery)
+def drift_cell(name: str):
+    """One column's distribution in one window beside the reference's"""
+    query = valid("query")
+    model = registry.get_model(name)
+    return jsonify(monitoring.cell(model, query.version, _naive_utc(query.start),
+                                   monitoring.window_seconds() * SPANS[query.window], query.column))

@@ -59,7 +59,8 @@ def update_model(name: str):
         raise ServiceError("forbidden", "forbidden", "Only an admin can open a model to anonymous predictions.")
     registry.update_model(model, description=body.description, anonymous_predict=body.anonymous_predict,
                           serve_with=body.serve_with,
-                          log=body.log.model_dump(exclude_unset=True) if body.log is not None else None)
+                          log=body.log.model_dump(exclude_unset=True) if body.log is not None else None,
+                          monitor=body.monitor.model_dump(exclude_unset=True) if body.monitor is not None else None)
     return jsonify(registry.model_dict(model))
 
 

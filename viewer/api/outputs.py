@@ -267,6 +267,8 @@ class ModelSummary(BaseModel):
         "auto: compiled runtimes answer where they passed their parity check and are faster; "
         "scikit-learn: never."))
     log: LogSettingsOut = Field(description="The prediction log's settings.")
+    monitor: dict[str, Any] = Field(description="Monitoring: the chosen reference dataset (null: the dataset of "
+                                    "the first scoring job) and the drift thresholds.")
 
 
 class Model(ModelSummary):

@@ -72,6 +72,8 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
                                    "it (a store slower than the traffic) records are dropped and counted."),
     "PREDICTION_LOG_KEY": ("", str, "Key of the keyed hash (HMAC-SHA256) of the columns a model's log hashes. "
                            "Default: derived from SECRET_KEY; set it to keep hashes stable across a key change."),
+    "MONITOR_WINDOW_SECONDS": (3600, int, "The monitoring pages' shortest window in seconds (an hour); the longer "
+                               "ones are 24 and 168 of them (a day, a week)."),
     "INLINE_INGEST_MB": (32, int, "Datasets up to this size are ingested inside the upload "
                          "request; larger ones by a worker (the upload answers 202 at once)."),
 }

@@ -208,6 +208,9 @@ class RegisteredModel(db.Model):
     # The prediction log's settings (services.predlog.settings_of fills in the defaults): enabled,
     # sample (share of rows whose inputs are kept), exclude and hash (columns), retention_days.
     log_settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Monitoring (services.monitoring): the reference dataset's id and the drift thresholds
+    # changed from their defaults; empty: the defaults and the first scoring job's dataset.
+    monitor: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -361,6 +364,8 @@ class PredictionLogFile(db.Model):
     first_at: Mapped[datetime]
     last_at: Mapped[datetime]
     compacted: Mapped[bool] = mapped_column(default=False)
+    # Its records are in the monitoring windows' summaries (services.monitoring.aggregate).
+    aggregated: Mapped[bool] = mapped_column(default=False, server_default=db.false(), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -387,3 +392,47 @@ class PredictionLogDrop(db.Model):
     dropped: Mapped[int] = mapped_column(db.BigInteger, default=0)
     reason: Mapped[str | None] = mapped_column(Text)
     last_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MonitorGrid(db.Model):
+    """The fixed grid of a model's numeric column (``core.drift.sketch.Grid``): set once, the
+    first time the column is summarised, so every window and reference is binned alike."""
+
+    __tablename__ = "monitor_grids"
+
+    model_id: Mapped[int] = mapped_column(primary_key=True)
+    column: Mapped[str] = mapped_column(String(255), primary_key=True)
+    center: Mapped[float]
+    scale: Mapped[float]
+
+
+class MonitorWindow(db.Model):
+    """A window's summary of one model version's served predictions (``core.drift.window``),
+    and its drift against the model's reference, computed when either changes."""
+
+    __tablename__ = "monitor_windows"
+    __table_args__ = (db.UniqueConstraint("model_version_id", "seconds", "start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(index=True)
+    model_version_id: Mapped[int] = mapped_column(index=True)
+    version: Mapped[int]
+    seconds: Mapped[int]  # the window's length: the base window, a day or a week of them
+    start: Mapped[datetime] = mapped_column(index=True)
+    rows: Mapped[int] = mapped_column(db.BigInteger, default=0)
+    summary: Mapped[bytes] = mapped_column(db.LargeBinary)
+    drift: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    reference: Mapped[str | None] = mapped_column(String(64))  # the reference the drift was computed against
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MonitorReference(db.Model):
+    """A model's reference dataset summarised on the model's grids."""
+
+    __tablename__ = "monitor_references"
+
+    model_id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(String(32))
+    rows: Mapped[int] = mapped_column(db.BigInteger)
+    summary: Mapped[bytes] = mapped_column(db.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -463,7 +463,8 @@ def _swap(old: list[PredictionLogFile], new_table: pa.Table | None, template: Pr
             db.session.add(PredictionLogFile(
                 project_id=template.project_id, model_id=template.model_id, model_version_id=template.model_version_id,
                 version=template.version, hour=template.hour, key=key, rows=new_table.num_rows, size_bytes=size,
-                first_at=_naive(pc.min(at)), last_at=_naive(pc.max(at)), compacted=True))
+                first_at=_naive(pc.min(at)), last_at=_naive(pc.max(at)), compacted=True,
+                aggregated=template.aggregated))
         db.session.commit()
     except BaseException:
         db.session.rollback()
@@ -480,12 +481,14 @@ class _Lost(Exception):
 
 
 def compact(now=None) -> int:
-    """Merge each version-hour's small files older than COMPACT_AFTER_SECONDS into one (files
-    of one schema together: a changed setting starts another). Returns the files merged away."""
+    """Merge each version-hour's small files older than COMPACT_AFTER_SECONDS and summarised in
+    the monitoring windows into one (files of one schema together: a changed setting starts
+    another). Returns the files merged away."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=COMPACT_AFTER_SECONDS)
-    small = list(db.session.scalars(select(PredictionLogFile).where(
-        PredictionLogFile.rows < COMPACT_BELOW_ROWS, PredictionLogFile.created_at < cutoff)
+    small = list(db.session.scalars(select(PredictionLogFile).where(  # in the windows already (services.monitoring)
+        PredictionLogFile.rows < COMPACT_BELOW_ROWS, PredictionLogFile.created_at < cutoff,
+        PredictionLogFile.aggregated.is_(True))
         .order_by(PredictionLogFile.model_version_id, PredictionLogFile.hour, PredictionLogFile.id)))
     groups: dict[tuple[int, Any], list[PredictionLogFile]] = {}
     for f in small:

@@ -9,7 +9,7 @@ ever points at a missing file. Versions with the same bytes share one stored obj
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
 from flask import current_app
@@ -25,7 +25,7 @@ from ..infra.artifacts import TooLarge, new_key, stage
 from ..infra.extensions import db
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN, ModelAlias, ModelVersion, RegisteredModel, User
 from ..infra.scope import only_mine
-from . import hosts, jobs, predlog, projects, runtimes
+from . import hosts, jobs, monitoring, predlog, projects, runtimes
 from .artifacts import library_keys, scratch_dir, store
 from .errors import ServiceError
 from .jobs import iso_time
@@ -281,7 +281,7 @@ def load(version: ModelVersion) -> Any:
 
 def update_model(model: RegisteredModel, *, description: str | None = None,
                  anonymous_predict: bool | None = None, serve_with: str | None = None,
-                 log: dict[str, Any] | None = None) -> RegisteredModel:
+                 log: dict[str, Any] | None = None, monitor: dict[str, Any] | None = None) -> RegisteredModel:
     """Change a model's description, whether anyone may predict with it without a token (the
     caller checks that only admins open models to anonymous predictions), whether its
     compiled runtimes may answer (``runtimes.SERVE_WITH``), and its prediction log's settings
@@ -289,6 +289,9 @@ def update_model(model: RegisteredModel, *, description: str | None = None,
     if log:
         latest = model.latest
         predlog.update_settings(model, log, [f.name for f in predlog_core.features_of(latest.info)] if latest else [])
+    if monitor:
+        monitoring.set_monitor(model, monitor)
+        monitoring.settings_changed(model)
     if description is not None:
         model.description = clean_text(description)[:10_000]
     if anonymous_predict is not None:
@@ -565,6 +568,8 @@ def model_dict(model: RegisteredModel, *, with_versions: bool = True) -> dict[st
         "anonymous_predict": model.anonymous_predict,
         "serve_with": model.serve_with,
         "log": predlog.settings_of(model),
+        "monitor": {"reference": (model.monitor or {}).get("reference"),
+                    "thresholds": asdict(monitoring.thresholds_of(model))},
     }
     if with_versions:
         out["versions"] = [version_dict(v) for v in model.versions]

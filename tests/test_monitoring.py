@@ -1,0 +1,132 @@
+"""Monitoring: served inputs summarised per window and compared with the reference dataset."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from tests.support import upload_model
+
+WINDOW = 2  # seconds: short windows, so a test sees several
+
+
+@pytest.fixture
+def app_config():
+    return {"MONITOR_WINDOW_SECONDS": WINDOW}
+
+
+def frame(n: int, seed: int, *, shift: float = 0.0, regions=(0.5, 0.3, 0.2)) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    data = pd.DataFrame({"a": rng.normal(10 + shift, 2, n), "b": rng.normal(0, 1, n),
+                         "c": rng.lognormal(3, 1, n), "region": rng.choice(["north", "south", "east"], n, p=regions)})
+    data.loc[data.sample(frac=0.05, random_state=seed).index, "b"] = np.nan  # missing values, imputed
+    return data
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X = frame(3_000, 0)
+    y = (X["a"] + X["c"] / 20 > 11.5).astype(int)
+    model = make_pipeline(ColumnTransformer([("num", SimpleImputer(), ["a", "b", "c"]),
+                                             ("cat", OneHotEncoder(handle_unknown="ignore"), ["region"])]),
+                          LogisticRegression(max_iter=1000)).fit(X, y)
+    return X, model
+
+
+def upload_reference(client, headers, data: pd.DataFrame) -> str:
+    response = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(data.to_csv(index=False).encode()), "reference.csv")})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
+def next_window() -> None:
+    time.sleep(WINDOW - time.time() % WINDOW + 0.05)
+
+
+def summarise(app):
+    from viewer.services import monitoring, predlog
+
+    predlog.flush()
+    with app.app_context():
+        return monitoring.maintain()
+
+
+def test_drift_is_flagged_in_exactly_the_shifted_columns_and_windows(app, client, auth, fitted):
+    X, model = fitted
+    scientist = auth.bearer("scientist")
+    upload_model(client, scientist, model, "loans")
+    reference = upload_reference(client, scientist, X)
+    assert client.patch("/api/v1/models/loans", headers=scientist,
+                        json={"monitor": {"reference": reference}}).status_code == 200
+    served = [frame(2_000, 1), frame(2_000, 2, shift=1.0, regions=(0.2, 0.3, 0.5))]
+    next_window()
+    for i, rows in enumerate(served):
+        if i:
+            next_window()
+        response = client.post("/api/v1/models/loans/predict?output=proba", headers=scientist,
+                               json={"dataframe_split": rows.to_dict("split")})
+        assert response.status_code == 200
+    counts = summarise(app)
+    assert counts["summarised"] >= 1 and counts["drift"] >= 2
+    report = client.get("/api/v1/models/loans/drift?last=10", headers=auth.bearer("viewer")).get_json()
+    windows = [w for w in report["windows"] if w["rows"]]
+    assert [w["rows"] for w in windows] == [2_000, 2_000]
+    before, after = windows
+    flagged = lambda w: sorted(c for c, f in w["columns"].items() if f.get("drift"))  # noqa: E731
+    assert flagged(before) == [] and not before["dataset_drift"]
+    assert flagged(after) == ["a", "region"]
+    assert after["drifted"] == 2 and after["judged"] == 4 and after["dataset_drift"]  # half of the columns
+    # The figures are those of the rows, within the stated binning error.
+    exact = stats.wasserstein_distance(X["a"], served[1]["a"]) / np.std(X["a"])
+    assert after["columns"]["a"]["wasserstein"] == pytest.approx(exact, abs=0.003)
+    assert after["columns"]["b"]["missing"] == served[1]["b"].isna().sum()
+    assert after["latency_p50_ms"] > 0 and after["requests"] == 1
+    assert after["prediction"]["kind"] == "categorical"
+
+
+def test_too_few_rows_say_so_instead_of_flagging_and_no_reference_says_choose_one(app, client, auth, fitted):
+    X, model = fitted
+    scientist = auth.bearer("scientist")
+    upload_model(client, scientist, model, "loans")
+    client.post("/api/v1/models/loans/predict", headers=scientist,
+                json={"dataframe_split": frame(50, 3, shift=5.0).to_dict("split")})
+    summarise(app)
+    report = client.get("/api/v1/models/loans/drift", headers=scientist).get_json()
+    assert report["reference"] is None
+    window = report["windows"][-1]
+    assert window["columns"]["a"].get("drift") is None and "wasserstein" not in window["columns"]["a"]
+    reference = upload_reference(client, scientist, X)
+    client.patch("/api/v1/models/loans", headers=scientist, json={"monitor": {"reference": reference}})
+    summarise(app)  # a new reference: the windows' drift is computed again from their summaries
+    window = client.get("/api/v1/models/loans/drift", headers=scientist).get_json()["windows"][-1]
+    a = window["columns"]["a"]
+    assert a["drift"] is None and a["enough_rows"] is False and a["wasserstein"] > 1  # shifted, but 50 rows
+    cell = client.get(f"/api/v1/models/loans/drift/cell?version=1&start={window['start']}&column=a",
+                      headers=scientist)
+    assert cell.status_code == 200, cell.get_json()
+    body = cell.get_json()
+    assert body["kind"] == "numeric" and len(body["edges"]) == 61
+    assert sum(body["current"]) == pytest.approx(1) and sum(body["reference"]) == pytest.approx(1)
+    region = client.get(f"/api/v1/models/loans/drift/cell?version=1&start={window['start']}&column=region",
+                        headers=scientist).get_json()
+    assert set(region["labels"]) == {"north", "south", "east"}
+
+
+def test_bad_monitor_settings_are_refused(client, auth, fitted):
+    scientist = auth.bearer("scientist")
+    upload_model(client, scientist, fitted[1], "loans")
+    for body, words in [({"reference": "nope"}, "ready dataset"), ({"thresholds": {"nope": 1}}, "Unknown threshold"),
+                        ({"thresholds": {"wasserstein": -1}}, "at least 0")]:
+        response = client.patch("/api/v1/models/loans", headers=scientist, json={"monitor": body})
+        assert response.status_code == 400 and words in response.get_json()["message"], response.get_json()
