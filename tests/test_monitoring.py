@@ -130,3 +130,52 @@ def test_bad_monitor_settings_are_refused(client, auth, fitted):
                         ({"thresholds": {"wasserstein": -1}}, "at least 0")]:
         response = client.patch("/api/v1/models/loans", headers=scientist, json={"monitor": body})
         assert response.status_code == 400 and words in response.get_json()["message"], response.get_json()
+
+
+def test_labels_give_realized_performance_equal_to_scikit_learn_on_the_joined_rows(app, client, auth, fitted):
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score, roc_auc_score
+
+    X, model = fitted
+    scientist = auth.bearer("scientist")
+    upload_model(client, scientist, model, "loans")
+    served = frame(1_500, 7, shift=0.3)
+    truth = ((served["a"] + served["c"] / 20 + np.random.default_rng(8).normal(0, 1, len(served))) > 11.5).astype(int)
+    ids = []
+    next_window()  # the three requests take well under a window: they fall in one
+    for start in range(0, len(served), 500):
+        part = served.iloc[start:start + 500]
+        answer = client.post("/api/v1/models/loans/predict?output=proba", headers=scientist,
+                             json={"dataframe_split": part.to_dict("split")}).get_json()
+        ids.append(answer["request_id"])
+    from viewer.services import predlog
+    predlog.flush()
+    # Labels for two requests (1,000 rows), days later in a test's terms: after the log was written.
+    labelled = [{"request_id": ids[r // 500], "row": r % 500, "label": int(truth.iloc[r])} for r in range(1_000)]
+    posted = client.post("/api/v1/models/loans/labels", headers=scientist,
+                         json={"labels": labelled + [{"request_id": "never-served", "label": 1}]})
+    assert posted.status_code == 200, posted.get_json()
+    assert posted.get_json() == {"accepted": 1_001, "matched": 1_000, "unknown": ["never-served"], "unknown_count": 1}
+    again = client.post("/api/v1/models/loans/labels", headers=scientist, json={"labels": labelled[:10]})
+    assert again.get_json()["matched"] == 10  # idempotent: replaced, not counted twice
+    csv = "request_id,row,label\n" + "\n".join(f"{ids[1]},{r},{int(truth.iloc[500 + r])}" for r in range(5))
+    assert client.post("/api/v1/models/loans/labels", headers=scientist, data=csv,
+                       content_type="text/csv").get_json()["matched"] == 5
+    bad = client.post("/api/v1/models/loans/labels", headers=scientist, json={"labels": [{"request_id": ids[0],
+                                                                                        "label": "maybe"}]})
+    assert bad.status_code == 400 and "not a class of loans" in bad.get_json()["message"]
+    summarise(app)
+    windows = client.get("/api/v1/models/loans/drift?last=50", headers=scientist).get_json()["windows"]
+    performance = [w["performance"] for w in windows if w.get("performance")]
+    assert sum(p["labelled"] for p in performance) == 1_000
+    rows = served.iloc[:1_000]
+    y, proba = truth.iloc[:1_000], model.predict_proba(rows)[:, 1]
+    assert len(performance) == 1
+    p = performance[0]
+    assert p["accuracy"] == pytest.approx(accuracy_score(y, model.predict(rows)), abs=1e-12)
+    assert p["precision"] == pytest.approx(precision_score(y, model.predict(rows)), abs=1e-12)
+    assert p["recall"] == pytest.approx(recall_score(y, model.predict(rows)), abs=1e-12)
+    assert p["f1"] == pytest.approx(f1_score(y, model.predict(rows)), abs=1e-12)
+    assert p["log_loss"] == pytest.approx(log_loss(y, proba), abs=1e-9)
+    assert p["roc_auc"] == pytest.approx(roc_auc_score(y, proba), abs=1e-3)
+    assert p["labelled_share"] == pytest.approx(1_000 / 1_500)
+    assert sum(b["rows"] for b in p["calibration"]) == 1_000

@@ -228,6 +228,21 @@ class LogDeletion(Body):
         min_length=1, max_length=10_000, description="The requests whose records are deleted (every row).")
 
 
+class LabelItem(Body):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=128, description="The prediction's request id.")
+    row: int = Field(0, ge=0, description="The row's index in its request (0 for a one-row request).")
+    label: StrictStr | StrictInt | StrictFloat | StrictBool = Field(description="The true class or value.")
+
+
+class LabelBatch(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
+        "examples": [{"labels": [{"request_id": "0192f7a0-7b1c-7c3e-9a51-2f1d0c9e4b7a", "row": 0, "label": "yes"}]}]})
+
+    labels: list[LabelItem] = Field(min_length=1, max_length=10_000, description="At most 10,000 labels.")
+
+
 class LogSettings(Body):
     model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
         "examples": [{"sample": 0.1, "hash": ["customer_id"], "retention_days": 90}]})

@@ -10,12 +10,13 @@ from datetime import UTC
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 
 from ..http.auth import identity, role_required
-from ..services import monitoring, predlog, registry
-from .inputs import DriftCellQuery, DriftQuery, LogDeletion, LogQuery
-from .outputs import LogDeleted
+from ..services import labels, monitoring, predlog, registry
+from ..services.errors import ServiceError
+from .inputs import DriftCellQuery, DriftQuery, LabelBatch, LogDeletion, LogQuery
+from .outputs import LabelsPosted, LogDeleted
 from .spec import checks, valid
 from .v1 import bp
 
@@ -95,3 +96,55 @@ def drift_cell(name: str):
     model = registry.get_model(name)
     return jsonify(monitoring.cell(model, query.version, _naive_utc(query.start),
                                    monitoring.window_seconds() * SPANS[query.window], query.column))
+
+
+LABEL_KEYS = {"request_id", "row", "label"}
+CSV_LABELS = {"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}, "example": (
+    "request_id,row,label\n0192f7a0-7b1c-7c3e-9a51-2f1d0c9e4b7a,0,yes\n")}}}}
+
+
+def _csv_labels(text: str) -> list[dict]:
+    import csv
+
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or not {"request_id", "label"} <= set(reader.fieldnames):
+        raise ServiceError("invalid", "bad_request", "The CSV needs a header with request_id and label (and "
+                           "optionally row).")
+    items = []
+    for line, record in enumerate(reader, start=2):
+        row = (record.get("row") or "0").strip()
+        if not (row.isascii() and row.isdigit()):
+            raise ServiceError("invalid", "bad_request", f"Line {line}: row must be a whole number from 0.")
+        items.append({"request_id": (record["request_id"] or "").strip(), "row": int(row),
+                      "label": (record["label"] or "").strip()})
+    return items
+
+
+@bp.post("/models/<name>/labels")
+@role_required("scientist")
+@checks("Monitoring", {200: LabelsPosted}, (400, 401, 403, 404, 413, 415), json=LabelBatch, extra=CSV_LABELS,
+        check=False)
+def post_labels(name: str):
+    """Labels for logged predictions, days later if need be
+
+    JSON {"labels": [{"request_id", "row", "label"}]} (row defaults to 0), or CSV with a
+    request_id, row, label header (a text/csv body or a multipart upload in "file"). Idempotent:
+    a label sent again replaces the stored one. Ids whose records the log does not hold (yet) are
+    listed in unknown and tried again for a day; the others are matched at once and counted in
+    the model's realized performance."""
+    mime = (request.mimetype or "").lower()
+    if mime == "application/json":
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or set(body) != {"labels"} or not isinstance(body["labels"], list) or \
+                not all(isinstance(i, dict) and set(i) <= LABEL_KEYS for i in body["labels"]):
+            raise ServiceError("invalid", "bad_request", 'Send {"labels": [{"request_id": ..., "row": 0, "label": ...}]} '
+                               "(no other keys).")
+        items = body["labels"]
+    elif mime == "text/csv":
+        items = _csv_labels(request.get_data(as_text=True))
+    elif mime == "multipart/form-data" and "file" in request.files:
+        items = _csv_labels(request.files["file"].read().decode("utf-8-sig", errors="replace"))
+    else:
+        raise ServiceError("unsupported", "unsupported_media_type", "Send JSON, a text/csv body, or a CSV file in a "
+                           "multipart field named file.")
+    return jsonify(labels.post(registry.get_model(name), items))

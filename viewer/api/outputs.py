@@ -288,6 +288,14 @@ class Aggregates(RootModel[dict[str, Any] | None]):
     """A finished scoring job's plot aggregates; null when it computed none (no target)."""
 
 
+class LabelsPosted(BaseModel):
+    accepted: int = Field(description="Labels stored (a label sent again replaced the stored one).")
+    matched: int = Field(description="Labels joined to their predictions.")
+    unknown: list[str] = Field(description="Request ids (at most 1,000) whose records the log does not hold yet; "
+                               "tried again for a day.")
+    unknown_count: int
+
+
 class LogDeleted(BaseModel):
     deleted: list[str] = Field(description="The request ids whose records were deleted.")
     not_found: list[str] = Field(description="The request ids the log does not hold (never logged, or purged).")

@@ -436,3 +436,27 @@ class MonitorReference(db.Model):
     rows: Mapped[int] = mapped_column(db.BigInteger)
     summary: Mapped[bytes] = mapped_column(db.LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PredictionLabel(db.Model):
+    """A label that arrived for a logged prediction (``services.labels``), joined to its record:
+    the prediction's version, time and outputs are copied in, so realized performance per
+    window is a few SQL aggregates over this table, never a read of the log."""
+
+    __tablename__ = "prediction_labels"
+    __table_args__ = (db.Index("ix_prediction_labels_window", "model_id", "model_version_id", "at"),)
+
+    model_id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    row: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(255))  # as text (a class), or the value's text (a regressor)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Filled in when the label meets its record (null until then):
+    model_version_id: Mapped[int | None]
+    at: Mapped[datetime | None]           # when the prediction was served
+    predicted: Mapped[str | None] = mapped_column(String(255))
+    score: Mapped[float | None]           # a binary classifier's positive-class probability
+    score_bin: Mapped[int | None]         # its bin (core.drift.sketch.score_index)
+    positive: Mapped[bool | None]         # the label is the positive class
+    log_loss: Mapped[float | None]        # -log p(label), clipped as scikit-learn does
+    error: Mapped[float | None]           # a regressor's prediction - label

@@ -15,6 +15,7 @@ STATUS = {
     "conflict": 409,       # the state forbids it now (in use, not ready, taken)
     "gone": 410,           # it existed, its file is gone
     "too_large": 413,
+    "unsupported": 415,    # a body of a media type the route does not take
     "unprocessable": 422,  # the upload is well-formed but refused (unsafe model, bad CSV)
     "bad_gateway": 502,    # a process we depend on (a model host) answered nonsense
     "unavailable": 503,    # a service we depend on (the queue, a model host) is down: try again

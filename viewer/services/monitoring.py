@@ -34,6 +34,7 @@ from ..core.predlog import features_of
 from ..infra.extensions import db
 from ..infra.records import (Dataset, Job, ModelVersion, MonitorGrid, MonitorReference, MonitorWindow,
                              PredictionLogFile, RegisteredModel, utcnow)
+from . import labels
 from .artifacts import store
 from .errors import ServiceError
 from .predlog import settings_of
@@ -310,6 +311,11 @@ def _with_baseline(reference: Summary | None, model_id: int, version_id: int, se
     return combined
 
 
+def _classes(version_id: int) -> list[str]:
+    version = db.session.get(ModelVersion, version_id)
+    return [_text(c) for c in (version.info.get("classes") or [])] if version is not None else []
+
+
 def refresh_drift(model: RegisteredModel, limit: int = 2000) -> int:
     """Compute the drift of windows whose summary or reference changed; returns how many."""
     reference_row = refresh_reference(model)
@@ -322,6 +328,7 @@ def refresh_drift(model: RegisteredModel, limit: int = 2000) -> int:
     if not stale:
         return 0
     categorical: dict[int, set[str]] = {}
+    classes: dict[int, list[str]] = {}
     references: dict[tuple[int, int], Summary | None] = {}
     for window in stale:
         if window.model_version_id not in categorical:
@@ -331,8 +338,12 @@ def refresh_drift(model: RegisteredModel, limit: int = 2000) -> int:
         if against not in references:
             references[against] = _with_baseline(reference, model.id, window.model_version_id, window.seconds,
                                                  thresholds.min_rows_numeric)
-        window.drift = drift_of(Summary.from_bytes(window.summary), references[against], thresholds,
-                                categorical[window.model_version_id])
+        figures = drift_of(Summary.from_bytes(window.summary), references[against], thresholds,
+                           categorical[window.model_version_id])
+        figures["performance"] = labels.performance(
+            model.id, window.model_version_id, window.start, window.start + timedelta(seconds=window.seconds),
+            classes.setdefault(window.model_version_id, _classes(window.model_version_id)), rows=window.rows)
+        window.drift = figures
         window.reference = key
     db.session.commit()
     return len(stale)
@@ -340,7 +351,7 @@ def refresh_drift(model: RegisteredModel, limit: int = 2000) -> int:
 
 def maintain() -> dict[str, int]:
     """One round of the workers' upkeep: summarise new log files, then compute stale drift."""
-    counts = {"summarised": aggregate(), "drift": 0}
+    counts = {"summarised": aggregate(), "labels_joined": labels.retry(), "drift": 0}
     # Every model with windows: a reference can change without a setting (the default is the dataset
     # of the first scoring job, which may run after the first predictions).
     for model in db.session.scalars(select(RegisteredModel).where(RegisteredModel.id.in_(
@@ -364,6 +375,7 @@ def purge(now: datetime | None = None) -> int:
         cutoff = now - timedelta(days=settings_of(model)["retention_days"])
         removed += db.session.execute(delete(MonitorWindow).where(
             MonitorWindow.model_id == model.id, MonitorWindow.start < cutoff - timedelta(days=7))).rowcount
+        labels.purge(model, cutoff)
     db.session.commit()
     return removed
 
