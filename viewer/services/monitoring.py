@@ -407,9 +407,16 @@ def report(model: RegisteredModel, *, span: int = 1, last: int = 48, version: in
             "chosen": bool((model.monitor or {}).get("reference"))},
         "thresholds": asdict(thresholds),
         "windows": [{"start": _iso(w.start), "end": _iso(w.start + timedelta(seconds=w.seconds)),
+                     "label": _label(w.start, seconds),
                      "version": w.version, "pending": w.reference is None, **(w.drift or {"rows": w.rows})}
                     for w in windows],
     }
+
+
+def _label(start: datetime, seconds: int) -> str:
+    """A window's start as its length needs: the day, the hour, the minute or the second."""
+    return start.strftime("%Y-%m-%d" if seconds % 86400 == 0 else "%m-%d %H:%M" if seconds % 60 == 0
+                          else "%m-%d %H:%M:%S")
 
 
 def _iso(value: datetime) -> str:

@@ -39,7 +39,7 @@ def _sandbox_notice() -> dict:
 
 
 def init_app(app: Flask) -> None:
-    from . import account, admin, assets, compare, datasets, jobs, main, members, models, prediction, session
+    from . import account, admin, assets, compare, datasets, jobs, main, members, models, monitoring, prediction, session
 
     app.context_processor(_project_menu)
     app.context_processor(_sandbox_notice)
@@ -50,6 +50,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(account.bp)
     app.register_blueprint(models.bp)
     app.register_blueprint(prediction.bp)
+    app.register_blueprint(monitoring.bp)
     app.register_blueprint(assets.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(members.bp)

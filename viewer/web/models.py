@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from ..http.auth import PROJECT_KEY, requester, role_required
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN
-from ..services import hosts, jobs, projects, registry
+from ..services import hosts, jobs, predlog, projects, registry
 from ..services.errors import ServiceError
 from . import importance
 from .forms import ConfirmForm, move_form, offset_arg
@@ -145,7 +145,7 @@ def render_version(found, importance_form: importance.ImportanceForm | None = No
                            serve_with_form=ServeWithForm(serve_with=found.model.serve_with),
                            parameter_groups=registry.parameter_groups(found.info or {}), usage=usage(found, card),
                            runtime=registry.runtime_versions(), jobs=jobs.of_model_version(found.id),
-                           confirm=ConfirmForm(),
+                           confirm=ConfirmForm(), log=predlog.summary(found.model),
                            **importance.page_context(found, importance_form)), status
 
 
