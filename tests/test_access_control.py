@@ -96,6 +96,12 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "api.get_model"): "viewer",
     ("PATCH", "api.update_model"): "scientist",
     ("GET", "api.export_log"): "viewer",
+    ("GET", "api.drift"): "viewer",
+    ("GET", "api.drift_cell"): "viewer",
+    ("POST", "api.post_labels"): "scientist",
+    ("GET", "monitoring.page"): "viewer",
+    ("POST", "monitoring.reference"): "scientist",
+    ("POST", "monitoring.log_settings"): "scientist",
     ("POST", "api.delete_from_log"): "scientist",
     ("PUT", "api.put_alias"): "scientist",
     ("DELETE", "api.delete_alias"): "scientist",
@@ -143,7 +149,11 @@ BODIES = {"api.put_alias": {"version": 1}, "api.move_model": {"project": "red"},
           "api.flag_identifier": {"column": "a", "identifier": True},
           "api.predict_version": {"instances": [[1, 2]]}, "v2.infer": {"inputs": [
               {"name": "input-0", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]},
-          "mlflow.invocations": {"instances": [[1, 2]]}, "api.delete_from_log": {"request_ids": ["r1"]}}
+          "mlflow.invocations": {"instances": [[1, 2]]}, "api.delete_from_log": {"request_ids": ["r1"]},
+          "api.post_labels": {"labels": [{"request_id": "r1", "label": 1}]}}
+
+
+QUERIES = {"api.drift_cell": lambda red: f"?version=1&start={red.window}&column=x0"}  # required query strings
 
 
 def routes(app):
@@ -238,6 +248,19 @@ class Red:
                                json={"model": "m", "dataset": self.dataset_id, "target": "label"}).get_json()
         assert wait_for_job(self.client, self.headers, job["id"])["state"] == "done"
         self.job_id = job["id"]
+        self.window = self.monitoring_window()
+
+    def monitoring_window(self) -> str:
+        """A window of m's prediction log summarised for monitoring: its start."""
+        from viewer.services import monitoring, predlog
+
+        assert self.client.post("/p/red/api/v1/models/m/predict", headers=self.headers,
+                                json={"instances": [[1, 2]]}).status_code == 200
+        predlog.flush()
+        with self.app.app_context():
+            monitoring.maintain()
+        report = self.client.get("/p/red/api/v1/models/m/drift", headers=self.headers).get_json()
+        return report["windows"][-1]["start"]
 
     def post(self, path: str, **kwargs):
         return self.client.post("/p/red" + path, headers=self.headers, content_type="multipart/form-data", **kwargs)
@@ -351,7 +374,7 @@ def test_access_table(app, auth, red):
             fresh = FRESH.get(rule.endpoint)
             if fresh:
                 values[fresh] = MAKERS[fresh](red)
-            url = rule.build(values, append_unknown=False)[1]
+            url = rule.build(values, append_unknown=False)[1] + QUERIES.get(rule.endpoint, lambda _red: "")(red)
             response = caller.call(method, url, BODIES.get(rule.endpoint))
             response.close()  # file responses (BokehJS, static) hold their file open until closed
             calls += 1

@@ -154,18 +154,24 @@ def test_labels_give_realized_performance_equal_to_scikit_learn_on_the_joined_ro
     posted = client.post("/api/v1/models/loans/labels", headers=scientist,
                          json={"labels": labelled + [{"request_id": "never-served", "label": 1}]})
     assert posted.status_code == 200, posted.get_json()
-    assert posted.get_json() == {"accepted": 1_001, "matched": 1_000, "unknown": ["never-served"], "unknown_count": 1}
+    assert posted.get_json() == {"accepted": 1_001, "matched": 1_000, "unknown": ["never-served"], "unknown_count": 1,
+                                 "rejected": [], "rejected_count": 0}
     again = client.post("/api/v1/models/loans/labels", headers=scientist, json={"labels": labelled[:10]})
     assert again.get_json()["matched"] == 10  # idempotent: replaced, not counted twice
     csv = "request_id,row,label\n" + "\n".join(f"{ids[1]},{r},{int(truth.iloc[500 + r])}" for r in range(5))
     assert client.post("/api/v1/models/loans/labels", headers=scientist, data=csv,
                        content_type="text/csv").get_json()["matched"] == 5
-    bad = client.post("/api/v1/models/loans/labels", headers=scientist, json={"labels": [{"request_id": ids[0],
-                                                                                        "label": "maybe"}]})
-    assert bad.status_code == 400 and "not a class of loans" in bad.get_json()["message"]
+    bad = client.post("/api/v1/models/loans/labels", headers=scientist, json={"labels": [
+        {"request_id": ids[0], "label": "maybe"}, {"request_id": ids[0], "row": 1, "label": int(truth.iloc[1])}]})
+    assert bad.status_code == 200 and bad.get_json()["matched"] == 1
+    assert bad.get_json()["rejected"] == [{"request_id": ids[0], "row": 0, "label": "maybe",
+                                           "reason": "not a class of loans (its classes are 0, 1)"}]
+    assert client.post("/api/v1/models/loans/labels", headers=scientist, json={"labels": [
+        {"request_id": ids[0], "label": None}]}).status_code == 400
     summarise(app)
     windows = client.get("/api/v1/models/loans/drift?last=50", headers=scientist).get_json()["windows"]
     performance = [w["performance"] for w in windows if w.get("performance")]
+    # The label of row 0 of the first request was refused: the earlier one (the truth) stays.
     assert sum(p["labelled"] for p in performance) == 1_000
     rows = served.iloc[:1_000]
     y, proba = truth.iloc[:1_000], model.predict_proba(rows)[:, 1]

@@ -16,7 +16,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready, worke
 
 from .infra import stopping
 from .infra.extensions import db
-from .services import comparison, datasets, health, importance, jobs, kinds, monitoring, predlog, reaper, runtimes, scoring
+from .services import comparison, datasets, health, importance, jobs, kinds, logfiles, monitoring, reaper, runtimes, scoring
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _reaper_loop(app, compiles: bool) -> None:
         try:  # the prediction log's upkeep: monitoring summaries, compaction, retention once an hour
             with app.app_context():
                 monitoring.maintain()
-                if "purged" in predlog.maintain():
+                if "purged" in logfiles.maintain():
                     monitoring.purge()
                 db.session.remove()
         except Exception:  # noqa: BLE001  (the store or database away: next round)

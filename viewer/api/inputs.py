@@ -137,7 +137,8 @@ class DriftCellQuery(Query):
     version: Whole = Field(ge=1, description="The window's model version.")
     start: IsoTime = Field(description="The window's start (ISO 8601), as the drift report gives it.")
     window: Literal["hour", "day", "week"] = Field("hour", description="The window's length.")
-    column: Text = Field(min_length=1, max_length=255, description="An input column, or \\u0000prediction.")
+    column: Text = Field(min_length=1, max_length=255, description=(
+        "An input column, or \\u0000prediction for the predictions."))
 
 
 class LogQuery(Query):

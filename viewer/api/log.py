@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from flask import Response, jsonify, request
 
 from ..http.auth import identity, role_required
-from ..services import labels, monitoring, predlog, registry
+from ..services import labels, logfiles, monitoring, registry
 from ..services.errors import ServiceError
 from .inputs import DriftCellQuery, DriftQuery, LabelBatch, LogDeletion, LogQuery
 from .outputs import LabelsPosted, LogDeleted
@@ -42,7 +42,7 @@ def export_log(name: str):
     query = valid("query")
     model = registry.get_model(name)
     version_id = registry.resolve(registry.Ref(name, version=query.version)).id if query.version else None
-    table = predlog.read(model.id, _naive_utc(query.start), _naive_utc(query.end), version_id=version_id,
+    table = logfiles.read(model.id, _naive_utc(query.start), _naive_utc(query.end), version_id=version_id,
                          inputs=identity().has_role("scientist"), max_rows=MAX_EXPORT_ROWS)
     out = io.BytesIO()
     if query.format == "csv":
@@ -69,7 +69,7 @@ def delete_from_log(name: str):
 
     Every row of each request, in every version. Ids the log does not hold are listed in
     not_found."""
-    return jsonify(predlog.delete_requests(registry.get_model(name), valid("json").request_ids))
+    return jsonify(logfiles.delete_requests(registry.get_model(name), valid("json").request_ids))
 
 
 @bp.get("/models/<name>/drift")
@@ -106,17 +106,21 @@ CSV_LABELS = {"requestBody": {"content": {"text/csv": {"schema": {"type": "strin
 def _csv_labels(text: str) -> list[dict]:
     import csv
 
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or not {"request_id", "label"} <= set(reader.fieldnames):
-        raise ServiceError("invalid", "bad_request", "The CSV needs a header with request_id and label (and "
-                           "optionally row).")
     items = []
-    for line, record in enumerate(reader, start=2):
-        row = (record.get("row") or "0").strip()
-        if not (row.isascii() and row.isdigit()):
-            raise ServiceError("invalid", "bad_request", f"Line {line}: row must be a whole number from 0.")
-        items.append({"request_id": (record["request_id"] or "").strip(), "row": int(row),
-                      "label": (record["label"] or "").strip()})
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames or not {"request_id", "label"} <= set(reader.fieldnames):
+            raise ServiceError("invalid", "bad_request", "The CSV needs a header with request_id and label (and "
+                               "optionally row).")
+        for line, record in enumerate(reader, start=2):
+            row = (record.get("row") or "0").strip()
+            if not (row.isascii() and row.isdigit()):
+                raise ServiceError("invalid", "bad_request", f"Line {line}: row must be a whole number from 0.")
+            items.append({"request_id": (record["request_id"] or "").strip(), "row": int(row),
+                          "label": (record["label"] or "").strip()})
+    except csv.Error as exc:
+        raise ServiceError("invalid", "bad_request", f"The CSV cannot be read ({exc}); send comma-separated lines "
+                           "with a request_id,row,label header.") from None
     return items
 
 

@@ -294,6 +294,10 @@ class LabelsPosted(BaseModel):
     unknown: list[str] = Field(description="Request ids (at most 1,000) whose records the log does not hold yet; "
                                "tried again for a day.")
     unknown_count: int
+    rejected: list[dict[str, Any]] = Field(description="Labels (at most 1,000) not stored: request_id, row, label and "
+                                           "the reason (not a class of the model; a regressor's label that is no "
+                                           "number).")
+    rejected_count: int
 
 
 class LogDeleted(BaseModel):

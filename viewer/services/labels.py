@@ -67,24 +67,32 @@ def _checked(items: list[Any]) -> list[tuple[str, int, str]]:
 
 
 def post(model: RegisteredModel, items: list[Any]) -> dict[str, Any]:
-    """Store a batch of labels (a label sent again replaces the stored one) and join them."""
+    """Store a batch of labels (a label sent again replaces the stored one) and join them. A label
+    that is no class of the model (a regressor's: no number) is not stored; it is listed in
+    ``rejected`` with the reason, and the batch's others are kept."""
     labels = _checked(items)
+    rejected: list[dict[str, Any]] = []
     latest = model.latest
     if latest is not None and latest.info.get("classes") is not None:
         classes = {_text(c) for v in model.versions for c in v.info.get("classes") or []}
-        wrong = [label for _rid, _row, label in labels if label not in classes]
-        if wrong:
-            raise ServiceError("invalid", "bad_request", f"Label {wrong[0][:100]!r} is not a class of {model.name}; its "
-                               f"classes are {', '.join(sorted(classes)[:20])}.")
+        message = f"not a class of {model.name} (its classes are {', '.join(sorted(classes)[:20])})"
+        rejected = [{"request_id": rid, "row": row, "label": label, "reason": message}
+                    for rid, row, label in labels if label not in classes]
     else:
-        for _rid, _row, label in labels:
+        for rid, row, label in labels:
             try:
                 if not math.isfinite(float(label)):
                     raise ValueError
             except ValueError:
-                raise ServiceError("invalid", "bad_request", f"Label {label[:100]!r} is not a number; {model.name} is "
-                                   "a regressor.") from None
+                rejected.append({"request_id": rid, "row": row, "label": label,
+                                 "reason": f"not a number ({model.name} is a regressor)"})
+    if rejected:
+        bad = {(r["request_id"], r["row"]) for r in rejected}
+        labels = [item for item in labels if (item[0], item[1]) not in bad]
     keys = [(rid, row) for rid, row, _label in labels]
+    if not keys:
+        return {"accepted": 0, "matched": 0, "unknown": [], "unknown_count": 0, "rejected": rejected[:1000],
+                "rejected_count": len(rejected)}
     for start in range(0, len(keys), 500):
         db.session.execute(delete(PredictionLabel).where(
             PredictionLabel.model_id == model.id,
@@ -96,7 +104,8 @@ def post(model: RegisteredModel, items: list[Any]) -> dict[str, Any]:
     matched = join(model, {rid for rid, _row, _label in labels})
     unknown = sorted({rid for rid, row, _label in labels if (rid, row) not in matched})
     return {"accepted": len(labels), "matched": len(labels) - sum(1 for k in keys if k not in matched),
-            "unknown": unknown[:1000], "unknown_count": len(unknown)}
+            "unknown": unknown[:1000], "unknown_count": len(unknown), "rejected": rejected[:1000],
+            "rejected_count": len(rejected)}
 
 
 def _hours(model_id: int, request_ids: set[str]) -> set:

@@ -24,8 +24,8 @@ def upgrade():
         'monitor_grids',
         sa.Column('model_id', sa.Integer(), nullable=False),
         sa.Column('column', sa.String(length=255), nullable=False),
-        sa.Column('center', sa.Float(), nullable=False),
-        sa.Column('scale', sa.Float(), nullable=False),
+        sa.Column('center', sa.Double(), nullable=False),
+        sa.Column('scale', sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint('model_id', 'column'),
     )
     op.create_table(
@@ -67,11 +67,11 @@ def upgrade():
         sa.Column('model_version_id', sa.Integer(), nullable=True),
         sa.Column('at', sa.DateTime(), nullable=True),
         sa.Column('predicted', sa.String(length=255), nullable=True),
-        sa.Column('score', sa.Float(), nullable=True),
+        sa.Column('score', sa.Double(), nullable=True),
         sa.Column('score_bin', sa.Integer(), nullable=True),
         sa.Column('positive', sa.Boolean(), nullable=True),
-        sa.Column('log_loss', sa.Float(), nullable=True),
-        sa.Column('error', sa.Float(), nullable=True),
+        sa.Column('log_loss', sa.Double(), nullable=True),
+        sa.Column('error', sa.Double(), nullable=True),
         sa.PrimaryKeyConstraint('model_id', 'request_id', 'row'),
     )
     with op.batch_alter_table('prediction_labels', schema=None) as batch_op:
