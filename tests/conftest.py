@@ -243,16 +243,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def gunicorn(migrated, app, tmp_path):
-    """The app under gunicorn (2 sync workers, one maths thread each) on the session's backend:
-    (process, port). Stopped with SIGTERM to its process group."""
+def start_gunicorn(env: dict[str, str], log_path, workers: int = 2) -> tuple[subprocess.Popen, int]:
+    """The app under gunicorn (sync workers, one maths thread each) with ``env``: (process, port),
+    in its own process group, once it answers /ping."""
     port = _free_port()
-    env = {**migrated.env(), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
+    env = {**env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
                              "--backlog", "256", "viewer:create_app()"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -266,8 +266,21 @@ def gunicorn(migrated, app, tmp_path):
         except OSError:
             time.sleep(0.2)
     else:
-        raise TimeoutError((tmp_path / "gunicorn.log").read_text()[-3000:])
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise TimeoutError(open(log_path).read()[-3000:])
+    return proc, port
+
+
+def stop_gunicorn(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def gunicorn(migrated, app, tmp_path):
+    """The app under gunicorn (2 sync workers) on the session's backend: (process, port).
+    Stopped with SIGTERM to its process group."""
+    proc, port = start_gunicorn(migrated.env(), tmp_path / "gunicorn.log")
     yield proc, port
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-    log.close()
+    stop_gunicorn(proc)

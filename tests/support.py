@@ -74,6 +74,9 @@ class Backend:
             # Compiling every model the suite registers would cost minutes of gcc: the tests of
             # compiled runtimes turn it on (tests/test_runtimes.py).
             "VIEWER_COMPILE_MODELS": "false",
+            # Every process of the session (its worker summarises any test's log) cuts monitoring
+            # windows alike, short enough for a test to see several.
+            "VIEWER_MONITOR_WINDOW_SECONDS": str(MONITOR_WINDOW_SECONDS),
         }
 
     def config(self, **extra) -> dict:
@@ -84,11 +87,13 @@ class Backend:
             "BROKER_URL": self.broker_url,
             "SECRET_KEY": TEST_SECRET,
             "COMPILE_MODELS": False,
+            "MONITOR_WINDOW_SECONDS": MONITOR_WINDOW_SECONDS,
             **extra,
         }
 
 
 TEST_SECRET = secrets.token_urlsafe(32)
+MONITOR_WINDOW_SECONDS = 2
 
 
 class WorkerProcess:

@@ -109,3 +109,29 @@ def test_client_uploads_a_dataset_scores_it_and_reads_the_results(live_server, a
     with pytest.raises(ApiError) as caught:
         Client(live_server, auth.token("viewer")).upload_dataset(csv)
     assert caught.value.status == 403
+
+
+def test_client_reads_the_prediction_log_and_posts_labels(live_server, auth, iris):
+    X, model, path = iris
+    client = Client(live_server, auth.token("scientist"))
+    client.upload_model(path, name="iris")
+    rows = X.iloc[[0, 60, 120]]
+    client.predict_proba(rows, model="iris", request_id="batch-7")
+    assert client.last_request_id == "batch-7"
+    client.predict(X.iloc[:1], model="iris")
+    generated = client.last_request_id
+    from viewer.services import predlog
+
+    predlog.flush()  # the live server runs in this process
+    log = client.prediction_log("iris")
+    assert list(log["request_id"]) == ["batch-7"] * 3 + [generated]
+    np.testing.assert_allclose(log["input.sepal_length"], pd.concat([rows, X.iloc[:1]])["sepal_length"])
+    assert list(log["prediction"]) == list(model.predict(pd.concat([rows, X.iloc[:1]])))
+    assert str(log["at"].dt.tz) == "UTC"
+    viewer_log = Client(live_server, auth.token("viewer")).prediction_log("iris")
+    assert len(viewer_log) == 4 and not any(c.startswith("input.") for c in viewer_log.columns)
+    labels = pd.DataFrame({"request_id": ["batch-7"] * 3 + ["nope"], "row": [0, 1, 2, 0],
+                           "label": ["setosa", "versicolor", "virginica", "setosa"]})
+    answer = client.post_labels("iris", labels)
+    assert answer["accepted"] == 4 and answer["matched"] == 3 and answer["unknown"] == ["nope"]
+    assert client.drift("iris")["model"] == "iris"

@@ -15,15 +15,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from tests.support import upload_model
+from tests.support import MONITOR_WINDOW_SECONDS, upload_model
 
-WINDOW = 2  # seconds: short windows, so a test sees several
-
-
-@pytest.fixture
-def app_config():
-    return {"MONITOR_WINDOW_SECONDS": WINDOW}
-
+WINDOW = MONITOR_WINDOW_SECONDS  # seconds: every process of the test session cuts windows this short
 
 def frame(n: int, seed: int, *, shift: float = 0.0, regions=(0.5, 0.3, 0.2)) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -77,8 +71,7 @@ def test_drift_is_flagged_in_exactly_the_shifted_columns_and_windows(app, client
         response = client.post("/api/v1/models/loans/predict?output=proba", headers=scientist,
                                json={"dataframe_split": rows.to_dict("split")})
         assert response.status_code == 200
-    counts = summarise(app)
-    assert counts["summarised"] >= 1 and counts["drift"] >= 2
+    summarise(app)  # (the session's worker may have summarised some files first: either way)
     report = client.get("/api/v1/models/loans/drift?last=10", headers=auth.bearer("viewer")).get_json()
     windows = [w for w in report["windows"] if w["rows"]]
     assert [w["rows"] for w in windows] == [2_000, 2_000]

@@ -66,6 +66,8 @@ def _plain(value: Any) -> Any:
 
 
 class Client:
+    last_request_id: str | None = None  # the id of the last prediction request (its log records')
+
     def __init__(self, url: str, token: str | None = None, *, project: str | None = None, timeout: float = 60.0):
         """``project``: work in that project (``/p/<project>/`` on the server); the token's user's
         default project when left out."""
@@ -151,16 +153,61 @@ class Client:
             return f"/api/v1/models/{name}/versions/{int(version)}/predict"
         return f"/api/v1/models/{model}/predict"
 
-    def predict(self, data: Any, model: str) -> np.ndarray:
-        body = self.request("POST", self._predict_path(model), data=json.dumps(_records(data)),
-                            headers={"Content-Type": "application/json"})
-        return np.asarray(body["predictions"])
+    def _predict_call(self, data: Any, model: str, request_id: str | None, **kwargs: Any) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json", **({"X-Request-ID": request_id} if request_id else {})}
+        body = self.request("POST", self._predict_path(model), data=json.dumps(_records(data)), headers=headers,
+                            **kwargs)
+        self.last_request_id = body.get("request_id")
+        return body
 
-    def predict_proba(self, data: Any, model: str) -> pd.DataFrame:
-        body = self.request("POST", self._predict_path(model), params={"output": "proba"},
-                            data=json.dumps(_records(data)), headers={"Content-Type": "application/json"})
+    def predict(self, data: Any, model: str, *, request_id: str | None = None) -> np.ndarray:
+        """The predictions of ``data``'s rows. The request's id in the prediction log (``request_id``,
+        or a generated one) is ``last_request_id`` afterwards: labels that arrive later name it."""
+        return np.asarray(self._predict_call(data, model, request_id)["predictions"])
+
+    def predict_proba(self, data: Any, model: str, *, request_id: str | None = None) -> pd.DataFrame:
+        body = self._predict_call(data, model, request_id, params={"output": "proba"})
         index = data.index if isinstance(data, pd.DataFrame) else None
         return pd.DataFrame(body["probabilities"], columns=body["classes"], index=index)
+
+    # --- the prediction log and monitoring -------------------------------------------------------
+
+    def prediction_log(self, model: str, start: Any = None, end: Any = None, *, version: int | None = None
+                       ) -> pd.DataFrame:
+        """A window of a model's prediction log, one row per row served: request_id, row, at (UTC),
+        latency_ms, route, prediction, proba, version, and (for a project's scientists) the inputs
+        as columns ``input.<name>`` (null where the model's sampling left them out). ``start`` and
+        ``end``: datetimes or ISO 8601 text (UTC when no offset is given)."""
+        params = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                  for k, v in (("start", start), ("end", end), ("version", version)) if v is not None}
+        response = self.send("GET", f"/api/v1/models/{model}/log", params={**params, "format": "parquet"})
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(response.content))
+        if "inputs" in table.column_names:
+            table = table.flatten()
+            table = table.rename_columns([c.replace("inputs.", "input.", 1) for c in table.column_names])
+        return table.to_pandas()
+
+    def post_labels(self, model: str, labels: Any) -> dict[str, Any]:
+        """Labels for logged predictions: a DataFrame (or records) with request_id, label and
+        optionally row (0 by default). Returns how many were accepted and matched, the request ids
+        the log does not hold (yet) and the labels refused (not a class of the model)."""
+        records = labels.to_dict("records") if isinstance(labels, pd.DataFrame) else list(labels)
+        items = [{"request_id": str(r["request_id"]), "row": int(r.get("row", 0) or 0), "label": _plain(r["label"])}
+                 for r in records]
+        totals: dict[str, Any] = {"accepted": 0, "matched": 0, "unknown": [], "unknown_count": 0, "rejected": [],
+                                  "rejected_count": 0}
+        for start in range(0, len(items), 10_000):  # the API takes 10,000 a request
+            answer = self.request("POST", f"/api/v1/models/{model}/labels", json={"labels": items[start:start + 10_000]})
+            for key, value in answer.items():
+                totals[key] = totals[key] + value
+        return totals
+
+    def drift(self, model: str, *, window: str = "hour", last: int = 48) -> dict[str, Any]:
+        """The drift report: per window, traffic, latency, per column drift against the reference,
+        and realized performance from the labels joined so far."""
+        return self.request("GET", f"/api/v1/models/{model}/drift", params={"window": window, "last": last})
 
     # --- datasets and scoring jobs ----------------------------------------------------------------
 

@@ -332,6 +332,18 @@ def discard() -> None:
         _buffer.drops.clear()
 
 
+def write_entries(version, entries: list[Entry]) -> int:
+    """Write records made elsewhere (a backfill from another server's log, a benchmark's
+    generator) exactly as the web processes write theirs: per UTC hour, under the version's
+    current settings. Returns the rows written."""
+    target = Target.of(version) or Target(version.model.project_id, version.model.id, version.id, version.version,
+                                          Policy())
+    hours: dict[Any, list[Entry]] = {}
+    for entry in entries:
+        hours.setdefault(predlog.hour_of(entry.at), []).append(entry)
+    return sum(_write(target, version.info, hour, group) for hour, group in sorted(hours.items()))
+
+
 def _write(target: Target, info: dict[str, Any], hour, entries: list[Entry]) -> int:
     table = predlog.build_table(entries, predlog.features_of(info), target.policy,
                                 classifier=info.get("classes") is not None)
