@@ -73,12 +73,13 @@ test-services: install
 # Slow fault and load tests on both backends: SIGKILL / SIGTERM a worker mid-job, two workers on
 # one job, poison chunks, cancel across a worker restart, late duplicate messages, Redis restarted
 # and PostgreSQL stopped mid-job (services), the web process killed mid-upload, 60 s of load at 32
-# connections while uploads and jobs run; the hostile-model corpus's proofs that each case crashes
+# connections while uploads and jobs run, the monitoring loop under gunicorn and a worker (drift
+# injected halfway, labels, a web worker SIGTERMed and SIGKILLed mid-traffic, a failing store); the hostile-model corpus's proofs that each case crashes
 # or freezes a process without our loader, and the model-host fuzzer (5 minutes, its seed printed;
 # FUZZ_SECONDS, FUZZ_SEED and FUZZ_CASE replay) (once: no backend). .ci/run calls this after `make test`.
 chaos: install
-	VIEWER_TEST_BACKEND=embedded $(PY) -m pytest -m chaos tests/test_faults.py tests/test_load.py tests/core/test_hostile_native.py tests/core/test_hostile_load.py tests/core/test_hostile_params.py tests/infra/test_host_fuzz.py
-	VIEWER_TEST_BACKEND=services $(PY) -m pytest -m chaos tests/test_faults.py tests/test_load.py
+	VIEWER_TEST_BACKEND=embedded $(PY) -m pytest -m chaos tests/test_faults.py tests/test_load.py tests/test_monitoring_live.py tests/core/test_hostile_native.py tests/core/test_hostile_load.py tests/core/test_hostile_params.py tests/infra/test_host_fuzz.py
+	VIEWER_TEST_BACKEND=services $(PY) -m pytest -m chaos tests/test_faults.py tests/test_load.py tests/test_monitoring_live.py
 
 # The README's pictures: the browser tests take screenshots, tests/browser/readme.py keeps small copies.
 screenshots: install

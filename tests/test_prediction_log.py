@@ -13,21 +13,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from sklearn.compose import ColumnTransformer, make_column_selector
-from sklearn.datasets import load_iris
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from tests.support import upload_model
-
-
-@pytest.fixture(scope="module")
-def iris():
-    data = load_iris(as_frame=True)
-    X = data.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
-    y = data.target_names[data.target]
-    return X, y, LogisticRegression(max_iter=500).fit(X, y)
+from tests.test_predict_api import iris  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from .drift.sketch import label_text
+
 ROUTES = ("v1", "mlflow", "v2", "page")
 CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces: what a header carries
 
@@ -126,13 +128,8 @@ def hour_of(at: float) -> datetime:
 
 def _keyed_hash(values: np.ndarray, key: bytes) -> list[str | None]:
     return [None if v is None or (isinstance(v, float) and v != v)
-            else hmac.new(key, _text(v).encode(), hashlib.sha256).hexdigest()[:32] for v in values]
+            else hmac.new(key, label_text(v).encode(), hashlib.sha256).hexdigest()[:32] for v in values]
 
-
-def _text(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # 3.0 and 3 hash alike: the same category typed two ways
-    return str(value)
 
 
 def _input_columns(entries: list[Entry], names: list[str]) -> dict[str, np.ndarray]:
@@ -188,7 +185,7 @@ def _probabilities(entries: list[Entry], counts: np.ndarray) -> pa.Array:
 def _categories(values: np.ndarray) -> pa.Array:
     if values.dtype.kind in "US":
         return pa.array(values.astype(str), type=pa.string())
-    text = [None if v is None or (isinstance(v, float) and v != v) else _text(v) for v in values.tolist()]
+    text = [None if v is None or (isinstance(v, float) and v != v) else label_text(v) for v in values.tolist()]
     return pa.array(text, type=pa.string())
 
 

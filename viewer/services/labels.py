@@ -25,7 +25,7 @@ from sqlalchemy import and_, case, delete, func, or_, select, tuple_, update
 
 from ..core import predlog as predlog_core
 from ..core.drift import stats
-from ..core.drift.sketch import ScoreSketch, score_index
+from ..core.drift.sketch import ScoreSketch, label_text, score_index
 from ..infra.extensions import db
 from ..infra.records import (ClientRequestId, MonitorWindow, PredictionLabel, PredictionLogFile, RegisteredModel,
                              utcnow)
@@ -36,11 +36,6 @@ MAX_LABELS = 10_000
 RETRY_HOURS = 24
 EPS = float(np.finfo(np.float64).eps)  # scikit-learn's log_loss clips probabilities to [eps, 1 - eps]
 
-
-def _text(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _checked(items: list[Any]) -> list[tuple[str, int, str]]:
@@ -62,7 +57,7 @@ def _checked(items: list[Any]) -> list[tuple[str, int, str]]:
                                "index in its request).")
         if label is None or isinstance(label, (list, dict)) or (isinstance(label, float) and not math.isfinite(label)):
             raise ServiceError("invalid", "bad_request", f"Label {i}: label must be a class or a finite number.")
-        out[(rid, row)] = _text(label)[:255]
+        out[(rid, row)] = label_text(label)[:255]
     return [(rid, row, label) for (rid, row), label in out.items()]
 
 
@@ -74,7 +69,7 @@ def post(model: RegisteredModel, items: list[Any]) -> dict[str, Any]:
     rejected: list[dict[str, Any]] = []
     latest = model.latest
     if latest is not None and latest.info.get("classes") is not None:
-        classes = {_text(c) for v in model.versions for c in v.info.get("classes") or []}
+        classes = {label_text(c) for v in model.versions for c in v.info.get("classes") or []}
         message = f"not a class of {model.name} (its classes are {', '.join(sorted(classes)[:20])})"
         rejected = [{"request_id": rid, "row": row, "label": label, "reason": message}
                     for rid, row, label in labels if label not in classes]
@@ -156,10 +151,10 @@ def join(model: RegisteredModel, request_ids: set[str]) -> set[tuple[str, int]]:
             continue
         version_id, at, predicted, proba = hit
         version = versions.get(version_id)
-        classes = [_text(c) for c in (version.info.get("classes") or [])] if version is not None else []
+        classes = [label_text(c) for c in (version.info.get("classes") or [])] if version is not None else []
         label.model_version_id, label.at = version_id, at
         if classes:
-            label.predicted = None if predicted is None else _text(predicted)
+            label.predicted = None if predicted is None else label_text(predicted)
             if proba is not None and len(proba) == len(classes) and label.label in classes:
                 p = min(max(proba[classes.index(label.label)], EPS), 1 - EPS)
                 label.log_loss = -math.log(p)
@@ -253,7 +248,7 @@ def performance(model_id: int, version_id: int, start, end, classes: list[str], 
                                                     .group_by(PredictionLabel.score_bin, PredictionLabel.positive)):
             (scores.positives if positive else scores.negatives)[bin_] += n
         out["roc_auc"] = stats.roc_auc(scores)
-        tenth = func.min(func.floor(PredictionLabel.score * 10), 9)
+        tenth = case((PredictionLabel.score >= 0.9, 9), else_=func.floor(PredictionLabel.score * 10))  # 1.0: the last
         out["calibration"] = [
             {"bin": int(b), "rows": int(n), "mean_probability": s / n, "positive_share": float(pos or 0) / n}
             for b, n, s, pos in db.session.execute(

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..core.datasets.reading import iter_chunks
 from ..core.drift import stats
-from ..core.drift.sketch import CategoricalSketch, Grid, NumericSketch, latency_quantile
+from ..core.drift.sketch import CategoricalSketch, Grid, NumericSketch, label_text, latency_quantile
 from ..core.drift.window import PREDICTION, Summary, numbers, summarise_records
 from ..core.predlog import features_of
 from ..infra.extensions import db
@@ -121,15 +121,10 @@ def _fix_grids(model_id: int, wanted: dict[str, np.ndarray]) -> dict[str, Grid]:
 def _kinds(info: dict[str, Any]) -> tuple[list[str], set[str], dict[str, frozenset[str]]]:
     features = features_of(info)
     categorical = {f.name for f in features if f.categorical}
-    known = {f["name"]: frozenset(_text(c) for c in f["categories"] if c is not None)
+    known = {f["name"]: frozenset(label_text(c) for c in f["categories"] if c is not None)
              for f in info.get("input_schema") or [] if f.get("kind") == "categorical" and f.get("categories")}
     return [f.name for f in features], categorical, known
 
-
-def _text(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 # --- references -------------------------------------------------------------------------------------
@@ -313,7 +308,7 @@ def _with_baseline(reference: Summary | None, model_id: int, version_id: int, se
 
 def _classes(version_id: int) -> list[str]:
     version = db.session.get(ModelVersion, version_id)
-    return [_text(c) for c in (version.info.get("classes") or [])] if version is not None else []
+    return [label_text(c) for c in (version.info.get("classes") or [])] if version is not None else []
 
 
 def refresh_drift(model: RegisteredModel, limit: int = 2000) -> int:

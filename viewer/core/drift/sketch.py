@@ -155,7 +155,9 @@ class NumericSketch:
         return sketch
 
 
-def _text(value: Any) -> str:
+def label_text(value: Any) -> str:
+    """A category or class as text, the one form the log, sketches and labels compare: 3.0 and 3
+    are one category typed two ways."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -173,7 +175,7 @@ class CategoricalSketch:
         self.missing += int(missing.sum())
         present = array[~missing]
         if len(present):
-            labels, counts = np.unique(np.array([_text(v) for v in present], dtype=object), return_counts=True)
+            labels, counts = np.unique(np.array([label_text(v) for v in present], dtype=object), return_counts=True)
             for label, count in zip(labels.tolist(), counts.tolist()):
                 self.counts[label] = self.counts.get(label, 0) + count
                 if known is not None and label not in known:
