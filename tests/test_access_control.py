@@ -95,6 +95,9 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "api.upload_model"): "scientist",
     ("GET", "api.get_model"): "viewer",
     ("PATCH", "api.update_model"): "scientist",
+    ("PUT", "api.put_threshold"): "scientist",
+    ("DELETE", "api.delete_threshold"): "scientist",
+    ("POST", "jobs.save_threshold"): "scientist",
     ("GET", "api.export_log"): "viewer",
     ("GET", "api.drift"): "viewer",
     ("GET", "api.drift_cell"): "viewer",
@@ -150,7 +153,7 @@ BODIES = {"api.put_alias": {"version": 1}, "api.move_model": {"project": "red"},
           "api.predict_version": {"instances": [[1, 2]]}, "v2.infer": {"inputs": [
               {"name": "input-0", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]},
           "mlflow.invocations": {"instances": [[1, 2]]}, "api.delete_from_log": {"request_ids": ["r1"]},
-          "api.post_labels": {"labels": [{"request_id": "r1", "label": 1}]}}
+          "api.post_labels": {"labels": [{"request_id": "r1", "label": 1}]}, "api.put_threshold": {"threshold": 0.5}}
 
 
 QUERIES = {"api.drift_cell": lambda red: f"?version=1&start={red.window}&column=x0"}  # required query strings

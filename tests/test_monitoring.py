@@ -178,3 +178,27 @@ def test_labels_give_realized_performance_equal_to_scikit_learn_on_the_joined_ro
     assert p["roc_auc"] == pytest.approx(roc_auc_score(y, proba), abs=1e-3)
     assert p["labelled_share"] == pytest.approx(1_000 / 1_500)
     assert sum(b["rows"] for b in p["calibration"]) == 1_000
+
+
+def test_failed_requests_are_logged_and_give_the_error_rate(app, client, auth, fitted):
+    _X, model = fitted
+    scientist = auth.bearer("scientist")
+    upload_model(client, scientist, model, "loans")
+    next_window()
+    good = client.post("/api/v1/models/loans/predict", headers=scientist,
+                       json={"dataframe_split": frame(10, 4).to_dict("split")})
+    bad = client.post("/api/v1/models/loans/predict", headers=scientist,
+                      json={"dataframe_split": frame(10, 4).drop(columns="a").to_dict("split")})
+    assert good.status_code == 200 and bad.status_code == 400
+    from viewer.services import logfiles, monitoring, predlog
+    predlog.flush()
+    with app.app_context():
+        from viewer.infra.records import RegisteredModel
+        table = logfiles.read(RegisteredModel.query.filter_by(name="loans").one().id)
+        monitoring.maintain()
+    failed = [r for r in table.to_pylist() if r["error"] is not None]
+    assert [(r["request_id"], r["error"], r["prediction"], r["inputs"]) for r in failed] == \
+        [(bad.headers["X-Request-ID"], "SCHEMA_MISMATCH", None, None)]
+    window = client.get("/api/v1/models/loans/drift", headers=scientist).get_json()["windows"][-1]
+    assert (window["rows"], window["requests"], window["errors"], window["error_rate"]) == (10, 1, 1, 0.5)
+    assert window["missing_share"] == pytest.approx(frame(10, 4)["b"].isna().sum() / 40)

@@ -96,7 +96,14 @@ def _reaper_loop(app, compiles: bool) -> None:
                 db.session.remove()
         except Exception:  # noqa: BLE001  (database or broker briefly away: next round)
             log.warning("reaper round failed", exc_info=True)
-        try:  # the prediction log's upkeep: monitoring summaries, compaction, retention once an hour
+
+
+def _upkeep_loop(app) -> None:
+    """The prediction log's upkeep, on a thread of its own (summarising a large reference dataset
+    must not hold up the reaper): monitoring summaries and drift, compaction, retention hourly."""
+    interval = float(app.config["REAPER_SECONDS"])
+    while not _reaper_stop.wait(interval):
+        try:
             with app.app_context():
                 monitoring.maintain()
                 if "purged" in logfiles.maintain():
@@ -114,6 +121,8 @@ def _start_reaper(sender=None, **_kwargs) -> None:
     _reaper_stop.clear()
     compiles = runtimes.QUEUE in sender.app.amqp.queues.consume_from  # `worker --queues viewer-compile`
     threading.Thread(target=_reaper_loop, args=(app, compiles), daemon=True, name="reaper").start()
+    if "viewer" in sender.app.amqp.queues.consume_from:  # job workers (not the compile-only one)
+        threading.Thread(target=_upkeep_loop, args=(app,), daemon=True, name="upkeep").start()
 
 
 @worker_shutdown.connect

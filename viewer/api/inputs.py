@@ -284,6 +284,13 @@ class ModelUpdate(Body):
         "scikit-learn: the model's own library always answers."))
 
 
+class ThresholdBody(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{"threshold": 0.35}]})
+
+    threshold: float = Field(ge=0, le=1, description=(
+        "The positive class's probability from which predictions decide for it (the job page slider's rule)."))
+
+
 class AliasTarget(Body):
     model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{"version": 1}]})
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import jsonify
 
 from ..http.auth import identity, requester, role_required
-from ..services import hosts, registry
+from ..services import decisions, hosts, registry
 from ..services.errors import ServiceError
-from .inputs import AliasTarget, ModelQuery, ModelUpdate, ModelUpload, MoveRequest
+from .inputs import AliasTarget, ModelQuery, ModelUpdate, ModelUpload, MoveRequest, ThresholdBody
 from .outputs import Model, ModelList, ModelOrVersion, ModelSummary, Version
 from .spec import checks, valid
 from .v1 import bp, next_link
@@ -90,6 +90,31 @@ def delete_version(name: str, version: int):
     """Delete a version (and the model with its last version)"""
     registry.delete_version(registry.resolve(registry.Ref(name, version=version)))
     return "", 204
+
+
+@bp.put("/models/<name>/versions/<int:version>/threshold")
+@role_required("scientist")
+@checks("Models", {200: Version}, (400, 401, 403, 404, 413), json=ThresholdBody)
+def put_threshold(name: str, version: int):
+    """Save a binary classifier version's decision threshold
+
+    Its predictions with probabilities then also give decision (v1, the prediction page; V2 as an
+    output), and the monitoring page's confusion matrices use it. Who and when are recorded."""
+    found = registry.resolve(registry.Ref(name, version=version))
+    decisions.set_threshold(found, valid("json").threshold, requester())
+    registry.changed()
+    return jsonify(registry.version_dict(found))
+
+
+@bp.delete("/models/<name>/versions/<int:version>/threshold")
+@role_required("scientist")
+@checks("Models", {200: Version}, (401, 403, 404))
+def delete_threshold(name: str, version: int):
+    """Clear a version's decision threshold (decisions by the argmax again)"""
+    found = registry.resolve(registry.Ref(name, version=version))
+    decisions.set_threshold(found, None, requester())
+    registry.changed()
+    return jsonify(registry.version_dict(found))
 
 
 @bp.post("/models/<name>/versions/<int:version>/release")

@@ -234,6 +234,9 @@ class Version(BaseModel):
                                           "predictions answer 409 until a project admin releases it.")
     runtime: Runtime = Field(description="What answers for the version: its compiled runtime per batch size, "
                              "with its speed-ups and parity check, or why scikit-learn does.")
+    threshold: dict[str, Any] | None = Field(description=(
+        "A binary classifier's saved decision threshold: value, positive (the class it decides for), by, at; null: "
+        "none saved (decisions by the argmax)."))
     kind: Literal["classifier", "regressor", "clusterer", "other"]
     estimator_class: str
     steps: list[Any] = optional()
@@ -314,6 +317,10 @@ class Prediction(BaseModel):
     classes: list[Any] = optional(description="With output=proba.")
     probabilities: list[list[float | None]] = optional(
         description="With output=proba: one row per input row, one column per class.")
+    decision: list[Any] = optional(description=(
+        "With output=proba, for a binary classifier whose version has a saved threshold: the positive class where "
+        "its probability is at least the threshold, else the other."))
+    threshold: float = optional(description="The saved threshold the decisions used.")
     warnings: list[dict[str, Any]] = Field(default_factory=list, description=(
         "The schema policy's warnings (README \"Schema policy\"): each has a code (extra_columns, "
         "unknown_category, missing_imputed, empty_rows, model_warning), the column, rows (how many), "

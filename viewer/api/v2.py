@@ -88,6 +88,8 @@ def model_metadata(name: str, version: str | None = None):
     outputs = [{"name": "predict", "datatype": v2.datatype_of(np.asarray(classes)) if classes else "FP64", "shape": [-1]}]
     if predictor.has_proba:
         outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(classes or [])]})
+        if served.threshold is not None and classes is not None and len(classes) == 2:
+            outputs.append({"name": "decision", "datatype": outputs[0]["datatype"], "shape": [-1]})
     versions = [str(v) for v in serving.versions_of(served.name)]
     return jsonify(name=served.name, versions=versions, platform="scikit-learn", inputs=inputs, outputs=outputs)
 

@@ -10,6 +10,8 @@ the value for a regressor), ``proba`` (the probabilities when the request asked 
 ``inputs``: a struct of the model's input columns (numbers as float64, categories as text) for
 the rows the model's sampling rate keeps, null for the others. Columns a model's log settings
 exclude are not there; columns it hashes hold a keyed hash (HMAC-SHA256, 16 bytes as hex).
+``error``: null for an answered row; for a request the route refused or failed (bad input, a
+quarantined model, a model host that failed), one record with its error code and no outputs.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class Entry:
     names: Sequence[str] | None
     prediction: Any      # 1-D array: labels or values
     proba: np.ndarray | None = None
+    error: str | None = None  # a request the route refused or failed: its error code (one record, no outputs)
 
 
 @dataclass(frozen=True)
@@ -141,18 +144,18 @@ def _input_columns(entries: list[Entry], names: list[str]) -> dict[str, np.ndarr
     while i < len(entries):
         first = entries[i]
         j = i + 1
-        if isinstance(first.inputs, dict):
-            while j < len(entries) and isinstance(entries[j].inputs, dict):
+        if not isinstance(first.inputs, np.ndarray):  # columns, or none (a failed request)
+            while j < len(entries) and not isinstance(entries[j].inputs, np.ndarray):
                 j += 1
             run = entries[i:j]
             for name in names:
                 out[name].append(np.concatenate([
-                    np.asarray(e.inputs[name]) if name in e.inputs else np.full(e.n_rows, None, dtype=object)
+                    np.asarray(e.inputs[name]) if e.inputs and name in e.inputs else np.full(e.n_rows, None, dtype=object)
                     for e in run]))
         else:
             layout = first.names
             width = first.inputs.shape[1]
-            while j < len(entries) and not isinstance(entries[j].inputs, dict) \
+            while j < len(entries) and isinstance(entries[j].inputs, np.ndarray) \
                     and entries[j].inputs.shape[1] == width and (entries[j].names is layout or entries[j].names == layout):
                 j += 1
             matrix = np.vstack([e.inputs for e in entries[i:j]]) if j - i > 1 else first.inputs
@@ -212,8 +215,12 @@ def build_table(entries: list[Entry], features: list[Feature], policy: Policy, *
     at = np.repeat(np.array([e.at for e in entries]) * 1e6, counts).astype(np.int64)
     latency = np.repeat(np.array([e.latency_ms for e in entries], dtype=np.float32), counts)
     route = np.repeat(np.array([e.route for e in entries], dtype=object), counts)
-    predictions = np.concatenate([e.prediction for e in entries]) if len(entries) > 1 else \
-        np.asarray(entries[0].prediction)
+    answered = [np.asarray(e.prediction) for e in entries if e.error is None]
+    shape = answered[0].shape[1:] if answered else ()
+    parts = [np.asarray(e.prediction) if e.error is None else  # a failed request: no prediction
+             np.full((e.n_rows, *shape), None if classifier and not shape else np.nan, dtype=object if
+                     classifier and not shape else np.float64) for e in entries]
+    predictions = np.concatenate(parts) if len(parts) > 1 else parts[0]
     if predictions.ndim == 2:  # several outputs per row (a multi-output regressor): a list each
         prediction = pa.array(predictions.astype(np.float64).tolist(), type=pa.list_(pa.float64()))
     else:
@@ -221,6 +228,10 @@ def build_table(entries: list[Entry], features: list[Feature], policy: Policy, *
     proba = _probabilities(entries, counts)
     sampled = np.ones(n, dtype=bool) if policy.sample >= 1 else \
         (rng or np.random.default_rng()).random(n) < policy.sample
+    errors = np.repeat(np.array([e.error for e in entries], dtype=object), counts)
+    failed = np.array([e is not None for e in errors], dtype=bool)
+    if failed.any():
+        sampled &= ~failed  # a failed request's inputs are not kept
     columns: dict[str, pa.Array] = {}
     kept = [f for f in features if f.name not in policy.exclude]
     inputs_of = _input_columns(entries, [f.name for f in kept])
@@ -244,5 +255,6 @@ def build_table(entries: list[Entry], features: list[Feature], policy: Policy, *
         "prediction": prediction,
         "proba": proba,
         "inputs": inputs,
+        "error": pa.array(errors, type=pa.string()),
     }
     return pa.table(table)

@@ -249,6 +249,8 @@ class ModelVersion(db.Model):
     # Its compiled runtime (services.runtimes): state, the library's artifact key and digest, the
     # parity check and speed-ups, the versions it was built with; None before the first request.
     runtime: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # A binary classifier's saved decision threshold (services.registry.set_threshold): value, by, at.
+    threshold: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     model: Mapped[RegisteredModel] = relationship(back_populates="versions")
     uploaded_by: Mapped[User | None] = relationship()

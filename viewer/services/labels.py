@@ -130,9 +130,11 @@ def join(model: RegisteredModel, request_ids: set[str]) -> set[tuple[str, int]]:
     for f in files:
         try:
             with artifacts.reader(f.key) as path:
-                table = pq.read_table(path, columns=["request_id", "row", "at", "prediction", "proba"])
+                table = pq.read_table(path)
         except FileNotFoundError:  # compacted meanwhile: the next round finds the new file
             continue
+        if "error" in table.column_names:  # a failed request has no prediction to label
+            table = table.filter(pc.is_null(table.column("error")))
         table = table.filter(pc.is_in(table.column("request_id"), value_set=wanted))
         for rid, row, at, predicted, proba in zip(*(table.column(c).to_pylist() for c in
                                                     ("request_id", "row", "at", "prediction", "proba"))):

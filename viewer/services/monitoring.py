@@ -34,7 +34,7 @@ from ..core.predlog import features_of
 from ..infra.extensions import db
 from ..infra.records import (Dataset, Job, ModelVersion, MonitorGrid, MonitorReference, MonitorWindow,
                              PredictionLogFile, RegisteredModel, utcnow)
-from . import labels
+from . import decisions, labels
 from .artifacts import store
 from .errors import ServiceError
 from .predlog import settings_of
@@ -161,7 +161,11 @@ def refresh_reference(model: RegisteredModel) -> MonitorReference | None:
         db.session.add(stored)
     stored.dataset_id, stored.rows, stored.summary, stored.created_at = dataset.id, summary.rows, summary.to_bytes(), \
         utcnow()
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # another worker summarised it at the same time: theirs stands
+        db.session.rollback()
+        return db.session.get(MonitorReference, model.id)
     return stored
 
 
@@ -280,8 +284,13 @@ def drift_of(summary: Summary, reference: Summary | None, thresholds: stats.Thre
                 drifted += bool(flagged)
         columns[name] = figures
     prediction = columns.pop(PREDICTION, None)
+    cells = sum(f["rows"] for f in columns.values())
     return {
-        "rows": summary.rows, "requests": summary.requests, "sampled": summary.sampled,
+        "rows": summary.rows, "requests": summary.requests, "sampled": summary.sampled, "errors": summary.errors,
+        "error_rate": summary.errors / (summary.requests + summary.errors) if summary.requests + summary.errors
+        else None,
+        "missing_share": sum(f["missing"] for f in columns.values()) / cells if cells else None,
+        "unknown_share": sum(f.get("unknown", 0) for f in columns.values()) / cells if cells else None,
         "latency_p50_ms": latency_quantile(summary.latency, 0.5),
         "latency_p99_ms": latency_quantile(summary.latency, 0.99),
         "columns": columns, "prediction": prediction,
@@ -335,9 +344,11 @@ def refresh_drift(model: RegisteredModel, limit: int = 2000) -> int:
                                                  thresholds.min_rows_numeric)
         figures = drift_of(Summary.from_bytes(window.summary), references[against], thresholds,
                            categorical[window.model_version_id])
+        version = db.session.get(ModelVersion, window.model_version_id)
         figures["performance"] = labels.performance(
             model.id, window.model_version_id, window.start, window.start + timedelta(seconds=window.seconds),
-            classes.setdefault(window.model_version_id, _classes(window.model_version_id)), rows=window.rows)
+            classes.setdefault(window.model_version_id, _classes(window.model_version_id)), rows=window.rows,
+            threshold=decisions.value_of(version) if version is not None else None)
         window.drift = figures
         window.reference = key
     db.session.commit()

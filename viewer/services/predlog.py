@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -118,6 +118,7 @@ class Target:
     version_id: int
     version: int
     policy: Policy
+    info: dict[str, Any] = field(default_factory=dict, compare=False)  # the version's description
 
     @classmethod
     def of(cls, version) -> "Target | None":
@@ -126,7 +127,7 @@ class Target:
             return None
         policy = Policy(sample=settings["sample"], exclude=frozenset(settings["exclude"]),
                         hashed=frozenset(settings["hash"]), key=hash_key() if settings["hash"] else b"")
-        return cls(version.model.project_id, version.model.id, version.id, version.version, policy)
+        return cls(version.model.project_id, version.model.id, version.id, version.version, policy, version.info)
 
 
 # --- the request path ---------------------------------------------------------------------------
@@ -175,6 +176,16 @@ def record(target: Target | None, call: Call, info: dict[str, Any], X: Any, colu
     entry = Entry(call.request_id, call.at, (time.perf_counter() - call.started) * 1000, call.route,
                   len(prediction), inputs, names, prediction, proba)
     _buffer.add(target, info, entry, current_app._get_current_object())
+
+
+def record_error(target: Target | None, call: Call, code: str) -> None:
+    """Log a request that failed after its model was found (bad input, a quarantined model, a
+    host that failed): one record with the error code, for the monitoring pages' error rate."""
+    if target is None:
+        return
+    entry = Entry(call.request_id, call.at, (time.perf_counter() - call.started) * 1000, call.route, 1, None, None,
+                  None, None, error=str(code)[:64])
+    _buffer.add(target, target.info, entry, current_app._get_current_object())
 
 
 def _claim(target: Target, call: Call) -> None:
@@ -337,7 +348,7 @@ def write_entries(version, entries: list[Entry]) -> int:
     generator) exactly as the web processes write theirs: per UTC hour, under the version's
     current settings. Returns the rows written."""
     target = Target.of(version) or Target(version.model.project_id, version.model.id, version.id, version.version,
-                                          Policy())
+                                          Policy(), version.info)
     hours: dict[Any, list[Entry]] = {}
     for entry in entries:
         hours.setdefault(predlog.hour_of(entry.at), []).append(entry)

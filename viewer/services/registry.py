@@ -405,6 +405,7 @@ def version_dict(version: ModelVersion) -> dict[str, Any]:
         "quarantine": ({"since": iso_time(version.quarantined_at), "reason": version.quarantine_reason}
                        if version.quarantined_at else None),
         "runtime": runtimes.summary(version),
+        "threshold": version.threshold,
         **version.info,
     }
 

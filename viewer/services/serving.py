@@ -23,7 +23,7 @@ from ..core.predictor import InputSchema, Predictor, labels_at, to_jsonable
 from ..core.schema_policy import collecting, model_warnings, strict_refusal
 from ..infra.host.pool import HostedPredictor
 from ..infra.scope import current
-from . import hosts, predlog, registry, runtimes
+from . import decisions, hosts, predlog, registry, runtimes
 from .errors import ServiceError
 
 REF_CACHE_SECONDS = 3.0
@@ -40,6 +40,7 @@ class Served:
     quarantined: str | None = None  # why, when its host failed too often (services.hosts)
     project_id: int | None = None
     log: predlog.Target | None = None  # where its prediction log goes; None: not logged
+    threshold: float | None = None  # a binary classifier's saved decision threshold (services.decisions)
 
     @property
     def ref(self) -> str:
@@ -71,15 +72,16 @@ def resolve(ref: str) -> Served:
         version = registry.resolve(ref)
         hit = (now, registry.generation, version.sha256, version.model.name, version.version,
                version.model.anonymous_predict, version.quarantine_reason if version.quarantined_at else None,
-               version.model.project_id, runtimes.for_host(version), predlog.Target.of(version))
+               version.model.project_id, runtimes.for_host(version), predlog.Target.of(version),
+               decisions.value_of(version))
         with _refs_lock:
             _refs[key] = hit
-    _, _generation, sha, name, number, anonymous, quarantined, project_id, runtime, target = hit
+    _, _generation, sha, name, number, anonymous, quarantined, project_id, runtime, target, threshold = hit
     if quarantined is not None:  # no host is started for it
-        return Served(name, number, sha, anonymous, None, quarantined, project_id, target)
+        return Served(name, number, sha, anonymous, None, quarantined, project_id, target, threshold)
     predictor = _predictors.get((project_id, sha, _tag(runtime)),
                                 lambda: _build(registry.resolve(f"{name}/{number}"), runtime))
-    return Served(name, number, sha, anonymous, predictor, None, project_id, target)
+    return Served(name, number, sha, anonymous, predictor, None, project_id, target, threshold)
 
 
 def _tag(runtime: dict[str, Any] | None) -> str:
@@ -151,7 +153,16 @@ def run(served: Served, table: Table, *, proba: bool, strict: bool = False,
         call: predlog.Call | None = None) -> dict[str, Any]:
     """The one predict path: validate, predict, JSON-safe result with the schema policy's
     ``warnings`` (``strict``: a warning about the input refuses it instead, a 400); with a
-    ``call``, the answer goes into the prediction log (``services.predlog``)."""
+    ``call``, the answer (or the failure's code) goes into the prediction log (``services.predlog``)."""
+    try:
+        return _run(served, table, proba=proba, strict=strict, call=call)
+    except (PayloadError, ServiceError) as exc:
+        if call is not None and not (isinstance(exc, ServiceError) and exc.code == "request_id_reused"):
+            predlog.record_error(served.log, call, getattr(exc, "error_code", None) or exc.code)
+        raise
+
+
+def _run(served: Served, table: Table, *, proba: bool, strict: bool, call: predlog.Call | None) -> dict[str, Any]:
     check_size(table)
     predictor = serving(served)
     found: list[dict[str, Any]] = []
@@ -172,6 +183,10 @@ def run(served: Served, table: Table, *, proba: bool, strict: bool = False,
                 predicted = indices
                 labels, classes = labels_at(classes, indices), to_jsonable(classes)
             result = {"predictions": labels, "classes": classes, "probabilities": to_jsonable(probabilities)}
+            if served.threshold is not None and predictor.classes and len(predictor.classes) == 2:
+                result["decision"] = labels_at(predictor.class_labels,
+                                               (probabilities[:, 1] >= served.threshold).astype(int))
+                result["threshold"] = served.threshold
         else:
             predicted = hosts.guarded(lambda: predictor.predict(X), served.ref, served.version_key)
             result = {"predictions": to_jsonable(predicted)}
@@ -183,10 +198,23 @@ def run(served: Served, table: Table, *, proba: bool, strict: bool = False,
 
 def infer_outputs(served: Served, table: Table, wanted: list[str] | None, strict: bool = False,
                   call: predlog.Call | None = None) -> tuple[list[tuple[str, Any]], list[dict[str, Any]]]:
-    """KServe V2: the named outputs (``predict``, ``predict_proba``; all it offers when none are
-    named) as (name, array) pairs, and the schema policy's warnings."""
+    """KServe V2: the named outputs (``predict``, ``predict_proba``, ``decision``; all it offers
+    when none are named) as (name, array) pairs, and the schema policy's warnings."""
+    try:
+        return _infer(served, table, wanted, strict, call)
+    except (PayloadError, ServiceError) as exc:
+        if call is not None:
+            predlog.record_error(served.log, call, getattr(exc, "error_code", None) or exc.code)
+        raise
+
+
+def _infer(served: Served, table: Table, wanted: list[str] | None, strict: bool,
+           call: predlog.Call | None) -> tuple[list[tuple[str, Any]], list[dict[str, Any]]]:
     predictor = serving(served)
     available = ["predict"] + (["predict_proba"] if predictor.has_proba else [])
+    binary = predictor.has_proba and predictor.classes is not None and len(predictor.classes) == 2
+    if served.threshold is not None and binary:
+        available.append("decision")  # the saved threshold's decisions (services.decisions)
     wanted = wanted or available
     unknown = [w for w in wanted if w not in available]
     if unknown:
@@ -198,11 +226,16 @@ def infer_outputs(served: Served, table: Table, wanted: list[str] | None, strict
     if strict and found:
         raise strict_refusal(found)
     with collecting() as raised:
-        outputs = [(name, hosts.guarded(lambda: predictor.predict(X) if name == "predict"
-                                        else predictor.predict_proba(X), served.ref, served.version_key))
-                   for name in wanted]
+        computed: dict[str, Any] = {}
+        for name in dict.fromkeys(["predict_proba" if n == "decision" else n for n in wanted]):
+            computed[name] = hosts.guarded(lambda: predictor.predict(X) if name == "predict"
+                                           else predictor.predict_proba(X), served.ref, served.version_key)
+        if "decision" in wanted:
+            computed["decision"] = decisions.decide(predictor.class_labels, computed["predict_proba"],
+                                                    served.threshold)
+        outputs = [(name, computed[name]) for name in wanted]
     if call is not None:
-        named = dict(outputs)
+        named = computed
         probabilities = named.get("predict_proba")
         predicted = named["predict"] if "predict" in named else (
             predictor.class_labels[probabilities.argmax(axis=1)] if predictor.classes else probabilities.argmax(axis=1))

@@ -98,6 +98,8 @@
     setText("flagged", grouped(m.tp + m.fp));
     setText("flagged_share", m.n ? ((m.tp + m.fp) / m.n * 100).toFixed(1) + " %" : "—");
     if (slider) slider.setAttribute("aria-valuetext", t.toFixed(2));
+    const saved = document.getElementById("save-threshold-value");  // the "save this threshold" form's value
+    if (saved) saved.value = String(t);
     updateMatrix();
     const nan = (v) => (v === null ? NaN : v);
     whenModel("src-threshold-roc", (s) => { s.data = { x: [nan(m.fpr)], y: [nan(m.recall)] }; });

@@ -4,7 +4,7 @@ from typing import Callable
 
 from flask import Response, abort, flash, redirect, request, url_for
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, PasswordField, SelectField, StringField
+from wtforms import FloatField, IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 
 from ..core.schema import needed_columns
@@ -13,6 +13,11 @@ from ..services.errors import ServiceError
 
 USERNAME = [DataRequired(), Length(max=80),
             Regexp(r"^[A-Za-z0-9_.@-]+$", message="Letters, digits and _ . @ - only.")]
+
+
+class ThresholdForm(FlaskForm):
+    """A job page's slider value, saved as its model version's decision threshold."""
+    threshold = FloatField("Threshold", validators=[DataRequired(message="Choose a threshold."), NumberRange(0, 1)])
 
 
 class LoginForm(FlaskForm):

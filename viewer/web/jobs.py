@@ -14,14 +14,16 @@ from typing import Any, Callable
 
 from bokeh.embed import json_item
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from ..http.auth import role_required
 from ..http.responses import download_response
 from ..infra.records import JOB_STATES
 from ..plots import results as result_plots
-from ..services import accounts, datasets, jobs, registry, results
+from ..services import accounts, datasets, decisions, jobs, registry, results
+from ..services.errors import ServiceError
 from .assets import bokeh_urls
-from .forms import ConfirmForm, offset_arg
+from .forms import ConfirmForm, ThresholdForm, offset_arg
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -202,7 +204,9 @@ def plot_context(job) -> dict[str, Any]:
         if spec.control == "threshold":
             payload = spec.extra["threshold"]
             threshold = {"table": payload, "now": result_plots.threshold_numbers(payload, payload["index"]),
-                         "labels": [str(c) for c in (aggregates.get("classes") or ["0", "1"])[:2]]}
+                         "labels": [str(c) for c in (aggregates.get("classes") or ["0", "1"])[:2]],
+                         "saved": job.model_version.threshold if job.model_version is not None else None,
+                         "form": ThresholdForm(threshold=payload["thresholds"][payload["index"]])}
         plots.append(entry)
     return {"plots": plots, "threshold": threshold, "plot_notes": result_plots.unavailable_notes(aggregates),
             "bokeh_scripts": bokeh_urls() if any(p["item"] for p in plots) else []}
@@ -262,6 +266,27 @@ def cancel(job_id: str):
         jobs.cancel(job)
         flash("Job cancelled.", "info")
     return redirect(url_for("jobs.page", job_id=job.id))
+
+
+@bp.post("/<job_id>/threshold")
+@role_required("scientist")
+def save_threshold(job_id: str):
+    """The slider's threshold, saved on the job's model version (services.decisions)."""
+    job = jobs.get(job_id)
+    form = ThresholdForm()
+    version = job.model_version
+    if version is None or not form.validate_on_submit():
+        flash("Choose a threshold from 0 to 1 with the slider." if version is not None else
+              "This job's model version is gone.", "error")
+        return redirect(url_for("jobs.page", job_id=job_id) + "#plots")
+    try:
+        decisions.set_threshold(version, form.threshold.data, current_user)
+        registry.changed()
+        flash(f"{version.ref} now decides for {version.info['classes'][1]!s} from a probability of "
+              f"{form.threshold.data:.2f}: predictions with probabilities give that decision.", "info")
+    except ServiceError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("jobs.page", job_id=job_id) + "#plots")
 
 
 @bp.get("/<job_id>/results.<fmt>")

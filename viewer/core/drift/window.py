@@ -25,6 +25,7 @@ class Summary:
     rows: int = 0
     requests: int = 0
     sampled: int = 0  # rows whose inputs were logged
+    errors: int = 0   # requests refused or failed (one record each)
     columns: dict[str, NumericSketch | CategoricalSketch] = field(default_factory=dict)
     scores: ScoreSketch | None = None
     latency: np.ndarray = field(default_factory=lambda: np.zeros(LATENCY_BINS, dtype=np.int64))
@@ -33,6 +34,7 @@ class Summary:
         self.rows += other.rows
         self.requests += other.requests
         self.sampled += other.sampled
+        self.errors += other.errors
         for name, sketch in other.columns.items():
             mine = self.columns.get(name)
             if mine is None:
@@ -45,7 +47,8 @@ class Summary:
         return self
 
     def to_bytes(self) -> bytes:
-        arrays: dict[str, np.ndarray] = {"meta": np.array([self.rows, self.requests, self.sampled], dtype=np.int64),
+        arrays: dict[str, np.ndarray] = {"meta": np.array([self.rows, self.requests, self.sampled, self.errors],
+                                                          dtype=np.int64),
                                          "latency.bins": np.flatnonzero(self.latency).astype(np.int32),
                                          "latency.counts": self.latency[self.latency > 0]}
         names = list(self.columns)
@@ -63,8 +66,8 @@ class Summary:
     def from_bytes(cls, data: bytes) -> "Summary":
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             arrays = dict(stored)
-        rows, requests, sampled = arrays["meta"].tolist()
-        summary = cls(rows, requests, sampled)
+        rows, requests, sampled, errors = arrays["meta"].tolist()
+        summary = cls(rows, requests, sampled, errors)
         summary.latency[arrays["latency.bins"]] = arrays["latency.counts"]
         for i, (name, numeric) in enumerate(zip(arrays["columns"].tolist(), arrays["kinds"].tolist())):
             summary.columns[name] = (NumericSketch if numeric else CategoricalSketch).from_arrays(arrays, f"c{i}")
@@ -113,7 +116,13 @@ def summarise_records(table: pa.Table, *, categorical: set[str], grids: dict[str
 
 def _summarise(table: pa.Table, categorical: set[str], grids: dict[str, Grid], known: dict[str, frozenset[str]],
                classifier: bool, positive: int | None) -> Summary:
-    summary = Summary(rows=table.num_rows)
+    errors = 0
+    if "error" in table.column_names:  # failed requests: counted, then left out of everything else
+        failed = pc.invert(pc.is_null(table.column("error")))
+        errors = int(pc.sum(failed).as_py() or 0)
+        if errors:
+            table = table.filter(pc.invert(failed))
+    summary = Summary(rows=table.num_rows, errors=errors)
     first = pc.equal(table.column("row"), 0)  # one row per request
     summary.requests = int(pc.sum(first).as_py() or 0)
     latency = table.column("latency_ms").filter(first).to_numpy(zero_copy_only=False)
