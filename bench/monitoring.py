@@ -108,8 +108,9 @@ def generate(version, model, records: int, start: float, seconds: float) -> floa
     from viewer.core.predlog import Entry, new_request_id
     from viewer.services import predlog
 
-    batches = max(1, records // BATCH)
-    pool = [rows(BATCH, 1000 + k, drift=k >= 4) for k in range(8)]  # 4 plain, 4 drifted frames reused
+    batch = max(1, min(BATCH, records // (DAYS * 24)))  # every hour gets requests, however few the records
+    batches = max(1, records // batch)
+    pool = [rows(BATCH + batch, 1000 + k, drift=k >= 4) for k in range(8)]  # 4 plain, 4 drifted frames reused
     probas = [model.predict_proba(frame) for frame in pool]
     columns = [{c: f[c].to_numpy(dtype=object if c == "region" else float) for c in f.columns} for f in pool]
     labels = np.array(["0", "1"], dtype=object)
@@ -117,12 +118,12 @@ def generate(version, model, records: int, start: float, seconds: float) -> floa
     for b in range(batches):
         at = start + seconds * b / batches
         k = (b % 4) + (4 if b >= batches // 2 else 0)
-        n = min(BATCH, records - b * BATCH) if b == batches - 1 else BATCH
+        n = records - b * batch if b == batches - 1 else batch
         entry = Entry(new_request_id(at), at, 2.0, "v1", n, {c: v[:n] for c, v in columns[k].items()}, None,
                       labels[probas[k][:n].argmax(1)], probas[k][:n])
         predlog.write_entries(version, [entry])
         if b and b % 500 == 0:
-            log(f"  {b * BATCH:,} records written")
+            log(f"  {b * batch:,} records written")
     return time.perf_counter() - began
 
 

@@ -112,6 +112,7 @@ def app(migrated: Backend, app_config: dict):
     with app.app_context():
         limiter.reset()  # login attempt counts (Redis keys on the services backend) start at zero
     yield app
+    predlog.discard()  # before the engine goes: the log's writer thread must not open a connection on it
     with app.app_context():
         from viewer.infra.extensions import db
 
@@ -216,6 +217,9 @@ def make_app(migrated: Backend):
         return made[-1]
 
     yield factory
+    from viewer.services import predlog
+
+    predlog.discard()  # the log's writer thread must not open a connection on an engine that goes
     for extra in made:
         with extra.app_context():
             db.session.remove()

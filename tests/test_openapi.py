@@ -295,6 +295,9 @@ def target(migrated, tmp_path_factory):
     server.shutdown()
     thread.join(timeout=10)
     serving.forget()
+    from viewer.services import predlog
+
+    predlog.discard()  # the log's writer thread must not open a connection on an engine that goes
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

@@ -75,6 +75,9 @@ def site(migrated):
     finally:
         server.shutdown()
         thread.join(timeout=10)
+        from viewer.services import predlog
+
+        predlog.discard()  # the log's writer thread must not open a connection on an engine that goes
         with app.app_context():
             db.session.remove()
             db.engine.dispose()

@@ -274,29 +274,34 @@ class _Buffer:
 
     def flush(self) -> int:
         """Write everything buffered; returns the rows written."""
-        app = self.app
-        if app is None:
-            return 0
-        with self.flushing, app.app_context():
-            taken = self.take()
-            written = 0
-            groups: dict[tuple[int, Any], list[tuple[Target, dict[str, Any], Entry]]] = {}
-            for item in taken:
-                groups.setdefault((item[0].version_id, predlog.hour_of(item[2].at)), []).append(item)
-            for (_version_id, hour), items in groups.items():
-                target, info = items[0][0], items[0][1]
-                entries = [e for _, _, e in items]
-                try:
-                    written += _write(target, info, hour, entries)
-                except Exception as exc:  # noqa: BLE001  (a full or unreachable store, a database away)
-                    db.session.rollback()
-                    with self.lock:
-                        self._dropped(target, sum(e.n_rows for e in entries), _reason(exc))
-                    log.warning("prediction log: %d records of model version %d dropped: %s",
-                                sum(e.n_rows for e in entries), target.version_id, exc)
-            self._record_drops()
-            db.session.remove()
-            return written
+        with self.flushing:
+            app = self.app  # read under the lock: ``discard`` may have let it go
+            if app is None:
+                return 0
+            with app.app_context():
+                return self._write_all()
+
+    def _write_all(self) -> int:
+        """Write what is buffered, in the app's context; drops are counted, never raised."""
+        taken = self.take()
+        written = 0
+        groups: dict[tuple[int, Any], list[tuple[Target, dict[str, Any], Entry]]] = {}
+        for item in taken:
+            groups.setdefault((item[0].version_id, predlog.hour_of(item[2].at)), []).append(item)
+        for (_version_id, hour), items in groups.items():
+            target, info = items[0][0], items[0][1]
+            entries = [e for _, _, e in items]
+            try:
+                written += _write(target, info, hour, entries)
+            except Exception as exc:  # noqa: BLE001  (a full or unreachable store, a database away)
+                db.session.rollback()
+                with self.lock:
+                    self._dropped(target, sum(e.n_rows for e in entries), _reason(exc))
+                log.warning("prediction log: %d records of model version %d dropped: %s",
+                            sum(e.n_rows for e in entries), target.version_id, exc)
+        self._record_drops()
+        db.session.remove()
+        return written
 
     def _record_drops(self) -> None:
         with self.lock:
@@ -337,10 +342,12 @@ def flush() -> int:
 
 
 def discard() -> None:
-    """Forget what this process buffered, unwritten (a test's tables are emptied under it)."""
+    """Forget what this process buffered, unwritten, and the app it was for (tests: their tables
+    are emptied and their app's connections closed under it). A write under way finishes first."""
     with _buffer.flushing:
         _buffer.take()
         _buffer.drops.clear()
+        _buffer.app = None
 
 
 def write_entries(version, entries: list[Entry]) -> int:
