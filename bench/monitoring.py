@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_PY = ROOT / ".venv" / "bin" / "python"
 EVIDENTLY_VENV = ROOT / "bench" / ".evidently-venv"
 EVIDENTLY_VERSION = "0.7.23"
+EVIDENTLY_PANDAS = "2.3.3"  # Evidently 0.7.23 imports a pandas 2 internal that pandas 3 removed
 NUMERIC = [f"x{i}" for i in range(8)]
 BATCH = 20_000
 DAYS = 7
@@ -237,7 +238,8 @@ print(json.dumps({"seconds": seconds, "values": values,
 def ensure_evidently() -> Path:
     python = EVIDENTLY_VENV / "bin" / "python"
     marker = EVIDENTLY_VENV / "bench-installed.txt"
-    pins = [f"evidently=={EVIDENTLY_VERSION}", f"pyarrow=={__import__('pyarrow').__version__}"]
+    pins = [f"evidently=={EVIDENTLY_VERSION}", f"pandas=={EVIDENTLY_PANDAS}",
+            f"pyarrow=={__import__('pyarrow').__version__}"]
     if marker.exists() and marker.read_text().split() == pins and python.exists():
         return python
     log(f"creating {EVIDENTLY_VENV.relative_to(ROOT)} with {' '.join(pins)} (once)")
