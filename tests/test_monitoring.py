@@ -202,3 +202,43 @@ def test_failed_requests_are_logged_and_give_the_error_rate(app, client, auth, f
     window = client.get("/api/v1/models/loans/drift", headers=scientist).get_json()["windows"][-1]
     assert (window["rows"], window["requests"], window["errors"], window["error_rate"]) == (10, 1, 1, 0.5)
     assert window["missing_share"] == pytest.approx(frame(10, 4)["b"].isna().sum() / 40)
+
+
+def test_viewers_see_no_logged_category_the_model_and_reference_do_not_know(app, client, auth, fitted):
+    X, model = fitted
+    scientist = auth.bearer("scientist")
+    upload_model(client, scientist, model, "loans")
+    reference = upload_reference(client, scientist, X)
+    client.patch("/api/v1/models/loans", headers=scientist, json={"monitor": {"reference": reference}})
+    rows = frame(20, 5)
+    rows.loc[:4, "region"] = "customer 4711 (secret)"  # a value only the log holds
+    client.post("/api/v1/models/loans/predict", headers=scientist, json={"dataframe_split": rows.to_dict("split")})
+    summarise(app)
+    window = client.get("/api/v1/models/loans/drift", headers=scientist).get_json()["windows"][-1]
+    path = f"/api/v1/models/loans/drift/cell?version=1&start={window['start']}&column=region"
+    seen = client.get(path, headers=scientist).get_json()
+    assert "customer 4711 (secret)" in seen["labels"]
+    hidden = client.get(path, headers=auth.bearer("viewer")).get_json()
+    assert "customer 4711 (secret)" not in hidden["labels"]
+    from viewer.services.monitoring import HIDDEN
+    assert hidden["current"][hidden["labels"].index(HIDDEN)] == pytest.approx(5 / 20)
+    assert set(hidden["labels"]) - {HIDDEN} <= {"north", "south", "east"}
+
+
+def test_a_deleted_version_s_records_do_not_hold_up_the_summaries(app, client, auth, fitted):
+    X, model = fitted
+    scientist = auth.bearer("scientist")
+    upload_model(client, scientist, model, "loans")
+    client.post("/api/v1/models/loans/predict", headers=scientist, json={"dataframe_split": X.iloc[:5].to_dict("split")})
+    from viewer.infra.records import PredictionLogFile
+    from viewer.services import monitoring, predlog
+    predlog.flush()
+    with app.app_context():  # the version goes before any worker summarised its file
+        files = PredictionLogFile.query.all()
+        PredictionLogFile.query.update({"aggregated": False})
+        from viewer.infra.extensions import db
+        db.session.commit()
+    assert files and client.delete("/api/v1/models/loans/versions/1", headers=scientist).status_code == 204
+    with app.app_context():
+        monitoring.aggregate()
+        assert all(f.aggregated for f in PredictionLogFile.query.all())

@@ -91,11 +91,15 @@ def drift(name: str):
 @bp.get("/models/<name>/drift/cell")
 @checks("Monitoring", {200: None}, (400, 401, 404), query=DriftCellQuery)
 def drift_cell(name: str):
-    """One column's distribution in one window beside the reference's"""
+    """One column's distribution in one window beside the reference's
+
+    Viewers see a categorical column's values the model or the reference dataset knows; other
+    logged values are counted together (raw logged inputs are for the project's scientists)."""
     query = valid("query")
     model = registry.get_model(name)
     return jsonify(monitoring.cell(model, query.version, _naive_utc(query.start),
-                                   monitoring.window_seconds() * SPANS[query.window], query.column))
+                                   monitoring.window_seconds() * SPANS[query.window], query.column,
+                                   raw=identity().has_role("scientist")))
 
 
 LABEL_KEYS = {"request_id", "row", "label"}

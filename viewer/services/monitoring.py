@@ -182,23 +182,28 @@ def aggregate(limit: int = MAX_FILES_PER_ROUND) -> int:
                                       .order_by(PredictionLogFile.id).limit(limit)))
     done = 0
     for file_id, model_id in pending:
-        model = db.session.get(RegisteredModel, model_id)
-        if model is None:
-            continue
-        done += _aggregate_file(file_id, model)
+        # (a deleted model's files are marked done by _aggregate_file, then purged with their records)
+        done += _aggregate_file(file_id, db.session.get(RegisteredModel, model_id))
     return done
 
 
-def _aggregate_file(file_id: int, model: RegisteredModel) -> int:
+def _aggregate_file(file_id: int, model: RegisteredModel | None) -> int:
     found = db.session.get(PredictionLogFile, file_id)
-    version = db.session.get(ModelVersion, found.model_version_id) if found is not None else None
-    if found is None or version is None:
+    if found is None:  # compacted or deleted meanwhile
         return 0
+    version = db.session.get(ModelVersion, found.model_version_id) if model is not None else None
     try:
+        if version is None:  # the version (or model) was deleted: its records have no windows to go to
+            raise FileNotFoundError(found.key)
         with store().reader(found.key) as path:
             table = pq.read_table(path)
-    except FileNotFoundError:  # compacted or deleted meanwhile
+    except FileNotFoundError:
+        # Marked done, never retried: a file nothing can summarise must not hold the queue up
+        # (``aggregate`` takes the oldest files first). Compaction and retention still see it.
         db.session.rollback()
+        db.session.execute(update(PredictionLogFile).where(PredictionLogFile.id == file_id)
+                           .values(aggregated=True).execution_options(synchronize_session=False))
+        db.session.commit()
         return 0
     names, categorical, known = _kinds(version.info)
     classifier = version.info.get("classes") is not None
@@ -429,10 +434,16 @@ def _iso(value: datetime) -> str:
     return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
 
 
-def cell(model: RegisteredModel, version: int, start: datetime, seconds: int, column: str) -> dict[str, Any]:
+HIDDEN = "(other values, seen only in the log)"
+
+
+def cell(model: RegisteredModel, version: int, start: datetime, seconds: int, column: str, *,
+         raw: bool = False) -> dict[str, Any]:
     """One window's distribution of one column beside the reference's: what the heat map's cell
     opens (numeric: counts on up to 60 shared bins between the 0.5 % and 99.5 % quantiles;
-    categorical: the 30 most common categories)."""
+    categorical: the 30 most common categories). Without ``raw`` (a project's viewers, who may
+    not see logged inputs) a categorical column shows only values the model or the reference
+    dataset knows; any other value the log holds is counted under HIDDEN."""
     window = db.session.scalar(select(MonitorWindow).where(
         MonitorWindow.model_id == model.id, MonitorWindow.version == version, MonitorWindow.seconds == seconds,
         MonitorWindow.start == start))
@@ -446,6 +457,15 @@ def cell(model: RegisteredModel, version: int, start: datetime, seconds: int, co
     out: dict[str, Any] = {"column": column, "version": version, "start": _iso(start), "seconds": seconds,
                            "figures": (window.drift or {}).get("columns", {}).get(column)}
     if isinstance(current, CategoricalSketch):
+        if not raw:
+            stored = db.session.get(ModelVersion, window.model_version_id)
+            info = stored.info if stored is not None else {}
+            allowed = set(reference.counts) if isinstance(reference, CategoricalSketch) else set()
+            allowed |= _kinds(info)[2].get(column, frozenset())
+            allowed |= {label_text(c) for c in (info.get("classes") or [])} if column == PREDICTION else set()
+            hidden = sum(n for k, n in current.counts.items() if k not in allowed)
+            current = CategoricalSketch({k: n for k, n in current.counts.items() if k in allowed}
+                                        | ({HIDDEN: hidden} if hidden else {}), current.missing, current.unknown)
         labels = [k for k, _ in sorted(current.counts.items(), key=lambda kv: -kv[1])[:30]]
         if isinstance(reference, CategoricalSketch):
             labels = list(dict.fromkeys(labels + [k for k, _ in sorted(reference.counts.items(),

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from bokeh.embed import json_item
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, FloatField, IntegerField, SelectField, StringField
 from wtforms.validators import NumberRange, Optional
@@ -76,7 +77,8 @@ def page(name: str):
         version, start, column = chosen
         try:
             cell = monitoring.cell(model, version, datetime.fromisoformat(start.replace("Z", "+00:00"))
-                                   .replace(tzinfo=None), report["window_seconds"], column)
+                                   .replace(tzinfo=None), report["window_seconds"], column,
+                                   raw=current_user.has_role("scientist"))
             cell["column"] = "predictions" if column == PREDICTION else column
             plot = json_item(distribution(cell))
         except ServiceError:
