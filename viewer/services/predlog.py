@@ -285,10 +285,12 @@ class _Buffer:
         """Write what is buffered, in the app's context; drops are counted, never raised."""
         taken = self.take()
         written = 0
-        groups: dict[tuple[int, Any], list[tuple[Target, dict[str, Any], Entry]]] = {}
+        # One file per version, hour and settings: records taken under other settings (a column just
+        # excluded) are never written with the older ones'.
+        groups: dict[tuple[Target, Any], list[tuple[Target, dict[str, Any], Entry]]] = {}
         for item in taken:
-            groups.setdefault((item[0].version_id, predlog.hour_of(item[2].at)), []).append(item)
-        for (_version_id, hour), items in groups.items():
+            groups.setdefault((item[0], predlog.hour_of(item[2].at)), []).append(item)
+        for (_target, hour), items in groups.items():
             target, info = items[0][0], items[0][1]
             entries = [e for _, _, e in items]
             try:
