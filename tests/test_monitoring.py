@@ -242,3 +242,31 @@ def test_a_deleted_version_s_records_do_not_hold_up_the_summaries(app, client, a
     with app.app_context():
         monitoring.aggregate()
         assert all(f.aggregated for f in PredictionLogFile.query.all())
+
+
+def test_drift_computed_from_a_summary_merged_into_meanwhile_is_not_stored(app, client, auth, fitted):
+    """Two workers: one computes a window's drift while another merges a new log file into it. The
+    older figures must not be stored over the newer summary (the window stays stale instead)."""
+    X, model = fitted
+    scientist = auth.bearer("scientist")
+    upload_model(client, scientist, model, "loans")
+    client.post("/api/v1/models/loans/predict", headers=scientist, json={"dataframe_split": X.iloc[:50].to_dict("split")})
+    summarise(app)
+    from viewer.core.drift.window import Summary
+    from viewer.infra.extensions import db
+    from viewer.infra.records import ModelVersion, MonitorWindow, RegisteredModel
+    from viewer.services import monitoring
+    with app.app_context():
+        window = MonitorWindow.query.filter_by(seconds=WINDOW).one()
+        read, key = window.revision, window.reference
+        assert key is not None and window.rows == 50
+        model_row = db.session.get(RegisteredModel, window.model_id)
+        version = db.session.get(ModelVersion, window.model_version_id)
+        monitoring._merge_window(model_row, version, window.seconds, window.start, Summary.from_bytes(window.summary))
+        db.session.commit()  # the other worker's merge: 100 rows now, drift to compute again
+        assert not monitoring._store_drift(window.id, read, {"rows": 50}, key)
+        db.session.commit()
+        window = db.session.get(MonitorWindow, window.id)  # stale, unless the session's worker computed it since
+        assert window.rows == 100 and (window.reference is None or window.drift["rows"] == 100)
+        monitoring.refresh_drift(model_row)
+        assert db.session.get(MonitorWindow, window.id).drift["rows"] == 100

@@ -239,6 +239,35 @@ def test_deleting_requests_removes_every_row_of_them(app, client, auth, iris):
     assert log_of(app, "iris").column("request_id").to_pylist() == ["keep"] * 3
 
 
+def test_a_file_summarised_while_a_deletion_rewrites_it_is_not_replaced_by_an_unsummarised_copy(app, client, auth, iris):
+    """The deletion read the file before the monitoring claimed it: its swap must lose (and the
+    deletion read again), or the rewritten file would be summarised a second time."""
+    X, _y, model = iris
+    upload_model(client, auth.bearer("scientist"), model, "iris")
+    client.post("/api/v1/models/iris/predict", headers={**auth.bearer("viewer"), "X-Request-ID": "gone"},
+                json={"dataframe_split": X.iloc[:3].to_dict("split")})
+    from sqlalchemy import update
+
+    from viewer.infra.extensions import db
+    from viewer.infra.records import PredictionLogFile
+    from viewer.services import logfiles, predlog
+    predlog.flush()
+    with app.app_context():
+        stale = PredictionLogFile.query.one()
+        db.session.expunge(stale)
+        stale.aggregated = False  # what the deletion read (the session's worker may have summarised it since)
+        db.session.execute(update(PredictionLogFile).values(aggregated=True))  # the monitoring's claim
+        db.session.commit()
+        with pytest.raises(logfiles._Lost):
+            logfiles._swap([stale], None, stale)
+        assert PredictionLogFile.query.one().aggregated  # nothing swapped
+    deleted = client.post("/api/v1/models/iris/log/delete", headers=auth.bearer("scientist"),
+                          json={"request_ids": ["gone"]})
+    assert deleted.get_json() == {"deleted": ["gone"], "not_found": []}
+    with app.app_context():
+        assert PredictionLogFile.query.count() == 0
+
+
 def test_compaction_merges_small_files_and_keeps_every_record(app, client, auth, iris):
     X, _y, model = iris
     upload_model(client, auth.bearer("scientist"), model, "iris")

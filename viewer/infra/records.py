@@ -425,6 +425,7 @@ class MonitorWindow(db.Model):
     summary: Mapped[bytes] = mapped_column(db.LargeBinary)
     drift: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     reference: Mapped[str | None] = mapped_column(String(64))  # the reference the drift was computed against
+    revision: Mapped[int] = mapped_column(default=0, server_default="0")  # one up per merge into the summary
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

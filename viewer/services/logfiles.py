@@ -29,6 +29,7 @@ COMPACT_BELOW_ROWS = 100_000   # files smaller than this are merged; a merged fi
 COMPACT_TARGET_ROWS = 1_000_000  # about this many rows
 COMPACT_AFTER_SECONDS = 60.0   # files younger than this are left to their writers' flushes
 PURGE_EVERY_SECONDS = 3600.0
+DELETE_ATTEMPTS = 5            # a deletion racing compaction reads the hours again this many times
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -101,8 +102,11 @@ def _swap(old: list[PredictionLogFile], new_table: pa.Table | None, template: Pr
             size = path.stat().st_size
     ids, old_keys = [f.id for f in old], [f.key for f in old]
     try:
-        gone = db.session.execute(delete(PredictionLogFile).where(PredictionLogFile.id.in_(ids))
-                                  .execution_options(synchronize_session=False))
+        # Conditional on the summarised flag too: a file the monitoring claimed meanwhile is lost here
+        # (its replacement would carry the old flag and be counted twice).
+        gone = db.session.execute(delete(PredictionLogFile).where(
+            PredictionLogFile.id.in_(ids), PredictionLogFile.aggregated.is_(template.aggregated))
+            .execution_options(synchronize_session=False))
         if gone.rowcount != len(ids):  # another process swapped some of them first
             raise _Lost()
         for f in old:  # gone from the table: a new row may take its id (SQLite reuses the highest)
@@ -226,19 +230,33 @@ def delete_requests(model: RegisteredModel, request_ids: list[str]) -> dict[str,
     # hour is read too (a request arriving at 10:59:59.999).
     hours |= {h - timedelta(hours=1) for h in hours} | {h + timedelta(hours=1) for h in hours}
     found: set[str] = set()
+    value_set = pa.array(sorted(wanted), pa.string())
+    for _attempt in range(DELETE_ATTEMPTS):
+        try:
+            _delete_in(model.id, hours, value_set, found)
+            break
+        except (_Lost, FileNotFoundError):  # compacted or summarised meanwhile: read the hours again
+            db.session.rollback()
+    else:
+        raise ServiceError("unavailable", "log_busy",
+                           "The prediction log is being rewritten by the workers; send the deletion again in a "
+                           "minute (requests deleted so far stay deleted).", deleted=sorted(found))
+    return {"deleted": sorted(found), "not_found": sorted(wanted - found)}
+
+
+def _delete_in(model_id: int, hours: set, value_set: pa.Array, found: set[str]) -> None:
     artifacts = store()
     candidates = list(db.session.scalars(select(PredictionLogFile).where(
-        PredictionLogFile.model_id == model.id, PredictionLogFile.hour.in_(hours)))) if hours else []
+        PredictionLogFile.model_id == model_id, PredictionLogFile.hour.in_(hours)))) if hours else []
     for f in candidates:
         with artifacts.reader(f.key) as path:
             table = pq.read_table(path)
-        hit = pc.is_in(table.column("request_id"), value_set=pa.array(sorted(wanted), pa.string()))
+        hit = pc.is_in(table.column("request_id"), value_set=value_set)
         if not pc.any(hit).as_py():
             continue
-        found.update(table.filter(hit).column("request_id").to_pylist())
+        ids = set(table.filter(hit).column("request_id").to_pylist())
         _swap([f], table.filter(pc.invert(hit)), f)
-    return {"deleted": sorted(found), "not_found": sorted(wanted - found)}
-
+        found.update(ids)
 
 _last_purge = [0.0]
 

@@ -249,6 +249,7 @@ def _merge_window(model, version, seconds: int, start: datetime, summary: Summar
     else:
         merged = Summary.from_bytes(window.summary).merge(summary)
         window.summary = merged.to_bytes()
+        window.revision += 1
     window.rows = merged.rows
     window.reference = None  # its drift is computed again (``refresh_drift``)
     window.drift = None
@@ -354,10 +355,17 @@ def refresh_drift(model: RegisteredModel, limit: int = 2000) -> int:
             model.id, window.model_version_id, window.start, window.start + timedelta(seconds=window.seconds),
             classes.setdefault(window.model_version_id, _classes(window.model_version_id)), rows=window.rows,
             threshold=decisions.value_of(version) if version is not None else None)
-        window.drift = figures
-        window.reference = key
+        _store_drift(window.id, window.revision, figures, key)
     db.session.commit()
     return len(stale)
+
+
+def _store_drift(window_id: int, revision: int, figures: dict[str, Any], key: str) -> bool:
+    """Store a window's drift only over the summary it was computed from (``revision``): after a
+    merge by another worker meanwhile the window stays stale for the next round. False then."""
+    return db.session.execute(update(MonitorWindow).where(
+        MonitorWindow.id == window_id, MonitorWindow.revision == revision)
+        .values(drift=figures, reference=key).execution_options(synchronize_session=False)).rowcount == 1
 
 
 def maintain() -> dict[str, int]:
