@@ -214,6 +214,15 @@ def test_export_gives_scientists_inputs_and_viewers_outputs_only(app, client, au
     frame = pd.read_csv(io.BytesIO(csv.data))
     assert len(frame) == 10 and "input.sepal_length" in frame.columns
     np.testing.assert_allclose(frame["input.sepal_length"], pd.concat([X.iloc[0:5], X.iloc[10:15]])["sepal_length"])
+    from viewer.infra.records import RegisteredModel
+    from viewer.services import logfiles
+    from viewer.services.errors import ServiceError
+    with app.app_context():  # an export stops at its limit (1,000,000 records), counted exactly
+        model_id = RegisteredModel.query.filter_by(name="iris").one().id
+        assert logfiles.read(model_id, max_rows=10).num_rows == 10
+        with pytest.raises(ServiceError, match="more than 9 records") as refused:
+            logfiles.read(model_id, max_rows=9)
+        assert refused.value.status == 413
     future = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     empty = client.get(f"/api/v1/models/iris/log?start={future}", headers=auth.bearer("scientist"))
     assert empty.status_code == 200 and pq.read_table(io.BytesIO(empty.data)).num_rows == 0

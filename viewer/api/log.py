@@ -63,12 +63,12 @@ def export_log(name: str):
 
 @bp.post("/models/<name>/log/delete")
 @role_required("scientist")
-@checks("Prediction log", {200: LogDeleted}, (400, 401, 403, 404), json=LogDeletion)
+@checks("Prediction log", {200: LogDeleted}, (400, 401, 403, 404, 503), json=LogDeletion)
 def delete_from_log(name: str):
     """Delete requests from a model's prediction log
 
     Every row of each request, in every version. Ids the log does not hold are listed in
-    not_found."""
+    not_found. A 503 asks to send it again when the workers kept rewriting the same files."""
     return jsonify(logfiles.delete_requests(registry.get_model(name), valid("json").request_ids))
 
 

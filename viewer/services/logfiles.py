@@ -49,16 +49,14 @@ def read(model_id: int, start=None, end=None, *, version_id: int | None = None, 
          max_rows: int | None = None) -> pa.Table:
     """The records of a model (one version) from ``start`` to before ``end`` (naive UTC), oldest
     first; without ``inputs`` the inputs column is left out. Refuses more than ``max_rows``."""
-    found = files(model_id, start, end, version_id)
-    if max_rows is not None and sum(f.rows for f in found) > max_rows * 4:
-        raise ServiceError("too_large", "log_window_too_large", f"The window holds more than {max_rows:,} records; "
-                           "ask for a shorter one (start and end).")
     artifacts = store()
-    parts = []
-    for f in found:
+    parts, rows = [], 0
+    for f in files(model_id, start, end, version_id):
         try:
             with artifacts.reader(f.key) as path:
-                table = pq.read_table(path)
+                source = pq.ParquetFile(path)
+                columns = [c for c in source.schema_arrow.names if inputs or c != "inputs"]
+                table = source.read(columns=columns)
         except FileNotFoundError:  # compacted meanwhile: its records are in the new file
             return read(model_id, start, end, version_id=version_id, inputs=inputs, max_rows=max_rows)
         table = table.append_column("version", pa.array(np.full(table.num_rows, f.version, dtype=np.int32)))
@@ -70,15 +68,14 @@ def read(model_id: int, start=None, end=None, *, version_id: int | None = None, 
             if end is not None:
                 keep = pc.and_(keep, pc.less(at, pa.scalar(_aware(end), at.type)))
             table = table.filter(keep)
-        if not inputs:
-            table = table.drop_columns(["inputs"])
+        rows += table.num_rows
+        if max_rows is not None and rows > max_rows:  # refused as soon as it is known: memory stays bounded
+            raise ServiceError("too_large", "log_window_too_large", f"The window holds more than {max_rows:,} "
+                               "records, more than an export may; ask for a shorter one (start and end).")
         parts.append(table)
     if not parts:
         return pa.table({})
     merged = pa.concat_tables(parts, promote_options="permissive")
-    if max_rows is not None and merged.num_rows > max_rows:
-        raise ServiceError("too_large", "log_window_too_large", f"The window holds {merged.num_rows:,} records, "
-                           f"more than the {max_rows:,} an export may; ask for a shorter one (start and end).")
     return merged.sort_by([("at", "ascending"), ("request_id", "ascending"), ("row", "ascending")])
 
 
