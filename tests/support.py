@@ -162,6 +162,11 @@ def poll(fetch, done, timeout: float = 60, interval: float = 0.1):
 FINAL_STATES = ("done", "error", "cancelled")
 
 
+def post_form(client, auth, page: str, action: str, **fields):
+    """A browser's form post: the fields with the CSRF token of the page that shows the form."""
+    return client.post(action, data={"csrf_token": auth.csrf_token(page), **fields})
+
+
 def wait_for_job(client, headers, job_id: str, timeout: float = 60) -> dict:
     """Poll the API until the job reaches a final state."""
     return poll(lambda: client.get(f"/api/v1/jobs/{job_id}", headers=headers).get_json(),

@@ -77,6 +77,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "datasets.move"): "admin",
     ("POST", "datasets.score"): "scientist",
     ("POST", "datasets.identifier"): "scientist",
+    ("POST", "datasets.drift"): "scientist",
     ("GET", "jobs.index"): "viewer",
     ("GET", "jobs.page"): "viewer",
     ("GET", "jobs.status"): "viewer",
@@ -120,6 +121,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "api.get_dataset"): "viewer",
     ("DELETE", "api.delete_dataset"): "scientist",
     ("POST", "api.flag_identifier"): "scientist",
+    ("POST", "api.compare_datasets"): "scientist",
     ("GET", "api.list_jobs"): "viewer",
     ("POST", "api.create_job"): "scientist",
     ("GET", "api.get_job"): "viewer",
@@ -153,7 +155,8 @@ BODIES = {"api.put_alias": {"version": 1}, "api.move_model": {"project": "red"},
           "api.predict_version": {"instances": [[1, 2]]}, "v2.infer": {"inputs": [
               {"name": "input-0", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]},
           "mlflow.invocations": {"instances": [[1, 2]]}, "api.delete_from_log": {"request_ids": ["r1"]},
-          "api.post_labels": {"labels": [{"request_id": "r1", "label": 1}]}, "api.put_threshold": {"threshold": 0.5}}
+          "api.post_labels": {"labels": [{"request_id": "r1", "label": 1}]}, "api.put_threshold": {"threshold": 0.5},
+          "api.compare_datasets": lambda red: {"reference": red.dataset_id}}  # (callables: bodies naming red's objects)
 
 
 QUERIES = {"api.drift_cell": lambda red: f"?version=1&start={red.window}&column=x0"}  # required query strings
@@ -378,7 +381,8 @@ def test_access_table(app, auth, red):
             if fresh:
                 values[fresh] = MAKERS[fresh](red)
             url = rule.build(values, append_unknown=False)[1] + QUERIES.get(rule.endpoint, lambda _red: "")(red)
-            response = caller.call(method, url, BODIES.get(rule.endpoint))
+            body = BODIES.get(rule.endpoint)
+            response = caller.call(method, url, body(red) if callable(body) else body)
             response.close()  # file responses (BokehJS, static) hold their file open until closed
             calls += 1
             expected = _expected(need, kind, names_red_object)

@@ -103,6 +103,12 @@ def test_client_uploads_a_dataset_scores_it_and_reads_the_results(live_server, a
     csv = tmp_path / "rows.csv"
     X.head(3).to_csv(csv, index=False)
     assert client.upload_dataset(csv)["name"] == "rows.csv"
+    longer = client.upload_dataset(X.assign(sepal_length=X["sepal_length"] * 1.5, species=species), name="wide.parquet")
+    compared = client.compare_datasets(longer["id"], dataset["id"], timeout=120)
+    columns = compared["result"]["columns"]
+    assert compared["state"] == "done" and columns["sepal_length"]["wasserstein"] > 1
+    assert columns["petal_width"]["wasserstein"] == 0 and columns["species"]["jensen_shannon"] == 0
+    assert columns["sepal_length"]["drift"] is None  # 150 rows: too few to judge
     with pytest.raises(ApiError) as caught:
         client.results("0" * 32)
     assert caught.value.status == 404

@@ -18,7 +18,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 
 from tests.conftest import AuthActions
-from tests.support import upload_model
+from tests.support import post_form, upload_model
 from viewer.client import Client
 
 ROWS = 1200
@@ -65,10 +65,6 @@ def follow(client, headers, job_id, timeout=120) -> dict:
 
 def page_text(response) -> str:
     return unescape(response.get_data(as_text=True))
-
-
-def post_form(client, auth, page: str, action: str, **fields):
-    return client.post(action, data={"csrf_token": auth.csrf_token(page), **fields})
 
 
 def test_importance_from_the_api_equals_scikit_learn_and_shows_on_the_pages(client, auth, worker, problem):

@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from tests.conftest import AuthActions
-from tests.support import upload_model
+from tests.support import post_form, upload_model
 
 ROWS, CHUNK = 2000, 500
 FINAL = ("done", "error", "cancelled")
@@ -51,10 +51,6 @@ def dataset_id_from(response) -> str:
     match = re.search(r"/datasets/([0-9a-f]{32})$", response.headers["Location"])
     assert match, response.headers.get("Location")
     return match.group(1)
-
-
-def post_form(client, auth, page: str, action: str, **fields):
-    return client.post(action, data={"csrf_token": auth.csrf_token(page), **fields})
 
 
 def count(app, record) -> int:

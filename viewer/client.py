@@ -276,6 +276,15 @@ class Client:
                 raise TimeoutError(f"job {job_id} is still {body['state']} after {timeout:.0f} s")
             time.sleep(poll)
 
+    def compare_datasets(self, dataset: str, reference: str, *, force: bool = False, wait: bool = True,
+                         timeout: float = 600.0) -> dict[str, Any]:
+        """Drift of dataset id ``dataset`` against dataset id ``reference`` (a worker job; no model
+        needed). With ``wait`` (default) returns the finished job, whose ``result["columns"]``
+        holds each shared column's figures (``drift``, ``wasserstein``, ``psi``, ``jensen_shannon``,
+        ...) and ``result["dataset_drift"]`` the verdict; else the job as submitted."""
+        job = self.request("POST", f"/api/v1/datasets/{dataset}/drift", json={"reference": reference, "force": force})
+        return self.wait_job(job["id"], timeout=timeout) if wait else job
+
     def feature_importance(self, model: str, dataset: str, target: str, *, n_repeats: int | None = None,
                            max_rows: int | None = None, seed: int | None = None, scoring: str | None = None,
                            force: bool = False, wait: bool = True, timeout: float = 600.0) -> dict[str, Any]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import jsonify, url_for
 
 from ..http.auth import requester, role_required
-from ..services import datasets
+from ..services import dataset_drift, datasets
 from ..services.errors import ServiceError
 from ..services.jobs import serialize_job
-from .inputs import DatasetUpload, IdentifierFlag, MoveRequest, PageQuery
-from .outputs import Dataset, DatasetList
+from .inputs import DatasetDriftRequest, DatasetUpload, IdentifierFlag, MoveRequest, PageQuery
+from .outputs import Dataset, DatasetList, Job
 from .spec import checks, valid
 from .v1 import bp, next_link
 
@@ -74,6 +74,23 @@ def flag_identifier(dataset_id: str):
     body = valid("json")
     return jsonify(datasets.dataset_dict(datasets.set_identifier(datasets.get(dataset_id), body.column,
                                                                  body.identifier)))
+
+
+@bp.post("/datasets/<dataset_id>/drift")
+@role_required("scientist")
+@checks("Datasets", {202: Job, 200: Job}, (400, 401, 403, 404, 409, 503), json=DatasetDriftRequest)
+def compare_datasets(dataset_id: str):
+    """Compare a dataset with a reference dataset (drift, no model needed)
+
+    A job summarises both and computes, per column present in both, the drift the monitoring
+    pages show: Wasserstein distance / the reference's standard deviation and PSI (numbers),
+    Jensen-Shannon distance and the chi-square p-value (categories), missing shares, and whether
+    the dataset drifts (half its columns do). The job's result holds the figures; left out
+    columns (ID columns, dates, text, a kind that differs) are listed in params.left_out with the
+    reason. 200 with the earlier job when the pair was compared already (unless force)."""
+    body = valid("json")
+    job, created = dataset_drift.submit(dataset_id, body.reference, requester(), force=body.force)
+    return jsonify(serialize_job(job)), 202 if created else 200
 
 
 @bp.post("/datasets/<dataset_id>/move")

@@ -102,7 +102,7 @@ class ModelQuery(PageQuery):
 
 class JobQuery(PageQuery):
     state: Literal[("", *JOB_STATES)] = Field("", description="Only jobs in this state (empty: any).")  # type: ignore[valid-type]
-    kind: Text = Field("", description="Only jobs of this kind (score, importance, compare, ingest, ping).")
+    kind: Text = Field("", description="Only jobs of this kind (score, importance, compare, drift, compile, ingest, ping).")
     model: Text = Field("", description="Only scoring jobs of this model name.")
     dataset: Text = Field("", description="Only jobs on this dataset id.")
     user: Text = Field("", description="Only jobs submitted by this username.")
@@ -340,6 +340,13 @@ class DatasetUpload(Form):
     sheet: str = Field("", description="xlsx: the sheet to read (the first by default).")
     allow_duplicate: bool = Field(False, description="Keep a second copy of a file already uploaded "
                                   "(otherwise 409 duplicate_dataset with the existing dataset's id).")
+
+
+class DatasetDriftRequest(Body):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{"reference": DATASET_ID}]})
+
+    reference: str = Field(description="The dataset id this one is compared with (January, when this is February).")
+    force: bool = Field(False, description="Compare again even when the same two datasets were compared already.")
 
 
 class IdentifierFlag(BaseModel):

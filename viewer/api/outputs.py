@@ -60,7 +60,7 @@ class Job(BaseModel):
     """A job's state. Scoring jobs fill model, dataset_id, metrics and the rates."""
 
     id: str
-    kind: str = Field(description="score, importance, compare, ingest or ping")
+    kind: str = Field(description="score, importance, compare, drift, compile, ingest or ping")
     state: Literal[JOB_STATES]  # type: ignore[valid-type]
     params: dict[str, Any]
     model: str | None = None

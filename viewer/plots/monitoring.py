@@ -10,7 +10,7 @@ from bokeh.plotting import figure
 CURRENT, REFERENCE = "#2f6fde", "#9aa3b5"
 
 
-def distribution(cell: dict[str, Any]):
+def distribution(cell: dict[str, Any], current: str = "this window"):
     """``services.monitoring.cell``'s shares: overlaid histograms (numeric) or side-by-side
     bars per category; the reference in grey. Labels are data (drawn as text), never HTML."""
     if cell["kind"] == "categorical":
@@ -26,8 +26,8 @@ def distribution(cell: dict[str, Any]):
             fig.hbar(y="label", right="reference", height=0.8, source=source, color=REFERENCE, alpha=0.6,
                      legend_label="reference")
         bars = fig.hbar(y="label", right="current", height=0.45, source=source, color=CURRENT,
-                        legend_label="this window")
-        tips = [("category", "@label"), ("this window", "@pct")] + ([("reference", "@ref_pct")]
+                        legend_label=current)
+        tips = [("category", "@label"), (current, "@pct")] + ([("reference", "@ref_pct")]
                                                                      if "reference" in data else [])
         fig.add_tools(HoverTool(renderers=[bars], tooltips=tips))
         fig.xaxis.formatter = NumeralTickFormatter(format="0%")
@@ -42,7 +42,7 @@ def distribution(cell: dict[str, Any]):
             fig.quad(left="left", right="right", bottom=0, top="reference", source=source, color=REFERENCE,
                      alpha=0.45, legend_label="reference")
         fig.quad(left="left", right="right", bottom=0, top="current", source=source, fill_alpha=0.0,
-                 line_color=CURRENT, line_width=2, legend_label="this window")
+                 line_color=CURRENT, line_width=2, legend_label=current)
         fig.yaxis.formatter = NumeralTickFormatter(format="0.0%")
         fig.y_range.start = 0
     fig.legend.location = "top_right"

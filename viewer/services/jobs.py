@@ -170,9 +170,11 @@ def of_model_version(version_id: int, *, kind: str | None = None, state: str | N
     return list(db.session.scalars(statement.order_by(Job.created_at.desc()).limit(limit)))
 
 
-def of_dataset(dataset_id: str, limit: int = 50) -> list[Job]:
-    return list(db.session.scalars(only_mine(select(Job), Job.project_id).where(Job.dataset_id == dataset_id)
-                                   .order_by(Job.created_at.desc()).limit(limit)))
+def of_dataset(dataset_id: str, limit: int = 50, *, kind: str | None = None) -> list[Job]:
+    statement = only_mine(select(Job), Job.project_id).where(Job.dataset_id == dataset_id)
+    if kind:
+        statement = statement.where(Job.kind == kind)
+    return list(db.session.scalars(statement.order_by(Job.created_at.desc()).limit(limit)))
 
 
 def unfinished(*, model_version_id: int | None = None, dataset_id: str | None = None) -> list[Job]:

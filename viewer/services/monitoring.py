@@ -143,19 +143,9 @@ def refresh_reference(model: RegisteredModel) -> MonitorReference | None:
         return None
     names, categorical, known = _kinds(latest.info)
     present = [n for n in names if n in dataset.columns]
-    numeric = [n for n in present if n not in categorical]
-    summary = Summary()
     with store().reader(dataset.path) as path:
-        grids = None
-        for _start, table in iter_chunks(path, columns=present):
-            if grids is None:
-                grids = _fix_grids(model.id, {n: numbers(table.column(n))[:REFERENCE_SAMPLE_ROWS] for n in numeric})
-            part = Summary(rows=table.num_rows, sampled=table.num_rows)
-            for name in present:
-                column = table.column(name)
-                part.columns[name] = CategoricalSketch().add(column.to_numpy(zero_copy_only=False), known.get(name)) \
-                    if name in categorical else NumericSketch(grids[name]).add(numbers(column))
-            summary.merge(part)
+        summary, _grids = summarise_dataset(path, present, categorical, known,
+                                            lambda sample: _fix_grids(model.id, sample))
     if stored is None:
         stored = MonitorReference(model_id=model.id)
         db.session.add(stored)
@@ -167,6 +157,27 @@ def refresh_reference(model: RegisteredModel) -> MonitorReference | None:
         db.session.rollback()
         return db.session.get(MonitorReference, model.id)
     return stored
+
+
+def summarise_dataset(path, columns: list[str], categorical: set[str], known: dict[str, frozenset[str]],
+                      grids_for, progress=None) -> tuple[Summary, dict[str, Grid]]:
+    """A dataset's summary on fixed grids, streamed by row group: ``grids_for`` gets the first
+    rows' numbers per numeric column (at most REFERENCE_SAMPLE_ROWS) and returns the grids;
+    ``progress`` (if given) the rows of each row group done."""
+    summary, grids = Summary(), None
+    numeric = [n for n in columns if n not in categorical]
+    for _start, table in iter_chunks(path, columns=columns):
+        if grids is None:
+            grids = grids_for({n: numbers(table.column(n))[:REFERENCE_SAMPLE_ROWS] for n in numeric})
+        part = Summary(rows=table.num_rows, sampled=table.num_rows)
+        for name in columns:
+            column = table.column(name)
+            part.columns[name] = CategoricalSketch().add(column.to_numpy(zero_copy_only=False), known.get(name)) \
+                if name in categorical else NumericSketch(grids[name]).add(numbers(column))
+        summary.merge(part)
+        if progress is not None:
+            progress(table.num_rows)
+    return summary, grids or {}
 
 
 def _reference_key(reference: MonitorReference | None) -> str | None:
@@ -447,9 +458,8 @@ HIDDEN = "(other values, seen only in the log)"
 
 def cell(model: RegisteredModel, version: int, start: datetime, seconds: int, column: str, *,
          raw: bool = False) -> dict[str, Any]:
-    """One window's distribution of one column beside the reference's: what the heat map's cell
-    opens (numeric: counts on up to 60 shared bins between the 0.5 % and 99.5 % quantiles;
-    categorical: the 30 most common categories). Without ``raw`` (a project's viewers, who may
+    """One window's distribution of one column beside the reference's (``distribution``): what
+    the heat map's cell opens. Without ``raw`` (a project's viewers, who may
     not see logged inputs) a categorical column shows only values the model or the reference
     dataset knows; any other value the log holds is counted under HIDDEN."""
     window = db.session.scalar(select(MonitorWindow).where(
@@ -474,16 +484,26 @@ def cell(model: RegisteredModel, version: int, start: datetime, seconds: int, co
             hidden = sum(n for k, n in current.counts.items() if k not in allowed)
             current = CategoricalSketch({k: n for k, n in current.counts.items() if k in allowed}
                                         | ({HIDDEN: hidden} if hidden else {}), current.missing, current.unknown)
+    out.update(distribution(current, reference))
+    return out
+
+
+def distribution(current, reference) -> dict[str, Any]:
+    """One column's two distributions as shares on shared bins (numeric: up to 60 between the
+    0.5 % and 99.5 % quantiles of both; categorical: the 30 most common categories of each, at
+    most 40); the reference's None when it has none of that kind."""
+    if isinstance(current, CategoricalSketch):
         labels = [k for k, _ in sorted(current.counts.items(), key=lambda kv: -kv[1])[:30]]
         if isinstance(reference, CategoricalSketch):
             labels = list(dict.fromkeys(labels + [k for k, _ in sorted(reference.counts.items(),
                                                                         key=lambda kv: -kv[1])[:30]]))[:40]
-        out.update(kind="categorical", labels=labels,
-                   current=[current.counts.get(k, 0) / max(current.n, 1) for k in labels],
-                   reference=[reference.counts.get(k, 0) / max(reference.n, 1) for k in labels]
-                   if isinstance(reference, CategoricalSketch) else None)
-        return out
+        return {"kind": "categorical", "labels": labels,
+                "current": [current.counts.get(k, 0) / max(current.n, 1) for k in labels],
+                "reference": [reference.counts.get(k, 0) / max(reference.n, 1) for k in labels]
+                if isinstance(reference, CategoricalSketch) else None}
     both = [s for s in (current, reference) if isinstance(s, NumericSketch) and s.n]
+    if not both:
+        return {"kind": "numeric", "edges": [], "current": [], "reference": None}
     low = min(stats.quantiles(s, [0.005])[0] for s in both)
     high = max(stats.quantiles(s, [0.995])[0] for s in both)
     edges = np.linspace(low, high, 61) if high > low else np.array([low - 0.5, low + 0.5])
@@ -493,6 +513,6 @@ def cell(model: RegisteredModel, version: int, start: datetime, seconds: int, co
         counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges, weights=weights)
         return (counts / max(weights.sum(), 1)).tolist()
 
-    out.update(kind="numeric", edges=edges.tolist(), current=shares(current),
-               reference=shares(reference) if isinstance(reference, NumericSketch) and reference.n else None)
-    return out
+    return {"kind": "numeric", "edges": edges.tolist(),
+            "current": shares(current) if current.n else [0.0] * (len(edges) - 1),
+            "reference": shares(reference) if isinstance(reference, NumericSketch) and reference.n else None}

@@ -11,7 +11,7 @@ from wtforms.fields.choices import SelectChoice
 from ..core.datasets import EXACT_DISTINCT
 from ..http.auth import requester, role_required
 from ..infra.records import Dataset
-from ..services import datasets, jobs, projects, registry, submission
+from ..services import dataset_drift, datasets, jobs, projects, registry, submission
 from ..services.errors import ServiceError
 from .forms import ConfirmForm, move_form, offset_arg
 from .assets import bokeh_urls
@@ -137,7 +137,8 @@ def render_dataset(dataset: Dataset, form: ScoreForm | None = None, status: int 
         distributions=column_plots(dataset), bokeh_scripts=bokeh_urls() if dataset.state == "ready" else [],
         flag=ConfirmForm(), exact_bound=EXACT_DISTINCT,
         form=form or score_form(dataset, request.args.get("model")), confirm=ConfirmForm(), fmt=format_number,
-        move_targets=projects.move_targets()), status
+        move_targets=projects.move_targets(),
+        references=[(i, n) for i, n in ((d.id, d.name) for d in datasets.ready()) if i != dataset.id]), status
 
 
 @bp.get("/")
@@ -212,6 +213,24 @@ def score(dataset_id: str):
         flash(f"{job.params['model']} already scored {dataset.name}"
               f"{' with target ' + repr(job.params['target']) if job.params.get('target') else ''}: "
               f"this is that job ({job.state}).", "info")
+    return redirect(url_for("jobs.page", job_id=job.id))
+
+
+@bp.post("/<dataset_id>/drift")
+@role_required("scientist")
+def drift(dataset_id: str):
+    """Compare the dataset with a reference dataset: a drift job, then its page."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400, description="The form was incomplete; reload the page and try again.")
+    dataset = datasets.get(dataset_id)
+    try:
+        job, created = dataset_drift.submit(dataset.id, request.form.get("reference", ""), requester())
+    except ServiceError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("datasets.page", dataset_id=dataset.id) + "#drift")
+    if not created:
+        flash(f"{job.params['dataset']} was compared with {job.params['reference_name']} already: this is that "
+              f"comparison ({job.state}).", "info")
     return redirect(url_for("jobs.page", job_id=job.id))
 
 

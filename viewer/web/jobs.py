@@ -20,10 +20,12 @@ from ..http.auth import role_required
 from ..http.responses import download_response
 from ..infra.records import JOB_STATES
 from ..plots import results as result_plots
-from ..services import accounts, datasets, decisions, jobs, registry, results
+from ..plots.monitoring import distribution
+from ..services import accounts, dataset_drift, datasets, decisions, jobs, registry, results
 from ..services.errors import ServiceError
 from .assets import bokeh_urls
 from .forms import ConfirmForm, ThresholdForm, offset_arg
+from .monitoring import level
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -225,7 +227,29 @@ def subject(job) -> str | None:
         return ("Comparing " + (f"{models[0]} on " if len(models) == 1 else "") + " vs ".join(names))
     if job.kind == "compare" and params.get("models"):
         return f"Comparing {len(params['models'])} models" + (f" on {dataset}" if dataset else "")
+    if job.kind == dataset_drift.KIND:
+        return f"{dataset} vs {params.get('reference_name')}"
     return f"{job.kind.capitalize()} of {dataset}" if dataset and job.kind == "ingest" else None
+
+
+def drift_context(job) -> dict[str, Any]:
+    """What templates/jobs/_drift.html draws for a finished dataset comparison: a row per column
+    (the drifted first), and the chosen column's two distributions."""
+    if job.kind != dataset_drift.KIND or job.state != "done" or not job.result:
+        return {}
+    columns = job.result.get("columns", {})
+    order = sorted(columns, key=lambda c: (not columns[c].get("drift"), list(columns).index(c)))
+    chosen = request.args.get("column")
+    plot = None
+    if chosen in columns:
+        try:
+            plot = json_item(distribution(dataset_drift.cell(job, chosen), "this dataset"))
+        except ServiceError as exc:
+            flash(exc.message, "error")
+            chosen = None
+    else:
+        chosen = None
+    return {"drift": {"columns": columns, "order": order, "chosen": chosen, "plot": plot}, "level": level}
 
 
 @bp.get("/<job_id>")
@@ -233,10 +257,14 @@ def page(job_id: str):
     job = jobs.get(job_id)
     status = jobs.serialize_job(job)
     metrics = (job.result or {}).get("metrics") if job.state == "done" else None
+    context = plot_context(job)
+    drift = drift_context(job)
+    if drift.get("drift", {}).get("plot"):
+        context["bokeh_scripts"] = bokeh_urls()
     return render_template("jobs/job.html", job=job, subject=subject(job), status=status, metrics=metrics,
                            metric_rows=metric_rows(metrics),
                            format_duration=format_duration, format_number=format_number, confirm=ConfirmForm(),
-                           has_results=results.has_results(job), **plot_context(job))
+                           has_results=results.has_results(job), **context, **drift)
 
 
 @bp.get("/<job_id>/plots/<key>.csv")

@@ -48,7 +48,7 @@ def _cell_of(report: dict, wanted: str | None):
     return None
 
 
-def _level(figures: dict | None, thresholds: dict) -> tuple[str, float | None]:
+def level(figures: dict | None, thresholds: dict) -> tuple[str, float | None]:
     """A heat map cell's class and value: its drift measure against the threshold."""
     if not figures or ("wasserstein" not in figures and "jensen_shannon" not in figures):
         return "none", None
@@ -89,7 +89,7 @@ def page(name: str):
     log_form = LogForm(enabled=settings["enabled"], sample=settings["sample"], exclude=", ".join(settings["exclude"]),
                        hashed=", ".join(settings["hash"]), retention_days=settings["retention_days"])
     return render_template("models/monitoring.html", model=model, report=report, window=window, columns=columns,
-                           level=_level, chosen=chosen, plot=plot, PREDICTION=PREDICTION, log=predlog.summary(model),
+                           level=level, chosen=chosen, plot=plot, PREDICTION=PREDICTION, log=predlog.summary(model),
                            reference_form=reference_form, log_form=log_form,
                            bokeh_scripts=bokeh_urls() if plot else [])
 
