@@ -80,6 +80,9 @@ def test_february_against_january_flags_the_shifted_columns_with_the_monitoring_
 
     again = client.post(f"/api/v1/datasets/{feb}/drift", headers=scientist, json={"reference": jan})
     assert again.status_code == 200 and again.get_json()["id"] == job["id"]  # the same pair: that job
+    from viewer.services import artifacts
+    with app.app_context():
+        artifacts.sweep(grace_seconds=0)  # what a comparison keeps is recorded: the sweep leaves it
 
     auth.login("viewer")  # analysts read it on the job page, with a column's two distributions
     page = client.get(f"/jobs/{job['id']}?column=region")
@@ -137,3 +140,24 @@ def test_a_column_read_as_text_in_one_month_is_left_out_with_the_likely_cause(cl
         compared, left_out = dataset_drift.plan(db.session.get(Dataset, jan), db.session.get(Dataset, feb))
     assert "amount" not in compared and "age" not in compared, left_out
     assert "numbers only in jan.csv, text in the other (check the decimal separator" in left_out["amount"]
+
+
+def test_a_reference_in_use_is_not_deleted_and_a_failed_comparison_keeps_nothing(app, client, auth, pair):
+    _january, _february, jan, feb = pair
+    scientist = auth.bearer("scientist")
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Job
+    from viewer.services import artifacts, dataset_drift, jobs
+    with app.app_context():  # a comparison still queued (recorded here, never sent: no worker takes it)
+        queued = Job(kind=dataset_drift.KIND, dataset_id=feb, params={"reference": jan, "reference_name": "january.csv"})
+        db.session.add(queued)
+        db.session.commit()
+        queued_id = queued.id
+    refused = client.delete(f"/api/v1/datasets/{jan}", headers=scientist)
+    assert refused.status_code == 409 and "used by 1 unfinished job" in refused.get_json()["message"]
+    with app.app_context():
+        with artifacts.store().writer(f"jobs/{queued_id}/reference-x.summary") as path:
+            path.write_bytes(b"half")
+        jobs.fail(queued_id, "stopped")  # its end hook removes what it wrote
+        assert not list(artifacts.store().list(f"jobs/{queued_id}"))
+    assert client.delete(f"/api/v1/datasets/{jan}", headers=scientist).status_code == 204

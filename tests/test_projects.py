@@ -92,6 +92,14 @@ def test_another_projects_jobs_cannot_be_compared(app, teams):
         assert answer.status_code == 404, answer.get_json()
 
 
+def test_another_projects_dataset_is_not_a_reference(app, teams):
+    client, bob = teams["client"], teams["headers"]["bob"]
+    mine = client.post("/api/v1/datasets?project=blue", headers=bob, content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(CSV), "mine.csv")}).get_json()["id"]
+    answer = client.post(f"/api/v1/datasets/{mine}/drift?project=blue", headers=bob, json={"reference": teams["dataset"]})
+    assert answer.status_code == 404 and answer.get_json()["error_code"] == "dataset_not_found"
+
+
 def test_a_name_taken_in_another_project_is_free(app, teams):
     client, bob = teams["client"], teams["headers"]["bob"]
     made = client.post("/api/v1/models", headers=bob, content_type="multipart/form-data",

@@ -63,7 +63,7 @@ def register_kinds() -> None:
     kinds.register(kinds.JobKind("ingest", run=ingest_dataset, on_end=datasets.ingest_ended))
     kinds.register(kinds.JobKind("importance", run=feature_importance))
     kinds.register(kinds.JobKind("compare", run=compare_jobs))
-    kinds.register(kinds.JobKind(dataset_drift.KIND, run=compare_datasets))
+    kinds.register(kinds.JobKind(dataset_drift.KIND, run=compare_datasets, on_end=dataset_drift.ended))
     kinds.register(kinds.JobKind(runtimes.KIND, run=compile_model, on_end=runtimes.ended))
 
 

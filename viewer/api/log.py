@@ -31,7 +31,7 @@ def _naive_utc(value):
 
 
 @bp.get("/models/<name>/log")
-@checks("Prediction log", {200: None}, (400, 401, 404, 413), query=LogQuery,
+@checks("Prediction log", {200: None}, (400, 401, 404, 413, 503), query=LogQuery,
         extra={"responses": {"200": {"content": LOG_TYPES}}})
 def export_log(name: str):
     """A window of a model's prediction log

@@ -41,6 +41,8 @@ def _recorded_keys() -> set[str]:
     keys.update(k for k in db.session.scalars(select(JobChunk.output_key)) if k)
     keys.update(library_keys())
     keys.update(db.session.scalars(select(PredictionLogFile.key)))
+    from .dataset_drift import recorded_keys as comparisons  # (it reads the store through this module)
+    keys.update(comparisons())
     return keys
 
 

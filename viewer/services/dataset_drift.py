@@ -16,12 +16,14 @@ import hashlib
 from dataclasses import asdict
 from typing import Any
 
+from sqlalchemy import select
 from threadpoolctl import threadpool_limits
 
 from ..core.datasets import DatasetError
 from ..core.drift import stats
-from ..core.drift.sketch import Grid
+from ..core.drift.sketch import MAX_CATEGORIES, Grid
 from ..core.drift.window import Summary
+from ..infra.artifacts import new_key
 from ..infra.extensions import db
 from ..infra.records import Dataset, Job, User
 from . import datasets, jobs, monitoring
@@ -39,24 +41,31 @@ class Cancelled(Exception):
 def plan(reference: Dataset, current: Dataset) -> tuple[dict[str, str], dict[str, str]]:
     """The columns compared (name: numeric or categorical) and those left out (name: why)."""
     ref = {c["name"]: c for c in (reference.info or {}).get("columns", [])}
+    ids = set(datasets.id_columns(reference)) | set(datasets.id_columns(current))
     compared: dict[str, str] = {}
     left_out: dict[str, str] = {}
     for column in (current.info or {}).get("columns", []):
         name, theirs = column["name"], ref.get(column["name"])
-        kinds = (theirs["kind"], column["kind"]) if theirs is not None else ()
         if theirs is None:
             left_out[name] = f"not in {reference.name}"
-        elif "numeric" in kinds and set(kinds) <= {"numeric", "categorical", "other"} and len(set(kinds)) == 2:
+            continue
+        empty = [d.name for d, c in ((reference, theirs), (current, column)) if c.get("nulls", 0) >= (d.n_rows or 0)]
+        kinds = {theirs["kind"], column["kind"]}
+        if empty:
+            left_out[name] = f"no values in {' or '.join(empty)}"
+        elif kinds == {"numeric", "categorical"}:
             where = current.name if column["kind"] == "numeric" else reference.name
             left_out[name] = (f"numbers only in {where}, text in the other (check the decimal separator each file "
                               "was read with)")
-        elif column.get("identifier") or theirs.get("identifier"):
+        elif name in ids:
             left_out[name] = "an ID column (every value differs)"
-        elif column["kind"] not in COMPARED or theirs["kind"] not in COMPARED:
-            unsupported = column["kind"] if column["kind"] not in COMPARED else theirs["kind"]
-            left_out[name] = f"{unsupported} values are not compared"
-        elif COMPARED[column["kind"]] != COMPARED[theirs["kind"]]:
+        elif not kinds <= set(COMPARED):
+            left_out[name] = f"{sorted(kinds - set(COMPARED))[0]} values are not compared"
+        elif len({COMPARED[k] for k in kinds}) > 1:
             left_out[name] = f"{theirs['kind']} in {reference.name} but {column['kind']} here"
+        elif COMPARED[column["kind"]] == "categorical" and max(
+                c.get("n_unique_estimate") or 0 for c in (theirs, column)) > MAX_CATEGORIES:
+            left_out[name] = f"more than {MAX_CATEGORIES:,} different values (free text, not categories)"
         else:
             compared[name] = COMPARED[column["kind"]]
     for name in ref:
@@ -66,24 +75,28 @@ def plan(reference: Dataset, current: Dataset) -> tuple[dict[str, str], dict[str
 
 
 def submit(dataset_id: str, reference_id: str, user: User | None, *, force: bool = False) -> tuple[Job, bool]:
-    """Start comparing a dataset with a reference dataset; (job, created). The same pair already
-    pending, running or done returns that job, unless ``force``."""
+    """Start comparing a dataset with a reference dataset (of the same project); (job, created).
+    The same pair and columns already pending, running or done returns that job, unless ``force``
+    (or its summaries are gone)."""
     current, reference = datasets.get(dataset_id), datasets.get(reference_id)
     if current.id == reference.id:
         raise ServiceError("invalid", "same_dataset", "Choose another dataset as the reference: a dataset "
                            "compared with itself never drifts.")
     for dataset in (current, reference):
+        if dataset.state == "error":
+            raise ServiceError("conflict", "dataset_not_ready", f"{dataset.name} could not be read ({dataset.error}); "
+                               "upload it again to compare it.")
         if dataset.state != "ready":
-            raise ServiceError("conflict", "dataset_not_ready", f"{dataset.name} is {dataset.state}, not ready; "
-                               "compare it once its upload is ingested.")
+            raise ServiceError("conflict", "dataset_not_ready", f"{dataset.name} is still being ingested; compare "
+                               "it once it is ready.")
     compared, left_out = plan(reference, current)
     if not compared:
         raise ServiceError("invalid", "no_common_columns", f"{current.name} and {reference.name} have no column of "
                            "the same name and kind to compare.", left_out=left_out)
-    key = hashlib.sha256(f"{KIND}|{reference.id}|{current.id}".encode()).hexdigest()
+    key = hashlib.sha256("|".join([KIND, reference.id, current.id, *sorted(compared)]).encode()).hexdigest()
     if not force:
-        existing = jobs.same_work(key, kind=KIND)
-        if existing is not None:
+        existing = jobs.same_work(key)
+        if existing is not None and (existing.state != "done" or _kept(existing)):
             return existing, False
     params = {"dataset": current.name, "reference": reference.id, "reference_name": reference.name,
               "columns": compared, "left_out": left_out}
@@ -92,9 +105,17 @@ def submit(dataset_id: str, reference_id: str, user: User | None, *, force: bool
     return job, True
 
 
-def _keys(job_id: str) -> tuple[str, str]:
-    prefix = jobs.output_prefix(job_id)
-    return f"{prefix}/reference.summary", f"{prefix}/current.summary"
+def _kept(job: Job) -> bool:
+    keys = (job.result or {}).get("summaries") or {}
+    return bool(keys) and all(store().exists(k) for k in keys.values())
+
+
+def recorded_keys() -> set[str]:
+    """The summaries finished comparisons keep (the artifact sweep leaves them)."""
+    keys: set[str] = set()
+    for result in db.session.scalars(select(Job.result).where(Job.kind == KIND, Job.state == "done")):
+        keys.update(((result or {}).get("summaries") or {}).values())
+    return keys
 
 
 def run(job_id: str, owner: str) -> None:
@@ -104,8 +125,13 @@ def run(job_id: str, owner: str) -> None:
     current = db.session.get(Dataset, job.dataset_id) if job.dataset_id else None
     reference = db.session.get(Dataset, params["reference"])
     if current is None or reference is None or not current.path or not reference.path:
-        jobs.fail(job_id, "One of the two datasets was deleted; upload it again to compare them.")
+        gone = params["reference_name"] if reference is None or not reference.path else params["dataset"]
+        jobs.fail(job_id, f"{gone} was deleted; upload it again to compare the two.")
         return
+    # Plain values: committing the progress expires the records, and a dataset may go meanwhile.
+    sources = [(reference.path, reference.name), (current.path, current.name)]
+    total = (current.n_rows or 0) + (reference.n_rows or 0)
+    prefix = jobs.output_prefix(job_id)
     columns = params["columns"]
     categorical = {n for n, kind in columns.items() if kind == "categorical"}
     names = list(columns)
@@ -113,33 +139,38 @@ def run(job_id: str, owner: str) -> None:
 
     def progress(rows: int) -> None:
         done[0] += rows
-        if not jobs.set_progress(job_id, done[0], (current.n_rows or 0) + (reference.n_rows or 0)):
+        if not jobs.set_progress(job_id, done[0], total):
             raise Cancelled()
 
-    def compute() -> dict[str, Any]:
+    def summarise(path_key: str, name: str, grids_for) -> tuple[Summary, dict[str, Grid]]:
         try:
-            with threadpool_limits(limits=1):
-                with store().reader(reference.path) as path:
-                    before, grids = monitoring.summarise_dataset(path, names, categorical, {},
-                                                                 lambda sample: _grids(sample), progress)
-                if not before.rows:
-                    raise DatasetError(f"{reference.name} has no rows to compare with.")
-                with store().reader(current.path) as path:
-                    after, _ = monitoring.summarise_dataset(path, names, categorical, {}, lambda _sample: grids,
-                                                            progress)
+            with store().reader(path_key) as path:
+                return monitoring.summarise_dataset(path, names, categorical, {}, grids_for, progress)
         except FileNotFoundError:
-            raise DatasetError("One of the two datasets was deleted while they were compared; upload it "
-                               "again to compare them.") from None
-        reference_key, current_key = _keys(job_id)
-        for key, summary in ((reference_key, before), (current_key, after)):
-            with store().writer(key) as path:
+            raise DatasetError(f"{name} was deleted while the two were compared; upload it again to compare "
+                               "them.") from None
+
+    def compute() -> dict[str, Any]:
+        with threadpool_limits(limits=1):
+            before, grids = summarise(*sources[0], _grids)
+            after, _ = summarise(*sources[1], lambda _sample: grids)
+        keys = {}
+        for which, summary in (("reference", before), ("current", after)):
+            keys[which] = new_key(f"{prefix}/{which}", ".summary")
+            with store().writer(keys[which]) as path:
                 path.write_bytes(summary.to_bytes())
         thresholds = stats.Thresholds()
         figures = monitoring.drift_of(after, before, thresholds, categorical)
         figures.pop("prediction", None)
-        return {**figures, "reference_rows": before.rows, "thresholds": asdict(thresholds)}
+        return {**figures, "reference_rows": before.rows, "thresholds": asdict(thresholds), "summaries": keys}
 
     jobs.run_single(job_id, owner, compute, cancelled=Cancelled, expected=(DatasetError,))
+
+
+def ended(job_id: str, state: str) -> None:
+    """End hook: a comparison that failed or was cancelled keeps nothing it wrote."""
+    if state != "done":
+        jobs.remove_outputs(job_id)
 
 
 def _grids(sample: dict[str, Any]) -> dict[str, Grid]:
@@ -155,15 +186,11 @@ def cell(job: Job, column: str) -> dict[str, Any]:
         raise ServiceError("not_found", "not_found", f"The comparison has no column {column[:100]!r}.")
     summaries = []
     try:
-        for key in _keys(job.id):
-            with store().reader(key) as path:
+        for which in ("reference", "current"):
+            with store().reader(job.result["summaries"][which]) as path:
                 summaries.append(Summary.from_bytes(path.read_bytes()))
-    except FileNotFoundError:
-        raise ServiceError("gone", "outputs_gone", "The comparison's summaries are gone; run it again.") from None
+    except (FileNotFoundError, KeyError):
+        raise ServiceError("gone", "outputs_gone", "The comparison's summaries are gone; compare the two datasets "
+                           "again from the dataset page.") from None
     reference, current = (s.columns.get(column) for s in summaries)
     return {"column": column, "figures": figures, **monitoring.distribution(current, reference)}
-
-
-def of_dataset(dataset_id: str, limit: int = 10) -> list[Job]:
-    """The comparisons of a dataset with a reference, newest first."""
-    return jobs.of_dataset(dataset_id, limit, kind=KIND)

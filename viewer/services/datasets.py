@@ -217,10 +217,12 @@ def ready(limit: int = 200) -> list[Dataset]:
                                    .order_by(Dataset.created_at.desc()).limit(limit)))
 
 
-def names() -> list[tuple[str, str]]:
-    """(id, name) of every dataset, newest first."""
-    return [tuple(row) for row in db.session.execute(only_mine(select(Dataset.id, Dataset.name), Dataset.project_id)
-                                                     .order_by(Dataset.created_at.desc()))]
+def names(*, ready: bool = False) -> list[tuple[str, str]]:
+    """(id, name) of every dataset (or every one ready), newest first."""
+    statement = only_mine(select(Dataset.id, Dataset.name), Dataset.project_id)
+    if ready:
+        statement = statement.where(Dataset.state == "ready")
+    return [tuple(row) for row in db.session.execute(statement.order_by(Dataset.created_at.desc()))]
 
 
 def delete(dataset: Dataset) -> None:
@@ -236,11 +238,21 @@ def delete(dataset: Dataset) -> None:
 
 
 def move(dataset: Dataset, project: str) -> Dataset:
-    """Move a dataset into ``project`` (an admin of both), with the jobs that ran on it."""
+    """Move a dataset into ``project`` (an admin of both), with the jobs that ran on it. Its
+    comparisons with other datasets (drift jobs) are deleted: they describe a dataset that stays."""
     target = projects.move_target(project)
+    pairs = [j for j in jobs.with_dataset(dataset.id) if j.kind == "drift"]
+    busy = [j for j in pairs if not j.finished]
+    if busy:
+        raise ServiceError("conflict", "dataset_in_use", f"The dataset is being compared with another in {len(busy)} "
+                           "unfinished job(s); move it once they end.", jobs=[j.id for j in busy])
+    for job in pairs:
+        db.session.delete(job)
     dataset.project_id = target.id
     db.session.execute(update(Job).where(Job.dataset_id == dataset.id).values(project_id=target.id))
     db.session.commit()
+    for job in pairs:
+        jobs.remove_outputs(job.id)
     return dataset
 
 

@@ -170,11 +170,9 @@ def of_model_version(version_id: int, *, kind: str | None = None, state: str | N
     return list(db.session.scalars(statement.order_by(Job.created_at.desc()).limit(limit)))
 
 
-def of_dataset(dataset_id: str, limit: int = 50, *, kind: str | None = None) -> list[Job]:
-    statement = only_mine(select(Job), Job.project_id).where(Job.dataset_id == dataset_id)
-    if kind:
-        statement = statement.where(Job.kind == kind)
-    return list(db.session.scalars(statement.order_by(Job.created_at.desc()).limit(limit)))
+def of_dataset(dataset_id: str, limit: int = 50) -> list[Job]:
+    return list(db.session.scalars(only_mine(select(Job), Job.project_id).where(Job.dataset_id == dataset_id)
+                                   .order_by(Job.created_at.desc()).limit(limit)))
 
 
 def unfinished(*, model_version_id: int | None = None, dataset_id: str | None = None) -> list[Job]:
@@ -182,8 +180,15 @@ def unfinished(*, model_version_id: int | None = None, dataset_id: str | None = 
     if model_version_id is not None:
         statement = statement.where(Job.model_version_id == model_version_id)
     if dataset_id is not None:
-        statement = statement.where(Job.dataset_id == dataset_id)
+        return [j for j in with_dataset(dataset_id) if not j.finished]
     return list(db.session.scalars(statement))
+
+
+def with_dataset(dataset_id: str) -> list[Job]:
+    """Every job that reads a dataset: on it, or comparing another dataset with it (a "drift"
+    job's reference)."""
+    return [j for j in db.session.scalars(select(Job).where((Job.dataset_id == dataset_id) | (Job.kind == "drift")))
+            if j.dataset_id == dataset_id or (j.params or {}).get("reference") == dataset_id]
 
 
 def same_work(fingerprint: str, **where: Any) -> Job | None:

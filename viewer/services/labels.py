@@ -175,7 +175,7 @@ def join(model: RegisteredModel, request_ids: set[str]) -> set[tuple[str, int]]:
     for version_id, at in touched:  # the windows holding them: their figures are computed again
         db.session.execute(update(MonitorWindow).where(
             MonitorWindow.model_version_id == version_id, MonitorWindow.start <= at, MonitorWindow.start > at - longest)
-            .values(reference=None).execution_options(synchronize_session=False))
+            .values(reference=None, revision=MonitorWindow.revision + 1).execution_options(synchronize_session=False))
     db.session.commit()
     return joined
 

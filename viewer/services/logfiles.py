@@ -46,19 +46,28 @@ def files(model_id: int, start=None, end=None, version_id: int | None = None) ->
 
 
 def read(model_id: int, start=None, end=None, *, version_id: int | None = None, inputs: bool = True,
-         max_rows: int | None = None) -> pa.Table:
+         max_rows: int | None = None, _attempt: int = 0) -> pa.Table:
     """The records of a model (one version) from ``start`` to before ``end`` (naive UTC), oldest
     first; without ``inputs`` the inputs column is left out. Refuses more than ``max_rows``."""
     artifacts = store()
+    found = files(model_id, start, end, version_id)
+    inside = sum(f.rows for f in found if (start is None or f.first_at >= start) and (end is None or f.last_at < end))
+    if max_rows is not None and inside > max_rows:  # known before reading a file
+        raise _too_large(max_rows)
     parts, rows = [], 0
-    for f in files(model_id, start, end, version_id):
+    for f in found:
         try:
-            with artifacts.reader(f.key) as path:
-                source = pq.ParquetFile(path)
+            with artifacts.reader(f.key) as path, pq.ParquetFile(path) as source:
                 columns = [c for c in source.schema_arrow.names if inputs or c != "inputs"]
                 table = source.read(columns=columns)
-        except FileNotFoundError:  # compacted meanwhile: its records are in the new file
-            return read(model_id, start, end, version_id=version_id, inputs=inputs, max_rows=max_rows)
+        except FileNotFoundError:  # compacted meanwhile (its records are in the new file), or lost
+            if _lost(f):
+                continue
+            if _attempt >= 3:
+                raise ServiceError("unavailable", "log_busy", "The prediction log is being rewritten by the "
+                                   "workers; ask again in a minute.") from None
+            return read(model_id, start, end, version_id=version_id, inputs=inputs, max_rows=max_rows,
+                        _attempt=_attempt + 1)
         table = table.append_column("version", pa.array(np.full(table.num_rows, f.version, dtype=np.int32)))
         if start is not None or end is not None:
             at = table.column("at")
@@ -70,13 +79,23 @@ def read(model_id: int, start=None, end=None, *, version_id: int | None = None, 
             table = table.filter(keep)
         rows += table.num_rows
         if max_rows is not None and rows > max_rows:  # refused as soon as it is known: memory stays bounded
-            raise ServiceError("too_large", "log_window_too_large", f"The window holds more than {max_rows:,} "
-                               "records, more than an export may; ask for a shorter one (start and end).")
+            raise _too_large(max_rows)
         parts.append(table)
     if not parts:
         return pa.table({})
     merged = pa.concat_tables(parts, promote_options="permissive")
     return merged.sort_by([("at", "ascending"), ("request_id", "ascending"), ("row", "ascending")])
+
+
+def _too_large(max_rows: int) -> ServiceError:
+    return ServiceError("too_large", "log_window_too_large", f"The window holds more than {max_rows:,} records, more "
+                        "than an export may; ask for a shorter one (start and end).")
+
+
+def _lost(f: PredictionLogFile) -> bool:
+    """Whether a file whose object is missing is still recorded under that key: the object is
+    lost (its records with it), not swapped away by a compaction meanwhile."""
+    return db.session.scalar(select(PredictionLogFile.key).where(PredictionLogFile.id == f.id)) == f.key
 
 
 def _aware(value):
@@ -246,8 +265,13 @@ def _delete_in(model_id: int, hours: set, value_set: pa.Array, found: set[str]) 
     candidates = list(db.session.scalars(select(PredictionLogFile).where(
         PredictionLogFile.model_id == model_id, PredictionLogFile.hour.in_(hours)))) if hours else []
     for f in candidates:
-        with artifacts.reader(f.key) as path:
-            table = pq.read_table(path)
+        try:
+            with artifacts.reader(f.key) as path:
+                table = pq.read_table(path)
+        except FileNotFoundError:
+            if _lost(f):
+                continue
+            raise  # compacted meanwhile: read the hours again
         hit = pc.is_in(table.column("request_id"), value_set=value_set)
         if not pc.any(hit).as_py():
             continue

@@ -254,13 +254,13 @@ def _merge_window(model, version, seconds: int, start: datetime, summary: Summar
         MonitorWindow.start == start).with_for_update())
     if window is None:
         window = MonitorWindow(model_id=model.id, model_version_id=version.id, version=version.version,
-                               seconds=seconds, start=start, rows=0, summary=summary.to_bytes())
+                               seconds=seconds, start=start, rows=0, summary=summary.to_bytes(), revision=0)
         db.session.add(window)
         merged = summary
     else:
         merged = Summary.from_bytes(window.summary).merge(summary)
         window.summary = merged.to_bytes()
-        window.revision += 1
+    window.revision += 1  # (also where labels or settings make it stale: ``_store_drift`` checks it)
     window.rows = merged.rows
     window.reference = None  # its drift is computed again (``refresh_drift``)
     window.drift = None
@@ -392,7 +392,8 @@ def maintain() -> dict[str, int]:
 
 def settings_changed(model: RegisteredModel) -> None:
     """A new reference or thresholds: every window's drift is computed again."""
-    db.session.execute(update(MonitorWindow).where(MonitorWindow.model_id == model.id).values(reference=None)
+    db.session.execute(update(MonitorWindow).where(MonitorWindow.model_id == model.id)
+                       .values(reference=None, revision=MonitorWindow.revision + 1)
                        .execution_options(synchronize_session=False))
     db.session.commit()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, SelectField, SelectMultipleField, StringField
@@ -138,7 +139,8 @@ def render_dataset(dataset: Dataset, form: ScoreForm | None = None, status: int 
         flag=ConfirmForm(), exact_bound=EXACT_DISTINCT,
         form=form or score_form(dataset, request.args.get("model")), confirm=ConfirmForm(), fmt=format_number,
         move_targets=projects.move_targets(),
-        references=[(i, n) for i, n in ((d.id, d.name) for d in datasets.ready()) if i != dataset.id]), status
+        references=[(i, n) for i, n in datasets.names(ready=True) if i != dataset.id]
+        if current_user.has_role("scientist") and dataset.state == "ready" else []), status
 
 
 @bp.get("/")

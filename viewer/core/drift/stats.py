@@ -108,6 +108,9 @@ def categories_of(sketch: CategoricalSketch) -> int:
 
 
 def enough_rows(reference, current, thresholds: Thresholds) -> bool:
+    """Whether a column has rows enough to judge (a reference without values judges nothing)."""
+    if not reference.n:
+        return False
     if isinstance(current, CategoricalSketch):
         return current.n >= thresholds.min_rows_categorical * max(categories_of(reference) - 1, 1)
     return current.n >= thresholds.min_rows_numeric
