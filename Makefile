@@ -58,7 +58,8 @@ run: install-runtime
 # this machine runs (PostgreSQL + Redis; RabbitMQ for the broker tests). What does not depend on the
 # backend runs once, with the embedded suite: the framework-free core and plots, the model hosts,
 # the import layers, the parsers of request bodies, CSV dialects and hostile input, `manage.py up`
-# (always the embedded default), compiled runtimes' parity and serving (their job lifecycle runs
+# (always the embedded default), the install files and the wheel, the notebooks (the client's flows, which
+# the API tests cover on both), compiled runtimes' parity and serving (their job lifecycle runs
 # on both), and the browser tests (pages, scripts, CSP, XSS).
 test: test-embedded test-services
 
@@ -68,7 +69,8 @@ test-embedded: install
 test-services: install
 	VIEWER_TEST_BACKEND=services $(PY) -m pytest --ignore=tests/core --ignore=tests/browser --ignore=tests/plots \
 		--ignore=tests/infra --ignore=tests/test_layers.py --ignore=tests/test_predict_shapes.py \
-		--ignore=tests/test_data_dialects.py --ignore=tests/test_hostile_input.py --ignore=tests/test_up.py
+		--ignore=tests/test_data_dialects.py --ignore=tests/test_hostile_input.py --ignore=tests/test_up.py \
+		--ignore=tests/test_packaging.py --ignore=tests/test_notebooks.py
 
 # Slow fault and load tests on both backends: SIGKILL / SIGTERM a worker mid-job, two workers on
 # one job, poison chunks, cancel across a worker restart, late duplicate messages, Redis restarted
