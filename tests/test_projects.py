@@ -100,6 +100,32 @@ def test_another_projects_dataset_is_not_a_reference(app, teams):
     assert answer.status_code == 404 and answer.get_json()["error_code"] == "dataset_not_found"
 
 
+def test_a_moved_dataset_leaves_its_comparisons_with_datasets_that_stay(app, teams, auth):
+    """A comparison describes both datasets: moved along, it would show the one that stays to the
+    other project. It is deleted instead (and a running one refuses the move)."""
+    client, alice, admin = teams["client"], teams["headers"]["alice"], auth.bearer("admin")
+    other = client.post("/api/v1/datasets?project=red", headers=alice, content_type="multipart/form-data",
+                        data={"file": (io.BytesIO(CSV.replace(b"label", b"label2")), "other.csv")}).get_json()["id"]
+    from viewer.infra.extensions import db
+    from viewer.infra.records import Job, Project
+    with app.app_context():
+        red = db.session.scalar(sa.select(Project.id).where(Project.name == "red"))
+        running = Job(kind="drift", state="running", project_id=red, dataset_id=other,
+                      params={"reference": teams["dataset"], "reference_name": "d.csv"})
+        db.session.add(running)
+        db.session.commit()
+        running_id = running.id
+    refused = client.post(f"/api/v1/datasets/{teams['dataset']}/move?project=red", headers=admin, json={"project": "blue"})
+    assert refused.status_code == 409 and "being compared" in refused.get_json()["message"]
+    with app.app_context():
+        db.session.get(Job, running_id).state = "done"
+        db.session.commit()
+    moved = client.post(f"/api/v1/datasets/{teams['dataset']}/move?project=red", headers=admin, json={"project": "blue"})
+    assert moved.status_code == 200, moved.get_json()
+    with app.app_context():
+        assert db.session.get(Job, running_id) is None
+
+
 def test_a_name_taken_in_another_project_is_free(app, teams):
     client, bob = teams["client"], teams["headers"]["bob"]
     made = client.post("/api/v1/models", headers=bob, content_type="multipart/form-data",
