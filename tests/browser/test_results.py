@@ -127,6 +127,26 @@ def test_binary_job_page_plots_and_threshold_slider(ui: UI, site):
     ui.screenshot("job-binary.png")
 
 
+def test_the_threshold_chosen_on_the_slider_is_saved_on_the_version(ui: UI, site):
+    job = site.job("binary")
+    name, version = job["params"]["model_name"], job["params"]["model_version"]
+    ui.goto(site.path("binary"))
+    ui.wait_for_plots()
+    slider = ui.page.locator("#threshold")
+    slider.focus()
+    for _ in range(15):  # 0.50 -> 0.35
+        ui.page.keyboard.press("ArrowLeft")
+    assert ui.page.locator("#save-threshold-value").input_value() == "0.35"  # the form follows the slider
+    try:
+        ui.page.get_by_role("button", name=f"Save this threshold on {name}/{version}").click()
+        ui.page.wait_for_selector(".saved-threshold")
+        assert f"Saved on {name}/{version}: 0.35 by scientist" in ui.page.locator(".saved-threshold").inner_text()
+        stored = site.client.get(f"/api/v1/models/{name}/versions/{version}", headers=site.headers).get_json()
+        assert stored["threshold"]["value"] == 0.35
+    finally:  # the other pages of the shared site show the model's own decision
+        site.client.delete(f"/api/v1/models/{name}/versions/{version}/threshold", headers=site.headers)
+
+
 def test_multiclass_job_page(ui: UI, site):
     job = site.job("multiclass")
     ui.goto(site.path("multiclass"))
