@@ -180,7 +180,8 @@ def unfinished(*, model_version_id: int | None = None, dataset_id: str | None = 
     if model_version_id is not None:
         statement = statement.where(Job.model_version_id == model_version_id)
     if dataset_id is not None:
-        return [j for j in with_dataset(dataset_id) if not j.finished]
+        return [j for j in with_dataset(dataset_id) if not j.finished
+                and (model_version_id is None or j.model_version_id == model_version_id)]
     return list(db.session.scalars(statement))
 
 
