@@ -1,0 +1,143 @@
+"""Why a model gave this prediction: each input column's contribution, mapped back through the
+model's preprocessing, plus a baseline, adding up to the model's raw output.
+
+``Explainer(model, background, ...)`` is built once per model and background (a model host keeps
+it) and chooses the method: exact for a linear final estimator, TreeSHAP for a tree ensemble,
+both only when its preprocessing maps each feature to one input column (``groups``); otherwise
+the bounded model-agnostic sampling (``methods.Sampling``), which says why. Contributions
+describe the model's arithmetic, not causes in the world.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import groups
+from .methods import Budget, Linear, NotApplicable, Sampling, Tree
+
+__all__ = ["Budget", "Explained", "Explainer", "NOTE", "describe_output"]
+
+NOTE = ("Contributions describe how the model arrived at its output, not causes in the world: changing "
+        "a column in reality may not change the outcome the way its contribution suggests.")
+TRACED_ROWS = 16  # rows of one call whose untraced features are traced
+TREE_MODULES = ("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost")
+
+
+@dataclass
+class Explained:
+    values: np.ndarray   # (rows, columns): each input column's contribution to the explained output
+    other: np.ndarray    # (rows,): features the probe could not trace to one column
+    base: np.ndarray     # (rows,): the baseline; base + values + other == output
+    output: np.ndarray   # (rows,): the model's raw output explained
+    classes: np.ndarray  # (rows,): the explained class's index; -1 for a regressor
+    method: str          # "linear", "tree" or "sampling"
+    output_kind: str     # "log-odds", "probability", "value", "decision score", "class score"
+    reason: str | None = None  # why sampling, when it is
+    sampling: dict[str, Any] = field(default_factory=dict)  # its budget and what it used
+
+
+def describe_output(kind: str, class_label: Any = None) -> str:
+    """A sentence part naming what the contributions add up to."""
+    if class_label is None:
+        return {"value": "the predicted value"}.get(kind, kind)
+    return f"the {kind} of class {class_label!r}"
+
+
+class Explainer:
+    def __init__(self, model: Any, background: Any, *, columns: Sequence[str], classifier: bool, n_classes: int,
+                 has_proba: bool, categories: dict[str, list[Any]] | None = None, budget: Budget | None = None,
+                 seed: int = 0):
+        if len(background) < 1:
+            raise ValueError("an explainer needs at least one background row")
+        self.model, self.background, self.columns = model, background, list(columns)
+        self.classifier, self.n_classes, self.has_proba = classifier, n_classes, has_proba
+        self.budget, self.seed = budget or Budget(), seed
+        self.head, final = groups.split(model)
+        self.reason: str | None = None
+        self.owner: np.ndarray | None = None
+        self.exact: Linear | Tree | None = None
+        self.sampling: Sampling | None = None
+        try:
+            self.categories = {i: list(categories[name]) for i, name in enumerate(self.columns)
+                               if categories and name in categories}
+            self.exact, self.method, self.output_kind = self._exact(final, self.categories)
+        except (NotApplicable, groups.NotSeparable) as exc:
+            self._fall_back(str(exc))
+
+    def _exact(self, final: Any, categories: dict[int, list[Any]]):
+        module = type(final).__module__
+        tree = module.startswith(TREE_MODULES) and not hasattr(final, "coef_")
+        if not tree and getattr(final, "coef_", None) is None:
+            raise NotApplicable(f"{type(final).__name__} is neither a linear model nor a tree ensemble")
+        Z = self._features(self.background)
+        self.owner = groups.owners(self.head, self.background, categories) if self.head \
+            else np.arange(self.background.shape[1])
+        if tree:
+            return Tree(final, Z, self.classifier, self.n_classes), "tree", _kind(Tree, final, self.classifier)
+        return Linear(final, Z, self.classifier, self.n_classes), "linear", _kind(Linear, final, self.classifier,
+                                                                                  self.n_classes, self.has_proba)
+
+    def _features(self, X: Any) -> Any:
+        """What the final estimator takes: the input itself when there is no preprocessing (a
+        frame keeps its names and types: LightGBM reads its categorical columns), else numbers."""
+        if not self.head:
+            return X
+        numbers = groups.dense(groups.transform(self.head, X))
+        if numbers is None:
+            raise NotApplicable("its preprocessing gives values that are not numbers")
+        return numbers
+
+    def _trace(self, X: Any, Z: Any, values: np.ndarray) -> None:
+        """Features the background's probe never moved (a category no background row has) are
+        traced on the first rows that use them, and remembered."""
+        assert self.owner is not None
+        untraced = self.owner < 0
+        if not untraced.any():
+            return
+        for i in np.flatnonzero((values[:, untraced] != 0).any(axis=1))[:TRACED_ROWS]:
+            row = X.iloc[[i]] if isinstance(X, pd.DataFrame) else X[[i]]
+            before = np.asarray(Z[[i]], dtype=np.float64)
+            self.owner = groups.trace(self.head, row, before, self.background, self.categories, self.owner)
+            if not (self.owner < 0).any():
+                return
+
+    def _fall_back(self, reason: str) -> None:
+        self.reason, self.exact, self.owner = reason, None, None
+        self.sampling = Sampling(self.model, self.background, self.classifier, self.n_classes, self.has_proba,
+                                 self.budget, self.seed)
+        self.method, self.output_kind = "sampling", self.sampling.output
+
+    def explain(self, X: Any) -> Explained:
+        if self.exact is not None:
+            try:
+                Z = self._features(X)
+                per = self.exact.explain(Z)
+                self._trace(X, Z, per.values)
+            except (NotApplicable, groups.NotSeparable) as exc:  # e.g. not additive for this row
+                self._fall_back(str(exc))
+            else:
+                columns = np.zeros((len(per.values), len(self.columns)))
+                traced = self.owner >= 0
+                np.add.at(columns.T, self.owner[traced], per.values[:, traced].T)
+                other = per.values[:, ~traced].sum(axis=1)
+                return Explained(columns, other, per.base, per.output, per.classes, self.method, self.output_kind)
+        assert self.sampling is not None
+        per = self.sampling.explain(X)
+        return Explained(per.values, np.zeros(len(per.values)), per.base, per.output, per.classes, "sampling",
+                         self.output_kind, self.reason, dict(self.sampling.used))
+
+
+def _kind(method: type, final: Any, classifier: bool, n_classes: int = 2, has_proba: bool = False) -> str:
+    if method is Tree:
+        from .methods import raw_output
+
+        return raw_output(final, classifier)[1]
+    if not classifier:
+        return "value"
+    if not has_proba:
+        return "decision score"
+    return "log-odds" if n_classes == 2 else "class score"
