@@ -154,6 +154,8 @@ class PredictQuery(Query):
         description="proba adds classes and probabilities (classifiers with predict_proba).")
     strict: bool = optional(description="true: refuse (400) input the model would take only with warnings: "
                             "extra columns, unknown categories, missing values it imputes, empty rows.")
+    explain: bool = optional(description="true: add each row's contributions per input column (explanations; "
+                             "at most 100 rows).")
 
 
 class V2Headers(BaseModel):

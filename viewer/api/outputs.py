@@ -308,6 +308,30 @@ class LogDeleted(BaseModel):
     not_found: list[str] = Field(description="The request ids the log does not hold (never logged, or purged).")
 
 
+class ExplainedRow(BaseModel):
+    class_: Any = Field(alias="class", description="The class explained (the positive one of two, the predicted "
+                        "one of several); null for a regressor.")
+    base: float = Field(description="The output at the background: the model's average over it (trees: its "
+                        "training data).")
+    output: float = Field(description="The model's raw output for this row: base + contributions + other.")
+    contributions: dict[str, float | None] = Field(description="Input column -> its contribution to output.")
+    other: float = optional(description="Features of the preprocessing no single input column could be given.")
+
+
+class Explanations(BaseModel):
+    method: Literal["linear", "tree", "sampling"] = Field(description=(
+        "linear: exact (coefficients times the distance from the background's mean); tree: TreeSHAP, exact; "
+        "sampling: permutations of the columns from background rows, additive, its shares estimated."))
+    output: Literal["log-odds", "probability", "value", "decision score", "class score"] = Field(
+        description="What the contributions add up to.")
+    note: str = Field(description="Contributions describe the model, not causes.")
+    background: dict[str, Any] = Field(description="Where the background rows came from: source (dataset or "
+                                       "schema), dataset, rows.")
+    rows: list[ExplainedRow]
+    reason: str = optional(description="sampling: why the model is not explained exactly.")
+    sampling: dict[str, float] = optional(description="sampling: walks, evaluations and seconds used, and the limits.")
+
+
 class Prediction(BaseModel):
     model: str = Field(description="The version that answered, name/version.")
     request_id: str = Field(description=(
@@ -321,6 +345,7 @@ class Prediction(BaseModel):
         "With output=proba, for a binary classifier whose version has a saved threshold: the positive class where "
         "its probability is at least the threshold, else the other."))
     threshold: float = optional(description="The saved threshold the decisions used.")
+    explanations: Explanations = optional(description="With explain=true.")
     warnings: list[dict[str, Any]] = Field(default_factory=list, description=(
         "The schema policy's warnings (README \"Schema policy\"): each has a code (extra_columns, "
         "unknown_category, missing_imputed, empty_rows, model_warning), the column, rows (how many), "

@@ -45,7 +45,7 @@ MAX_WARNINGS_HEADER = 4096  # bytes: proxies refuse headers of some 8 KiB
 
 
 def strict() -> bool:
-    return serving.strict_flag(request.args.get("strict"))
+    return serving.query_flag(request.args.get("strict"))
 
 
 def refused(exc: PayloadError):
@@ -87,7 +87,8 @@ def _predict(ref: str):
     table = parse_mlflow(body(), request.content_type or "")
     try:
         result = serving.run(served, table, proba=serving.wants_proba(table.params, request.args.get("output") or None),
-                             strict=strict(), call=call)
+                             strict=strict(), call=call,
+                             explain=serving.query_flag(request.args.get("explain"), "explain"))
     except PayloadError as exc:
         if hasattr(exc, "warnings"):
             return refused(exc)
@@ -105,7 +106,8 @@ def predict(name: str):
     Bodies as MLflow's scoring server takes them, or CSV. A token is optional when an admin opened
     the model to anonymous predictions. At most 100,000 rows and 64 MiB. Columns the model does not
     take are ignored; they, unknown categories, values the model imputes and the model's own
-    warnings are listed in ``warnings`` (?strict=true: a 400 instead)."""
+    warnings are listed in ``warnings`` (?strict=true: a 400 instead). ?explain=true adds each
+    row's contributions per input column (at most 100 rows), which add up to the model's raw output."""
     return _predict(name)
 
 

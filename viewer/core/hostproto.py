@@ -35,6 +35,8 @@ class Op(IntEnum):
     PREDICT = 2   # array: the rows; reply array: one row of outputs per input row
     PING = 3
     ERROR = 4     # reply only: meta {"message": ...}
+    EXPLAIN = 5   # array: the rows, meta: background key and budget; reply: core.explain's wire matrix
+    BACKGROUND = 6  # array: the background rows, meta: their key; reply: empty
 
 
 class Status(IntEnum):

@@ -182,6 +182,11 @@ class InputSchema:
         """Run ``method`` of the model on ``X`` (in this process, or in the model's host)."""
         raise NotImplementedError
 
+    def explain(self, X: Any, background: Any, budget: Any = None) -> Any:
+        """Each input column's contribution to the predictions of ``X`` (``core.explain``), measured
+        from ``background`` (a ``core.explain.Background``)."""
+        raise NotImplementedError
+
     # The model's input, validated. Raises PayloadError naming the columns/rows at fault; what
     # the model takes but a user should know of (extra columns, unknown categories, imputed
     # values) is appended to ``report`` as warnings (``schema_policy``).
@@ -466,6 +471,7 @@ class Predictor(InputSchema):
         self.head = HeadModel.build(estimator, _strip_feature_names(estimator.steps[-1][1])) \
             if self.needs_frame and hasattr(estimator, "steps") else None
         self.compiled: dict[bool, Any] | None = None  # use_compiled: by "takes the fast copy"
+        self._explainers: dict[str, Any] = {}  # core.explain.Explainer by background key
 
     def use_compiled(self, record: dict[str, Any], library: str) -> dict[int, bool]:
         """Answer with the compiled library at ``library`` as a version's runtime ``record``
@@ -500,6 +506,15 @@ class Predictor(InputSchema):
         if fast:
             return self.fast
         return self.head if self.head is not None and isinstance(X, pd.DataFrame) else self.estimator
+
+    def explain(self, X: Any, background: Any, budget: Any = None) -> Any:
+        from .explain import explainer_for
+
+        explainer = self._explainers.get(background.key)
+        if explainer is None:  # one background at a time: it changes when the reference does
+            explainer = explainer_for(self, background.X.frame if isinstance(background.X, FrameRows) else background.X)
+            self._explainers = {background.key: explainer}
+        return explainer.explain(X.frame if isinstance(X, FrameRows) else X, budget)
 
     def _call(self, method: str, X: Any) -> np.ndarray:
         try:

@@ -74,6 +74,11 @@ SETTINGS: dict[str, tuple[Any, Any, str]] = {
                            "Default: derived from SECRET_KEY; set it to keep hashes stable across a key change."),
     "MONITOR_WINDOW_SECONDS": (3600, int, "The monitoring pages' shortest window in seconds (an hour); the longer "
                                "ones are 24 and 168 of them (a day, a week)."),
+    "EXPLAIN_SECONDS": (2.0, float, "Time the model-agnostic explanation (for models that are neither linear nor "
+                        "tree ensembles) may take per request; each row still gets one pair of walks."),
+    "EXPLAIN_EVALUATIONS": (4096, int, "Model evaluations the model-agnostic explanation makes per row at most."),
+    "EXPLAIN_BACKGROUND_ROWS": (100, int, "Rows of the model's reference dataset (a seeded sample) that "
+                                "contributions are measured from."),
     "INLINE_INGEST_MB": (32, int, "Datasets up to this size are ingested inside the upload "
                          "request; larger ones by a worker (the upload answers 202 at once)."),
 }

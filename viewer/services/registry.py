@@ -472,7 +472,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _candidate_datasets(version: ModelVersion, columns: list[str]):
+def candidate_datasets(version: ModelVersion, columns: list[str]):
     """Datasets to take an example row from: those of this version's latest finished scoring
     jobs, then the newest ready datasets that have every column the model takes."""
     from . import datasets
@@ -495,7 +495,7 @@ def _row_from_dataset(version: ModelVersion, columns: list[str]) -> tuple[dict[s
     from ..core.datasets.reading import iter_chunks, to_frame
     from . import datasets
 
-    for dataset in _candidate_datasets(version, columns):
+    for dataset in candidate_datasets(version, columns):
         if dataset.state != "ready" or not dataset.path:
             continue
         try:

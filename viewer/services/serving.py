@@ -24,6 +24,7 @@ from ..core.schema_policy import collecting, model_warnings, strict_refusal
 from ..infra.host.pool import HostedPredictor
 from ..infra.scope import current
 from . import decisions, hosts, predlog, registry, runtimes
+from . import explain as explaining
 from .errors import ServiceError
 
 REF_CACHE_SECONDS = 3.0
@@ -58,7 +59,10 @@ _predictors: LRUCache[InputSchema] = LRUCache(maxsize=16)
 
 
 def forget(name: str | None = None) -> None:
-    """Drop cached references (all, or those of one model), e.g. after an alias moved here."""
+    """Drop cached references (all, or those of one model), e.g. after an alias moved here; all of
+    them drops the explanation backgrounds too."""
+    if name is None:
+        explaining.forget()
     with _refs_lock:
         for key in [k for k in _refs if name is None or k[1].split("@")[0].split("/")[0] == name]:
             del _refs[key]
@@ -150,20 +154,24 @@ def wants_proba(params: dict[str, Any], query_output: str | None) -> bool:
 
 
 def run(served: Served, table: Table, *, proba: bool, strict: bool = False,
-        call: predlog.Call | None = None) -> dict[str, Any]:
+        call: predlog.Call | None = None, explain: bool = False) -> dict[str, Any]:
     """The one predict path: validate, predict, JSON-safe result with the schema policy's
     ``warnings`` (``strict``: a warning about the input refuses it instead, a 400); with a
-    ``call``, the answer (or the failure's code) goes into the prediction log (``services.predlog``)."""
+    ``call``, the answer (or the failure's code) goes into the prediction log (``services.predlog``);
+    with ``explain``, each row's contributions (``services.explain``) as ``explanations``."""
     try:
-        return _run(served, table, proba=proba, strict=strict, call=call)
+        return _run(served, table, proba=proba, strict=strict, call=call, explain=explain)
     except (PayloadError, ServiceError) as exc:
         if call is not None and not (isinstance(exc, ServiceError) and exc.code == "request_id_reused"):
             predlog.record_error(served.log, call, getattr(exc, "error_code", None) or exc.code)
         raise
 
 
-def _run(served: Served, table: Table, *, proba: bool, strict: bool, call: predlog.Call | None) -> dict[str, Any]:
+def _run(served: Served, table: Table, *, proba: bool, strict: bool, call: predlog.Call | None,
+         explain: bool = False) -> dict[str, Any]:
     check_size(table)
+    if explain:
+        explaining.check_rows(table.n_rows)
     predictor = serving(served)
     found: list[dict[str, Any]] = []
     columns: dict[str, Any] | None = {} if call is not None and served.log is not None else None
@@ -193,6 +201,8 @@ def _run(served: Served, table: Table, *, proba: bool, strict: bool, call: predl
     result["warnings"] = found + model_warnings(raised) if raised else found
     if call is not None:
         predlog.record(served.log, call, predictor.info, X, columns, predicted, probabilities)
+    if explain:
+        result["explanations"] = explaining.explain(served, predictor, X)
     return result
 
 
@@ -243,8 +253,12 @@ def _infer(served: Served, table: Table, wanted: list[str] | None, strict: bool,
     return outputs, found + model_warnings(raised)
 
 
-def strict_flag(value: str | None) -> bool:
-    """The ``strict`` query parameter: true/false (1/0, yes/no); anything else is a 400."""
+FLAGS = {"strict": "strict=true refuses input the model would take with warnings",
+         "explain": "explain=true adds each row's contributions"}
+
+
+def query_flag(value: str | None, name: str = "strict") -> bool:
+    """A true/false query parameter (1/0, yes/no); anything else is a 400."""
     if value is None:
         return False
     lowered = value.strip().lower()
@@ -252,8 +266,7 @@ def strict_flag(value: str | None) -> bool:
         return True
     if lowered in ("false", "0", "no", ""):
         return False
-    raise PayloadError("'strict' must be true or false (strict=true refuses input the model would take with "
-                       "warnings).")
+    raise PayloadError(f"'{name}' must be true or false ({FLAGS[name]}).")
 
 
 def versions_of(name: str) -> list[int]:

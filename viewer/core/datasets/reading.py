@@ -2,6 +2,7 @@
 
 ``n_row_groups(path)`` / ``read_row_group(path, i)``  random access for chunked scoring
 ``iter_chunks(path, ...)``                  (start_row, pyarrow.Table) per row group / batch
+``sample_rows(path, k, ...)``               a seeded uniform sample, reading only the row groups it needs
 ``to_frame(table)``                         pandas DataFrame in the dtypes ``pandas.read_csv`` gives
 
 Memory is bounded by one row group / batch; nothing here writes.
@@ -57,6 +58,29 @@ def iter_chunks(path: str | os.PathLike[str], *, columns: list[str] | None = Non
             for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
                 yield start, pa.Table.from_batches([batch])
                 start += batch.num_rows
+
+
+def sample_rows(path: str | os.PathLike[str], k: int, *, columns: list[str] | None = None,
+                seed: int = 0) -> tuple[pa.Table, np.ndarray]:
+    """A uniform random sample of at most ``k`` rows (all of them when the dataset is smaller),
+    in dataset order, and their row numbers. Reads only the row groups that hold a chosen row."""
+    with pq.ParquetFile(path, buffer_size=PARQUET_READ_BUFFER, pre_buffer=False) as pf:
+        _check_columns(pf.schema_arrow, columns)
+        meta = pf.metadata
+        sizes = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], dtype=np.int64)
+        n = int(sizes.sum())
+        chosen = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False)) if k < n else np.arange(n)
+        firsts = np.concatenate([[0], np.cumsum(sizes)])
+        tables = []
+        for i in range(len(sizes)):
+            lo, hi = np.searchsorted(chosen, [firsts[i], firsts[i + 1]])
+            if lo < hi:
+                group = pf.read_row_group(i, columns=columns)
+                tables.append(group.take(pa.array(chosen[lo:hi] - firsts[i])))
+        if not tables:
+            return pf.schema_arrow.empty_table() if columns is None else \
+                pa.schema([pf.schema_arrow.field(c) for c in columns]).empty_table(), chosen
+    return (pa.concat_tables(tables) if len(tables) > 1 else tables[0]), chosen
 
 
 def _check_columns(schema: pa.Schema, columns: Iterable[str] | None) -> None:

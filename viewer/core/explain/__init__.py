@@ -19,12 +19,21 @@ import pandas as pd
 from . import groups
 from .methods import Budget, Linear, NotApplicable, Sampling, Tree
 
-__all__ = ["Budget", "Explained", "Explainer", "NOTE", "describe_output"]
+__all__ = ["Background", "Budget", "Explained", "Explainer", "NOTE", "describe_output", "explainer_for", "from_wire", "to_wire"]
 
 NOTE = ("Contributions describe how the model arrived at its output, not causes in the world: changing "
         "a column in reality may not change the outcome the way its contribution suggests.")
 TRACED_ROWS = 16  # rows of one call whose untraced features are traced
 TREE_MODULES = ("sklearn.ensemble", "sklearn.tree", "lightgbm", "xgboost")
+
+
+@dataclass(frozen=True)
+class Background:
+    """Rows the contributions are measured from, prepared as a request's input is, under a key
+    that changes when they do."""
+
+    key: str
+    X: Any
 
 
 @dataclass
@@ -111,7 +120,11 @@ class Explainer:
                                  self.budget, self.seed)
         self.method, self.output_kind = "sampling", self.sampling.output
 
-    def explain(self, X: Any) -> Explained:
+    def explain(self, X: Any, budget: Budget | None = None) -> Explained:
+        if budget is not None:
+            self.budget = budget
+            if self.sampling is not None:
+                self.sampling.budget = budget
         if self.exact is not None:
             try:
                 Z = self._features(X)
@@ -141,3 +154,58 @@ def _kind(method: type, final: Any, classifier: bool, n_classes: int = 2, has_pr
     if not has_proba:
         return "decision score"
     return "log-odds" if n_classes == 2 else "class score"
+
+
+def columns_of(predictor: Any, X: Any) -> list[str]:
+    """The names of the input columns the contributions belong to."""
+    if isinstance(X, pd.DataFrame):
+        return [str(c) for c in X.columns]
+    if predictor.feature_names is not None and len(predictor.feature_names) == X.shape[1]:
+        return [str(c) for c in predictor.feature_names]
+    return [f"x{i}" for i in range(X.shape[1])]
+
+
+def explainer_for(predictor: Any, background: Any, budget: Budget | None = None) -> Explainer:
+    """The explainer of a ``core.predictor.Predictor``'s model over ``background`` (prepared as a
+    request's input is: an array, or a frame)."""
+    fast = isinstance(background, np.ndarray) and predictor.fast is not None
+    categories = {f["name"]: f["categories"] for f in predictor.info.get("input_schema") or []
+                  if isinstance(f, dict) and f.get("categories")}
+    return Explainer(predictor.fast if fast else predictor.estimator, background,
+                     columns=columns_of(predictor, background),
+                     classifier=predictor.info.get("kind") == "classifier" and predictor.classes is not None,
+                     n_classes=len(predictor.classes or ()), has_proba=predictor.has_proba,
+                     categories=categories, budget=budget)
+
+
+# --- on the wire: one float64 matrix (values, other, base, output, class) and a small JSON object
+
+def to_wire(explained: Explained) -> tuple[np.ndarray, dict[str, Any]]:
+    array = np.column_stack([explained.values, explained.other, explained.base, explained.output,
+                             explained.classes.astype(np.float64)])
+    meta = {"method": explained.method, "output_kind": explained.output_kind, "reason": explained.reason,
+            "sampling": explained.sampling}
+    return np.ascontiguousarray(array, dtype=np.float64), meta
+
+
+METHODS = ("linear", "tree", "sampling")
+OUTPUT_KINDS = ("log-odds", "probability", "value", "decision score", "class score")
+
+
+def from_wire(array: np.ndarray, meta: dict[str, Any], n_rows: int, n_columns: int, n_classes: int) -> Explained:
+    """Raises ValueError when the matrix or the object is not what ``to_wire`` makes."""
+    if array.dtype != np.float64 or array.shape != (n_rows, n_columns + 4):
+        raise ValueError("the explanation's table has the wrong shape")
+    classes = array[:, -1]
+    if not np.isfinite(array).all() or not np.array_equal(classes, np.round(classes)) \
+            or (len(classes) and (classes.min() < -1 or classes.max() >= max(n_classes, 1))):
+        raise ValueError("the explanation holds values that are not finite or classes that are not the model's")
+    if meta.get("method") not in METHODS or meta.get("output_kind") not in OUTPUT_KINDS:
+        raise ValueError("the explanation names an unknown method")
+    reason, sampling = meta.get("reason"), meta.get("sampling") or {}
+    if not (reason is None or isinstance(reason, str)) or not isinstance(sampling, dict) or \
+            not all(isinstance(v, (int, float)) for v in sampling.values()):
+        raise ValueError("the explanation's description is malformed")
+    return Explained(array[:, :n_columns], array[:, n_columns], array[:, n_columns + 1], array[:, n_columns + 2],
+                     classes.astype(np.int64), meta["method"], meta["output_kind"],
+                     reason[:500] if reason else None, {str(k)[:64]: v for k, v in list(sampling.items())[:16]})

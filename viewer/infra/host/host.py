@@ -94,6 +94,7 @@ def run(sock: socket.socket, model_fd: int, scratch: str, guards: dict[str, str]
     import warnings
 
     warnings.simplefilter("ignore")
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(scratch, "numba")  # shap's numba, on a first explanation
     code = 0
     try:
         _serve(Channel(sock), model_fd, scratch, guards, library_fd)
@@ -118,18 +119,30 @@ def _serve(channel: Channel, model_fd: int, scratch: str, guards: dict[str, str]
         return
     exported = reply.pop("_array", None)  # a linear classifier's coefficients or a tree ensemble's nodes
     channel.send(hostproto.encode(Op.LOAD, exported, meta=reply, max_json=MAX_REQUEST_JSON))
+    from .explaining import Explaining, UnknownBackground
+
+    explaining = Explaining(model)
     while True:
-        request = hostproto.read(channel.recv_exactly, ops=(Op.PREDICT, Op.PING), arrow=True,
-                                 max_json=MAX_REQUEST_JSON)
+        request = hostproto.read(channel.recv_exactly, ops=(Op.PREDICT, Op.PING, Op.EXPLAIN, Op.BACKGROUND),
+                                 arrow=True, max_json=MAX_REQUEST_JSON)
         if request.op is Op.PING:
             channel.send(hostproto.encode(Op.PING))
             continue
         try:
-            array, meta = _predict(model, request)
-        except Exception as exc:  # noqa: BLE001  (the model refused this input; the host lives on)
-            channel.send(hostproto.encode(Op.PREDICT, meta=_failure(exc), status=Status.FAILED))
+            if request.op is Op.BACKGROUND:
+                explaining.background(request, _rows(request))
+                array, meta = None, {}
+            elif request.op is Op.EXPLAIN:
+                array, meta = explaining.explain(request, _rows(request))
+            else:
+                array, meta = _predict(model, request)
+        except UnknownBackground:
+            channel.send(hostproto.encode(request.op, meta={"kind": "background"}, status=Status.FAILED))
             continue
-        channel.send(hostproto.encode(Op.PREDICT, array, meta))
+        except Exception as exc:  # noqa: BLE001  (the model refused this input; the host lives on)
+            channel.send(hostproto.encode(request.op, meta=_failure(exc), status=Status.FAILED))
+            continue
+        channel.send(hostproto.encode(request.op, array, meta))
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -234,10 +247,14 @@ def frame_from(request: hostproto.Frame) -> pd.DataFrame:
     return pd.DataFrame(columns, columns=spec["columns"], index=pd.RangeIndex(n_rows))
 
 
+def _rows(request: hostproto.Frame) -> Any:
+    return frame_from(request) if "frame" in request.meta else request.array
+
+
 def _predict(predictor, request: hostproto.Frame) -> tuple[np.ndarray, dict[str, Any]]:
     from ...core.schema_policy import collecting
 
-    X = frame_from(request) if "frame" in request.meta else request.array
+    X = _rows(request)
     method = request.meta.get("method")
     with collecting() as raised:
         if method == "predict":

@@ -99,6 +99,7 @@ class Host:
         self.guards: dict[str, str] = {}
         self.reply: dict[str, Any] = {}
         self.exported: np.ndarray | None = None  # a linear model's coefficients or trees, when the host offers them
+        self.backgrounds: list[str] = []  # keys of the explanation backgrounds it holds (it keeps the last two)
         self.dead = False
 
     def exchange(self, buffers: list[Any], *, ops: tuple[Op, ...], timeout: float, rows: int | None = None,
@@ -341,6 +342,42 @@ class HostedPredictor(InputSchema):
                 return self._result(method, frame, host)
         raise HostUnavailable(self.label, f"The model host of {self.label} kept stopping; try again.")
 
+    def explain(self, X: Any, background: Any, budget: Any = None) -> Any:
+        """Contributions computed by the host (``core.explain``); the background goes first
+        when the host does not hold it yet."""
+        from ...core.explain import Budget, from_wire
+
+        budget = budget or Budget()
+        X = X.frame if hasattr(X, "frame") else X
+        rows = background.X.frame if hasattr(background.X, "frame") else background.X
+        request = _request(None, X, Op.EXPLAIN, {"background": background.key, "budget": {
+            "max_evaluations": budget.max_evaluations, "seconds": budget.seconds}})
+        for _attempt in range(3):
+            host = self.host()
+            with host.lock:
+                if host.dead:
+                    continue
+                if background.key not in host.backgrounds:
+                    sent = host.exchange(_request(None, rows, Op.BACKGROUND, {"background": background.key}),
+                                         ops=(Op.BACKGROUND,), timeout=self.timeout, label=self.label)
+                    if sent.status is Status.FAILED:
+                        raise _refusal(sent.meta, self.label)
+                    host.backgrounds = [*host.backgrounds[-1:], background.key]
+                frame = host.exchange(request, ops=(Op.EXPLAIN,), rows=len(X), timeout=self.timeout + budget.seconds,
+                                      label=self.label)
+                if frame.status is Status.FAILED:
+                    if frame.meta.get("kind") == "background":  # it let go of it: send it again
+                        host.backgrounds = []
+                        continue
+                    raise _refusal(frame.meta, self.label)
+                try:
+                    return from_wire(frame.array, frame.meta, len(X), X.shape[1], len(self.classes or ()))
+                except ValueError as exc:
+                    host.kill()
+                    raise HostMalformed(self.label, f"The model host of {self.label} answered a malformed "
+                                                    f"explanation ({exc}); it was stopped.") from None
+        raise HostUnavailable(self.label, f"The model host of {self.label} kept stopping; try again.")
+
     def _result(self, method: str, frame: hostproto.Frame, host: Host) -> np.ndarray:
         meta = frame.meta
         if frame.status is Status.FAILED:
@@ -396,17 +433,19 @@ def _refusal(meta: dict[str, Any], label: str) -> Exception:
     return ModelFailed(label, message)
 
 
-def _request(method: str, X: Any) -> list[Any]:
+def _request(method: str | None, X: Any, op: Op = Op.PREDICT, extra: dict[str, Any] | None = None) -> list[Any]:
     """The frame that carries ``X``: a numeric array as it is; a DataFrame as its object columns
     in JSON lists (their values as the input had them) beside its typed columns: a float64 array
-    when every typed column is float64 (what ``InputSchema.prepare`` gives), else an Arrow stream."""
+    when every typed column is float64 (what ``InputSchema.prepare`` gives), else an Arrow stream.
+    ``op`` and ``extra`` (more of the JSON part): an explanation's, or its background's."""
+    base = {"method": method, **(extra or {})} if method else dict(extra or {})
     if isinstance(X, np.ndarray):
         if X.ndim != 2 or X.dtype.kind not in "fi":
             X = np.asarray(X, dtype=np.float64)
-        return hostproto.encode(Op.PREDICT, X, {"method": method}, max_json=MAX_REQUEST_JSON)
+        return hostproto.encode(op, X, base, max_json=MAX_REQUEST_JSON)
     dtypes = X.dtypes.tolist()
     if all(d == np.float64 or d == object for d in dtypes) and len({str(c) for c in X.columns}) == len(dtypes):
-        return _numbers_and_objects(method, X, dtypes)  # (names that repeat, or read alike, go by Arrow)
+        return _numbers_and_objects(base, X, dtypes, op)  # (names that repeat, or read alike, go by Arrow)
     import pyarrow as pa
 
     objects: dict[str, Any] = {}
@@ -421,8 +460,8 @@ def _request(method: str, X: Any) -> list[Any]:
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    meta = {"method": method, "frame": {"columns": [str(c) for c in X.columns], "objects": objects, "rows": len(X)}}
-    return hostproto.encode(Op.PREDICT, meta=meta, arrow=(sink.getbuffer(), len(X), X.shape[1]),
+    meta = {**base, "frame": {"columns": [str(c) for c in X.columns], "objects": objects, "rows": len(X)}}
+    return hostproto.encode(op, meta=meta, arrow=(sink.getbuffer(), len(X), X.shape[1]),
                             max_json=MAX_REQUEST_JSON)
 
 
@@ -434,7 +473,7 @@ def _objects_json(values: list[Any]) -> dict[str, Any]:
     return {"values": values, "floats": floats}
 
 
-def _numbers_and_objects(method: str, X: Any, dtypes: list[Any]) -> list[Any]:
+def _numbers_and_objects(base: dict[str, Any], X: Any, dtypes: list[Any], op: Op = Op.PREDICT) -> list[Any]:
     """A DataFrame of float64 and object columns: the numbers as one float64 array, the objects
     as JSON. A few rows are converted at once (a Series per column costs ~12 us)."""
     names = [str(c) for c in X.columns]
@@ -450,7 +489,7 @@ def _numbers_and_objects(method: str, X: Any, dtypes: list[Any]) -> list[Any]:
         array = np.empty((len(X), len(numbers)), dtype=np.float64)
         for j, i in enumerate(numbers):
             array[:, j] = X.iloc[:, i].to_numpy()
-    meta = {"method": method, "frame": {"columns": names, "objects": objects, "rows": len(X),
-                                        "numbers": [names[i] for i in numbers]}}
-    return hostproto.encode(Op.PREDICT, array, meta, max_json=MAX_REQUEST_JSON)
+    meta = {**base, "frame": {"columns": names, "objects": objects, "rows": len(X),
+                              "numbers": [names[i] for i in numbers]}}
+    return hostproto.encode(op, array, meta, max_json=MAX_REQUEST_JSON)
 
