@@ -43,7 +43,7 @@ def test_models_list_and_model_pages(ui: UI, site):
     ui.screenshot("model.png")
 
 
-def test_prediction_page_draws_probability_bars(ui: UI, site):
+def test_prediction_page_draws_probability_bars_and_the_waterfall_of_contributions(ui: UI, site):
     site.model(JOBS["binary"])
     ui.goto("/models/churn-logit/versions/1/predict")
     assert ui.bokeh() in (None, [])  # no plot before the first prediction
@@ -54,20 +54,29 @@ def test_prediction_page_draws_probability_bars(ui: UI, site):
     with ui.page.expect_navigation() as navigation:
         ui.page.get_by_role("button", name="Predict", exact=True).click()
     assert navigation.value.status == 200
-    ui.wait_for_plots(1)
-    assert ui.canvases() >= 1
-    bars = ui.renderers()
-    assert [r["glyph"] for r in bars] == ["HBar"] and bars[0]["columns"]["label"] == 2
+    ui.wait_for_plots(2)
+    assert ui.canvases() >= 2
+    probabilities, why = [doc["renderers"] for doc in ui.bokeh()]
+    assert [r["glyph"] for r in probabilities] == ["HBar"] and probabilities[0]["columns"]["label"] == 2
+    assert [r["glyph"] for r in why] == ["HBar"] and why[0]["columns"]["label"] == 7  # baseline, 5 inputs, output
     first = ui.page.locator("#prediction").inner_text()
     assert first in ("churn", "stay")
+    steps = ui.source("waterfall")
+    assert steps["label"][0] == "baseline" and steps["label"][-1] == "output"
+    assert sum(steps["amount"][:-1]) == pytest.approx(steps["amount"][-1], abs=1e-9)  # the pushes add up
+    assert "Exact: the model is linear" in ui.page.locator("#why").inner_text()
 
     ui.page.fill("input[name='f:tenure']", "3")  # a what-if: the previous prediction shows as thin bars
     with ui.page.expect_navigation() as navigation:
         ui.page.get_by_role("button", name="Predict", exact=True).click()
     assert navigation.value.status == 200
-    ui.wait_for_plots(1)
-    assert [r["glyph"] for r in ui.renderers()] == ["HBar", "HBar"]
+    ui.wait_for_plots(2)
+    assert [r["glyph"] for r in ui.renderers()] == ["HBar", "HBar", "HBar", "HBar"]
     assert ui.page.get_by_text(f"Before: {first}").is_visible()
+    steps = ui.source("waterfall")  # the previous row's bars stay, for every input that it had
+    assert steps["before"][0] != "" and all(text != "" for text in steps["before"])
+    tenure = ui.page.locator("#contributions tr", has_text="tenure")
+    assert tenure.locator("td").nth(1).inner_text() == "3" and tenure.locator("td").nth(3).inner_text() != ""
     ui.hover_plots(steps=4)
     ui.screenshot("predict.png")
 

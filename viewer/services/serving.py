@@ -154,11 +154,13 @@ def wants_proba(params: dict[str, Any], query_output: str | None) -> bool:
 
 
 def run(served: Served, table: Table, *, proba: bool, strict: bool = False,
-        call: predlog.Call | None = None, explain: bool = False) -> dict[str, Any]:
+        call: predlog.Call | None = None, explain: bool | str = False) -> dict[str, Any]:
     """The one predict path: validate, predict, JSON-safe result with the schema policy's
     ``warnings`` (``strict``: a warning about the input refuses it instead, a 400); with a
     ``call``, the answer (or the failure's code) goes into the prediction log (``services.predlog``);
-    with ``explain``, each row's contributions (``services.explain``) as ``explanations``."""
+    with ``explain``, each row's contributions (``services.explain``) as ``explanations``;
+    ``explain="optional"`` (the prediction page) answers the prediction when they cannot be
+    given, with the reason as ``explanation_error``."""
     try:
         return _run(served, table, proba=proba, strict=strict, call=call, explain=explain)
     except (PayloadError, ServiceError) as exc:
@@ -168,7 +170,7 @@ def run(served: Served, table: Table, *, proba: bool, strict: bool = False,
 
 
 def _run(served: Served, table: Table, *, proba: bool, strict: bool, call: predlog.Call | None,
-         explain: bool = False) -> dict[str, Any]:
+         explain: bool | str = False) -> dict[str, Any]:
     check_size(table)
     if explain:
         explaining.check_rows(table.n_rows)
@@ -201,7 +203,12 @@ def _run(served: Served, table: Table, *, proba: bool, strict: bool, call: predl
     result["warnings"] = found + model_warnings(raised) if raised else found
     if call is not None:
         predlog.record(served.log, call, predictor.info, X, columns, predicted, probabilities)
-    if explain:
+    if explain == "optional":
+        try:
+            result["explanations"] = explaining.explain(served, predictor, X)
+        except (PayloadError, ServiceError) as exc:
+            result["explanation_error"] = exc.message
+    elif explain:
         result["explanations"] = explaining.explain(served, predictor, X)
     return result
 

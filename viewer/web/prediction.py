@@ -8,6 +8,8 @@ from bokeh.embed import json_item
 from flask import Blueprint, render_template, request, session
 
 from ..core.payload import PayloadError, Table, parse_csv
+from ..core.explain import describe_output
+from ..plots.explanations import TOP, waterfall
 from ..plots.probabilities import probability_bars
 from ..services import predlog, registry, serving
 from ..services.errors import ServiceError
@@ -50,7 +52,7 @@ def page(name: str, version: int):
     values = {f["name"]: registry.typical(f.get("default")) for f in schema}
     errors: dict[str, str] = {}
     error = None
-    result = rows_result = plot = None
+    result = rows_result = plot = why = None
     mode = request.form.get("mode", "fields")
     status = 200
     has_proba = served.predictor is not None and served.predictor.has_proba
@@ -80,7 +82,9 @@ def page(name: str, version: int):
                         row = []
                     table = Table(columns=None, rows=[row])
                 if not errors:
-                    result = serving.run(served, table, proba=has_proba, call=predlog.begin("page", None))
+                    explain = "optional" if record.info.get("kind") in ("classifier", "regressor") else False
+                    result = serving.run(served, table, proba=has_proba, call=predlog.begin("page", None),
+                                         explain=explain)
         except PayloadError as exc:
             error = exc.message
         except ServiceError as exc:  # a quarantined model, a model host that failed
@@ -99,6 +103,24 @@ def page(name: str, version: int):
         else:
             result["previous"] = previous
             session[key] = {"prediction": result["predictions"][0]}
+        explained = result.get("explanations")
+        if explained:
+            row = dict(explained["rows"][0])  # the columns the model drops push nothing: not shown
+            row["contributions"] = {k: v for k, v in row["contributions"].items() if k not in unused}
+            label = describe_output(explained["output"], row["class"])
+            before = (previous or {}).get("explanation")
+            why = {"label": label, "row": row, "plot": json_item(waterfall(row, label, before)),
+                   "explained": explained, "before": before,
+                   "top": sorted(row["contributions"].items(), key=lambda kv: -abs(kv[1] or 0.0))[:TOP]}
+            session[key] = {**session[key], "explanation": _kept(row)}
     return render_template("models/predict.html", v=record, schema=schema, unused=unused, values=values, errors=errors,
-                           error=error, result=result, rows_result=rows_result, plot=plot, mode=mode, form=form,
-                           bokeh_scripts=bokeh_urls() if plot else []), status
+                           error=error, result=result, rows_result=rows_result, plot=plot, why=why, mode=mode,
+                           form=form, bokeh_scripts=bokeh_urls() if plot or why else []), status
+
+
+def _kept(row: dict) -> dict:
+    """What the next what-if needs of this explanation, small enough for the session cookie: the
+    baseline, the output and the largest contributions."""
+    largest = sorted(row["contributions"].items(), key=lambda kv: -abs(kv[1] or 0.0))[:TOP + 3]
+    return {"base": round(row["base"], 6), "output": round(row["output"], 6),
+            "contributions": {k[:80]: round(v or 0.0, 6) for k, v in largest}}
