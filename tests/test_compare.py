@@ -235,6 +235,10 @@ def test_compare_two_classifiers_end_to_end(app, client, auth, worker, binary_pr
     assert 'id="ci-table"' in html and 'id="top-rows"' in html and "job.js" not in html
     assert len(re.findall(r'<tr data-row="\d+">', html)) == 50
     assert f'<tr data-row="{first["row"]}">' in html
+    for job_id in ids:  # each model's prediction opens that row's explorer, with why
+        assert f'href="/jobs/{job_id}/row?value={first["row"]}"' in html
+    why = client.get(f"/jobs/{ids[1]}/row?value={first['row']}").get_data(as_text=True)
+    assert f"Row {first['row']:,}" in why and 'id="why"' in why
     assert re.search(r'data-main="roc_auc"', html) and "worse than the baseline" in html
 
     # The job list offers the checkboxes, the button, and links the comparison.

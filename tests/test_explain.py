@@ -4,6 +4,7 @@ sample of the model's reference dataset, adding up to the model's own raw output
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -83,8 +84,7 @@ def test_a_pipeline_is_explained_exactly_from_its_reference_dataset(client, auth
     logits = model.decision_function(rows)
     for row, logit in zip(explanations["rows"], logits):
         assert row["output"] == pytest.approx(logit, abs=1e-9)
-        assert row["class"] == 1 and list(row["contributions"]) == ["loan_id", *FEATURES]
-        assert row["contributions"]["loan_id"] == 0  # the model drops it
+        assert row["class"] == 1 and list(row["contributions"]) == FEATURES  # loan_id: the model drops it
     assert answer["probabilities"][0][1] == pytest.approx(1 / (1 + np.exp(-logits[0])), abs=1e-9)
 
 
@@ -167,3 +167,52 @@ def test_a_restarted_host_gets_the_background_again(app, client, auth, loans):
         host.kill()
     again = _explain(client, scientist, "loans", rows)["explanations"]
     assert again["rows"] == first["rows"]
+
+
+def test_the_row_explorer_finds_a_row_by_id_or_number_and_says_why(app, client, auth, worker, loans):
+    scientist = auth.bearer("scientist")
+    X = loans[FEATURES]
+    model = make_pipeline(ColumnTransformer([
+        ("numbers", "passthrough", NUMBERS),
+        ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                      encoded_missing_value=-1), CATEGORIES)]),
+        HistGradientBoostingClassifier(max_iter=20, random_state=0)).fit(X, loans[TARGET])
+    upload_model(client, scientist, model, "boosted")
+    dataset = _dataset(client, scientist, loans.drop(columns=["opened"]))
+    from tests.support import wait_for_job
+
+    started = client.post("/api/v1/jobs", headers=scientist, json={"model": "boosted", "dataset": dataset,
+                                                                   "target": TARGET})
+    job = wait_for_job(client, scientist, started.get_json()["id"])
+    assert job["state"] == "done", job["error"]
+    viewer = auth.bearer("viewer")
+    found = client.get(f"/api/v1/jobs/{job['id']}/rows", headers=viewer,
+                       query_string={"column": "loan_id", "value": "L100042"})
+    assert found.status_code == 200, found.get_json()
+    row = found.get_json()
+    assert row["row"] == 42 and row["ids"] == {"loan_id": "L100042"}
+    assert row["target"] == int(loans[TARGET].iloc[42]) and row["inputs"]["employment"] == loans["employment"].iloc[42]
+    assert row["prediction"] == model.predict(X.iloc[[42]])[0]
+    assert row["probabilities"]["1"] == pytest.approx(model.predict_proba(X.iloc[[42]])[0, 1], abs=1e-9)
+    explanations = row["explanations"]
+    _adds_up(explanations)
+    assert explanations["rows"][0]["output"] == pytest.approx(model.decision_function(X.iloc[[42]])[0], abs=1e-9)
+    by_number = client.get(f"/api/v1/jobs/{job['id']}/rows", headers=viewer, query_string={"row": 42}).get_json()
+    assert by_number["explanations"]["rows"] == explanations["rows"]
+
+    for query, status, words in (({"row": 800}, 404, "rows 0 to 799"), ({"column": "loan_id", "value": "nope"}, 404,
+                                 "No row of this job has loan_id = 'nope'"),
+                                 ({"column": "amount", "value": "1"}, 400, "passthrough columns (loan_id)")):
+        refused = client.get(f"/api/v1/jobs/{job['id']}/rows", headers=viewer, query_string=query)
+        assert refused.status_code == status and words in refused.get_json()["message"], refused.get_json()
+
+    auth.login("viewer")
+    page = client.get(f"/jobs/{job['id']}/row?column=loan_id&value=L100042")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Row 42" in html and 'id="why"' in html and "TreeSHAP" in html
+    what_if = re.search(r'id="what-if" href="([^"]+)"|href="([^"]+)" id="what-if"', html)
+    link = (what_if.group(1) or what_if.group(2)).replace("&amp;", "&")
+    assert "f:employment=" + loans["employment"].iloc[42] in link
+    prefilled = client.get(link).get_data(as_text=True)
+    assert f'value="{loans["amount"].iloc[42]}"' in prefilled
+    assert client.get(f"/jobs/{job['id']}/row?value=abc").status_code == 400

@@ -178,7 +178,7 @@ CONTENT_DEPENDENT = sorted(["get_api_v1_compare", "post_api_v1_compare", "post_a
                             "post_api_v1_models_name_predict", "post_api_v1_models_name_versions_version_predict",
                             "post_invocations", "post_v2_models_name_infer", "post_v2_models_name_versions_version_infer",
                             "patch_api_v1_models_name", "put_api_v1_models_name_aliases_alias",
-                            "get_api_v1_jobs_job_id_results",
+                            "get_api_v1_jobs_job_id_results", "get_api_v1_jobs_job_id_rows",
                             # a CSV of labels needs its header (request_id, label), which a text/csv schema cannot say
                             "post_api_v1_models_name_labels",
                             # a threshold needs a binary classifier (the fuzzed model, iris, has three classes)

@@ -120,6 +120,12 @@ class ResultsQuery(Query):
                          "probabilities and target.")
 
 
+class RowQuery(Query):
+    row: int = optional(ge=0, description="The row's number (from 0, in the dataset's order).")
+    column: Text = optional(description="A passthrough column of the job (an ID) to find the row by, with value.")
+    value: Text = optional(description="The ID to look for in column (its first row).")
+
+
 class CompareQuery(Query):
     jobs: list[Text] = Field([], description=f"Job ids, the baseline first: 2 to {comparison.MAX_JOBS} finished "
                              "scoring jobs over one dataset, or one model's two jobs on two datasets (repeat the parameter, or separate the ids with commas).",

@@ -6,10 +6,10 @@ from flask import jsonify
 
 from ..http.auth import requester, role_required
 from ..http.responses import download_response
-from ..services import jobs, results, submission
+from ..services import jobs, results, rows, submission
 from ..services.errors import ServiceError
-from .inputs import JobQuery, ResultsQuery, ScoreRequest
-from .outputs import Aggregates, Job, JobList
+from .inputs import JobQuery, ResultsQuery, RowQuery, ScoreRequest
+from .outputs import Aggregates, Job, JobList, JobRow
 from .spec import checks, valid
 from .v1 import bp, next_link
 
@@ -82,6 +82,22 @@ def job_aggregates(job_id: str):
     if job.state != "done" or not job.result:
         raise ServiceError("conflict", "conflict", f"The job is {job.state}; aggregates exist once it is done.")
     return jsonify(job.result.get("aggregates"))
+
+
+@bp.get("/jobs/<job_id>/rows")
+@checks("Jobs", {200: JobRow}, (400, 401, 404, 409, 410), query=RowQuery)
+def job_row(job_id: str):
+    """One row of a finished scoring job, and why
+
+    By its number (row) or by a passthrough column's value (column and value: an ID): the
+    dataset's inputs, the job's prediction, probabilities and target, and each input's
+    contribution to the prediction (as ?explain=true on the predict API gives them)."""
+    query = valid("query")
+    job = jobs.get(job_id)
+    if query.row is None and query.column is None:
+        raise ServiceError("invalid", "bad_request", "Give row (a number) or column and value (an ID).")
+    row = rows.find(job, row=query.row, column=query.column, value=query.value)
+    return jsonify(rows.detail(job, row))
 
 
 @bp.get("/jobs/<job_id>/results")

@@ -332,6 +332,17 @@ class Explanations(BaseModel):
     sampling: dict[str, float] = optional(description="sampling: walks, evaluations and seconds used, and the limits.")
 
 
+class JobRow(BaseModel):
+    row: int
+    ids: dict[str, Any] = Field(description="The job's passthrough columns (IDs) for this row.")
+    prediction: Any
+    target: Any = Field(description="The row's label, when the job had a target.")
+    probabilities: dict[str, float | None] = Field(description="Class -> probability, for classifiers.")
+    inputs: dict[str, Any] | None = Field(description="The dataset's row (null when the dataset is gone).")
+    explanations: Explanations | None = Field(description="Why the model predicted this (one row).")
+    explanation_error: str | None = Field(description="Why there is no explanation, when there is none.")
+
+
 class Prediction(BaseModel):
     model: str = Field(description="The version that answered, name/version.")
     request_id: str = Field(description=(

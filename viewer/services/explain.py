@@ -49,10 +49,18 @@ def check_rows(n_rows: int) -> None:
 
 def explain(served, predictor: InputSchema, X: Any) -> dict[str, Any]:
     """The ``explanations`` field of a prediction's answer for the rows ``X`` (prepared)."""
+    return explain_version((served.project_id, served.sha256), lambda: registry.resolve(served.ref), predictor, X,
+                           served.ref)
+
+
+def explain_version(key: tuple[Any, str], version_of, predictor: InputSchema, X: Any, label: str) -> dict[str, Any]:
+    """The same for the model version ``version_of()`` returns (called only when its background
+    is not cached), ``key`` its (project id, sha256)."""
     if predictor.info.get("kind") not in ("classifier", "regressor"):
         raise PayloadError("Only classifiers' and regressors' predictions can be explained.", "UNSUPPORTED_OUTPUT")
-    background, source = background_for(served, predictor)
-    explained = hosts.guarded(lambda: predictor.explain(X, background, budget()), served.ref, served.version_key)
+    background, source = background_for(key, version_of, predictor)
+    explained = hosts.guarded(lambda: predictor.explain(X, background, budget()), label,
+                              key if key[0] is not None else None)
     return as_json(explained, predictor, list(_columns(predictor, X)), source)
 
 
@@ -66,14 +74,18 @@ def _columns(predictor: InputSchema, X: Any) -> list[str]:
 
 
 def as_json(explained: Explained, predictor: InputSchema, columns: list[str], source: dict[str, Any]) -> dict[str, Any]:
+    """The explanations in the API's terms; the columns the model drops (its column transformer
+    never reads them: their contribution is 0) are left out."""
     labels = predictor.classes_json
+    kept = [j for j, name in enumerate(columns) if name not in predictor.unused]
+    names = [columns[j] for j in kept]
     rows = []
     for i in range(len(explained.values)):
         k = int(explained.classes[i])
         row: dict[str, Any] = {
             "class": labels[k] if labels is not None and k >= 0 else None,
             "base": float(explained.base[i]), "output": float(explained.output[i]),
-            "contributions": dict(zip(columns, to_jsonable(explained.values[i]))),
+            "contributions": dict(zip(names, to_jsonable(explained.values[i][kept]))),
         }
         if explained.other[i] != 0:
             row["other"] = float(explained.other[i])  # features no single input column could be given
@@ -88,13 +100,12 @@ def as_json(explained: Explained, predictor: InputSchema, columns: list[str], so
 
 # --- the background ------------------------------------------------------------------------------
 
-def background_for(served, predictor: InputSchema) -> tuple[Background, dict[str, Any]]:
-    key = (served.project_id, served.sha256)
+def background_for(key: tuple[Any, str], version_of, predictor: InputSchema) -> tuple[Background, dict[str, Any]]:
     now = time.monotonic()
     hit = _cache.get(key)
     if hit is not None and now - hit[0] < BACKGROUND_SECONDS:
         return hit[2], hit[3]
-    version = registry.resolve(served.ref)
+    version = version_of()
     found = _from_datasets(version, predictor)
     identity = found[0] if found is not None else f"schema:{version.sha256}"
     if hit is not None and hit[1] == identity:  # the same rows: keep them (and the hosts' explainers)

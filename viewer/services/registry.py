@@ -447,7 +447,7 @@ def input_columns(info: dict[str, Any]) -> list[str] | None:
     return None
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """One cell as JSON has it: missing values as null, times as ISO text, numpy scalars unwrapped."""
     import math
 
@@ -509,7 +509,7 @@ def _row_from_dataset(version: ModelVersion, columns: list[str]) -> tuple[dict[s
             continue
         frame = to_frame(table)
         if len(frame):
-            return {column: _plain(frame[column].iloc[0]) for column in columns}, dataset
+            return {column: plain(frame[column].iloc[0]) for column in columns}, dataset
     return None
 
 

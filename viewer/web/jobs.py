@@ -21,7 +21,9 @@ from ..http.responses import download_response
 from ..infra.records import JOB_STATES
 from ..plots import results as result_plots
 from ..plots.monitoring import distribution
-from ..services import accounts, dataset_drift, datasets, decisions, jobs, registry, results
+from ..core.explain import describe_output
+from ..plots.explanations import TOP, waterfall
+from ..services import accounts, dataset_drift, datasets, decisions, jobs, registry, results, rows
 from ..services.errors import ServiceError
 from .assets import bokeh_urls
 from .forms import ConfirmForm, ThresholdForm, offset_arg
@@ -265,6 +267,42 @@ def page(job_id: str):
                            metric_rows=metric_rows(metrics),
                            format_duration=format_duration, format_number=format_number, confirm=ConfirmForm(),
                            has_results=results.has_results(job), **context, **drift)
+
+
+@bp.get("/<job_id>/row")
+def row(job_id: str):
+    """One row of a scoring job: found by number or passthrough ID, its inputs, outputs and why."""
+    job = jobs.get(job_id)
+    column, value = request.args.get("column") or None, (request.args.get("value") or "").strip()
+    found = error = why = None
+    status = 200
+    try:
+        if column is None and not value.isdigit():
+            raise ServiceError("invalid", "bad_request", "Give a row number (0, 1, 2, ...)" + (
+                ", or choose an ID column to find the row by its ID." if (job.params or {}).get("passthrough") else "."))
+        number = rows.find(job, row=int(value) if column is None else None, column=column, value=value)
+        found = rows.detail(job, number)
+    except ServiceError as exc:
+        error, status = exc.message, exc.status
+    if found and found["explanations"]:
+        explained = found["explanations"]
+        row_ = explained["rows"][0]
+        label = describe_output(explained["output"], row_["class"])
+        why = {"label": label, "plot": json_item(waterfall(row_, label)), "explained": explained, "row": row_,
+               "top": sorted(row_["contributions"].items(), key=lambda kv: -abs(kv[1] or 0.0))[:TOP]}
+    return render_template("jobs/row.html", job=job, subject=subject(job), found=found, error=error, why=why,
+                           column=column, value=value, what_if=_what_if(job, found),
+                           bokeh_scripts=bokeh_urls() if why else []), status
+
+
+def _what_if(job, found) -> str | None:
+    """The prediction page with this row's inputs filled in."""
+    version = job.model_version
+    if not found or not found["inputs"] or version is None:
+        return None
+    fields = {f"f:{k}": "" if v is None else v for k, v in found["inputs"].items()
+              if k in set(version.info.get("feature_names") or ())}
+    return url_for("predict.page", name=version.model.name, version=version.version, **fields)
 
 
 @bp.get("/<job_id>/plots/<key>.csv")

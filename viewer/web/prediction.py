@@ -50,6 +50,8 @@ def page(name: str, version: int):
     unused = [f["name"] for f in described if f.get("kind") == "unused"]
     form = ConfirmForm()
     values = {f["name"]: registry.typical(f.get("default")) for f in schema}
+    if request.method == "GET":  # a row opened from elsewhere (a job's row explorer): its values
+        values.update({f["name"]: request.args["f:" + f["name"]] for f in schema if "f:" + f["name"] in request.args})
     errors: dict[str, str] = {}
     error = None
     result = rows_result = plot = why = None
@@ -105,8 +107,7 @@ def page(name: str, version: int):
             session[key] = {"prediction": result["predictions"][0]}
         explained = result.get("explanations")
         if explained:
-            row = dict(explained["rows"][0])  # the columns the model drops push nothing: not shown
-            row["contributions"] = {k: v for k, v in row["contributions"].items() if k not in unused}
+            row = explained["rows"][0]
             label = describe_output(explained["output"], row["class"])
             before = (previous or {}).get("explanation")
             why = {"label": label, "row": row, "plot": json_item(waterfall(row, label, before)),
