@@ -145,3 +145,54 @@ def test_over_20_seeds_with_no_weak_segment_it_reports_at_most_its_false_discove
         found = _weak_run(tmp_path / str(seed), 100 + seed, planted=False)
         with_any += bool(found["found"])
     assert with_any <= 0.05 * 20  # every report is false here: BH keeps P(any) at or below 5 %
+
+
+def test_fairness_gaps_equal_fairlearn_s_for_one_column_and_for_intersections(tmp_path):
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
+    from viewer.core.segments.fairness import fairness
+
+    rng = np.random.default_rng([7, 1])
+    frame = loan_table(5000, seed=7).drop(columns=["opened"])
+    frame["region"] = frame["region"].fillna("north")  # fairlearn takes no missing group
+    score = 1 / (1 + np.exp(-(rng.normal(0, 1.5, len(frame)) + (frame["employment"] == "student") * 0.8)))
+    y = (rng.random(len(frame)) < score * 0.9).astype(int)
+    frame[TARGET] = y
+    threshold = 0.4
+    decided = (score >= threshold).astype(int)
+    planned, table = _plan(tmp_path, frame)
+    planned["threshold"] = threshold
+    edges = [0, 2000, 5000]
+    counts = None
+    for a, b in zip(edges, edges[1:]):
+        part = segments.count(planned, table.slice(a, b - a), "classifier", y_true=y[a:b], y_pred=decided[a:b],
+                              classes=[0, 1], score=score[a:b], threshold=threshold, start_row=a)
+        counts = part if counts is None else counts.merge(part)
+    found = report.table(planned, counts, "classifier")
+    groups = [e for e in found["segments"] if e["column"] == "employment"]
+    result = fairness(groups)
+    gaps = result["gaps"]
+    sensitive = frame["employment"]
+    assert gaps["demographic_parity_difference"]["value"] == pytest.approx(
+        demographic_parity_difference(y, decided, sensitive_features=sensitive), abs=1e-12)
+    assert gaps["equalized_odds_difference"]["value"] == pytest.approx(
+        equalized_odds_difference(y, decided, sensitive_features=sensitive), abs=1e-12)
+    low, high = gaps["demographic_parity_difference"]["low"], gaps["demographic_parity_difference"]["high"]
+    assert low < gaps["demographic_parity_difference"]["value"] < high
+
+    pairs = segments.joint_pairs(planned)
+    region = [c["column"] for c in planned["columns"]].index("region")
+    employment = [c["column"] for c in planned["columns"]].index("employment")
+    assert (region, employment) in pairs
+    joint = segments.count_joint(planned, [(region, employment)], table, y_true=y, y_pred=decided, classes=[0, 1],
+                                 score=score, threshold=threshold)[(region, employment)]
+    width = len(planned["columns"][employment]["labels"])
+    cells = [{"label": f"{a} & {b}", "confusion": joint[i * width + j].tolist()}
+             for i, a in enumerate(planned["columns"][region]["labels"])
+             for j, b in enumerate(planned["columns"][employment]["labels"])]
+    both = fairness(cells)["gaps"]
+    sensitive = frame[["region", "employment"]]
+    assert both["demographic_parity_difference"]["value"] == pytest.approx(
+        demographic_parity_difference(y, decided, sensitive_features=sensitive), abs=1e-12)
+    assert both["equalized_odds_difference"]["value"] == pytest.approx(
+        equalized_odds_difference(y, decided, sensitive_features=sensitive), abs=1e-12)

@@ -189,6 +189,22 @@ def _ranged(name: str, text: str) -> Any:
                  json_schema_extra={"minimum": low, "maximum": high})
 
 
+class Condition(Body):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    column: Annotated[str, Field(min_length=1, max_length=1000)]
+    op: Literal["==", "!=", "<", "<=", ">", ">=", "in"]
+    value: str | float | int | bool | list[str | float | int | bool] = Field(
+        description="A number for <, <=, >, >=; a list for in; a value otherwise.")
+
+
+class Segment(Body):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    conditions: list[Condition] = Field(min_length=1, max_length=4, description="All of them hold.")
+
+
 class ScoreRequest(Body):
     model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [
         {"model": "iris@production", "dataset": DATASET_ID, "target": "species"},
@@ -206,6 +222,10 @@ class ScoreRequest(Body):
     passthrough: list[str] | None = Field(None, description="score: dataset columns kept beside the predictions in "
                                           "the results (IDs, to join them back to your rows). Left out: the "
                                           "dataset's ID columns; [] keeps none.", examples=[["loan_id"]])
+    segments: list[Segment] | None = Field(None, max_length=20, description=(
+        "score, with a target: segments of your own, measured beside each column's categories and quantile bins "
+        "(the job page's segment table)."), examples=[[{"name": "young students", "conditions": [
+            {"column": "age", "op": "<", "value": 25}, {"column": "employment", "op": "==", "value": "student"}]}]])
     kind: Literal["score", "importance"] = Field(
         "score", description="score: predictions (and metrics) for every row. importance: permutation feature "
         "importance on a sample of the rows with a target (target required); the job's result lists each "

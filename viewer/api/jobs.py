@@ -49,7 +49,8 @@ def create_job():
                                                     seed=body.seed, scoring=body.scoring or None)
     else:
         job, created = submission.submit(body.model, body.dataset, target, requester(), force=body.force,
-                                         passthrough=body.passthrough, strict=body.strict)
+                                         passthrough=body.passthrough, strict=body.strict,
+                                         segments=[s.model_dump() for s in body.segments or []])
     return jsonify(jobs.serialize_job(job)), 202 if created else 200
 
 

@@ -200,11 +200,13 @@ def write_part(table: pa.Table, path: str | os.PathLike[str]) -> Path:
 
 def score_chunk(predictor: InputSchema, dataset_path: str | os.PathLike[str], index: int,
                 part: str | os.PathLike[str], target: str | None = None, passthrough: Sequence[str] = (),
-                strict: bool = False) -> int:
+                strict: bool = False, segments: dict[str, Any] | None = None) -> int:
     """Score row group ``index`` into the output part at ``part``; returns the number of rows.
     Bad input raises PayloadError whose message starts with the rows ("Rows 100,000–199,999: ");
     the schema policy's warnings (and the model's own) are kept in the part's metadata
-    (``part_warnings`` reads them back); ``strict`` refuses the rows on any instead."""
+    (``part_warnings`` reads them back); ``strict`` refuses the rows on any instead. With a
+    ``segments`` plan (and a target), the chunk's segment counts go into the metadata too
+    (``part_segments`` merges them)."""
     start, table = read_row_group(dataset_path, index)
     X = numeric_features(predictor, table)
     frame = to_frame(table if X is None else table.select([target] if target else []))
@@ -217,14 +219,101 @@ def score_chunk(predictor: InputSchema, dataset_path: str | os.PathLike[str], in
         raise PayloadError(f"{rows_label(start, table.num_rows)}: {exc.message}", exc.error_code,
                            exc.status) from None
     report += model_warnings(raised)
+    metadata = dict(scored.schema.metadata or {})
     if report:
-        scored = scored.replace_schema_metadata({**(scored.schema.metadata or {}),
-                                                 WARNINGS_KEY: json.dumps(report[:MAX_WARNINGS]).encode()})
+        metadata[WARNINGS_KEY] = json.dumps(report[:MAX_WARNINGS]).encode()
+    if segments is not None and target:
+        metadata[SEGMENTS_KEY] = _segment_counts(predictor, segments, table, scored, start).to_bytes()
+    if metadata:
+        scored = scored.replace_schema_metadata(metadata)
     write_part(scored, part)
     return table.num_rows
 
 
 WARNINGS_KEY = b"viewer.warnings"
+SEGMENTS_KEY = b"viewer.segments"
+
+
+def _segment_counts(predictor: InputSchema, planned: dict[str, Any], table: pa.Table, scored: pa.Table,
+                    start: int):
+    from . import segments
+
+    classes = predictor.classes
+    kind = "classifier" if predictor.info.get("kind") == "classifier" and classes is not None else "regressor"
+    score = None
+    if kind == "classifier" and len(classes) == 2 and proba_column(classes[1]) in scored.column_names:
+        score = scored.column(proba_column(classes[1])).to_numpy()
+    try:
+        return segments.count(planned, table, kind, y_true=scored.column(TARGET_COLUMN).to_numpy(zero_copy_only=False),
+                              y_pred=scored.column(PREDICTION_COLUMN).to_numpy(zero_copy_only=False),
+                              classes=classes, score=score, threshold=planned.get("threshold"), start_row=start)
+    except segments.SegmentError as exc:
+        raise PayloadError(str(exc), "INVALID_SEGMENT") from None
+
+
+def segment_summary(planned: dict[str, Any], parts: Sequence[str | os.PathLike[str]], kind: str,
+                    classes: list[Any] | None, dataset_path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    """The segment table and the weak segments of a finished job, from its parts' counts. What
+    needs rows of two columns at once (the pairs the weak-segment finder tests, a binary
+    classifier's intersectional groups) is counted in one more pass over the dataset's few
+    columns it needs, row group ``i`` beside part ``i`` (skipped when the dataset is gone).
+    None for a job whose parts have no counts."""
+    from . import segments
+    from .segments import report
+
+    counts = part_segments(parts)
+    if counts is None:
+        return None
+    kind = "classifier" if kind == "classifier" and classes is not None else "regressor"
+    found = report.table(planned, counts, kind)
+    chosen = report.pairs(planned, counts, kind)
+    binary = kind == "classifier" and len(classes) == 2 and counts.hist is not None
+    joint = segments.joint_pairs(planned) if binary else []
+    pair_counts: dict[tuple[int, int], Any] = {}
+    joint_counts: dict[tuple[int, int], np.ndarray] = {}
+    if (chosen or joint) and dataset_path is not None:
+        names = segments.labels(planned)
+        needed = list(dict.fromkeys([names[s][0] for pair in chosen for s in pair]
+                                    + [planned["columns"][i]["column"] for pair in joint for i in pair]))
+        outputs_wanted = [PREDICTION_COLUMN, TARGET_COLUMN] + ([proba_column(classes[1])] if binary else [])
+        for i, path in enumerate(parts):
+            start, columns = read_row_group(dataset_path, i, columns=needed)
+            outputs = pq.read_table(path, columns=outputs_wanted)
+            y_true = outputs.column(TARGET_COLUMN).to_numpy(zero_copy_only=False)
+            y_pred = outputs.column(PREDICTION_COLUMN).to_numpy(zero_copy_only=False)
+            counted = segments.count_pairs(planned, chosen, columns, kind, y_true=y_true, y_pred=y_pred,
+                                           classes=classes, start_row=start)
+            for pair, value in counted.items():
+                pair_counts[pair] = value if pair not in pair_counts else pair_counts[pair].merge(value)
+            if joint:
+                score = outputs.column(proba_column(classes[1])).to_numpy()
+                for pair, value in segments.count_joint(planned, joint, columns, y_true=y_true, y_pred=y_pred,
+                                                        classes=classes, score=score,
+                                                        threshold=planned.get("threshold")).items():
+                    joint_counts[pair] = value + joint_counts.get(pair, 0)
+    found["weak"] = report.weak(planned, counts, kind, pair_counts)
+    found["joint"] = []
+    for (a, b), value in joint_counts.items():  # the cells with rows
+        cells = [[la, lb] for la in planned["columns"][a]["labels"] for lb in planned["columns"][b]["labels"]]
+        kept = np.flatnonzero(value.sum(axis=1))
+        found["joint"].append({"columns": [planned["columns"][a]["column"], planned["columns"][b]["column"]],
+                               "labels": [cells[k] for k in kept], "confusion": value[kept].astype(int).tolist()})
+    found["threshold"] = planned.get("threshold")
+    return found
+
+
+def part_segments(parts: Sequence[str | os.PathLike[str]]):
+    """The parts' segment counts merged (None when a part has none: a job from before segments)."""
+    from . import segments
+
+    total = None
+    for path in parts:
+        data = (pq.read_schema(path).metadata or {}).get(SEGMENTS_KEY)
+        if data is None:
+            return None
+        found = segments.Counts.from_bytes(data)
+        total = found if total is None else total.merge(found)
+    return total
 
 
 def chunk_rows(dataset_path: str | os.PathLike[str], index: int) -> str:

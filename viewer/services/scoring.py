@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 from contextlib import ExitStack
 
 from flask import current_app
@@ -70,7 +71,8 @@ def _score_one(job_id: str, chunk, owner: str) -> bool:
             with datasets.get_file(dataset) as source, store().writer(key) as part:
                 where = scoring.chunk_rows(source, index)
                 rows = scoring.score_chunk(predictor, source, index, part, job.params.get("target"),
-                                           job.params.get("passthrough") or (), bool(job.params.get("strict")))
+                                           job.params.get("passthrough") or (), bool(job.params.get("strict")),
+                                           job.params.get("segments"))
     except PayloadError as exc:  # the data does not fit the model: every retry would fail alike
         jobs.fail(job_id, exc.message)  # it names the rows ("Rows 100,000–199,999: ..."), the column and the fix
         return False
@@ -118,12 +120,26 @@ def finalize(job_id: str, owner: str) -> None:
             found = scoring.part_warnings(parts)  # the schema policy's, per column with row counts
             if found:
                 summary["warnings"] = found
+            if job.params.get("segments") and job.params.get("target"):
+                summary["segments"] = _segments(job, parts)
     except Exception as exc:  # noqa: BLE001
         log.exception("finalising %s failed", job_id)
         jobs.fail(job_id, f"Computing metrics failed: {type(exc).__name__}: {str(exc)[:500]}")
         return
     if not jobs.finish(job_id, owner, summary):
         log.info("job %s was cancelled or finished by another worker while finalising", job_id)
+
+
+def _segments(job: Job, parts: list) -> dict[str, Any] | None:
+    """The job's segment table and weak segments (the pairs counted from its dataset, when the
+    dataset is still there: else single conditions only)."""
+    with ExitStack() as files:
+        dataset = job.dataset
+        source = None
+        if dataset is not None and dataset.path and store().exists(dataset.path):
+            source = files.enter_context(datasets.get_file(dataset))
+        return scoring.segment_summary(job.params["segments"], parts, job.params["kind"], job.params.get("classes"),
+                                       source)
 
 
 def ended(job_id: str, state: str) -> None:

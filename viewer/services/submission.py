@@ -8,13 +8,15 @@ share the checks and the deduplication. Running them is ``services.scoring`` and
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from ..core import importance
+from ..core import segments as core_segments
 from ..core.payload import PayloadError
 from ..core.schema import needed_columns
 from ..infra.records import Dataset, Job, ModelVersion, User
-from . import datasets, jobs, registry
+from . import datasets, decisions, jobs, registry
 from .errors import ServiceError
 
 
@@ -127,15 +129,21 @@ def _same_work(key: str, version: ModelVersion) -> Job | None:
 
 
 def submit(model_ref: str, dataset_id: str, target: str | None, user: User | None,
-           force: bool = False, passthrough: list[str] | None = None, strict: bool = False) -> tuple[Job, bool]:
+           force: bool = False, passthrough: list[str] | None = None, strict: bool = False,
+           segments: list[dict[str, Any]] | None = None) -> tuple[Job, bool]:
     """Returns (job, created). The same model version + dataset + target (+ passthrough
-    columns) already pending, running or done returns that job instead, unless ``force``.
-    ``passthrough``: dataset columns kept beside the predictions (None: the ID columns)."""
+    columns, + segments) already pending, running or done returns that job instead, unless
+    ``force``. ``passthrough``: dataset columns kept beside the predictions (None: the ID
+    columns). With a target, the job also counts its metrics per segment (``core.segments``):
+    each column's top categories or quantile bins, and the ``segments`` the user defined."""
     version, dataset = check_fit(model_ref, dataset_id, target)
     kept = passthrough_columns(dataset, passthrough)
+    planned = segment_plan(version, dataset, target, kept, segments or [])
     found = precheck(version, dataset, target, strict, used=kept)
-    key = fingerprint(version.sha256, dataset.id, target, kept) if not strict else \
-        fingerprint(version.sha256, dataset.id, target, [*kept, "\0strict"])
+    extra = ["\0strict"] if strict else []
+    if segments:
+        extra.append("\0segments:" + json.dumps(planned["defined"], sort_keys=True))
+    key = fingerprint(version.sha256, dataset.id, target, [*kept, *extra])
     if not force:
         existing = _same_work(key, version)
         if existing is not None:
@@ -147,10 +155,31 @@ def submit(model_ref: str, dataset_id: str, target: str | None, user: User | Non
         params["warnings"] = found
     if strict:
         params["strict"] = True
+    if planned is not None:
+        params["segments"] = planned
     n_chunks = int(dataset.info.get("n_row_groups") or 1)
     job = jobs.submit("score", params, user, chunks=n_chunks, model_version_id=version.id,
                       dataset_id=dataset.id, fingerprint=key, progress_total=dataset.n_rows)
     return job, True
+
+
+def segment_plan(version: ModelVersion, dataset: Dataset, target: str | None, kept: list[str],
+                 defined: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The job's segments, or None without a target (nothing to measure); the saved decision
+    threshold (0.5 when none) decides a binary classifier's confusion counts."""
+    if not target:
+        if defined:
+            raise ServiceError("invalid", "target_required", "Segments are measured against a target: give the "
+                               "column with the true values.")
+        return None
+    columns = (dataset.info or {}).get("columns") or []
+    try:
+        planned = core_segments.plan(columns, skip={target, *kept}, first=version.info.get("feature_names") or (),
+                                     defined=defined)
+    except core_segments.SegmentError as exc:
+        raise ServiceError("invalid", "bad_segment", str(exc)) from None
+    planned["threshold"] = decisions.value_of(version)
+    return planned
 
 
 # --- permutation importance: one task per job ----------------------------------------------------

@@ -381,3 +381,32 @@ def count_pairs(planned: dict[str, Any], chosen: Sequence[tuple[int, int]], tabl
         else:
             out[(a, b)] = _count_regressor(inside, 1, y_true, y_pred, even)
     return out
+
+
+JOINT_COLUMNS = 6  # categorical columns whose pairs get joint confusion counts (intersectional fairness)
+
+
+def joint_pairs(planned: dict[str, Any]) -> list[tuple[int, int]]:
+    """Pairs of column plans (indices into ``planned["columns"]``) counted jointly: among the first
+    ``JOINT_COLUMNS`` categorical ones."""
+    chosen = [i for i, c in enumerate(planned["columns"]) if c["kind"] == "categorical"][:JOINT_COLUMNS]
+    return [(a, b) for k, a in enumerate(chosen) for b in chosen[k + 1:]]
+
+
+def count_joint(planned: dict[str, Any], chosen: Sequence[tuple[int, int]], table: pa.Table, *,
+                y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[Any], score: np.ndarray,
+                threshold: float | None) -> dict[tuple[int, int], np.ndarray]:
+    """A binary classifier's confusion counts (tp, fp, fn, tn) per cell of each pair of columns:
+    ``[len(a's labels) * len(b's labels), 4]``, cell ``i * len(b's labels) + j``."""
+    out = {}
+    coded = {}
+    for a, b in chosen:
+        for i in (a, b):
+            if i not in coded:
+                spec = planned["columns"][i]
+                coded[i] = codes(spec, table.column(spec["column"])).astype(np.int32)
+        width = len(planned["columns"][b]["labels"])
+        cells = len(planned["columns"][a]["labels"]) * width
+        found = _count_classifier([(coded[a] * width + coded[b], 0)], cells, y_true, y_pred, classes, score, threshold)
+        out[(a, b)] = found.counts[:, 3:7]
+    return out

@@ -75,6 +75,9 @@ def table(planned: dict[str, Any], counts: Counts, kind: str) -> dict[str, Any]:
                  "share": row["rows"] / max(rows[0]["rows"], 1), **figures}
         if counts.hist is not None:
             entry["roc_auc"] = auc_from(counts.hist[i])
+            entry["calibration"] = calibration(counts.hist[i])
+        if kind == "classifier" and row["tp"] + row["fp"] + row["fn"] + row["tn"]:
+            entry["confusion"] = [int(row[k]) for k in ("tp", "fp", "fn", "tn")]
         if figures["metric"] is not None and overall["metric"] is not None:
             entry["gap"] = (overall["metric"] - figures["metric"]) if kind == "classifier" \
                 else figures["metric"] - overall["metric"]
@@ -83,6 +86,21 @@ def table(planned: dict[str, Any], counts: Counts, kind: str) -> dict[str, Any]:
         found.append(entry)
     found.sort(key=lambda e: (e["gap"] is None, -(e["gap"] or 0.0)))
     return {"metric": "accuracy" if kind == "classifier" else "mae", "overall": overall, "segments": found}
+
+
+def calibration(hist: np.ndarray, bins: int = 10) -> list[list[float]]:
+    """[mean predicted probability, observed share of positives, rows] per tenth of the probability
+    range that holds rows, from a (2, BINS) log-odds histogram (each bin at its centre)."""
+    from . import BINS, LOGIT_RANGE
+
+    centres = -LOGIT_RANGE + (np.arange(BINS) + 0.5) * (2 * LOGIT_RANGE / BINS)
+    probability = 1 / (1 + np.exp(-centres))
+    which = np.minimum((probability * bins).astype(int), bins - 1)
+    neg = np.bincount(which, weights=hist[0], minlength=bins)
+    pos = np.bincount(which, weights=hist[1], minlength=bins)
+    mean = np.bincount(which, weights=(hist[0] + hist[1]) * probability, minlength=bins)
+    n = neg + pos
+    return [[float(mean[b] / n[b]), float(pos[b] / n[b]), int(n[b])] for b in range(bins) if n[b]]
 
 
 # --- weak segments -------------------------------------------------------------------------------
