@@ -126,6 +126,18 @@ def test_binary_job_page_plots_and_threshold_slider(ui: UI, site):
     assert ui.page.locator("dd[data-at-threshold=precision]").inner_text() == precision_before
     ui.screenshot("job-binary.png")
 
+    # Where the model is weak: the segments' dot plot (worst first) and their table, as the job computed them.
+    found = job["result"]["segments"]
+    drawn = ui.source("segments")
+    assert len(drawn["name"]) == min(15, len(found["segments"])) and drawn["metric"][0] == found["segments"][0]["metric"]
+    ui.page.locator("#segment-table summary").click()
+    first = ui.page.locator("#segment-table tbody tr").first.locator("td")
+    assert first.nth(1).inner_text() == f"{found['segments'][0]['rows']:,}"
+    assert first.nth(3).inner_text() == f"{found['segments'][0]['metric']:.4f}"
+    assert ui.page.locator("#weak-segments, #no-weak-segments").count() == 1
+    ui.page.locator("#segments").scroll_into_view_if_needed()
+    ui.screenshot("job-segments.png")
+
 
 def test_the_threshold_chosen_on_the_slider_is_saved_on_the_version(ui: UI, site):
     job = site.job("binary")

@@ -27,9 +27,11 @@ from ..services import accounts, dataset_drift, datasets, decisions, jobs, regis
 from ..services.errors import ServiceError
 from .assets import bokeh_urls
 from .forms import ConfirmForm, ThresholdForm, offset_arg
+from . import segments
 from .monitoring import level
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+bp.add_app_template_global(segments.segment_view, "segment_view")
 
 
 # (key, label, how to show it) for the headline numbers of each task, in display order.
@@ -261,7 +263,7 @@ def page(job_id: str):
     metrics = (job.result or {}).get("metrics") if job.state == "done" else None
     context = plot_context(job)
     drift = drift_context(job)
-    if drift.get("drift", {}).get("plot"):
+    if drift.get("drift", {}).get("plot") or (job.result or {}).get("segments"):
         context["bokeh_scripts"] = bokeh_urls()
     return render_template("jobs/job.html", job=job, subject=subject(job), status=status, metrics=metrics,
                            metric_rows=metric_rows(metrics),

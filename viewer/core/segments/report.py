@@ -66,12 +66,14 @@ def table(planned: dict[str, Any], counts: Counts, kind: str) -> dict[str, Any]:
     overall = {**_metric(kind, rows[0]), "rows": int(rows[0]["rows"]), "labelled": int(rows[0]["labelled"])}
     if counts.hist is not None:
         overall["roc_auc"] = auc_from(counts.hist[0])
+    kinds = {c["column"]: c["kind"] for c in planned["columns"]}
     found = []
     for i, ((column, label), row) in enumerate(zip(names, rows)):
         if i == 0 or not row["rows"]:
             continue
         figures = _metric(kind, row)
-        entry = {"column": column, "label": label, "rows": int(row["rows"]), "labelled": int(row["labelled"]),
+        entry = {"column": column, "label": label, "kind": kinds.get(column, "defined"),
+                 "rows": int(row["rows"]), "labelled": int(row["labelled"]),
                  "share": row["rows"] / max(rows[0]["rows"], 1), **figures}
         if counts.hist is not None:
             entry["roc_auc"] = auc_from(counts.hist[i])
