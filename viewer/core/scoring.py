@@ -251,13 +251,16 @@ def _segment_counts(predictor: InputSchema, planned: dict[str, Any], table: pa.T
         raise PayloadError(str(exc), "INVALID_SEGMENT") from None
 
 
+PAIR_ROWS = 500_000  # rows (of evenly spaced chunks) the weak-segment finder's pairs are counted on
+
+
 def segment_summary(planned: dict[str, Any], parts: Sequence[str | os.PathLike[str]], kind: str,
                     classes: list[Any] | None, dataset_path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
-    """The segment table and the weak segments of a finished job, from its parts' counts. What
-    needs rows of two columns at once (the pairs the weak-segment finder tests, a binary
-    classifier's intersectional groups) is counted in one more pass over the dataset's few
-    columns it needs, row group ``i`` beside part ``i`` (skipped when the dataset is gone).
-    None for a job whose parts have no counts."""
+    """The segment table, the weak segments and a binary classifier's intersections of a finished
+    job, from its parts' counts. The pairs the weak-segment finder tests need two columns at once:
+    they are counted in one more pass over the few dataset columns they need, row group ``i``
+    beside part ``i``, on at most ``PAIR_ROWS`` rows of evenly spaced chunks (skipped when the
+    dataset is gone). None for a job whose parts have no counts."""
     from . import segments
     from .segments import report
 
@@ -267,37 +270,27 @@ def segment_summary(planned: dict[str, Any], parts: Sequence[str | os.PathLike[s
     kind = "classifier" if kind == "classifier" and classes is not None else "regressor"
     found = report.table(planned, counts, kind)
     chosen = report.pairs(planned, counts, kind)
-    binary = kind == "classifier" and len(classes) == 2 and counts.hist is not None
-    joint = segments.joint_pairs(planned) if binary else []
     pair_counts: dict[tuple[int, int], Any] = {}
-    joint_counts: dict[tuple[int, int], np.ndarray] = {}
-    if (chosen or joint) and dataset_path is not None:
+    tested_rows = 0
+    if chosen and dataset_path is not None:
         names = segments.labels(planned)
-        needed = list(dict.fromkeys([names[s][0] for pair in chosen for s in pair]
-                                    + [planned["columns"][i]["column"] for pair in joint for i in pair]))
-        outputs_wanted = [PREDICTION_COLUMN, TARGET_COLUMN] + ([proba_column(classes[1])] if binary else [])
-        for i, path in enumerate(parts):
+        needed = list(dict.fromkeys(names[s][0] for pair in chosen for s in pair))
+        sizes = [pq.read_metadata(p).num_rows for p in parts]
+        average = max(1, sum(sizes) // max(len(sizes), 1))
+        step = max(1, round(len(parts) / max(1, PAIR_ROWS // average)))
+        for i in range(0, len(parts), step):
             start, columns = read_row_group(dataset_path, i, columns=needed)
-            outputs = pq.read_table(path, columns=outputs_wanted)
-            y_true = outputs.column(TARGET_COLUMN).to_numpy(zero_copy_only=False)
-            y_pred = outputs.column(PREDICTION_COLUMN).to_numpy(zero_copy_only=False)
-            counted = segments.count_pairs(planned, chosen, columns, kind, y_true=y_true, y_pred=y_pred,
-                                           classes=classes, start_row=start)
+            outputs = pq.read_table(parts[i], columns=[PREDICTION_COLUMN, TARGET_COLUMN])
+            counted = segments.count_pairs(
+                planned, chosen, columns, kind, y_true=outputs.column(TARGET_COLUMN).to_numpy(zero_copy_only=False),
+                y_pred=outputs.column(PREDICTION_COLUMN).to_numpy(zero_copy_only=False), classes=classes,
+                start_row=start)
+            tested_rows += columns.num_rows
             for pair, value in counted.items():
                 pair_counts[pair] = value if pair not in pair_counts else pair_counts[pair].merge(value)
-            if joint:
-                score = outputs.column(proba_column(classes[1])).to_numpy()
-                for pair, value in segments.count_joint(planned, joint, columns, y_true=y_true, y_pred=y_pred,
-                                                        classes=classes, score=score,
-                                                        threshold=planned.get("threshold")).items():
-                    joint_counts[pair] = value + joint_counts.get(pair, 0)
     found["weak"] = report.weak(planned, counts, kind, pair_counts)
-    found["joint"] = []
-    for (a, b), value in joint_counts.items():  # the cells with rows
-        cells = [[la, lb] for la in planned["columns"][a]["labels"] for lb in planned["columns"][b]["labels"]]
-        kept = np.flatnonzero(value.sum(axis=1))
-        found["joint"].append({"columns": [planned["columns"][a]["column"], planned["columns"][b]["column"]],
-                               "labels": [cells[k] for k in kept], "confusion": value[kept].astype(int).tolist()})
+    found["weak"]["pair_rows"] = tested_rows
+    found["joint"] = segments.joint_cells(planned, counts.joint) if counts.joint is not None else []
     found["threshold"] = planned.get("threshold")
     return found
 

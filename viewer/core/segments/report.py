@@ -167,11 +167,15 @@ def weak(planned: dict[str, Any], counts: Counts, kind: str, pair_counts: dict[t
     fields = _fields(kind)
     names = labels(planned)
     total = dict(zip(fields, map(float, counts.counts[0])))
-    odd_total = {k: total[k] - v for k, v in zip(fields, map(float, counts.even[0]))}
     support = min_support(total["labelled"])
     tested = singles(planned, counts, kind)
     n_singles = len(tested)
-    for (a, b), found in pair_counts.items():
+    counted = pair_counts.get(None, counts)  # the rows the pairs were counted on
+    odd_total = {k: a - b for k, a, b in zip(fields, map(float, counted.counts[0]), map(float, counted.even[0]))}
+    for pair, found in pair_counts.items():
+        if pair is None:
+            continue
+        a, b = pair
         row = dict(zip(fields, map(float, found.counts[0])))
         odd = {k: row[k] - v for k, v in zip(fields, map(float, found.even[0]))}
         if odd["labelled"] < support or odd_total["labelled"] - odd["labelled"] < support:
