@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 TOP = 8            # categories of a column shown by name (the rest are "other")
 QUANTILES = 5      # bins of a numeric column
-MAX_COLUMNS = 24   # columns segmented, the model's inputs first
+MAX_COLUMNS = 16   # columns segmented, the model's inputs first (bench/segments.py: each costs ~1 % of a chunk)
 MAX_SEGMENTS_DEFINED = 20
 BINS = 2048        # log-odds histogram bins per segment and class (binary classifiers)
 LOGIT_RANGE = 8.0
@@ -285,6 +285,15 @@ def _index(classes: Sequence[Any]) -> pd.Index:
                                           for c in classes) else pd.Index(list(classes), dtype=object)
 
 
+def _class_codes(classes: Sequence[Any], values: Any) -> np.ndarray:
+    """Each value's position in ``classes`` (-1: none of them). Integer labels 0..k-1 (the usual
+    case) are their own positions; anything else goes through a pandas index."""
+    array = np.asarray(values)
+    if array.dtype.kind in "iu" and list(classes) == list(range(len(classes))):
+        return np.where((array >= 0) & (array < len(classes)), array, -1).astype(np.int64)
+    return _index(classes).get_indexer(pd.Index(array))
+
+
 def _rows_of(kind: str, y_true, y_pred, classes, score, threshold, start_row: int) -> _Rows:
     n = len(y_pred)
     parity = (np.arange(start_row, start_row + n) % 2 == 0).astype(np.int64)
@@ -294,11 +303,10 @@ def _rows_of(kind: str, y_true, y_pred, classes, score, threshold, start_row: in
             pd.Series(y_true), errors="coerce").to_numpy(dtype=np.float64)
         labelled = np.isfinite(true) & np.isfinite(pred)
         return _Rows(kind, parity, labelled.astype(np.int64), error=np.where(labelled, pred - true, 0.0))
-    index = _index(classes)
-    pred = index.get_indexer(pd.Index(y_pred))
+    pred = _class_codes(classes, y_pred)
     if y_true is not None:
         labelled = ~pd.isna(y_true)
-        true = index.get_indexer(pd.Index(y_true))
+        true = _class_codes(classes, y_true)
     else:
         labelled, true = np.zeros(n, dtype=bool), np.full(n, -1)
     wrong = labelled & ((true != pred) | (true < 0))
