@@ -16,7 +16,7 @@ from celery.signals import worker_init, worker_process_init, worker_ready, worke
 
 from .infra import stopping
 from .infra.extensions import db
-from .services import comparison, dataset_drift, datasets, health, importance, jobs, kinds, logfiles, monitoring, reaper, runtimes, scoring
+from .services import comparison, dataset_drift, datasets, dependence, health, importance, jobs, kinds, logfiles, monitoring, reaper, runtimes, scoring
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def _single(run):
 
 ingest_dataset = shared_task(name="viewer.ingest_dataset")(_single(datasets.ingest_job))
 feature_importance = shared_task(name="viewer.importance")(_single(importance.run))
+partial_dependence = shared_task(name="viewer.dependence")(_single(dependence.run))
 compare_jobs = shared_task(name="viewer.compare")(_single(comparison.run))
 compare_datasets = shared_task(name="viewer.dataset_drift")(_single(dataset_drift.run))
 # On its own queue (runtimes.QUEUE, celery_config's task_routes): a worker of its own takes it.
@@ -62,6 +63,7 @@ def register_kinds() -> None:
     kinds.register(kinds.JobKind("score", chunk=score_chunk, finalize=finalize_job, on_end=scoring.ended))
     kinds.register(kinds.JobKind("ingest", run=ingest_dataset, on_end=datasets.ingest_ended))
     kinds.register(kinds.JobKind("importance", run=feature_importance))
+    kinds.register(kinds.JobKind(dependence.KIND, run=partial_dependence))
     kinds.register(kinds.JobKind("compare", run=compare_jobs))
     kinds.register(kinds.JobKind(dataset_drift.KIND, run=compare_datasets, on_end=dataset_drift.ended))
     kinds.register(kinds.JobKind(runtimes.KIND, run=compile_model, on_end=runtimes.ended))

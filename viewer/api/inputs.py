@@ -226,10 +226,16 @@ class ScoreRequest(Body):
         "score, with a target: segments of your own, measured beside each column's categories and quantile bins "
         "(the job page's segment table)."), examples=[[{"name": "young students", "conditions": [
             {"column": "age", "op": "<", "value": 25}, {"column": "employment", "op": "==", "value": "student"}]}]])
-    kind: Literal["score", "importance"] = Field(
+    kind: Literal["score", "importance", "dependence"] = Field(
         "score", description="score: predictions (and metrics) for every row. importance: permutation feature "
         "importance on a sample of the rows with a target (target required); the job's result lists each "
-        "feature's mean, std and per-repeat decrease in score, most important first.")
+        "feature's mean, std and per-repeat decrease in score, most important first. dependence: partial "
+        "dependence and ICE curves of the chosen features (and a pair's heat map) on a sample of the rows.")
+    features: list[Annotated[str, Field(min_length=1, max_length=1000)]] | None = Field(
+        None, max_length=12, description="dependence: the inputs to draw (the model's first five when left out).")
+    pair: list[Annotated[str, Field(min_length=1, max_length=1000)]] | None = Field(
+        None, min_length=2, max_length=2, description="dependence: two inputs for a two-feature heat map.")
+    grid: int | None = Field(None, description="dependence: points per curve, 2 to 100 (20 when left out).")
     n_repeats: int | None = _ranged("n_repeats", "shuffles per feature, 5 when left out")
     max_rows: int | None = _ranged("max_rows", "at most this many rows with a target, drawn uniformly at "
                                    "random, 20,000 when left out")

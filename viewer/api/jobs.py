@@ -6,7 +6,7 @@ from flask import jsonify
 
 from ..http.auth import requester, role_required
 from ..http.responses import download_response
-from ..services import jobs, results, rows, submission
+from ..services import dependence, jobs, results, rows, submission
 from ..services.errors import ServiceError
 from .inputs import JobQuery, ResultsQuery, RowQuery, ScoreRequest
 from .outputs import Aggregates, Job, JobList, JobRow
@@ -41,8 +41,12 @@ def create_job():
     (and, for importance, options) are already pending, running or done (unless force). 409 while
     the dataset is not ready."""
     body = valid("json")
-    submission.check_importance_ranges(body.model_dump())  # for every kind: a wrong option is never ignored
     target = body.target or None
+    if body.kind == "dependence":
+        job, created = dependence.submit(body.model, body.dataset, requester(), features=body.features,
+                                         pair=body.pair, max_rows=body.max_rows, grid=body.grid, force=body.force)
+        return jsonify(jobs.serialize_job(job)), 202 if created else 200
+    submission.check_importance_ranges(body.model_dump())  # for every kind: a wrong option is never ignored
     if body.kind == "importance":
         job, created = submission.submit_importance(body.model, body.dataset, target, requester(), force=body.force,
                                                     n_repeats=body.n_repeats, max_rows=body.max_rows,

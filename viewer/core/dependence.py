@@ -73,7 +73,8 @@ def dependence(predictor: InputSchema, path: str | os.PathLike[str], columns: li
         key = name if by_name else position[name]
         categorical = _categorical(frame[name])
         found = partial_dependence(est, X, [key], kind="both", grid_resolution=grid, method="brute",
-                                   categorical_features=[key] if categorical else None, percentiles=(0.05, 0.95))
+                                   categorical_features=[key] if categorical else None, percentiles=(0.05, 0.95),
+                                   custom_values=_values(X, key, frame[name]) if categorical else None)
         values = found["grid_values"][0]
         average = np.asarray(found["average"])
         individual = np.asarray(found["individual"])[0][ice_rows]  # the first output's lines
@@ -87,8 +88,13 @@ def dependence(predictor: InputSchema, path: str | os.PathLike[str], columns: li
     if pair:
         keys = [p if by_name else position[p] for p in pair]
         categorical = [k for k, p in zip(keys, pair) if _categorical(frame[p])]
-        found = partial_dependence(est, X, [tuple(keys)], kind="average", grid_resolution=grid, method="brute",
-                                   categorical_features=categorical or None, percentiles=(0.05, 0.95))
+        custom = {}
+        for k, p in zip(keys, pair):
+            if k in categorical:
+                custom.update(_values(X, k, frame[p]))
+        found = partial_dependence(est, X, keys, kind="average", grid_resolution=grid, method="brute",
+                                   categorical_features=categorical or None, percentiles=(0.05, 0.95),
+                                   custom_values=custom or None)
         out["pair"] = {"names": list(pair), "grids": [_plain(v) for v in found["grid_values"]],
                        "average": [[_floats(r) for r in a] for a in np.asarray(found["average"])]}
         if progress is not None:
@@ -102,6 +108,14 @@ def _output(kind: str | None, classes: list[Any] | None) -> dict[str, Any]:
             return {"what": "probability", "classes": [_plain([classes[1]])[0]]}
         return {"what": "probability", "classes": _plain(list(classes))}
     return {"what": "prediction", "classes": None}
+
+
+def _values(X: Any, key: Any, column: pd.Series) -> dict[Any, np.ndarray]:
+    """A categorical input's grid: its most common values in the sample, missing values left out
+    (scikit-learn cannot sort text beside NaN), in the model's input's own type."""
+    source = X[key] if isinstance(X, pd.DataFrame) else column
+    counts = source.dropna().value_counts().head(MAX_CATEGORIES)
+    return {key: np.asarray(counts.index.tolist(), dtype=object)}
 
 
 def _categorical(column: pd.Series) -> bool:

@@ -121,7 +121,7 @@ def precheck(version: ModelVersion, dataset: Dataset, target: str | None, strict
     return found
 
 
-def _same_work(key: str, version: ModelVersion) -> Job | None:
+def same_work(key: str, version: ModelVersion) -> Job | None:
     """The newest pending, running or done job with this fingerprint for this model version (a
     version deleted and registered again with the same bytes gets jobs of its own, so its model
     card lists them)."""
@@ -145,7 +145,7 @@ def submit(model_ref: str, dataset_id: str, target: str | None, user: User | Non
         extra.append("\0segments:" + json.dumps(planned["defined"], sort_keys=True))
     key = fingerprint(version.sha256, dataset.id, target, [*kept, *extra])
     if not force:
-        existing = _same_work(key, version)
+        existing = same_work(key, version)
         if existing is not None:
             return existing, False
     params = {"model": version.ref, "model_name": version.model.name, "model_version": version.version,
@@ -227,7 +227,7 @@ def submit_importance(model_ref: str, dataset_id: str, target: str | None, user:
     key = hashlib.sha256("|".join(["importance", version.sha256, dataset.id, target]
                                   + [str(options[k]) for k in sorted(options)]).encode()).hexdigest()
     if not force:
-        existing = _same_work(key, version)
+        existing = same_work(key, version)
         if existing is not None:
             return existing, False
     params = {"model": version.ref, "model_name": version.model.name, "model_version": version.version,

@@ -263,7 +263,7 @@ def page(job_id: str):
     metrics = (job.result or {}).get("metrics") if job.state == "done" else None
     context = plot_context(job)
     drift = drift_context(job)
-    if drift.get("drift", {}).get("plot") or (job.result or {}).get("segments"):
+    if drift.get("drift", {}).get("plot") or (job.result or {}).get("segments") or job.kind == "dependence":
         context["bokeh_scripts"] = bokeh_urls()
     return render_template("jobs/job.html", job=job, subject=subject(job), status=status, metrics=metrics,
                            metric_rows=metric_rows(metrics),

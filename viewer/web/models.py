@@ -13,7 +13,7 @@ from ..http.auth import PROJECT_KEY, requester, role_required
 from ..infra.records import ALIAS_PATTERN, MODEL_NAME_PATTERN
 from ..services import hosts, jobs, predlog, projects, registry
 from ..services.errors import ServiceError
-from . import importance
+from . import dependence, importance
 from .forms import ConfirmForm, move_form, offset_arg
 
 bp = Blueprint("models", __name__, url_prefix="/models")
@@ -146,7 +146,7 @@ def render_version(found, importance_form: importance.ImportanceForm | None = No
                            parameter_groups=registry.parameter_groups(found.info or {}), usage=usage(found, card),
                            runtime=registry.runtime_versions(), jobs=jobs.of_model_version(found.id),
                            confirm=ConfirmForm(), log=predlog.summary(found.model),
-                           **importance.page_context(found, importance_form)), status
+                           **importance.page_context(found, importance_form), **dependence.page_context(found)), status
 
 
 @bp.get("/<name>/versions/<int:version>")
@@ -161,8 +161,16 @@ def start_importance(name: str, version: int):
     return importance.start(found, lambda form, status: render_version(found, form, status))
 
 
-# The job page draws an importance job's plot with this (templates/jobs/_importance.html).
+@bp.post("/<name>/versions/<int:version>/dependence")
+@role_required("scientist")
+def start_dependence(name: str, version: int):
+    return dependence.start(registry.resolve(registry.Ref(name, version=version)))
+
+
+# The job page draws an importance job's plot with this (templates/jobs/_importance.html), and
+# partial dependence with the next (templates/jobs/_dependence.html).
 bp.add_app_template_global(importance.importance_plot, "importance_plot")
+bp.add_app_template_global(dependence.dependence_view, "dependence_view")
 
 
 @bp.post("/<name>/versions/<int:version>/delete")
