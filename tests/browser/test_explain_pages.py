@@ -9,6 +9,8 @@ from tests.browser.site import JOBS
 from tests.browser.ui import UI
 from tests.support import wait_for_job
 
+pytestmark = pytest.mark.usefixtures("worker")
+
 
 def test_the_row_explorer_draws_why_and_opens_the_what_if(ui: UI, site):
     job = site.job("binary")
