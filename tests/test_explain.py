@@ -38,6 +38,16 @@ def _linear(loans):
         LogisticRegression(max_iter=1000)).fit(X, loans[TARGET])
 
 
+def _boosted(loans):
+    """HistGradientBoosting after a ColumnTransformer: numbers as they are, strings ordinal-coded
+    (unknown and missing values as -1)."""
+    return make_pipeline(ColumnTransformer([
+        ("numbers", "passthrough", NUMBERS),
+        ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                      encoded_missing_value=-1), CATEGORIES)]),
+        HistGradientBoostingClassifier(max_iter=20, random_state=0)).fit(loans[FEATURES], loans[TARGET])
+
+
 def _dataset(client, headers, loans) -> str:
     body = loans.to_csv(index=False).encode()
     response = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
@@ -100,11 +110,7 @@ def test_without_a_dataset_the_card_s_example_row_is_the_background(client, auth
 def test_tree_models_answer_in_their_raw_output(client, auth, loans):
     scientist = auth.bearer("scientist")
     X = loans[FEATURES]
-    boosted = make_pipeline(ColumnTransformer([
-        ("numbers", "passthrough", NUMBERS),
-        ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                      encoded_missing_value=-1), CATEGORIES)]),
-        HistGradientBoostingClassifier(max_iter=20, random_state=0)).fit(X, loans[TARGET])
+    boosted = _boosted(loans)
     upload_model(client, scientist, boosted, "boosted")
     numbers = loans[NUMBERS].fillna(0)
     forest = RandomForestRegressor(n_estimators=10, max_depth=6, random_state=0).fit(numbers, loans["income"].fillna(0))
@@ -172,11 +178,7 @@ def test_a_restarted_host_gets_the_background_again(app, client, auth, loans):
 def test_the_row_explorer_finds_a_row_by_id_or_number_and_says_why(app, client, auth, worker, loans):
     scientist = auth.bearer("scientist")
     X = loans[FEATURES]
-    model = make_pipeline(ColumnTransformer([
-        ("numbers", "passthrough", NUMBERS),
-        ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                      encoded_missing_value=-1), CATEGORIES)]),
-        HistGradientBoostingClassifier(max_iter=20, random_state=0)).fit(X, loans[TARGET])
+    model = _boosted(loans)
     upload_model(client, scientist, model, "boosted")
     dataset = _dataset(client, scientist, loans.drop(columns=["opened"]))
     from tests.support import wait_for_job

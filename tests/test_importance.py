@@ -140,8 +140,9 @@ def test_importance_from_the_page(client, auth, worker, problem):
     page = "/models/logit/versions/1"
     shown = page_text(client.get(page))
     assert "Compute importance" in shown and f'<option value="{dataset}">train.csv ({ROWS:,} rows)</option>' in shown
-    assert '<option value="label">' in shown  # suggested target; the model's inputs are not
-    assert '<option value="a">' not in shown
+    importance_form = shown[shown.index('id="importance"'):shown.index('id="dependence"')]
+    assert '<option value="label">' in importance_form  # suggested target; the model's inputs are not
+    assert '<option value="a">' not in importance_form
     action = "/models/logit/versions/1/importance"
 
     response = post_form(client, auth, page, action, dataset=dataset, target="label", n_repeats="2", max_rows="800")
@@ -197,7 +198,7 @@ def test_refusals_and_roles(app, client, auth, problem):
     assert "'max_rows' should be a valid integer" in refused(post({"target": "label", "max_rows": "9"}), 400, "bad_request")
     assert "'n_repeats' should be a valid integer" in refused(post({"target": "label", "n_repeats": True}), 400,
                                                        "bad_request")
-    assert "'kind' should be 'score' or 'importance'" in refused(post({"target": "label", "kind": "explain"}), 400, "bad_request")
+    assert "'kind' should be 'score', 'importance' or 'dependence'" in refused(post({"target": "label", "kind": "explain"}), 400, "bad_request")
     assert refused(post({"target": "label"}, auth.bearer("viewer")), 403, "forbidden")
 
     auth.login("viewer")

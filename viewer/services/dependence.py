@@ -12,8 +12,7 @@ from threadpoolctl import threadpool_limits
 from ..core import dependence as core
 from ..core.datasets import DatasetError
 from ..core.payload import PayloadError
-from ..infra.extensions import db
-from ..infra.records import Dataset, Job, User
+from ..infra.records import Job, User
 from . import datasets, jobs, registry, serving
 from .errors import ServiceError
 
@@ -69,12 +68,10 @@ def submit(model_ref: str, dataset_id: str, user: User | None, *, features: list
 
 def run(job_id: str, owner: str) -> None:
     """Progress counts the features drawn (and the pair); a cancelled job stops at the next one."""
-    job = db.session.get(Job, job_id)
-    version, dataset = job.model_version, db.session.get(Dataset, job.dataset_id) if job.dataset_id else None
-    if version is None or dataset is None or dataset.state != "ready":
-        jobs.fail(job_id, "The model version was deleted." if version is None
-                  else "The dataset was deleted or is not ready.")
+    found = jobs.model_and_dataset(job_id)
+    if found is None:
         return
+    job, version, dataset = found
     params = dict(job.params)
 
     def progress(done: int, total: int) -> None:

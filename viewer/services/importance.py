@@ -10,20 +10,16 @@ from threadpoolctl import threadpool_limits
 from ..core import importance
 from ..core.datasets import DatasetError
 from ..core.payload import PayloadError
-from ..infra.extensions import db
-from ..infra.records import Dataset, Job
 from . import datasets, jobs, serving
 
 
 def run(job_id: str, owner: str) -> None:
     """Progress is counted in rows predicted (sample x (1 + features x repeats)), written after
     each feature; a cancelled job stops at the next feature."""
-    job = db.session.get(Job, job_id)
-    version, dataset = job.model_version, db.session.get(Dataset, job.dataset_id) if job.dataset_id else None
-    if version is None or dataset is None or dataset.state != "ready":
-        jobs.fail(job_id, "The model version was deleted." if version is None
-                  else "The dataset was deleted or is not ready.")
+    found = jobs.model_and_dataset(job_id)
+    if found is None:
         return
+    job, version, dataset = found
     params = dict(job.params)
     per_step: dict[str, int] = {}
 

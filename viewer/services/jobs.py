@@ -33,7 +33,7 @@ from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 
 from ..infra.extensions import db
-from ..infra.records import FINAL_STATES, JOB_STATES, Job, JobChunk, User, utcnow
+from ..infra.records import FINAL_STATES, JOB_STATES, Dataset, Job, JobChunk, User, utcnow
 from ..infra.scope import is_mine, only_mine
 from . import kinds, projects
 from .artifacts import store
@@ -497,6 +497,18 @@ def fail_chunk(chunk: JobChunk, owner: str, reason: str) -> int | None:
 def chunks_left(job_id: str) -> int:
     return db.session.scalar(select(func.count()).select_from(JobChunk)
                              .where(JobChunk.job_id == job_id, JobChunk.state != "done")) or 0
+
+
+def model_and_dataset(job_id: str):
+    """(job, its model version, its dataset) for a single-task job over a model and a dataset,
+    or None after failing the job when either was deleted (or the dataset is not ready)."""
+    job = db.session.get(Job, job_id)
+    version, dataset = job.model_version, db.session.get(Dataset, job.dataset_id) if job.dataset_id else None
+    if version is None or dataset is None or dataset.state != "ready":
+        fail(job_id, "The model version was deleted." if version is None
+             else "The dataset was deleted or is not ready.")
+        return None
+    return job, version, dataset
 
 
 def run_single(job_id: str, owner: str, compute: Callable[[], dict], *, cancelled: type[Exception],
