@@ -48,8 +48,9 @@ def test_curves_are_scikit_learn_s_on_the_sample(client, auth, dependent):
     assert result["rows"] == len(loans) and result["output"] == {"what": "probability", "classes": [1]}
     X = loans[["loan_id", *FEATURES]]
     age, region = result["features"]
-    expected = partial_dependence(model, X, ["age"], grid_resolution=12, kind="average", percentiles=(0.05, 0.95))
-    assert age["grid"] == pytest.approx(expected["grid_values"][0].tolist())
+    grid = np.linspace(*np.percentile(X["age"], [5, 95]), 12)  # the 5th to the 95th percentile
+    assert age["grid"] == pytest.approx(grid.tolist())
+    expected = partial_dependence(model, X, ["age"], kind="average", custom_values={"age": grid})
     assert age["average"][0] == pytest.approx(expected["average"][0].tolist(), abs=1e-9)
     assert len(age["ice"]) == 50 and len(age["ice"][0]) == 12 and sum(age["distribution"]["counts"]) == len(loans)
     categories = X["region"].dropna().value_counts().index.tolist()  # missing values are not a grid point
@@ -63,6 +64,28 @@ def test_curves_are_scikit_learn_s_on_the_sample(client, auth, dependent):
     auth.login("viewer")
     html = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
     assert 'id="pd-0"' in html and 'id="pd-1"' in html and 'id="pd-pair"' in html and "describe the model" in html
+
+
+def test_a_regressor_and_an_input_with_missing_values(client, auth, dependent):
+    from sklearn.ensemble import RandomForestRegressor
+
+    loans, _model, dataset = dependent
+    scientist = auth.bearer("scientist")
+    X = loans[["amount", "income", "age"]]
+    forest = RandomForestRegressor(n_estimators=10, max_depth=5, random_state=0).fit(X.fillna(0), loans["age"])
+    regressor = make_pipeline(SimpleImputer(), forest).fit(X, loans["age"])
+    upload_model(client, scientist, regressor, "ages")
+    started = client.post("/api/v1/jobs", headers=scientist, json={"kind": "dependence", "model": "ages",
+                                                                   "dataset": dataset, "features": ["income"]})
+    job = wait_for_job(client, scientist, started.get_json()["id"])
+    assert job["state"] == "done", job["error"]
+    income = job["result"]["features"][0]
+    assert job["result"]["output"] == {"what": "prediction", "classes": None}
+    assert all(v is not None for v in income["grid"])  # income has missing values: none is a grid point
+    expected = partial_dependence(regressor, X, ["income"], kind="average",
+                                  custom_values={"income": np.asarray(income["grid"])})
+    assert income["average"][0] == pytest.approx(expected["average"][0].tolist(), abs=1e-9)
+
 
 
 def test_refusals_and_the_version_page_form(client, auth, dependent):

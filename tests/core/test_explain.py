@@ -217,3 +217,16 @@ def test_a_category_no_background_row_has_is_traced_to_its_column(loans):
                                ((Z[:, employment] - mean[employment]) * model[-1].coef_[0][employment]).sum(axis=1),
                                atol=1e-12)
     assert (explainer.owner >= 0).sum() == len(names)
+
+
+def test_a_product_of_two_columns_is_caught_even_when_the_first_rows_hide_it():
+    """flag is 0 in the background's first rows, so x * flag does not move with x there: the
+    probe's row of unusual values still shows that it depends on both columns."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=200), (rng.random(200) < 0.3).astype(float)])
+    X[:50:2, 1] = 0  # every probe row spread over the background has flag 0
+    model = make_pipeline(PolynomialFeatures(2, interaction_only=True, include_bias=False), LinearRegression()).fit(
+        X, X[:, 0] * X[:, 1] + X[:, 0])
+    explainer, _explained = _explain(model, X[60:62], X[:50], classifier=False, n_classes=0, has_proba=False,
+                                     budget=Budget(max_evaluations=200, seconds=5))
+    assert explainer.method == "sampling" and "depends on input columns 0 and 1" in explainer.reason

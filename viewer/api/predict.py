@@ -15,7 +15,7 @@ from flask import Blueprint, after_this_request, current_app, jsonify, request
 
 from ..infra.config import VERSION as __version__
 from ..core.payload import PayloadError, parse_mlflow
-from ..http.auth import allow_anonymous_if, public
+from ..http.auth import allow_anonymous_if, identity, public
 from ..services import predlog, serving
 from ..services.errors import ServiceError
 from ..services.registry import Ref
@@ -84,11 +84,14 @@ def begin(route: str) -> predlog.Call:
 def _predict(ref: str):
     call = begin("v1")
     served = serving.resolve(ref)
+    explain = serving.query_flag(request.args.get("explain"), "explain")
+    if explain and identity() is None:  # contributions are measured from the project's own rows
+        raise ServiceError("unauthorized", "unauthorized", "explain=true needs a token of the model's project: "
+                           "explanations are measured from the project's data, which anonymous callers do not see.")
     table = parse_mlflow(body(), request.content_type or "")
     try:
         result = serving.run(served, table, proba=serving.wants_proba(table.params, request.args.get("output") or None),
-                             strict=strict(), call=call,
-                             explain=serving.query_flag(request.args.get("explain"), "explain"))
+                             strict=strict(), call=call, explain=explain)
     except PayloadError as exc:
         if hasattr(exc, "warnings"):
             return refused(exc)

@@ -37,6 +37,8 @@ MAX_FEATURES = 12
 ICE_LINES = 50
 HISTOGRAM_BINS = 20
 MAX_CATEGORIES = 30
+PAIR_GRID = 25       # points per input of a pair's heat map (the pair costs grid^2 predictions per row)
+PAIR_ROWS = 2_000    # rows of the sample the pair is averaged over
 
 
 def dependence(predictor: InputSchema, path: str | os.PathLike[str], columns: list[str], chosen: Sequence[str],
@@ -54,7 +56,10 @@ def dependence(predictor: InputSchema, path: str | os.PathLike[str], columns: li
         raise PayloadError(f"{unknown[0][:100]!r} is not one of the model's inputs.", "UNKNOWN_FEATURE")
     if pair is not None and (len(pair) != 2 or pair[0] == pair[1]):
         raise PayloadError("A pair is two different inputs of the model.", "BAD_OPTION")
-    table, rows = sample_rows(path, max_rows, columns=columns, seed=seed)
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(path).names)  # a column the model drops may be absent
+    table, rows = sample_rows(path, max_rows, columns=[c for c in columns if c in present], seed=seed)
     if table.num_rows < 2:
         raise DatasetError("The dataset has fewer than 2 rows.")
     frame = to_frame(table)
@@ -72,9 +77,9 @@ def dependence(predictor: InputSchema, path: str | os.PathLike[str], columns: li
     for done, name in enumerate(chosen):
         key = name if by_name else position[name]
         categorical = _categorical(frame[name])
-        found = partial_dependence(est, X, [key], kind="both", grid_resolution=grid, method="brute",
-                                   categorical_features=[key] if categorical else None, percentiles=(0.05, 0.95),
-                                   custom_values=_values(X, key, frame[name]) if categorical else None)
+        found = partial_dependence(est, X, [key], kind="both", method="brute",
+                                   categorical_features=[key] if categorical else None,
+                                   custom_values=_values(X, key, frame[name], categorical, grid))
         values = found["grid_values"][0]
         average = np.asarray(found["average"])
         individual = np.asarray(found["individual"])[0][ice_rows]  # the first output's lines
@@ -90,11 +95,10 @@ def dependence(predictor: InputSchema, path: str | os.PathLike[str], columns: li
         categorical = [k for k, p in zip(keys, pair) if _categorical(frame[p])]
         custom = {}
         for k, p in zip(keys, pair):
-            if k in categorical:
-                custom.update(_values(X, k, frame[p]))
-        found = partial_dependence(est, X, keys, kind="average", grid_resolution=grid, method="brute",
-                                   categorical_features=categorical or None, percentiles=(0.05, 0.95),
-                                   custom_values=custom or None)
+            custom.update(_values(X, k, frame[p], k in categorical, min(grid, PAIR_GRID)))
+        rows_used = X.iloc[:PAIR_ROWS] if isinstance(X, pd.DataFrame) else X[:PAIR_ROWS]
+        found = partial_dependence(est, rows_used, keys, kind="average", method="brute",
+                                   categorical_features=categorical or None, custom_values=custom)
         out["pair"] = {"names": list(pair), "grids": [_plain(v) for v in found["grid_values"]],
                        "average": [[_floats(r) for r in a] for a in np.asarray(found["average"])]}
         if progress is not None:
@@ -110,12 +114,25 @@ def _output(kind: str | None, classes: list[Any] | None) -> dict[str, Any]:
     return {"what": "prediction", "classes": None}
 
 
-def _values(X: Any, key: Any, column: pd.Series) -> dict[Any, np.ndarray]:
-    """A categorical input's grid: its most common values in the sample, missing values left out
-    (scikit-learn cannot sort text beside NaN), in the model's input's own type."""
-    source = X[key] if isinstance(X, pd.DataFrame) else column
-    counts = source.dropna().value_counts().head(MAX_CATEGORIES)
-    return {key: np.asarray(counts.index.tolist(), dtype=object)}
+def _values(X: Any, key: Any, column: pd.Series, categorical: bool, grid: int) -> dict[Any, np.ndarray]:
+    """An input's grid, missing values left out (scikit-learn's own grid sorts NaN among the
+    values, or makes every point NaN): a categorical input's most common values in the sample, in
+    the model's input's own type; a numeric one's distinct values when there are at most ``grid``,
+    else ``grid`` points evenly from its 5th to its 95th percentile."""
+    source = X[key] if isinstance(X, pd.DataFrame) else (X[:, key] if isinstance(X, np.ndarray) else column)
+    source = pd.Series(source)
+    if categorical:
+        counts = source.dropna().value_counts().head(MAX_CATEGORIES)
+        return {key: np.asarray(counts.index.tolist(), dtype=object)}
+    values = pd.to_numeric(source, errors="coerce").to_numpy(dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        raise PayloadError(f"{str(column.name)[:100]!r} has no values in the sample.", "BAD_OPTION")
+    distinct = np.unique(values)
+    if len(distinct) <= grid:
+        return {key: distinct}
+    low, high = np.percentile(values, [5, 95])
+    return {key: np.linspace(low, high, grid) if high > low else distinct[:grid]}
 
 
 def _categorical(column: pd.Series) -> bool:

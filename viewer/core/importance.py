@@ -263,6 +263,9 @@ def _as_estimator(predictor: InputSchema):
         def predict(self, X):
             return predictor.predict(X)
 
+        def __sklearn_is_fitted__(self):  # scikit-learn's inspection tools check (partial_dependence)
+            return True
+
     def predict_proba(self, X):  # named: scikit-learn's scorers look methods up by name
         return predictor.predict_proba(X)
 

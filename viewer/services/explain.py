@@ -59,8 +59,9 @@ def explain_version(key: tuple[Any, str], version_of, predictor: InputSchema, X:
     if predictor.info.get("kind") not in ("classifier", "regressor"):
         raise PayloadError("Only classifiers' and regressors' predictions can be explained.", "UNSUPPORTED_OUTPUT")
     background, source = background_for(key, version_of, predictor)
-    explained = hosts.guarded(lambda: predictor.explain(X, background, budget()), label,
-                              key if key[0] is not None else None)
+    # An explanation that outruns its host's deadline is not the model failing its predictions: it
+    # does not count toward the version's quarantine (no version key).
+    explained = hosts.guarded(lambda: predictor.explain(X, background, budget()), label, None)
     return as_json(explained, predictor, list(_columns(predictor, X)), source)
 
 
@@ -173,14 +174,16 @@ def _complete(X: Any) -> Any:
 
 
 def _from_schema(version, predictor: InputSchema) -> tuple[Background, dict[str, Any]]:
-    """One row: the model card's example (a dataset's first row, else typical values)."""
-    example = registry.example_input(version)
-    row = example["row"]
-    columns = example.get("columns")
-    table = Table(columns=None, rows=[list(row)]) if columns is None else \
-        Table(columns=list(columns), rows=[[row[c] for c in columns]])
-    X = predictor.prepare(table)
-    source = {"source": example["source"], "rows": 1}
-    if example.get("dataset"):
-        source["dataset"] = example["dataset"]
-    return Background(f"schema:{version.sha256}", X), source
+    """One row of typical values from the model's schema (its recorded defaults, else its first
+    category): never a real row of a dataset, whose values an explanation would give away."""
+    info = version.info or {}
+    columns = registry.input_columns(info)
+    if columns is None:
+        n = int(info.get("n_features") or 1)
+        specs = [s for s in (info.get("input_schema") or [])[:n] if isinstance(s, dict)]
+        row = [s["default"] if isinstance(s.get("default"), (int, float)) else 0.0 for s in specs] + [0.0] * (n - len(specs))
+        table = Table(columns=None, rows=[row])
+    else:
+        values = registry.row_from_schema(info, columns)
+        table = Table(columns=list(columns), rows=[[values[c] for c in columns]])
+    return Background(f"schema:{version.sha256}", predictor.prepare(table)), {"source": "schema", "rows": 1}

@@ -518,7 +518,7 @@ def typical(value: Any) -> Any:
     return float(f"{value:.6g}") if isinstance(value, float) else value
 
 
-def _row_from_schema(info: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+def row_from_schema(info: dict[str, Any], columns: list[str]) -> dict[str, Any]:
     """A row of typical values: each column's recorded default, else its first category, else 0."""
     specs = {f["name"]: f for f in info.get("input_schema") or [] if isinstance(f, dict)}
     row: dict[str, Any] = {}
@@ -551,7 +551,7 @@ def example_input(version: ModelVersion) -> dict[str, Any]:
         row, dataset = found
         return {"payload": {"dataframe_records": [row]}, "row": row, "columns": columns, "source": "dataset",
                 "dataset": dataset.name}
-    row = _row_from_schema(info, columns)
+    row = row_from_schema(info, columns)
     return {"payload": {"dataframe_records": [row]}, "row": row, "columns": columns, "source": "schema",
             "dataset": None}
 

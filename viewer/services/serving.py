@@ -201,15 +201,15 @@ def _run(served: Served, table: Table, *, proba: bool, strict: bool, call: predl
             predicted = hosts.guarded(lambda: predictor.predict(X), served.ref, served.version_key)
             result = {"predictions": to_jsonable(predicted)}
     result["warnings"] = found + model_warnings(raised) if raised else found
-    if call is not None:
-        predlog.record(served.log, call, predictor.info, X, columns, predicted, probabilities)
     if explain == "optional":
         try:
             result["explanations"] = explaining.explain(served, predictor, X)
         except (PayloadError, ServiceError) as exc:
             result["explanation_error"] = exc.message
-    elif explain:
+    elif explain:  # before the log records the answer: a refused explanation is one error record
         result["explanations"] = explaining.explain(served, predictor, X)
+    if call is not None:
+        predlog.record(served.log, call, predictor.info, X, columns, predicted, probabilities)
     return result
 
 

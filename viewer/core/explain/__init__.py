@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import groups
+from ..payload import PayloadError
 from .methods import Budget, Linear, NotApplicable, Sampling, Tree
 
 __all__ = ["Background", "Budget", "Explained", "Explainer", "NOTE", "describe_output", "explainer_for", "from_wire", "to_wire"]
@@ -71,12 +72,14 @@ class Explainer:
         self.owner: np.ndarray | None = None
         self.exact: Linear | Tree | None = None
         self.sampling: Sampling | None = None
+        self.categories = {i: list(categories[name]) for i, name in enumerate(self.columns)
+                           if categories and name in categories}
         try:
-            self.categories = {i: list(categories[name]) for i, name in enumerate(self.columns)
-                               if categories and name in categories}
             self.exact, self.method, self.output_kind = self._exact(final, self.categories)
         except (NotApplicable, groups.NotSeparable) as exc:
-            self._fall_back(str(exc))
+            self.reason = str(exc)
+            self.sampling = self._sampler(self.reason)
+            self.method, self.output_kind = "sampling", self.sampling.output
 
     def _exact(self, final: Any, categories: dict[int, list[Any]]):
         module = type(final).__module__
@@ -121,34 +124,41 @@ class Explainer:
             if not (self.owner < 0).any():
                 return
 
-    def _fall_back(self, reason: str) -> None:
-        self.reason, self.exact, self.owner = reason, None, None
-        self.sampling = Sampling(self.model, self.background, self.classifier, self.n_classes, self.has_proba,
-                                 self.budget, self.seed)
-        self.method, self.output_kind = "sampling", self.sampling.output
+    def _sampler(self, reason: str) -> Sampling:
+        """The model-agnostic way, and why; a model it cannot explain either is a clear refusal."""
+        try:
+            sampler = Sampling(self.model, self.background, self.classifier, self.n_classes, self.has_proba,
+                               self.budget, self.seed)
+        except NotApplicable as exc:
+            raise PayloadError(f"This model's predictions cannot be explained: {exc}.", "CANNOT_EXPLAIN", 422) from None
+        sampler.reason = reason
+        return sampler
 
     def explain(self, X: Any, budget: Budget | None = None) -> Explained:
         if budget is not None:
             self.budget = budget
             if self.sampling is not None:
                 self.sampling.budget = budget
+        sampler = self.sampling
         if self.exact is not None:
             try:
                 Z = self._features(X)
                 per = self.exact.explain(Z)
                 self._trace(X, Z, per.values)
-            except (NotApplicable, groups.NotSeparable) as exc:  # e.g. not additive for this row
-                self._fall_back(str(exc))
+            except (NotApplicable, groups.NotSeparable) as exc:  # this request only (e.g. not additive for a row)
+                sampler = self._sampler(str(exc))
             else:
                 columns = np.zeros((len(per.values), len(self.columns)))
                 traced = self.owner >= 0
                 np.add.at(columns.T, self.owner[traced], per.values[:, traced].T)
                 other = per.values[:, ~traced].sum(axis=1)
                 return Explained(columns, other, per.base, per.output, per.classes, self.method, self.output_kind)
-        assert self.sampling is not None
-        per = self.sampling.explain(X)
+        try:
+            per = sampler.explain(X)
+        except NotApplicable as exc:
+            raise PayloadError(f"This model's predictions cannot be explained: {exc}.", "CANNOT_EXPLAIN", 422) from None
         return Explained(per.values, np.zeros(len(per.values)), per.base, per.output, per.classes, "sampling",
-                         self.output_kind, self.reason, dict(self.sampling.used))
+                         sampler.output, sampler.reason, dict(sampler.used))
 
 
 def _fast_head(head: list[Any]) -> Any:

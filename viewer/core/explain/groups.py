@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-PROBE_ROWS = 4
+PROBE_ROWS = 8
 MAX_CATEGORIES = 30
 
 
@@ -64,7 +64,7 @@ def dense(Z: Any) -> np.ndarray | None:
 def owners(head: Sequence[Any], background: Any, categories: dict[int, list[Any]] | None = None) -> np.ndarray:
     """For each feature after ``head``, the index of the input column it comes from (-1: it never
     moved in the probe). Raises ``NotSeparable`` when a feature moves with two columns."""
-    rows = _rows(background, slice(0, PROBE_ROWS))
+    rows = _probe_rows(background)
     before = dense(transform(head, rows))
     if before is None:
         raise NotSeparable("the preprocessing gives values that are not numbers")
@@ -124,6 +124,28 @@ def _probe(head: Sequence[Any], blocks: list[Any], whose: list[int]) -> tuple[np
         kept.append(c)
         found.append(z)
     return (np.concatenate(found) if found else None), kept
+
+
+def _probe_rows(background: Any) -> Any:
+    """Rows spread over the background, and one where every column is away from its usual value
+    (each number above the background's largest, each text its rarest value): a feature made of
+    two columns moves with both only where neither is 0 (or the reference category), which a
+    few real rows may never show."""
+    step = max(1, len(background) // PROBE_ROWS)
+    rows = _rows(background, slice(0, step * PROBE_ROWS, step))
+    unusual = _rows(background, slice(0, 1)).copy()
+    for c in range(background.shape[1]):
+        column = background.iloc[:, c] if isinstance(background, pd.DataFrame) else pd.Series(background[:, c])
+        present = column.dropna()
+        if not len(present):
+            continue
+        if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+            value = np.array([float(present.max()) + 1.0])
+        else:
+            value = np.array([present.value_counts().index[-1]], dtype=object)
+        changed = _with_column(unusual, c, value)
+        unusual = changed if changed is not None else unusual
+    return _concat([rows, unusual])
 
 
 def _rows(X: Any, which: Any) -> Any:

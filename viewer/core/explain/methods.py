@@ -92,7 +92,8 @@ class Linear:
         if not np.isfinite(self.mean).all():
             raise NotApplicable("its background features hold missing values")
         computed = numbers @ self.coef.T + self.intercept
-        if not np.allclose(computed, _outputs(self.raw(background)), rtol=1e-9, atol=1e-9):
+        own = _outputs(self.raw(background))
+        if own.shape != computed.shape or not np.allclose(computed, own, rtol=1e-9, atol=1e-9):
             raise NotApplicable("its output is not its coefficients' sum")
 
     def explain(self, Z: Any) -> PerRow:
@@ -193,6 +194,7 @@ class Sampling:
         self.background, self.classifier, self.n_classes = background, classifier, n_classes
         self.budget, self.seed = budget, seed
         self.used: dict[str, Any] = {}
+        self.reason: str | None = None  # why this model is sampled (the explainer says)
 
     def explain(self, X: Any) -> PerRow:
         n, d = X.shape
@@ -205,7 +207,8 @@ class Sampling:
         for i in range(n):
             total, start_total, done = np.zeros(d), 0.0, 0
             while done < pairs:
-                batch = min(16, pairs - done)
+                # past the time limit, a row gets its one pair and no more
+                batch = 1 if time.monotonic() - started > self.budget.seconds else min(16, pairs - done)
                 deltas, starts = self._walks(X, i, column[i], batch, done, rng)
                 total += deltas
                 start_total += starts

@@ -316,9 +316,12 @@ def _rows_of(kind: str, y_true, y_pred, classes, score, threshold, start_row: in
         decided = score >= (0.5 if threshold is None else threshold)
         positive = true == 1
         rows.confusion = np.where(known, np.where(decided, np.where(positive, 0, 1), np.where(positive, 2, 3)), -1)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             logit = np.log(score) - np.log1p(-score)
-        bins = np.clip(((logit + LOGIT_RANGE) / (2 * LOGIT_RANGE) * BINS).astype(np.int64), 0, BINS - 1)
+        # a probability of exactly 0 or 1 (a forest's) is an infinite log-odds: the end bins, never a cast of inf
+        logit = np.clip(np.nan_to_num(logit, nan=0.0, posinf=LOGIT_RANGE, neginf=-LOGIT_RANGE),
+                        -LOGIT_RANGE, LOGIT_RANGE)
+        bins = np.minimum(((logit + LOGIT_RANGE) / (2 * LOGIT_RANGE) * BINS).astype(np.int64), BINS - 1)
         rows.hist = np.where(known, positive.astype(np.int64) * BINS + bins, -1)
     return rows
 

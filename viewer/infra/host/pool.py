@@ -371,6 +371,8 @@ class HostedPredictor(InputSchema):
                         continue
                     raise _refusal(frame.meta, self.label)
                 try:
+                    if frame.array is None:
+                        raise ValueError("no table of values")
                     return from_wire(frame.array, frame.meta, len(X), X.shape[1], len(self.classes or ()))
                 except ValueError as exc:
                     host.kill()
