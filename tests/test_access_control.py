@@ -67,6 +67,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "models.release"): "admin",
     ("POST", "models.serve_with"): "scientist",
     ("POST", "models.start_importance"): "scientist",
+    ("POST", "models.start_dependence"): "scientist",
     ("GET", "predict.page"): "viewer",
     ("POST", "predict.page"): "viewer",
     ("GET", "datasets.index"): "viewer",

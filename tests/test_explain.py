@@ -156,6 +156,11 @@ def test_refusals_name_the_problem(client, auth, loans):
     assert too_many["error_code"] == "TOO_MANY_ROWS" and "at most 100 rows" in too_many["message"]
     bad = _explain(client, scientist, "loans", rows[:1], status=400, explain="maybe")
     assert "'explain' must be true or false" in bad["message"]
+    client.patch("/api/v1/models/loans", headers=auth.bearer("admin"), json={"anonymous_predict": True})
+    anonymous = client.post("/api/v1/models/loans/predict", query_string={"explain": "true"},
+                            json={"dataframe_records": rows[:1]})
+    assert anonymous.status_code == 401 and "needs a token of the model's project" in anonymous.get_json()["message"]
+    assert client.post("/api/v1/models/loans/predict", json={"dataframe_records": rows[:1]}).status_code == 200
     upload_model(client, scientist, KMeans(n_clusters=2, n_init=1, random_state=0).fit(np.eye(4)), "clusters")
     response = client.post("/api/v1/models/clusters/predict", headers=scientist, query_string={"explain": "true"},
                            json={"inputs": [[0, 0, 0, 1]]})

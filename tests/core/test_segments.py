@@ -196,3 +196,17 @@ def test_fairness_gaps_equal_fairlearn_s_for_one_column_and_for_intersections(tm
         demographic_parity_difference(y, decided, sensitive_features=sensitive), abs=1e-12)
     assert both["equalized_odds_difference"]["value"] == pytest.approx(
         equalized_odds_difference(y, decided, sensitive_features=sensitive), abs=1e-12)
+
+
+def test_probabilities_of_exactly_0_and_1_land_in_the_end_bins(tmp_path):
+    """A forest's scores are often exactly 0 or 1 (an infinite log-odds): its AUC is still sklearn's."""
+    rng = np.random.default_rng([3, 1])
+    frame = loan_table(3000, seed=3).drop(columns=["opened"])
+    y = rng.integers(0, 2, len(frame))
+    score = np.clip(np.where(y == 1, 0.8, 0.2) + rng.normal(0, 0.4, len(frame)), 0, 1)  # a third exactly 0 or 1
+    assert ((score == 0) | (score == 1)).mean() > 0.2
+    frame[TARGET] = y
+    planned, table = _plan(tmp_path, frame)
+    counts = _counts(planned, table, "classifier", y, (score >= 0.5).astype(int), [0, 1], score)
+    found = report.table(planned, counts, "classifier")
+    assert found["overall"]["roc_auc"] == pytest.approx(roc_auc_score(y, score), abs=1e-3)

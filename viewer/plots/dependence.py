@@ -19,7 +19,7 @@ ICE_COLOR = "#9aa3b5"
 def feature_figure(feature: dict[str, Any], output: str):
     """The average and the ICE lines over the feature's grid, and its distribution beneath."""
     categorical = feature["categorical"]
-    grid = [_label(v) for v in feature["grid"]] if categorical else feature["grid"]
+    grid = _labels(feature["grid"]) if categorical else feature["grid"]
     average = feature["average"][0]
     options: dict[str, Any] = {"x_range": grid} if categorical else {}
     top = base_figure(f"{feature['name']}: partial dependence and {len(feature['ice'])} ICE lines",
@@ -55,10 +55,20 @@ def _label(value: Any) -> str:
     return "missing" if value is None else str(value)
 
 
+def _labels(values: list[Any]) -> list[str]:
+    """Axis factors for a grid, with as many digits as it takes to keep them apart (Bokeh refuses
+    a range with a factor twice)."""
+    for digits in (4, 6, 9, 12, 17):
+        labels = [f"{v:.{digits}g}" if isinstance(v, float) else ("missing" if v is None else str(v)) for v in values]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{label} ({i})" for i, label in enumerate(labels)]
+
+
 def pair_figure(pair: dict[str, Any], output: str):
     """The average over the two features' grid as a heat map (the first output)."""
     first, second = pair["names"]
-    xs, ys = [_label(v) for v in pair["grids"][0]], [_label(v) for v in pair["grids"][1]]
+    xs, ys = _labels(pair["grids"][0]), _labels(pair["grids"][1])
     values = pair["average"][0]
     cells = {"x": [], "y": [], "v": [], "text": []}
     for i, x in enumerate(xs):

@@ -17,10 +17,9 @@ import time
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from flask import current_app
 
-from ..core.explain import NOTE, Background, Budget, Explained
+from ..core.explain import NOTE, Background, Budget, Explained, columns_of
 from ..core.payload import PayloadError, Table
 from ..core.predictor import InputSchema, to_jsonable
 from . import hosts, monitoring, registry
@@ -62,16 +61,7 @@ def explain_version(key: tuple[Any, str], version_of, predictor: InputSchema, X:
     # An explanation that outruns its host's deadline is not the model failing its predictions: it
     # does not count toward the version's quarantine (no version key).
     explained = hosts.guarded(lambda: predictor.explain(X, background, budget()), label, None)
-    return as_json(explained, predictor, list(_columns(predictor, X)), source)
-
-
-def _columns(predictor: InputSchema, X: Any) -> list[str]:
-    frame = X.frame if hasattr(X, "frame") else X
-    if isinstance(frame, pd.DataFrame):
-        return [str(c) for c in frame.columns]
-    names = predictor.feature_names
-    return [str(n) for n in names] if names is not None and len(names) == frame.shape[1] \
-        else [f"x{i}" for i in range(frame.shape[1])]
+    return as_json(explained, predictor, columns_of(predictor, X.frame if hasattr(X, "frame") else X), source)
 
 
 def as_json(explained: Explained, predictor: InputSchema, columns: list[str], source: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from flask import current_app
+
 from ..core.datasets.reading import read_row_group, to_frame
 from ..core.payload import PayloadError
 from ..core.scoring import PREDICTION_COLUMN, ROW_COLUMN, TARGET_COLUMN, features
@@ -97,6 +99,8 @@ def detail(job: Job, row: int) -> dict[str, Any]:
         return out
     try:
         predictor = serving.predictor_for(version)
+        if hasattr(predictor, "with_timeout"):  # a page's request, not a job's chunk: the request deadline
+            predictor = predictor.with_timeout(float(current_app.config.get("HOST_TIMEOUT_SECONDS", 30)))
         X = features(predictor, frame, (job.params or {}).get("target"))
         explanations = explain.explain_version((version.model.project_id, version.sha256), lambda: version,
                                                predictor, X, version.ref)

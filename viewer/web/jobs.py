@@ -279,7 +279,7 @@ def row(job_id: str):
     found = error = why = None
     status = 200
     try:
-        if column is None and not value.isdigit():
+        if column is None and not (value.isascii() and value.isdigit() and len(value) <= 18):
             raise ServiceError("invalid", "bad_request", "Give a row number (0, 1, 2, ...)" + (
                 ", or choose an ID column to find the row by its ID." if (job.params or {}).get("passthrough") else "."))
         number = rows.find(job, row=int(value) if column is None else None, column=column, value=value)
@@ -303,7 +303,7 @@ def _what_if(job, found) -> str | None:
     if not found or not found["inputs"] or version is None:
         return None
     fields = {f"f:{k}": "" if v is None else v for k, v in found["inputs"].items()
-              if k in set(version.info.get("feature_names") or ())}
+              if k in set((version.info or {}).get("feature_names") or ())}
     return url_for("predict.page", name=version.model.name, version=version.version, **fields)
 
 

@@ -19,6 +19,7 @@ from .forms import ConfirmForm
 
 bp = Blueprint("predict", __name__, url_prefix="/models")
 MAX_PAGE_ROWS = 200
+EXPLANATION_KEY = "whatif:explanation"
 
 
 def _field_value(feature: dict, raw: str | None, errors: dict[str, str]):
@@ -109,11 +110,13 @@ def page(name: str, version: int):
         if explained:
             row = explained["rows"][0]
             label = describe_output(explained["output"], row["class"])
-            before = (previous or {}).get("explanation")
+            kept = session.get(EXPLANATION_KEY) or {}
+            before = kept.get("row") if kept.get("model") == record.sha256 else None
             why = {"label": label, "row": row, "plot": json_item(waterfall(row, label, before)),
                    "explained": explained, "before": before,
                    "top": sorted(row["contributions"].items(), key=lambda kv: -abs(kv[1] or 0.0))[:TOP]}
-            session[key] = {**session[key], "explanation": _kept(row)}
+            # one slot for every model: the cookie stays small however many models a user tries
+            session[EXPLANATION_KEY] = {"model": record.sha256, "row": _kept(row)}
     return render_template("models/predict.html", v=record, schema=schema, unused=unused, values=values, errors=errors,
                            error=error, result=result, rows_result=rows_result, plot=plot, why=why, mode=mode,
                            form=form, bokeh_scripts=bokeh_urls() if plot or why else []), status
@@ -124,4 +127,4 @@ def _kept(row: dict) -> dict:
     baseline, the output and the largest contributions."""
     largest = sorted(row["contributions"].items(), key=lambda kv: -abs(kv[1] or 0.0))[:TOP + 3]
     return {"base": round(row["base"], 6), "output": round(row["output"], 6),
-            "contributions": {k[:80]: round(v or 0.0, 6) for k, v in largest}}
+            "contributions": {k: round(v or 0.0, 6) for k, v in largest if len(k) <= 200}}

@@ -64,12 +64,13 @@ def plan(columns: Sequence[dict[str, Any]], *, skip: Iterable[str] = (), first: 
             planned.append(spec)
         if len(planned) == MAX_COLUMNS:
             break
-    names = {c["name"] for c in columns if isinstance(c, dict)}
-    return {"columns": planned, "defined": [check_defined(d, names) for d in defined][:MAX_SEGMENTS_DEFINED]}
+    kinds = {c["name"]: c.get("kind") for c in columns if isinstance(c, dict)}
+    return {"columns": planned, "defined": [check_defined(d, kinds) for d in defined][:MAX_SEGMENTS_DEFINED]}
 
 
 def _column_plan(info: dict[str, Any]) -> dict[str, Any] | None:
-    top = [v["value"] for v in info.get("top_values") or [] if v.get("value") is not None]
+    ranked = sorted(info.get("top_values") or [], key=lambda v: -(v.get("count") or 0))  # numbers come by value
+    top = [v["value"] for v in ranked if v.get("value") is not None]
     if info.get("kind") in ("categorical", "boolean") or (info.get("kind") == "numeric" and top):
         if len(top) < 2 and not info.get("nulls"):
             return None
@@ -110,8 +111,9 @@ def _num(value: float) -> str:
     return f"{value:,.6g}"
 
 
-def check_defined(segment: dict[str, Any], names: set[str]) -> dict[str, Any]:
-    """A user-defined segment, checked: a name and 1 to 4 conditions on the dataset's columns."""
+def check_defined(segment: dict[str, Any], names: dict[str, Any] | set[str]) -> dict[str, Any]:
+    """A user-defined segment, checked: a name and 1 to 4 conditions on the dataset's columns
+    (``names``: the columns, or column -> kind; a comparison of order needs a numeric column)."""
     name = str(segment.get("name") or "").strip()[:80]
     conditions = segment.get("conditions")
     if not name or not isinstance(conditions, list) or not 1 <= len(conditions) <= 4:
@@ -130,6 +132,10 @@ def check_defined(segment: dict[str, Any], names: set[str]) -> dict[str, Any]:
         if c["op"] in ("<", "<=", ">", ">=") and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                                       and math.isfinite(value)):
             raise SegmentError(f"Segment {name!r}: {c['op']} compares with a number.")
+        if c["op"] in ("<", "<=", ">", ">=") and isinstance(names, dict) and names.get(c["column"]) not in (
+                "numeric", None):
+            raise SegmentError(f"Segment {name!r}: {c['column']!r} holds {names[c['column']]} values, which {c['op']} "
+                               "cannot compare; use == or in.")
         checked.append({"column": c["column"], "op": c["op"], "value": value})
     return {"name": name, "conditions": checked}
 
@@ -187,8 +193,8 @@ def matches(segment: dict[str, Any], table: pa.Table) -> np.ndarray:
         value = c["value"]
         try:
             if c["op"] == "in":
-                values = [v for v in value]
-                held = pc.is_in(pc.cast(column, pa.string()), value_set=pc.cast(pa.array(values), pa.string()))
+                values = [str(v).lower() if isinstance(v, bool) else str(v) for v in value]
+                held = pc.is_in(pc.cast(column, pa.string()), value_set=pa.array(values, type=pa.string()))
             elif c["op"] in ("==", "!="):
                 held = pc.equal(pc.cast(column, pa.string()), pa.scalar(str(value) if not isinstance(value, bool)
                                                                         else str(value).lower()))

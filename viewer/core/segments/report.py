@@ -181,10 +181,10 @@ def weak(planned: dict[str, Any], counts: Counts, kind: str, pair_counts: dict[t
         if odd["labelled"] < support or odd_total["labelled"] - odd["labelled"] < support:
             continue
         p = _p_worse(kind, odd, {k: odd_total[k] - odd[k] for k in fields})
-        if p is not None:
+        if p is not None:  # its figures are the tested half's: the other half chose it
             tested.append({"index": None, "conditions": [{"column": names[a][0], "label": names[a][1]},
                                                          {"column": names[b][0], "label": names[b][1]}],
-                           "p": p, "counts": row})
+                           "p": p, "counts": odd, "half": True})
     kept = benjamini_hochberg([t["p"] for t in tested], FDR)
     overall = _metric(kind, total)["metric"]
     found = []
@@ -192,10 +192,12 @@ def weak(planned: dict[str, Any], counts: Counts, kind: str, pair_counts: dict[t
         if not keep:
             continue
         figures = _metric(kind, t["counts"])
-        gap = None if figures["metric"] is None or overall is None else (
-            overall - figures["metric"] if kind == "classifier" else figures["metric"] - overall)
+        base = _metric(kind, odd_total)["metric"] if t.get("half") else overall
+        gap = None if figures["metric"] is None or base is None else (
+            base - figures["metric"] if kind == "classifier" else figures["metric"] - base)
         found.append({"conditions": t["conditions"], "rows": int(t["counts"]["rows"]),
-                      "labelled": int(t["counts"]["labelled"]), **figures, "gap": gap, "p": t["p"], "q": q})
+                      "labelled": int(t["counts"]["labelled"]), **figures, "gap": gap, "p": t["p"], "q": q,
+                      "half": bool(t.get("half"))})
     found.sort(key=lambda f: -(f["gap"] or 0.0))
     return {"fdr": FDR, "min_support": support, "tested": len(tested), "found": found,
             "tested_pairs": len(tested) - n_singles}
